@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs the Python reference stack (scripts/requirements-reference.txt) into .venv-ref.
+# Only needed to (re)generate references; the tests and CI use the committed ones.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+venv=${EMBCHECK_REF_VENV:-.venv-ref}
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+"$venv/bin/python" -m pip install -q --upgrade pip
+"$venv/bin/python" -m pip install -q -r scripts/requirements-reference.txt
+"$venv/bin/python" - <<'PY'
+import torch, transformers, sentence_transformers, FlagEmbedding  # noqa: F401  fail here, not later
+print("reference stack:", "torch", torch.__version__, "transformers", transformers.__version__,
+      "sentence-transformers", sentence_transformers.__version__)
+PY

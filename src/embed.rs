@@ -1,0 +1,103 @@
+//! The batched embedding engine: tokenize, sort by length, run the encoder batch by batch, apply each
+//! pipeline's head, restore input order.
+
+use std::collections::HashMap;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::error::{ComputeContext, Result};
+use crate::model::Model;
+use crate::pipeline::{Pipeline, PipelineKind, Vector};
+
+/// One pipeline's outputs for a list of texts, in input order.
+#[derive(Debug, Clone)]
+pub struct Embeddings {
+    /// Which pipeline made them.
+    pub pipeline: PipelineKind,
+    /// One output per text.
+    pub vectors: Vec<Vector>,
+    /// The token ids each text was encoded as (special tokens included, after truncation).
+    pub input_ids: Vec<Vec<u32>>,
+}
+
+/// How to batch.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchOptions {
+    /// Texts per encoder call.
+    pub batch_size: usize,
+    /// Show a progress bar on stderr (it stays hidden when stderr is not a terminal).
+    pub progress: bool,
+}
+
+impl Default for BatchOptions {
+    fn default() -> Self {
+        BatchOptions { batch_size: 32, progress: false }
+    }
+}
+
+/// Runs several pipelines over `texts`. Pipelines that tokenize alike share one encoder pass.
+pub fn embed_many(model: &Model, pipelines: &[Pipeline], texts: &[String], opts: BatchOptions) -> Result<Vec<Embeddings>> {
+    let mut results: Vec<Option<Embeddings>> = vec![None; pipelines.len()];
+    // Group pipelines by (text preparation, max length): their token ids, so hidden states, are identical.
+    let mut groups: Vec<((&crate::pipeline::TextPrep, usize), Vec<usize>)> = Vec::new();
+    for (i, p) in pipelines.iter().enumerate() {
+        match groups.iter_mut().find(|(k, _)| *k == (&p.prep, p.max_length)) {
+            Some((_, members)) => members.push(i),
+            None => groups.push(((&p.prep, p.max_length), vec![i])),
+        }
+    }
+    let bar = progress_bar(opts.progress, (texts.len() * groups.len()) as u64);
+    for ((prep, max_length), members) in groups {
+        let prepared: Vec<String> = texts.iter().map(|t| prep.apply(t)).collect();
+        let ids = model.tokenizer.encode_all(&prepared, max_length)?;
+        let mut outputs: HashMap<usize, Vec<Option<Vector>>> = members.iter().map(|&m| (m, vec![None; texts.len()])).collect();
+        for_each_batch(model, &ids, opts.batch_size, |index, tokens, h| {
+            for &m in &members {
+                let v = pipelines[m].apply(tokens, &ids[index], h)?;
+                outputs.get_mut(&m).expect("member")[index] = Some(v);
+            }
+            bar.inc(1);
+            Ok(())
+        })?;
+        for m in members {
+            let vectors = outputs.remove(&m).expect("member").into_iter().map(|v| v.expect("every text")).collect();
+            results[m] = Some(Embeddings { pipeline: pipelines[m].kind, vectors, input_ids: ids.clone() });
+        }
+    }
+    bar.finish_and_clear();
+    Ok(results.into_iter().map(|r| r.expect("every pipeline")).collect())
+}
+
+/// Runs the encoder over `ids` in length-sorted batches (longest first, as FlagEmbedding does) and calls
+/// `f(text index, hidden rows of that text, hidden size)` for every text.
+pub fn for_each_batch(
+    model: &Model,
+    ids: &[Vec<u32>],
+    batch_size: usize,
+    mut f: impl FnMut(usize, &[f32], usize) -> Result<()>,
+) -> Result<()> {
+    let mut order: Vec<usize> = (0..ids.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(ids[i].len()));
+    for chunk in order.chunks(batch_size.max(1)) {
+        let batch: Vec<Vec<u32>> = chunk.iter().map(|&i| ids[i].clone()).collect();
+        let hidden = model.hidden_states(&batch)?;
+        let (_, l, h) = hidden.dims3().context(|| "hidden states".into())?;
+        let flat: Vec<f32> = hidden.flatten_all().and_then(|t| t.to_vec1()).context(|| "hidden states".into())?;
+        for (j, &i) in chunk.iter().enumerate() {
+            let n = ids[i].len();
+            f(i, &flat[j * l * h..(j * l + n) * h], h)?;
+        }
+    }
+    Ok(())
+}
+
+fn progress_bar(show: bool, len: u64) -> ProgressBar {
+    if !show || len < 64 {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    if let Ok(style) = ProgressStyle::with_template("{spinner} {pos}/{len} texts {wide_bar} {eta}") {
+        bar.set_style(style);
+    }
+    bar
+}

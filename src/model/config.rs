@@ -1,0 +1,143 @@
+//! `config.json`, parsed once into a plain value with the transformers class defaults filled in
+//! (transformers 5 omits keys equal to their defaults).
+
+use std::path::Path;
+
+use candle_nn::Activation;
+use serde::Deserialize;
+
+use crate::error::{read_json, Error, Result};
+
+/// The encoder families embcheck runs. Chosen from `config.json`'s `model_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// `bert`: positions 0..L.
+    Bert,
+    /// `xlm-roberta` (and `roberta`, `camembert`): positions counted from `pad_token_id + 1`.
+    XlmRoberta,
+}
+
+/// The encoder's hyper-parameters.
+#[derive(Debug, Clone)]
+pub struct EncoderConfig {
+    /// The model family.
+    pub family: Family,
+    /// Rows of the word-embedding table.
+    pub vocab_size: usize,
+    /// Width of the hidden states.
+    pub hidden_size: usize,
+    /// Transformer layers.
+    pub num_hidden_layers: usize,
+    /// Attention heads per layer.
+    pub num_attention_heads: usize,
+    /// Width of the feed-forward layer.
+    pub intermediate_size: usize,
+    /// Feed-forward activation (`gelu` is the erf form).
+    pub hidden_act: Activation,
+    /// Rows of the position table.
+    pub max_position_embeddings: usize,
+    /// Rows of the token-type table.
+    pub type_vocab_size: usize,
+    /// LayerNorm epsilon.
+    pub layer_norm_eps: f64,
+    /// Padding id; XLM-R positions start after it.
+    pub pad_token_id: u32,
+}
+
+#[derive(Deserialize)]
+struct Raw {
+    model_type: Option<String>,
+    vocab_size: Option<usize>,
+    hidden_size: Option<usize>,
+    num_hidden_layers: Option<usize>,
+    num_attention_heads: Option<usize>,
+    intermediate_size: Option<usize>,
+    hidden_act: Option<serde_json::Value>,
+    max_position_embeddings: Option<usize>,
+    type_vocab_size: Option<usize>,
+    layer_norm_eps: Option<f64>,
+    pad_token_id: Option<u32>,
+    position_embedding_type: Option<String>,
+}
+
+impl EncoderConfig {
+    /// Parses `config.json`. Unknown `model_type`s and unsupported settings are errors naming the file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let raw: Raw = read_json(path)?;
+        let model_type = raw.model_type.as_deref().unwrap_or("");
+        let family = match model_type {
+            "bert" => Family::Bert,
+            "xlm-roberta" | "roberta" | "camembert" => Family::XlmRoberta,
+            other => {
+                return Err(Error::input(
+                    path,
+                    format!("model_type {other:?} is not supported (expected \"bert\" or \"xlm-roberta\")"),
+                ))
+            }
+        };
+        if let Some(p) = raw.position_embedding_type.as_deref() {
+            if p != "absolute" {
+                return Err(Error::input(path, format!("position_embedding_type {p:?} is not supported (expected \"absolute\")")));
+            }
+        }
+        let hidden_act = match raw.hidden_act {
+            None => Activation::Gelu,
+            Some(v) => serde_json::from_value(v.clone()).map_err(|_| {
+                Error::input(path, format!("hidden_act {v} is not supported (expected gelu, gelu_new, relu, ...)"))
+            })?,
+        };
+        // transformers' BertConfig / XLMRobertaConfig defaults.
+        let cfg = EncoderConfig {
+            family,
+            vocab_size: raw.vocab_size.unwrap_or(30522),
+            hidden_size: raw.hidden_size.unwrap_or(768),
+            num_hidden_layers: raw.num_hidden_layers.unwrap_or(12),
+            num_attention_heads: raw.num_attention_heads.unwrap_or(12),
+            intermediate_size: raw.intermediate_size.unwrap_or(3072),
+            hidden_act,
+            max_position_embeddings: raw.max_position_embeddings.unwrap_or(512),
+            type_vocab_size: raw.type_vocab_size.unwrap_or(2),
+            layer_norm_eps: raw.layer_norm_eps.unwrap_or(1e-12),
+            pad_token_id: raw.pad_token_id.unwrap_or(match family {
+                Family::Bert => 0,
+                Family::XlmRoberta => 1,
+            }),
+        };
+        if cfg.num_attention_heads == 0 || cfg.hidden_size % cfg.num_attention_heads != 0 {
+            return Err(Error::input(
+                path,
+                format!("hidden_size {} is not a multiple of num_attention_heads {}", cfg.hidden_size, cfg.num_attention_heads),
+            ));
+        }
+        Ok(cfg)
+    }
+
+    /// The most tokens (special tokens included) the position table can encode.
+    pub fn max_tokens(&self) -> usize {
+        match self.family {
+            Family::Bert => self.max_position_embeddings,
+            Family::XlmRoberta => self.max_position_embeddings.saturating_sub(self.pad_token_id as usize + 1),
+        }
+    }
+
+    /// Position ids for one unpadded sequence of `ids`, computed exactly in integers.
+    ///
+    /// XLM-R: `cumsum(ids != pad) * (ids != pad) + pad`, as transformers does; BERT: `0..len`.
+    pub fn position_ids(&self, ids: &[u32], out: &mut Vec<u32>) {
+        match self.family {
+            Family::Bert => out.extend(0..ids.len() as u32),
+            Family::XlmRoberta => {
+                let pad = self.pad_token_id;
+                let mut count = 0u32;
+                out.extend(ids.iter().map(|&id| {
+                    if id == pad {
+                        pad
+                    } else {
+                        count += 1;
+                        count + pad
+                    }
+                }));
+            }
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! The BERT / XLM-RoBERTa encoder, written on candle's building blocks.
+//!
+//! Why not `candle_transformers::models::{bert, xlm_roberta}` as they are: their XLM-R computes position ids
+//! with a cumsum in the model dtype (exact only to 256 tokens in bf16, 2048 in f16) and adds an f32 mask to
+//! half-precision scores, and their BERT turns the attention mask into NaN in f16/bf16. The weight names and
+//! the arithmetic are the same; `tests/encoder_vs_candle.rs` checks both families against them in f32.
+
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{Activation, Embedding, LayerNorm, VarBuilder};
+
+use super::config::EncoderConfig;
+use crate::error::{ComputeContext, Error, Result};
+
+/// A linear layer applied to `[..., in]` by flattening to 2-D (one large matmul instead of a batched one).
+#[derive(Debug, Clone)]
+pub struct Dense {
+    weight: Tensor,
+    bias: Option<Tensor>,
+}
+
+impl Dense {
+    /// Loads `weight` `[out, in]` and `bias` `[out]`.
+    pub fn load(vb: &VarBuilder, d_in: usize, d_out: usize) -> candle_core::Result<Self> {
+        let weight = vb.get((d_out, d_in), "weight")?;
+        let bias = vb.get(d_out, "bias").ok();
+        Ok(Dense { weight, bias })
+    }
+
+    /// Wraps tensors already loaded.
+    pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
+        Dense { weight, bias }
+    }
+
+    /// `x W^T + b`.
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let d_in = *dims.last().unwrap_or(&0);
+        let rows = x.elem_count() / d_in.max(1);
+        let y = x.reshape((rows, d_in))?.matmul(&self.weight.t()?)?;
+        let y = match &self.bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        };
+        let mut out_dims = dims;
+        *out_dims.last_mut().unwrap() = self.weight.dim(0)?;
+        y.reshape(out_dims)
+    }
+}
+
+struct Layer {
+    query: Dense,
+    key: Dense,
+    value: Dense,
+    attn_out: Dense,
+    attn_norm: LayerNorm,
+    intermediate: Dense,
+    act: Activation,
+    output: Dense,
+    out_norm: LayerNorm,
+    heads: usize,
+    head_dim: usize,
+}
+
+impl Layer {
+    fn load(vb: VarBuilder, cfg: &EncoderConfig) -> candle_core::Result<Self> {
+        let h = cfg.hidden_size;
+        let att = vb.pp("attention");
+        Ok(Layer {
+            query: Dense::load(&att.pp("self").pp("query"), h, h)?,
+            key: Dense::load(&att.pp("self").pp("key"), h, h)?,
+            value: Dense::load(&att.pp("self").pp("value"), h, h)?,
+            attn_out: Dense::load(&att.pp("output").pp("dense"), h, h)?,
+            attn_norm: candle_nn::layer_norm(h, cfg.layer_norm_eps, att.pp("output").pp("LayerNorm"))?,
+            intermediate: Dense::load(&vb.pp("intermediate").pp("dense"), h, cfg.intermediate_size)?,
+            act: cfg.hidden_act,
+            output: Dense::load(&vb.pp("output").pp("dense"), cfg.intermediate_size, h)?,
+            out_norm: candle_nn::layer_norm(h, cfg.layer_norm_eps, vb.pp("output").pp("LayerNorm"))?,
+            heads: cfg.num_attention_heads,
+            head_dim: h / cfg.num_attention_heads,
+        })
+    }
+
+    /// `x`: `[B, L, H]`; `bias`: additive attention bias `[B, 1, 1, L]` in f32.
+    fn forward(&self, x: &Tensor, bias: &Tensor) -> candle_core::Result<Tensor> {
+        let (b, l, h) = x.dims3()?;
+        let split = |t: Tensor| t.reshape((b, l, self.heads, self.head_dim))?.transpose(1, 2)?.contiguous();
+        let q = split(self.query.forward(x)?)?;
+        let k = split(self.key.forward(x)?)?;
+        let v = split(self.value.forward(x)?)?;
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let scores = (q.matmul(&k.t()?)? * scale)?;
+        // Softmax in f32 whatever the model dtype, as fused GPU attention kernels do; it also keeps the
+        // finite mask bias from overflowing in f16.
+        let probs = candle_nn::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?.broadcast_add(bias)?)?
+            .to_dtype(x.dtype())?;
+        let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, l, h))?;
+        let attn = self.attn_norm.forward(&(self.attn_out.forward(&ctx)? + x)?)?;
+        let inter = self.act.forward(&self.intermediate.forward(&attn)?)?;
+        self.out_norm.forward(&(self.output.forward(&inter)? + attn)?)
+    }
+}
+
+/// A loaded encoder: embeddings, then `num_hidden_layers` transformer layers.
+pub struct Encoder {
+    cfg: EncoderConfig,
+    word: Embedding,
+    position: Embedding,
+    token_type: Embedding,
+    emb_norm: LayerNorm,
+    layers: Vec<Layer>,
+    dtype: DType,
+    device: Device,
+}
+
+/// Prefixes under which checkpoints of task heads store the base model's weights.
+const PREFIXES: &[&str] = &["", "bert.", "roberta.", "model.", "xlm_roberta."];
+
+impl Encoder {
+    /// Builds the encoder from a [`VarBuilder`] over the checkpoint; the base model may sit under a
+    /// `bert.` / `roberta.` prefix.
+    pub fn load(vb: VarBuilder, cfg: &EncoderConfig, what: &str) -> Result<Self> {
+        let prefix = PREFIXES
+            .iter()
+            .find(|p| vb.contains_tensor(&format!("{p}embeddings.word_embeddings.weight")))
+            .ok_or_else(|| {
+                Error::model(what, "no tensor embeddings.word_embeddings.weight (nor under bert./roberta.) in the weights")
+            })?;
+        let vb = if prefix.is_empty() { vb } else { vb.pp(prefix.trim_end_matches('.')) };
+        let dtype = vb.dtype();
+        let device = vb.device().clone();
+        let h = cfg.hidden_size;
+        let emb = vb.pp("embeddings");
+        let build = || -> candle_core::Result<Self> {
+            let layers = (0..cfg.num_hidden_layers)
+                .map(|i| Layer::load(vb.pp("encoder").pp("layer").pp(i), cfg))
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            Ok(Encoder {
+                cfg: cfg.clone(),
+                word: candle_nn::embedding(cfg.vocab_size, h, emb.pp("word_embeddings"))?,
+                position: candle_nn::embedding(cfg.max_position_embeddings, h, emb.pp("position_embeddings"))?,
+                token_type: candle_nn::embedding(cfg.type_vocab_size, h, emb.pp("token_type_embeddings"))?,
+                emb_norm: candle_nn::layer_norm(h, cfg.layer_norm_eps, emb.pp("LayerNorm"))?,
+                layers,
+                dtype,
+                device: device.clone(),
+            })
+        };
+        build().map_err(|e| Error::model(what, format!("weights do not match config.json: {e}")))
+    }
+
+    /// The model's configuration.
+    pub fn config(&self) -> &EncoderConfig {
+        &self.cfg
+    }
+
+    /// The dtype the weights were loaded in.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// The device the model runs on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Runs a right-padded batch. `ids` are the unpadded token ids of each sequence; pads get `pad_id`.
+    /// Returns the last hidden state `[B, L, H]` as f32, `L` the longest sequence.
+    pub fn forward(&self, ids: &[Vec<u32>], pad_id: u32) -> Result<Tensor> {
+        let b = ids.len();
+        let l = ids.iter().map(Vec::len).max().unwrap_or(0);
+        if b == 0 || l == 0 {
+            return Err(Error::Usage("empty batch".into()));
+        }
+        if l > self.cfg.max_tokens() {
+            return Err(Error::Usage(format!(
+                "a sequence of {l} tokens exceeds the position table ({} tokens)",
+                self.cfg.max_tokens()
+            )));
+        }
+        let mut flat_ids = Vec::with_capacity(b * l);
+        let mut positions = Vec::with_capacity(b * l);
+        let mut bias = Vec::with_capacity(b * l);
+        for seq in ids {
+            let mut padded = seq.clone();
+            padded.resize(l, pad_id);
+            self.cfg.position_ids(&padded, &mut positions);
+            flat_ids.extend_from_slice(&padded);
+            // Same as transformers: masked keys get the dtype's lowest value (f32 here, see softmax).
+            bias.extend((0..l).map(|j| if j < seq.len() { 0f32 } else { f32::MIN }));
+        }
+        let run = || -> candle_core::Result<Tensor> {
+            let ids_t = Tensor::from_vec(flat_ids, (b, l), &self.device)?;
+            let pos_t = Tensor::from_vec(positions, (b, l), &self.device)?;
+            let bias_t = Tensor::from_vec(bias, (b, 1, 1, l), &self.device)?;
+            let types = Tensor::zeros((b, l), DType::U32, &self.device)?;
+            let x = self.word.forward(&ids_t)?;
+            let x = ((x + self.position.forward(&pos_t)?)? + self.token_type.forward(&types)?)?;
+            let mut x = self.emb_norm.forward(&x)?;
+            for layer in &self.layers {
+                x = layer.forward(&x, &bias_t)?;
+            }
+            x.to_dtype(DType::F32)
+        };
+        run().context(|| format!("encoder forward on a batch of {b} x {l} tokens"))
+    }
+}
+

@@ -1,0 +1,118 @@
+//! A model: its files, `config.json`, tokenizer and encoder, loaded once.
+
+pub mod config;
+pub mod encoder;
+pub mod files;
+pub mod tokenizer;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+
+pub use config::{EncoderConfig, Family};
+pub use encoder::Encoder;
+pub use files::{HubId, ModelFiles, WeightFiles};
+pub use tokenizer::{SpecialIds, TextTokenizer};
+
+use crate::error::{read_json, Error, Result};
+
+/// A loaded model, ready to turn token ids into hidden states.
+pub struct Model {
+    /// Where its files are.
+    pub files: ModelFiles,
+    /// `config.json`.
+    pub config: EncoderConfig,
+    /// `tokenizer.json`, truncation reset.
+    pub tokenizer: TextTokenizer,
+    /// The encoder.
+    pub encoder: Encoder,
+    /// The id padding is done with: the tokenizer's pad token, else config.json's `pad_token_id`.
+    pub pad_id: u32,
+}
+
+/// Parses a dtype name as used on the command line and in suite.toml.
+pub fn parse_dtype(s: &str) -> Option<DType> {
+    match s {
+        "f32" | "float32" => Some(DType::F32),
+        "f16" | "float16" | "fp16" => Some(DType::F16),
+        "bf16" | "bfloat16" => Some(DType::BF16),
+        _ => None,
+    }
+}
+
+/// The name [`parse_dtype`] accepts for a dtype.
+pub fn dtype_name(d: DType) -> &'static str {
+    match d {
+        DType::F16 => "f16",
+        DType::BF16 => "bf16",
+        _ => "f32",
+    }
+}
+
+impl Model {
+    /// Loads a model from a local directory or hub id (see [`ModelFiles::resolve`]) in `dtype`, on the CPU.
+    pub fn load(model: &str, dtype: DType) -> Result<Self> {
+        Self::from_files(ModelFiles::resolve(model)?, dtype)
+    }
+
+    /// Loads a model whose files are known.
+    pub fn from_files(files: ModelFiles, dtype: DType) -> Result<Self> {
+        let config = EncoderConfig::load(&files.config)?;
+        let defaults: &[(&str, &str)] = match config.family {
+            // XLMRobertaTokenizer's constructor defaults, for files that do not name them.
+            Family::XlmRoberta => &[("cls_token", "<s>"), ("eos_token", "</s>"), ("pad_token", "<pad>"), ("unk_token", "<unk>")],
+            Family::Bert => &[("cls_token", "[CLS]"), ("pad_token", "[PAD]"), ("unk_token", "[UNK]")],
+        };
+        let tokenizer = TextTokenizer::load(&files.tokenizer, defaults)?;
+        let pad_id = tokenizer.special.pad.unwrap_or(config.pad_token_id);
+        let device = Device::Cpu;
+        let vb = match &files.weights {
+            // SAFETY: the files are memory-mapped read-only; embcheck does not write model files while running.
+            WeightFiles::Safetensors(paths) => unsafe { VarBuilder::from_mmaped_safetensors(paths, dtype, &device) }
+                .map_err(|e| Error::model(&files.name, format!("cannot read {}: {e}", paths[0].display())))?,
+            WeightFiles::Pytorch(path) => VarBuilder::from_pth(path, dtype, &device).map_err(|e| pth_error(&files.name, path, e))?,
+        };
+        let encoder = Encoder::load(vb, &config, &files.name)?;
+        Ok(Model { files, config, tokenizer, encoder, pad_id })
+    }
+
+    /// The model's default max length (special tokens included): `sentence_bert_config.json`'s
+    /// `max_seq_length`, else `tokenizer_config.json`'s `model_max_length`, each capped by what the
+    /// position table allows, else what the position table allows.
+    pub fn default_max_length(&self) -> Result<usize> {
+        let limit = self.config.max_tokens();
+        let read = |file: &str, key: &str| -> Result<Option<f64>> {
+            match self.files.optional(file) {
+                Some(p) => Ok(read_json::<serde_json::Value>(&p)?.get(key).and_then(|v| v.as_f64())),
+                None => Ok(None),
+            }
+        };
+        let from_files = match read("sentence_bert_config.json", "max_seq_length")? {
+            Some(v) => Some(v),
+            None => read("tokenizer_config.json", "model_max_length")?,
+        };
+        Ok(match from_files {
+            Some(v) if v >= 1.0 => (v as usize).min(limit),
+            _ => limit,
+        })
+    }
+
+    /// Hidden states `[B, L, H]` (f32) of a right-padded batch of token-id sequences.
+    pub fn hidden_states(&self, ids: &[Vec<u32>]) -> Result<Tensor> {
+        self.encoder.forward(ids, self.pad_id)
+    }
+}
+
+/// Reads a zip-format `torch.save` file into named tensors, with a message that names the file.
+pub fn read_pth(name: &str, path: &std::path::Path) -> Result<Vec<(String, Tensor)>> {
+    candle_core::pickle::read_all(path).map_err(|e| pth_error(name, path, e))
+}
+
+fn pth_error(name: &str, path: &std::path::Path, e: candle_core::Error) -> Error {
+    let hint = if e.to_string().contains("Central Directory") {
+        " (candle's zip reader rejects some archives torch writes, depending on the archive's internal folder \
+         name; re-save it as safetensors, or under the name pytorch_model.bin)"
+    } else {
+        ""
+    };
+    Error::model(name, format!("cannot read PyTorch file {}: {e}{hint}", path.display()))
+}

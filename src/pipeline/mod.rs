@@ -1,0 +1,278 @@
+//! Pipelines: each a faithful copy of how one Python library turns text into a vector.
+//!
+//! A pipeline is (text preparation, max length) → token ids → the shared encoder → a head on the hidden
+//! states. Pipelines with the same text preparation and max length share one encoder pass.
+
+pub mod m3;
+pub mod pooling;
+pub mod st;
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::{Error, Result};
+use crate::model::Model;
+pub use m3::M3Heads;
+pub use pooling::{normalize, Pool, PoolingConfig};
+pub use st::{StConfig, StModule};
+
+/// The pipelines embcheck knows, named as on the command line and in reference files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub enum PipelineKind {
+    /// transformers `AutoModel(...)[0][:, 0]`: the raw CLS hidden state.
+    #[serde(rename = "raw-cls")]
+    RawCls,
+    /// FlagEmbedding's dense vector: CLS, L2-normalized, text as given.
+    #[serde(rename = "normalized-cls")]
+    NormalizedCls,
+    /// `SentenceTransformer.encode`: the model's module chain.
+    #[serde(rename = "sentence-transformers")]
+    SentenceTransformers,
+    /// BGE-M3 lexical weights (FlagEmbedding `return_sparse`).
+    #[serde(rename = "m3-sparse")]
+    M3Sparse,
+    /// BGE-M3 ColBERT vectors (FlagEmbedding `return_colbert_vecs`).
+    #[serde(rename = "m3-colbert")]
+    M3Colbert,
+}
+
+/// What kind of value a pipeline produces per text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputKind {
+    /// One vector.
+    Dense,
+    /// Token id → weight.
+    Sparse,
+    /// One vector per token.
+    Multi,
+}
+
+impl PipelineKind {
+    /// Every pipeline.
+    pub const ALL: [PipelineKind; 5] = [
+        PipelineKind::RawCls,
+        PipelineKind::NormalizedCls,
+        PipelineKind::SentenceTransformers,
+        PipelineKind::M3Sparse,
+        PipelineKind::M3Colbert,
+    ];
+
+    /// The name used on the command line, in suite.toml and as the reference tensor's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            PipelineKind::RawCls => "raw-cls",
+            PipelineKind::NormalizedCls => "normalized-cls",
+            PipelineKind::SentenceTransformers => "sentence-transformers",
+            PipelineKind::M3Sparse => "m3-sparse",
+            PipelineKind::M3Colbert => "m3-colbert",
+        }
+    }
+
+    /// The kind of value it produces.
+    pub fn output(self) -> OutputKind {
+        match self {
+            PipelineKind::M3Sparse => OutputKind::Sparse,
+            PipelineKind::M3Colbert => OutputKind::Multi,
+            _ => OutputKind::Dense,
+        }
+    }
+
+    /// Whether FlagEmbedding computes it (and so takes a query instruction).
+    pub fn is_flag_embedding(self) -> bool {
+        matches!(self, PipelineKind::NormalizedCls | PipelineKind::M3Sparse | PipelineKind::M3Colbert)
+    }
+}
+
+impl fmt::Display for PipelineKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for PipelineKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        PipelineKind::ALL.into_iter().find(|p| p.name() == s).ok_or_else(|| {
+            let names: Vec<_> = PipelineKind::ALL.iter().map(|p| p.name()).collect();
+            Error::Usage(format!("unknown pipeline {s:?} (expected one of {})", names.join(", ")))
+        })
+    }
+}
+
+/// One text's output.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Vector {
+    /// A single vector.
+    Dense(Vec<f32>),
+    /// `(token id, weight)` pairs sorted by id.
+    Sparse(Vec<(u32, f32)>),
+    /// One vector per token.
+    Multi(Vec<Vec<f32>>),
+}
+
+/// Options that change what a pipeline computes.
+#[derive(Debug, Clone, Default)]
+pub struct PipelineOptions {
+    /// Max length in tokens (special tokens included); `None` for the model's default.
+    pub max_length: Option<usize>,
+    /// FlagEmbedding's `query_instruction_for_retrieval`, prefixed to the text with no separator.
+    pub instruction: Option<String>,
+    /// A sentence-transformers prompt given by name (from `config_sentence_transformers.json`).
+    pub prompt_name: Option<String>,
+    /// A sentence-transformers prompt given as text (wins over `prompt_name`).
+    pub prompt: Option<String>,
+}
+
+/// How the text is changed before tokenizing.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TextPrep {
+    /// Prepended as is (instruction or prompt).
+    pub prefix: String,
+    /// Python `str.strip()` (sentence-transformers ≤ 5.3).
+    pub strip: bool,
+    /// Python `str.lower()` (`do_lower_case`).
+    pub lowercase: bool,
+}
+
+impl TextPrep {
+    /// Applies the preparation to one text.
+    pub fn apply(&self, text: &str) -> String {
+        let mut s = format!("{}{}", self.prefix, text);
+        if self.strip {
+            s = python_strip(&s).to_string();
+        }
+        if self.lowercase {
+            s = s.to_lowercase();
+        }
+        s
+    }
+}
+
+/// Python's `str.strip()`: Unicode whitespace, plus the separators U+001C..U+001F that Python counts as
+/// whitespace and Rust's `trim` does not.
+pub fn python_strip(s: &str) -> &str {
+    s.trim_matches(|c: char| c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c))
+}
+
+/// What a pipeline does with one text's hidden states.
+#[derive(Debug, Clone)]
+enum Head {
+    Cls { normalize: bool },
+    SentenceTransformers { modules: Vec<StModule>, prompt_len: usize },
+    Sparse { heads: M3Heads, dropped: Vec<u32> },
+    Colbert { heads: M3Heads },
+}
+
+/// A pipeline built for one model: ready to turn hidden states into vectors.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    /// Which pipeline.
+    pub kind: PipelineKind,
+    /// Max length in tokens, special tokens included.
+    pub max_length: usize,
+    /// Text preparation.
+    pub prep: TextPrep,
+    head: Head,
+}
+
+impl Pipeline {
+    /// Builds `kind` for `model`, reading what it needs from the model's files.
+    pub fn build(kind: PipelineKind, model: &Model, opts: &PipelineOptions) -> Result<Self> {
+        let limit = model.config.max_tokens();
+        let max_length = match opts.max_length {
+            Some(0) => return Err(Error::Usage("max length must be at least 1".into())),
+            Some(n) if n > limit => {
+                return Err(Error::Usage(format!(
+                    "max length {n} exceeds what {}'s position table allows ({limit} tokens)",
+                    model.files.name
+                )))
+            }
+            Some(n) => n,
+            None => model.default_max_length()?,
+        };
+        let flag_prep = || TextPrep {
+            prefix: if kind.is_flag_embedding() { opts.instruction.clone().unwrap_or_default() } else { String::new() },
+            strip: false,
+            lowercase: false,
+        };
+        let hidden = model.config.hidden_size;
+        let (prep, head) = match kind {
+            PipelineKind::RawCls => (flag_prep(), Head::Cls { normalize: false }),
+            PipelineKind::NormalizedCls => (flag_prep(), Head::Cls { normalize: true }),
+            PipelineKind::SentenceTransformers => {
+                let st = StConfig::load(&model.files)?;
+                let prompt = match (&opts.prompt, &opts.prompt_name) {
+                    (Some(p), _) => p.clone(),
+                    (None, Some(name)) => st.prompts.get(name).cloned().ok_or_else(|| {
+                        Error::Usage(format!(
+                            "prompt {name:?} is not in config_sentence_transformers.json (it has: {:?})",
+                            st.prompts.keys().collect::<Vec<_>>()
+                        ))
+                    })?,
+                    // encode() applies default_prompt_name when no prompt is given.
+                    (None, None) => st.default_prompt_name.as_ref().and_then(|n| st.prompts.get(n)).cloned().unwrap_or_default(),
+                };
+                let prep = TextPrep { prefix: prompt.clone(), strip: true, lowercase: st.do_lower_case };
+                // The library masks `len(tokenize(prompt)) - 1` leading tokens when include_prompt is false.
+                let prompt_len = if prompt.is_empty() {
+                    0
+                } else {
+                    let bare = TextPrep { prefix: String::new(), ..prep.clone() }.apply(&prompt);
+                    model.tokenizer.encode_all(&[bare], max_length)?[0].len().saturating_sub(1)
+                };
+                (prep, Head::SentenceTransformers { modules: st.modules, prompt_len })
+            }
+            PipelineKind::M3Sparse => {
+                let heads = M3Heads::load(&model.files, hidden)?;
+                (flag_prep(), Head::Sparse { heads, dropped: model.tokenizer.special.all() })
+            }
+            PipelineKind::M3Colbert => (flag_prep(), Head::Colbert { heads: M3Heads::load(&model.files, hidden)? }),
+        };
+        Ok(Pipeline { kind, max_length, prep, head })
+    }
+
+    /// Turns one text's hidden states (`ids.len()` rows of `h`, padding removed) into its output.
+    pub fn apply(&self, tokens: &[f32], ids: &[u32], h: usize) -> Result<Vector> {
+        Ok(match &self.head {
+            Head::Cls { normalize: n } => {
+                let mut v = tokens[..h].to_vec();
+                if *n {
+                    normalize(&mut v);
+                }
+                Vector::Dense(v)
+            }
+            Head::SentenceTransformers { modules, prompt_len } => {
+                let mut v = Vec::new();
+                for m in modules {
+                    match m {
+                        StModule::Pooling(p) => v = p.pool(tokens, h, *prompt_len),
+                        StModule::Dense(d) => v = d.forward(&v)?,
+                        StModule::Normalize => normalize(&mut v),
+                    }
+                }
+                Vector::Dense(v)
+            }
+            Head::Sparse { heads, dropped } => Vector::Sparse(heads.sparse(tokens, ids, dropped)),
+            Head::Colbert { heads } => Vector::Multi(heads.colbert(tokens, ids.len())?),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strip_matches_python() {
+        assert_eq!(python_strip("\u{1f}\u{a0} a b\u{3000}\n"), "a b");
+        assert_eq!(python_strip("\u{200b}a"), "\u{200b}a");
+    }
+
+    #[test]
+    fn pipeline_names_round_trip() {
+        for p in PipelineKind::ALL {
+            assert_eq!(p.name().parse::<PipelineKind>().unwrap(), p);
+        }
+        assert!("cls".parse::<PipelineKind>().is_err());
+    }
+}
