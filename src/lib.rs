@@ -6,13 +6,16 @@
 //!
 
 pub mod atomic;
+pub mod compare;
 pub mod embed;
 pub mod error;
 pub mod fixture;
 pub mod model;
 pub mod pipeline;
+pub mod suite;
 
 pub use embed::{embed_many, BatchOptions, Embeddings};
 pub use error::{Error, Result};
 pub use model::Model;
 pub use pipeline::{Pipeline, PipelineKind, PipelineOptions, Vector};
+pub use suite::{RunOptions, Status, Suite, SuiteReport};

@@ -1,0 +1,259 @@
+//! The compare engine: actual vs expected values, per text and per pipeline. It knows nothing of where the
+//! vectors came from; [`diagnosis`] asks an [`diagnosis::Alternatives`] provider to compute alternatives.
+
+pub mod diagnosis;
+pub mod metrics;
+pub mod tolerance;
+
+use serde::Serialize;
+
+pub use diagnosis::{Alternatives, Diagnosis, NoAlternatives};
+pub use metrics::Metrics;
+pub use tolerance::{Tolerance, ToleranceOverride};
+
+use crate::pipeline::{PipelineKind, Vector};
+
+/// Whether the token ids of a text agree.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "status", rename_all = "kebab-case")]
+pub enum TokenMatch {
+    /// Identical ids.
+    Same,
+    /// The first position where they differ (`None`: that side has ended).
+    Differ {
+        /// Position of the first difference.
+        position: usize,
+        /// Our id there.
+        actual: Option<u32>,
+        /// The reference's id there.
+        expected: Option<u32>,
+        /// Our token count.
+        actual_len: usize,
+        /// The reference's token count.
+        expected_len: usize,
+    },
+    /// One side has no token ids.
+    Unknown,
+}
+
+impl TokenMatch {
+    /// Compares two id sequences.
+    pub fn of(actual: Option<&[u32]>, expected: Option<&[u32]>) -> Self {
+        let (Some(a), Some(e)) = (actual, expected) else { return TokenMatch::Unknown };
+        if a == e {
+            return TokenMatch::Same;
+        }
+        let position = a.iter().zip(e).take_while(|(x, y)| x == y).count();
+        TokenMatch::Differ {
+            position,
+            actual: a.get(position).copied(),
+            expected: e.get(position).copied(),
+            actual_len: a.len(),
+            expected_len: e.len(),
+        }
+    }
+
+    /// `true`, `false` or empty (unknown), for reports.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TokenMatch::Same => "true",
+            TokenMatch::Differ { .. } => "false",
+            TokenMatch::Unknown => "",
+        }
+    }
+}
+
+/// One text of one pipeline.
+#[derive(Debug, Clone, Serialize)]
+pub struct RowResult {
+    /// Position in the suite's texts.
+    pub index: usize,
+    /// The text's id.
+    pub id: String,
+    /// The numbers.
+    pub metrics: Metrics,
+    /// Sparse/ColBERT: the largest difference of this text's retrieval scores against the suite's first
+    /// texts, relative to the largest expected score.
+    pub score_diff: Option<f64>,
+    /// Token-id agreement.
+    pub tokens: TokenMatch,
+    /// The checks that failed (empty: pass): non-finite, zero-norm, shape, cosine, rel_l2, max_abs, jaccard,
+    /// score, tokens.
+    pub failed: Vec<&'static str>,
+    /// Why it failed, when it did.
+    pub diagnosis: Option<Diagnosis>,
+}
+
+impl RowResult {
+    /// Whether every check held.
+    pub fn pass(&self) -> bool {
+        self.failed.is_empty()
+    }
+}
+
+/// Which checks a text fails. Written so that NaN fails every comparison.
+pub fn failed_checks(m: &Metrics, tokens: &TokenMatch, score_diff: Option<f64>, tol: &Tolerance) -> Vec<&'static str> {
+    let mut f = Vec::new();
+    if !m.finite {
+        f.push("non-finite");
+    }
+    if m.norm_actual == 0.0 && m.norm_expected != 0.0 {
+        f.push("zero-norm");
+    }
+    if !m.same_shape {
+        f.push("shape");
+    }
+    if !(m.cosine >= tol.min_cosine) {
+        f.push("cosine");
+    }
+    if !(m.rel_l2 <= tol.max_rel_l2) {
+        f.push("rel_l2");
+    }
+    if !(m.max_abs_diff <= tol.max_abs) {
+        f.push("max_abs");
+    }
+    if let Some(j) = m.jaccard {
+        if !(j >= tol.min_jaccard) {
+            f.push("jaccard");
+        }
+    }
+    if let Some(s) = score_diff {
+        if !(s <= tol.max_rel_l2) {
+            f.push("score");
+        }
+    }
+    if matches!(tokens, TokenMatch::Differ { .. }) {
+        f.push("tokens");
+    }
+    f
+}
+
+/// Per-pipeline figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    /// Texts compared.
+    pub rows: usize,
+    /// Texts out of tolerance.
+    pub failed: usize,
+    /// Lowest cosine.
+    pub min_cosine: f64,
+    /// Highest relative L2.
+    pub max_rel_l2: f64,
+    /// Median relative L2.
+    pub p50_rel_l2: f64,
+    /// 99th percentile of relative L2.
+    pub p99_rel_l2: f64,
+    /// Highest |a − e|.
+    pub max_abs_diff: f64,
+    /// Texts whose token ids differ.
+    pub token_mismatches: usize,
+}
+
+/// Percentile by nearest rank of sorted values; NaN sorts last.
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+impl Summary {
+    /// Summarizes rows. NaN metrics make the extremes NaN, never hide.
+    pub fn of(rows: &[RowResult]) -> Self {
+        let mut rel: Vec<f64> = rows.iter().map(|r| r.metrics.rel_l2).collect();
+        rel.sort_by(|a, b| a.total_cmp(b));
+        let worst = |f: fn(&RowResult) -> f64, min: bool| {
+            rows.iter().map(f).fold(if min { f64::INFINITY } else { f64::NEG_INFINITY }, |acc, x| {
+                if x.is_nan() || acc.is_nan() {
+                    f64::NAN
+                } else if min {
+                    acc.min(x)
+                } else {
+                    acc.max(x)
+                }
+            })
+        };
+        Summary {
+            rows: rows.len(),
+            failed: rows.iter().filter(|r| !r.pass()).count(),
+            min_cosine: worst(|r| r.metrics.cosine, true),
+            max_rel_l2: worst(|r| r.metrics.rel_l2, false),
+            p50_rel_l2: percentile(&rel, 0.5),
+            p99_rel_l2: percentile(&rel, 0.99),
+            max_abs_diff: worst(|r| r.metrics.max_abs_diff, false),
+            token_mismatches: rows.iter().filter(|r| matches!(r.tokens, TokenMatch::Differ { .. })).count(),
+        }
+    }
+}
+
+/// One pipeline's comparison.
+#[derive(Debug, Clone, Serialize)]
+pub struct PipelineResult {
+    /// Which pipeline.
+    pub pipeline: PipelineKind,
+    /// The tolerance applied.
+    pub tolerance: Tolerance,
+    /// One row per text.
+    pub rows: Vec<RowResult>,
+    /// Figures over the rows.
+    pub summary: Summary,
+}
+
+impl PipelineResult {
+    /// Whether every row passed.
+    pub fn passed(&self) -> bool {
+        self.summary.failed == 0
+    }
+}
+
+/// How many texts serve as the fixed probe set for retrieval-score agreement.
+const SCORE_PROBES: usize = 16;
+
+/// Compares every text of one pipeline and diagnoses the failures.
+pub fn compare_pipeline(
+    pipeline: PipelineKind,
+    ids: &[String],
+    actual: &[Vector],
+    actual_tokens: Option<&[Vec<u32>]>,
+    expected: &[Vector],
+    expected_tokens: Option<&[Vec<u32>]>,
+    tol: Tolerance,
+    alternatives: &mut dyn Alternatives,
+) -> crate::Result<PipelineResult> {
+    if actual.len() != expected.len() || ids.len() != actual.len() {
+        return Err(crate::Error::Usage(format!(
+            "{pipeline}: {} texts, {} actual and {} expected values",
+            ids.len(),
+            actual.len(),
+            expected.len()
+        )));
+    }
+    let probes = actual.len().min(SCORE_PROBES);
+    let mut rows = Vec::with_capacity(actual.len());
+    for i in 0..actual.len() {
+        let metrics = metrics::compare(&actual[i], &expected[i]);
+        let tokens = TokenMatch::of(actual_tokens.map(|t| t[i].as_slice()), expected_tokens.map(|t| t[i].as_slice()));
+        let score_diff = match &expected[i] {
+            Vector::Dense(_) => None,
+            _ => {
+                let (mut worst, mut scale) = (0f64, 0f64);
+                for j in 0..probes {
+                    let (sa, se) = (metrics::score(&actual[i], &actual[j]), metrics::score(&expected[i], &expected[j]));
+                    let d = (sa - se).abs();
+                    worst = if d.is_nan() || worst.is_nan() { f64::NAN } else { worst.max(d) };
+                    scale = scale.max(se.abs());
+                }
+                Some(if scale > 0.0 { worst / scale } else { worst })
+            }
+        };
+        let failed = failed_checks(&metrics, &tokens, score_diff, &tol);
+        let mut row = RowResult { index: i, id: ids[i].clone(), metrics, score_diff, tokens, failed, diagnosis: None };
+        if !row.pass() {
+            row.diagnosis = Some(diagnosis::diagnose(&row, &actual[i], &expected[i], &tol, alternatives)?);
+        }
+        rows.push(row);
+    }
+    let summary = Summary::of(&rows);
+    Ok(PipelineResult { pipeline, tolerance: tol, rows, summary })
+}

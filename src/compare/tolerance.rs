@@ -1,0 +1,66 @@
+//! Tolerances: per pipeline in suite.toml, with defaults per dtype and output kind.
+//!
+//! Evidence for the f32 defaults (README, "Tolerances"): candle f32 vs PyTorch differs by ≤ 8e-7 relative L2
+//! (1 − cosine ≤ 2e-7) and batch padding by ~1e-7, while the smallest real bug class, sentence-transformers'
+//! whitespace strip, gives cosine 0.99924 (relative L2 ≈ 4e-2). f16/bf16 defaults sit above the drift measured
+//! on GPU (f16: 2.2e-3 relative L2, cosine 0.9999977; bf16: 2.0e-2, 0.99981).
+
+use candle_core::DType;
+use serde::{Deserialize, Serialize};
+
+use crate::pipeline::OutputKind;
+
+/// Limits a text's comparison must stay within. All must hold.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tolerance {
+    /// Lowest cosine (ColBERT: per row).
+    pub min_cosine: f64,
+    /// Highest ‖a − e‖ / ‖e‖ (also bounds the relative difference of retrieval scores).
+    pub max_rel_l2: f64,
+    /// Highest |a − e| of any component.
+    pub max_abs: f64,
+    /// Sparse: lowest Jaccard of the token-id sets (1 = exactly the same ids).
+    pub min_jaccard: f64,
+}
+
+/// A partial tolerance as written in suite.toml; missing keys take the defaults.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToleranceOverride {
+    /// See [`Tolerance::min_cosine`].
+    pub min_cosine: Option<f64>,
+    /// See [`Tolerance::max_rel_l2`].
+    pub max_rel_l2: Option<f64>,
+    /// See [`Tolerance::max_abs`].
+    pub max_abs: Option<f64>,
+    /// See [`Tolerance::min_jaccard`].
+    pub min_jaccard: Option<f64>,
+}
+
+impl Tolerance {
+    /// The default for a dtype and output kind.
+    pub fn default_for(dtype: DType, kind: OutputKind) -> Self {
+        let (min_cosine, max_rel_l2, max_abs_dense, max_abs_sparse, max_abs_multi, min_jaccard) = match dtype {
+            DType::F16 => (0.9999, 5e-3, 5e-2, 5e-3, 1e-2, 0.0),
+            DType::BF16 => (0.999, 4e-2, 0.25, 5e-2, 5e-2, 0.0),
+            _ => (1.0 - 1e-6, 1e-5, 1e-4, 1e-5, 2e-5, 1.0),
+        };
+        let max_abs = match kind {
+            OutputKind::Dense => max_abs_dense,
+            OutputKind::Sparse => max_abs_sparse,
+            OutputKind::Multi => max_abs_multi,
+        };
+        Tolerance { min_cosine, max_rel_l2, max_abs, min_jaccard }
+    }
+
+    /// This tolerance with the keys an override sets replaced.
+    pub fn with(self, o: &ToleranceOverride) -> Self {
+        Tolerance {
+            min_cosine: o.min_cosine.unwrap_or(self.min_cosine),
+            max_rel_l2: o.max_rel_l2.unwrap_or(self.max_rel_l2),
+            max_abs: o.max_abs.unwrap_or(self.max_abs),
+            min_jaccard: o.min_jaccard.unwrap_or(self.min_jaccard),
+        }
+    }
+}
