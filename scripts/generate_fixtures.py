@@ -1,0 +1,707 @@
+#!/usr/bin/env python3
+"""Runs the real Python libraries (transformers, FlagEmbedding, sentence-transformers) on CPU in float32
+and writes a reference suite for embcheck.
+
+    .venv-ref/bin/python scripts/generate_fixtures.py \\
+        --model fixtures/models/tiny-bert-mean --texts fixtures/texts/core.jsonl \\
+        --out fixtures/suites/tiny-bert-mean [--max-length N] [--name NAME] \\
+        [--pipelines raw-cls normalized-cls sentence-transformers m3-sparse m3-colbert] [--batch-size 8]
+
+Writes, into the suite directory (each file atomically: temp file, then rename):
+  texts.jsonl              the input texts (ids added as t0000, t0001, ... where absent; text unchanged)
+  suite.toml               name, model (relative to the suite dir for a local model), max_length, dtype,
+                           pipelines
+  reference.safetensors    per pipeline P: the outputs (see below) and P.input_ids / P.input_offsets, the
+                           unpadded token ids the library fed to the model (special tokens included, after
+                           truncation), plus metadata (versions, sha256 of the inputs, the exact calls)
+
+Tensors:
+  raw-cls, normalized-cls, sentence-transformers   f32 [n_texts, dim], rows in input order
+  m3-sparse f32 [nnz], m3-sparse.token_ids i64 [nnz] (ascending within a text), m3-sparse.offsets i64 [n+1]
+  m3-colbert f32 [rows, dim], m3-colbert.offsets i64 [n+1]
+  P.input_ids i64 [total tokens], P.input_offsets i64 [n+1]            for every pipeline P
+
+Pipelines:
+  raw-cls                 transformers AutoModel/AutoTokenizer, last_hidden_state[:, 0], not normalized
+  normalized-cls          FlagEmbedding (use_fp16=False, devices="cpu"): BGEM3FlagModel dense_vecs when the
+                          model dir has sparse_linear.pt and colbert_linear.pt, else FlagModel(pooling cls,
+                          normalize_embeddings=True)
+  m3-sparse, m3-colbert   BGEM3FlagModel lexical_weights / colbert_vecs from the same encode() call
+  sentence-transformers   SentenceTransformer(dir, device="cpu").encode(), normalize_embeddings=False
+"""
+from __future__ import annotations
+
+import os
+
+# CPU only, whatever the machine has; deterministic, quiet.
+os.environ["CUDA_VISIBLE_DEVICES"] = ""
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+import argparse
+import datetime
+import hashlib
+import importlib.metadata
+import json
+import random
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+SCRIPT = Path(__file__).resolve()
+ALL_PIPELINES = ["raw-cls", "normalized-cls", "sentence-transformers", "m3-sparse", "m3-colbert"]
+DENSE = ["raw-cls", "normalized-cls", "sentence-transformers"]
+FORMAT = "embcheck-reference/1"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Inputs
+# ---------------------------------------------------------------------------------------------------------
+def load_texts(paths: list[Path]) -> list[dict]:
+    rows: list[dict] = []
+    for path in paths:
+        data = path.read_bytes().decode("utf-8")  # strict: invalid UTF-8 is an error
+        # Split on "\n" only: str.splitlines() would also split on U+2028, U+0085, ... inside texts.
+        for lineno, line in enumerate(data.split("\n"), 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise SystemExit(f"{path}:{lineno}: not JSON: {e}")
+            if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
+                raise SystemExit(f'{path}:{lineno}: each line must be a JSON object with a string "text"')
+            if "id" in obj and not isinstance(obj["id"], str):
+                raise SystemExit(f'{path}:{lineno}: "id" must be a string')
+            rows.append(obj)
+    if not rows:
+        raise SystemExit("no texts")
+    for i, r in enumerate(rows):
+        if "id" not in r:
+            r["id"] = f"t{i:04d}"
+    ids = [r["id"] for r in rows]
+    dup = sorted({i for i in ids if ids.count(i) > 1})
+    if dup:
+        raise SystemExit(f"duplicate text ids: {dup}")
+    return [{"id": r["id"], "text": r["text"], **{k: v for k, v in r.items() if k not in ("id", "text")}} for r in rows]
+
+
+def read_json(path: Path):
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def default_max_length(model_dir: Path | None) -> tuple[int, str]:
+    if model_dir is None:
+        raise SystemExit("--max-length is required for a model that is not a local directory")
+    sbc = read_json(model_dir / "sentence_bert_config.json")
+    if sbc and sbc.get("max_seq_length"):
+        return int(sbc["max_seq_length"]), "sentence_bert_config.json max_seq_length"
+    tc = read_json(model_dir / "tokenizer_config.json")
+    if tc and tc.get("model_max_length") and int(tc["model_max_length"]) < 1_000_000:
+        return int(tc["model_max_length"]), "tokenizer_config.json model_max_length"
+    cfg = read_json(model_dir / "config.json") or {}
+    if "max_position_embeddings" in cfg:
+        n = int(cfg["max_position_embeddings"])
+        if cfg.get("model_type") in ("xlm-roberta", "roberta", "camembert"):
+            return n - 2, "config.json max_position_embeddings - 2 (pad offset)"
+        return n, "config.json max_position_embeddings"
+    raise SystemExit("cannot determine a default max length; pass --max-length")
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def model_file_hashes(model_dir: Path) -> dict[str, str]:
+    names = [
+        "model.safetensors", "pytorch_model.bin", "tokenizer.json", "config.json", "tokenizer_config.json",
+        "special_tokens_map.json", "modules.json", "sentence_bert_config.json",
+        "config_sentence_transformers.json", "vocab.txt", "sentencepiece.bpe.model",
+    ]
+    files = [model_dir / n for n in names if (model_dir / n).is_file()]
+    files += sorted(model_dir.glob("*.pt"))
+    files += sorted(model_dir.glob("model-*.safetensors")) + sorted(model_dir.glob("pytorch_model-*.bin"))
+    for sub in sorted(p for p in model_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        # 1_Pooling/config.json, 2_Dense/{config.json, model.safetensors, pytorch_model.bin}, ...
+        for n in ["config.json", "model.safetensors", "pytorch_model.bin"]:
+            if (sub / n).is_file():
+                files.append(sub / n)
+    return {str(p.relative_to(model_dir)): sha256(p) for p in files}
+
+
+def library_versions() -> dict[str, str]:
+    import sentence_transformers
+    import tokenizers
+    import transformers
+
+    return {
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "sentence-transformers": sentence_transformers.__version__,
+        "FlagEmbedding": importlib.metadata.version("FlagEmbedding"),
+        "tokenizers": tokenizers.__version__,
+        "numpy": np.__version__,
+        "safetensors": importlib.metadata.version("safetensors"),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------------------------
+def chunks(seq: list, n: int):
+    for i in range(0, len(seq), n):
+        yield seq[i : i + n]
+
+
+def pack(seqs: list) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenate per-text sequences; offsets[i]..offsets[i+1] is text i."""
+    offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(s) for s in seqs])
+    if not seqs or offsets[-1] == 0:
+        return np.zeros((0,), dtype=np.int64), offsets
+    return np.concatenate([np.asarray(s) for s in seqs]), offsets
+
+
+class Capture:
+    """Forward pre-hook on the underlying transformers model: records the input_ids / attention_mask
+    that each library actually fed to the model, batch by batch."""
+
+    def __init__(self, module: torch.nn.Module):
+        self.batches: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.handle = module.register_forward_pre_hook(self.hook, with_kwargs=True)
+
+    def hook(self, module, args, kwargs):
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        mask = kwargs.get("attention_mask")
+        if mask is None and len(args) > 1:
+            mask = args[1]
+        self.batches.append((ids.detach().clone(), mask.detach().clone()))
+
+    def rows(self, skip: int = 0) -> list[list[int]]:
+        """Unpadded ids of every captured row (right padding checked)."""
+        out = []
+        for ids, mask in self.batches[skip:]:
+            for r in range(ids.shape[0]):
+                m = mask[r].tolist()
+                n = int(sum(m))
+                assert m == [1] * n + [0] * (len(m) - n), "attention mask is not right-padded"
+                out.append(ids[r, :n].tolist())
+        return out
+
+    def remove(self):
+        self.handle.remove()
+
+
+def check_same_ids(what: str, fed: list[list[int]], ours: list[list[int]], order: np.ndarray) -> None:
+    """fed: rows in the order the library ran them; order[k] = input index of row k."""
+    assert len(fed) == len(ours), f"{what}: {len(fed)} rows fed to the model, {len(ours)} texts"
+    for k, i in enumerate(order):
+        if fed[k] != ours[int(i)]:
+            raise AssertionError(
+                f"{what}: text {int(i)}: ids fed to the model ({len(fed[k])}) differ from the tokenizer call "
+                f"({len(ours[int(i)])})"
+            )
+
+
+def assert_f32(what: str, module: torch.nn.Module) -> None:
+    dts = {p.dtype for p in module.parameters()}
+    assert dts == {torch.float32}, f"{what}: parameters are {dts}, expected float32 only"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Pipelines
+# ---------------------------------------------------------------------------------------------------------
+@torch.no_grad()
+def run_raw_cls(model: str, texts: list[str], n: int, bs: int) -> dict:
+    from transformers import AutoModel, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model)
+    mdl = AutoModel.from_pretrained(model, dtype=torch.float32).eval()
+    assert_f32("raw-cls", mdl)
+    assert tok.padding_side == "right"
+    vecs, ids = [], []
+    for batch in chunks(texts, bs):
+        enc = tok(batch, padding=True, truncation=True, max_length=n, return_tensors="pt")
+        out = mdl(**enc)[0][:, 0]
+        vecs.append(out.numpy())
+        for r in range(len(batch)):
+            m = enc["attention_mask"][r].tolist()
+            k = int(sum(m))
+            assert m == [1] * k + [0] * (len(m) - k)
+            ids.append(enc["input_ids"][r, :k].tolist())
+    call = (
+        f"transformers.AutoModel.from_pretrained(model, dtype=torch.float32).eval(); "
+        f"AutoTokenizer.from_pretrained(model)(batch, padding=True, truncation=True, max_length={n}, "
+        f"return_tensors='pt'); model(**inputs)[0][:, 0] under torch.no_grad(), batches of {bs} in input order"
+    )
+    return {"vecs": np.concatenate(vecs).astype(np.float32), "ids": ids, "call": call, "model": mdl, "tok": tok}
+
+
+@torch.no_grad()
+def run_flag(model: str, texts: list[str], n: int, bs: int, m3: bool, want_sparse: bool, want_colbert: bool) -> dict:
+    from FlagEmbedding import BGEM3FlagModel, FlagModel
+
+    common = dict(
+        normalize_embeddings=True, use_fp16=False, devices="cpu", batch_size=bs,
+        query_max_length=n, passage_max_length=n,
+    )
+    if m3:
+        emb = BGEM3FlagModel(model, **common)
+        inner = emb.model.model  # EncoderOnlyEmbedderM3ModelForInference.model: the transformers model
+        cap = Capture(inner)
+        out = emb.encode(
+            texts, batch_size=bs, max_length=n,
+            return_dense=True, return_sparse=want_sparse, return_colbert_vecs=want_colbert,
+        )
+        assert_f32("BGEM3FlagModel", emb.model)
+        dense = out["dense_vecs"]
+        ctor = f"FlagEmbedding.BGEM3FlagModel(model, normalize_embeddings=True, use_fp16=False, devices='cpu', batch_size={bs}, query_max_length={n}, passage_max_length={n})"
+        enc = f".encode(texts, batch_size={bs}, max_length={n}, return_dense=True, return_sparse={want_sparse}, return_colbert_vecs={want_colbert})"
+        calls = {"normalized-cls": ctor + enc + "['dense_vecs']"}
+        if want_sparse:
+            calls["m3-sparse"] = ctor + enc + "['lexical_weights'] (dict token id -> weight per text; ids sorted ascending)"
+        if want_colbert:
+            calls["m3-colbert"] = ctor + enc + "['colbert_vecs'] (one [n_tokens - 1, dim] array per text)"
+    else:
+        emb = FlagModel(model, pooling_method="cls", **common)
+        inner = emb.model
+        cap = Capture(inner)
+        dense = emb.encode(texts, batch_size=bs, max_length=n, convert_to_numpy=True)
+        assert_f32("FlagModel", emb.model)
+        out = {}
+        calls = {
+            "normalized-cls": f"FlagEmbedding.FlagModel(model, pooling_method='cls', normalize_embeddings=True, use_fp16=False, devices='cpu', batch_size={bs}, query_max_length={n}, passage_max_length={n}).encode(texts, batch_size={bs}, max_length={n}, convert_to_numpy=True)"
+        }
+    cap.remove()
+
+    # The ids, from the library's own tokenizer called exactly as its encode() calls it.
+    ids: list[list[int]] = []
+    for batch in chunks(texts, bs):
+        ids.extend(emb.tokenizer(batch, truncation=True, max_length=n)["input_ids"])
+    # encode() runs the first (longest) batch once more to probe the batch size, then every batch in
+    # descending-length order (np.argsort of -len): check what was fed against our ids.
+    order = np.argsort([-len(x) for x in ids])
+    n_batches = (len(texts) + bs - 1) // bs
+    assert len(cap.batches) == n_batches + 1, f"expected {n_batches + 1} forward calls, saw {len(cap.batches)}"
+    check_same_ids("FlagEmbedding", cap.rows(skip=1), ids, order)
+
+    res = {"dense": np.asarray(dense, dtype=np.float32), "ids": ids, "calls": calls, "tokenizer": emb.tokenizer}
+    if m3 and want_sparse:
+        res["sparse"] = [
+            sorted(((int(k), float(v)) for k, v in lw.items()), key=lambda kv: kv[0]) for lw in out["lexical_weights"]
+        ]
+        res["sparse_raw"] = out["lexical_weights"]
+    if m3 and want_colbert:
+        res["colbert"] = [np.asarray(c, dtype=np.float32) for c in out["colbert_vecs"]]
+    del emb
+    return res
+
+
+@torch.no_grad()
+def run_st(model: str, texts: list[str], n: int, bs: int) -> dict:
+    from sentence_transformers import SentenceTransformer
+
+    st = SentenceTransformer(model, device="cpu", model_kwargs={"dtype": torch.float32})
+    st.max_seq_length = n
+    assert_f32("SentenceTransformer", st)
+    cap = Capture(st[0].auto_model)
+    vecs = st.encode(
+        texts, batch_size=bs, convert_to_numpy=True, normalize_embeddings=False, show_progress_bar=False
+    )
+    cap.remove()
+    ids = [st.tokenize([t])["input_ids"][0].tolist() for t in texts]
+    # encode() sorts by character length (np.argsort of -len(text)), batches, then restores input order.
+    order = np.argsort([-len(t) for t in texts])
+    check_same_ids("sentence-transformers", cap.rows(), ids, order)
+    modules = [type(m).__name__ for m in st]
+    call = (
+        f"sentence_transformers.SentenceTransformer(model, device='cpu', model_kwargs={{'dtype': torch.float32}}) "
+        f"[{' -> '.join(modules)}]; max_seq_length = {n}; .encode(texts, batch_size={bs}, convert_to_numpy=True, "
+        f"normalize_embeddings=False)"
+    )
+    return {"vecs": np.asarray(vecs, dtype=np.float32), "ids": ids, "call": call, "st": st}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Cross-checks between the libraries (reported, not enforced beyond gross errors)
+# ---------------------------------------------------------------------------------------------------------
+def cos_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    return (a64 * b64).sum(1) / np.maximum(np.linalg.norm(a64, axis=1) * np.linalg.norm(b64, axis=1), 1e-30)
+
+
+@torch.no_grad()
+def independent_st(st, raw_model, texts: list[str]) -> np.ndarray | None:
+    """Recompute the sentence-transformers pipeline by hand from its modules' configs (one text at a time,
+    no padding), with the raw-cls transformers model."""
+    pool = st[1] if len(st) > 1 else None
+    if pool is None or type(pool).__name__ != "Pooling":
+        return None
+    cfg = pool.get_config_dict()
+    modes = [k for k in ["pooling_mode_cls_token", "pooling_mode_max_tokens", "pooling_mode_mean_tokens",
+                         "pooling_mode_mean_sqrt_len_tokens"] if cfg.get(k)]
+    if cfg.get("pooling_mode_weightedmean_tokens") or cfg.get("pooling_mode_lasttoken"):
+        return None
+    if any(type(m).__name__ not in ("Transformer", "Pooling", "Normalize") for m in st):
+        return None
+    out = []
+    for t in texts:
+        enc = st.tokenize([t])
+        h = raw_model(**enc)[0][0]
+        parts = []
+        for m in modes:
+            if m == "pooling_mode_cls_token":
+                parts.append(h[0])
+            elif m == "pooling_mode_max_tokens":
+                parts.append(h.max(0).values)
+            elif m == "pooling_mode_mean_tokens":
+                parts.append(h.mean(0))
+            else:
+                parts.append(h.sum(0) / np.sqrt(h.shape[0]))
+        v = torch.cat(parts)
+        if any(type(m).__name__ == "Normalize" for m in st):
+            v = torch.nn.functional.normalize(v, dim=0)
+        out.append(v.numpy())
+    return np.stack(out).astype(np.float32)
+
+
+@torch.no_grad()
+def independent_m3(model_dir: Path, raw_model, tok, texts: list[str], n: int):
+    """Recompute sparse weights and colbert vectors from the raw transformers model and the .pt heads, one
+    text at a time without padding."""
+    hidden = raw_model.config.hidden_size
+    sp = torch.nn.Linear(hidden, 1)
+    sp.load_state_dict(torch.load(model_dir / "sparse_linear.pt", map_location="cpu", weights_only=True))
+    cb = torch.nn.Linear(hidden, hidden)
+    cb.load_state_dict(torch.load(model_dir / "colbert_linear.pt", map_location="cpu", weights_only=True))
+    drop = {tok.cls_token_id, tok.eos_token_id, tok.pad_token_id, tok.unk_token_id}
+    sparse, colbert = [], []
+    for t in texts:
+        enc = tok([t], truncation=True, max_length=n, return_tensors="pt")
+        h = raw_model(**enc)[0][0]
+        w = torch.relu(sp(h))[:, 0]
+        best: dict[int, float] = {}
+        for i, x in zip(enc["input_ids"][0].tolist(), w.tolist()):
+            if i not in drop and x > 0 and x > best.get(i, 0.0):
+                best[i] = x
+        sparse.append(sorted(best.items()))
+        colbert.append(torch.nn.functional.normalize(cb(h[1:]), dim=-1).numpy())
+    return sparse, colbert
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Output
+# ---------------------------------------------------------------------------------------------------------
+def _umask_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def jsonl_line(obj: dict) -> str:
+    """One JSON line, UTF-8 as is, except the characters that some line splitters treat as line breaks
+    (U+0085, U+2028, U+2029: Python's str.splitlines), which are escaped; the decoded text is unchanged."""
+    s = json.dumps(obj, ensure_ascii=False)
+    return s.replace("\u0085", "\\u0085").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029") + "\n"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.chmod(tmp, _umask_mode())
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_save_safetensors(path: Path, tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> None:
+    from safetensors.numpy import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    os.chmod(tmp, _umask_mode())
+    try:
+        save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def toml_str(s: str) -> str:
+    return json.dumps(s, ensure_ascii=False)  # a JSON string is a valid TOML basic string
+
+
+def suite_toml(name: str, model: str, n: int, pipelines: list[str], notes: list[str], n_texts: int) -> str:
+    lines = [
+        "# embcheck reference suite: generated by scripts/generate_fixtures.py; do not edit by hand, regenerate.",
+        f"# texts.jsonl holds the {n_texts} input texts; reference.safetensors the Python libraries' outputs.",
+    ]
+    lines += [f"# {note}" for note in notes]
+    lines += [
+        f"name = {toml_str(name)}",
+        f"model = {toml_str(model)}",
+        f"max_length = {n}",
+        'dtype = "f32"',
+        "pipelines = [" + ", ".join(toml_str(p) for p in pipelines) + "]",
+        "",
+        "# Tolerances are optional: a [tolerance.<pipeline>] table overrides the harness defaults for that",
+        "# pipeline, e.g.",
+        "# [tolerance.normalized-cls]",
+        "# min_cosine = 0.99999",
+        "# max_rel_l2 = 1e-5",
+        "# max_abs = 1e-5",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------------
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", required=True, help="local model directory (or a hub id already in the local cache)")
+    ap.add_argument("--texts", required=True, action="append", type=Path,
+                    help="JSONL file of {\"id\"?, \"text\"}; repeat to concatenate several files")
+    ap.add_argument("--out", required=True, type=Path, help="suite directory to write")
+    ap.add_argument("--max-length", type=int, default=None,
+                    help="token limit for every pipeline (default: sentence_bert_config.json max_seq_length, else "
+                         "tokenizer_config.json model_max_length, else max_position_embeddings (-2 for XLM-R))")
+    ap.add_argument("--name", default=None, help="suite name (default: the --out folder name)")
+    ap.add_argument("--pipelines", nargs="+", default=None,
+                    help=f"subset of {ALL_PIPELINES} (space or comma separated; default: all that apply)")
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1, reproducible)")
+    ap.add_argument("--note", action="append", default=[], help="comment line for suite.toml (repeatable)")
+    args = ap.parse_args()
+
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+    torch.set_num_threads(args.threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+
+    local = Path(args.model).is_dir()
+    model_dir = Path(args.model).resolve() if local else None
+    model_arg = str(model_dir) if local else args.model
+    out_dir: Path = args.out
+    out_dir.mkdir(parents=True, exist_ok=True)
+    name = args.name or out_dir.resolve().name
+
+    has_heads = local and (model_dir / "sparse_linear.pt").is_file() and (model_dir / "colbert_linear.pt").is_file()
+    has_st = local and ((model_dir / "modules.json").is_file() or (model_dir / "sentence_bert_config.json").is_file())
+    if args.pipelines is None:
+        pipelines = ["raw-cls", "normalized-cls"]
+        pipelines += ["sentence-transformers"] if has_st or not local else []
+        pipelines += ["m3-sparse", "m3-colbert"] if has_heads else []
+    else:
+        req = [p for arg in args.pipelines for p in arg.split(",") if p]
+        bad = [p for p in req if p not in ALL_PIPELINES]
+        if bad:
+            raise SystemExit(f"unknown pipelines {bad}; known: {ALL_PIPELINES}")
+        pipelines = [p for p in ALL_PIPELINES if p in req]
+    if ("m3-sparse" in pipelines or "m3-colbert" in pipelines) and not has_heads:
+        raise SystemExit("m3-sparse / m3-colbert need sparse_linear.pt and colbert_linear.pt in the model directory")
+
+    if args.max_length is not None:
+        n, n_src = args.max_length, "--max-length"
+    else:
+        n, n_src = default_max_length(model_dir)
+    bs = args.batch_size
+
+    rows = load_texts(args.texts)
+    texts = [r["text"] for r in rows]
+    print(f"{name}: model {args.model}, {len(texts)} texts, max_length {n} ({n_src}), batch {bs}, "
+          f"pipelines {pipelines}, torch threads {torch.get_num_threads()}")
+    if bs >= len(texts):
+        print(f"  note: batch size {bs} >= {len(texts)} texts: padding inside batches is barely exercised")
+
+    tensors: dict[str, np.ndarray] = {}
+    calls: dict[str, str] = {}
+    checks: dict[str, object] = {}
+    ids_by: dict[str, list[list[int]]] = {}
+
+    raw = None
+    if "raw-cls" in pipelines or has_heads or "sentence-transformers" in pipelines:
+        raw = run_raw_cls(model_arg, texts, n, bs)  # also used for the cross-checks
+    if "raw-cls" in pipelines:
+        tensors["raw-cls"] = raw["vecs"]
+        ids_by["raw-cls"] = raw["ids"]
+        calls["raw-cls"] = raw["call"]
+
+    flag = None
+    if any(p in pipelines for p in ["normalized-cls", "m3-sparse", "m3-colbert"]):
+        flag = run_flag(model_arg, texts, n, bs, m3=has_heads,
+                        want_sparse="m3-sparse" in pipelines, want_colbert="m3-colbert" in pipelines)
+        for p in ["normalized-cls", "m3-sparse", "m3-colbert"]:
+            if p in pipelines:
+                ids_by[p] = flag["ids"]
+                calls[p] = flag["calls"][p]
+        if "normalized-cls" in pipelines:
+            tensors["normalized-cls"] = flag["dense"]
+        if "m3-sparse" in pipelines:
+            tensors["m3-sparse"] = np.asarray([w for s in flag["sparse"] for _, w in s], dtype=np.float32)
+            tensors["m3-sparse.token_ids"] = np.asarray([i for s in flag["sparse"] for i, _ in s], dtype=np.int64)
+            tensors["m3-sparse.offsets"] = pack([s for s in flag["sparse"]])[1]
+        if "m3-colbert" in pipelines:
+            tensors["m3-colbert"] = np.concatenate(flag["colbert"]).astype(np.float32)
+            tensors["m3-colbert.offsets"] = pack(flag["colbert"])[1]
+
+    st = None
+    if "sentence-transformers" in pipelines:
+        st = run_st(model_arg, texts, n, bs)
+        tensors["sentence-transformers"] = st["vecs"]
+        ids_by["sentence-transformers"] = st["ids"]
+        calls["sentence-transformers"] = st["call"]
+
+    for p in pipelines:
+        ids, offsets = pack(ids_by[p])
+        tensors[f"{p}.input_ids"] = ids.astype(np.int64)
+        tensors[f"{p}.input_offsets"] = offsets
+        assert (np.diff(offsets) <= n).all(), f"{p}: a text has more than {n} tokens"
+
+    # ----------------------------------------------------------------------------------------------------
+    # Sanity checks (fail) and cross-checks (report)
+    # ----------------------------------------------------------------------------------------------------
+    for k, v in tensors.items():
+        if v.dtype.kind == "f":
+            assert np.isfinite(v).all(), f"{k}: NaN or Inf"
+    for p in DENSE:
+        if p in tensors:
+            assert tensors[p].shape[0] == len(texts), p
+    if "normalized-cls" in tensors:
+        norms = np.linalg.norm(tensors["normalized-cls"].astype(np.float64), axis=1)
+        assert np.abs(norms - 1).max() <= 1e-5, f"normalized-cls norms off by {np.abs(norms - 1).max()}"
+        checks["normalized-cls max |norm - 1|"] = float(np.abs(norms - 1).max())
+    if "m3-colbert" in tensors:
+        c = tensors["m3-colbert"]
+        cn = np.linalg.norm(c.astype(np.float64), axis=1)
+        assert np.abs(cn - 1).max() <= 1e-5
+        counts = np.diff(tensors["m3-colbert.offsets"])
+        assert (counts == np.diff(tensors["m3-colbert.input_offsets"]) - 1).all(), "colbert rows != tokens - 1"
+    if "m3-sparse" in tensors:
+        assert (tensors["m3-sparse"] > 0).all()
+        tok = flag["tokenizer"]
+        special = {tok.cls_token_id, tok.eos_token_id, tok.pad_token_id, tok.unk_token_id}
+        assert not set(tensors["m3-sparse.token_ids"].tolist()) & special
+        offs = tensors["m3-sparse.offsets"]
+        for i in range(len(texts)):
+            seg = tensors["m3-sparse.token_ids"][offs[i] : offs[i + 1]]
+            assert (np.diff(seg) > 0).all(), "sparse token ids not strictly ascending"
+        n_tok = np.diff(tensors["m3-sparse.input_offsets"]) - 2
+        checks["m3-sparse nnz"] = int(offs[-1])
+        print(f"  m3-sparse: {offs[-1]} weights for {int(n_tok.sum())} non-special token positions")
+
+    # Libraries against each other.
+    if raw is not None and flag is not None:
+        r = raw["vecs"].astype(np.float64)
+        rn = r / np.linalg.norm(r, axis=1, keepdims=True)
+        d = np.abs(rn - flag["dense"]).max()
+        cmin = cos_rows(raw["vecs"], flag["dense"]).min()
+        same_ids = raw["ids"] == flag["ids"]
+        checks["normalized-cls vs raw-cls/|raw-cls|: max abs"] = float(d)
+        checks["normalized-cls vs raw-cls/|raw-cls|: 1 - min cos"] = float(1 - cmin)
+        checks["normalized-cls vs raw-cls: same token ids"] = same_ids
+        print(f"  cross-check normalized-cls vs raw-cls/|raw-cls|: max abs {d:.3e}, 1 - min cos {1 - cmin:.3e}, "
+              f"same ids: {same_ids}")
+        if d > 1e-4:
+            print("  WARNING: FlagEmbedding and transformers disagree by more than 1e-4")
+    if has_heads and flag is not None and raw is not None and ("sparse" in flag or "colbert" in flag):
+        sp, cb = independent_m3(model_dir, raw["model"], raw["tok"], texts, n)
+        if "sparse" in flag:
+            mism, dmax = 0, 0.0
+            for a, b in zip(flag["sparse"], sp):
+                da, db = dict(a), dict(b)
+                mism += len(set(da) ^ set(db))
+                dmax = max([dmax] + [abs(da[k] - db[k]) for k in set(da) & set(db)])
+            checks["m3-sparse vs by-hand: max abs"] = dmax
+            checks["m3-sparse vs by-hand: id set differences"] = mism
+            print(f"  cross-check m3-sparse vs by hand (relu(sparse_linear(h)), max per id): max abs {dmax:.3e}, "
+                  f"id set differences {mism}")
+        if "colbert" in flag:
+            dmax = max(float(np.abs(a - b).max()) if a.size else 0.0 for a, b in zip(flag["colbert"], cb))
+            checks["m3-colbert vs by-hand: max abs"] = dmax
+            print(f"  cross-check m3-colbert vs by hand (normalize(colbert_linear(h[1:]))): max abs {dmax:.3e}")
+    if st is not None and raw is not None:
+        ind = independent_st(st["st"], raw["model"], texts)
+        if ind is not None:
+            d = float(np.abs(ind - st["vecs"]).max())
+            checks["sentence-transformers vs by-hand: max abs"] = d
+            print(f"  cross-check sentence-transformers vs by hand from its module configs: max abs {d:.3e}")
+        if flag is not None:
+            c = cos_rows(st["vecs"], flag["dense"])
+            diff_ids = [rows[i]["id"] for i in range(len(texts)) if st["ids"][i] != flag["ids"][i]]
+            checks["sentence-transformers vs FlagEmbedding: texts with different token ids"] = diff_ids
+            print(f"  info: sentence-transformers vs FlagEmbedding token ids differ for {len(diff_ids)} texts "
+                  f"{diff_ids[:8]}{' ...' if len(diff_ids) > 8 else ''}; cos(st, normalized-cls) min {c.min():.4f}")
+
+    # ----------------------------------------------------------------------------------------------------
+    # Write
+    # ----------------------------------------------------------------------------------------------------
+    if local:
+        rel = os.path.relpath(model_dir, out_dir.resolve())
+        suite_model = Path(rel).as_posix()
+    else:
+        suite_model = args.model
+    texts_bytes = "".join(jsonl_line(r) for r in rows).encode("utf-8")
+
+    hashes = model_file_hashes(model_dir) if local else {}
+    for p in args.texts:
+        key = p.name if p.name not in hashes else str(p)
+        hashes[key] = sha256(p)
+    hashes["texts.jsonl"] = hashlib.sha256(texts_bytes).hexdigest()
+    hashes[SCRIPT.name] = sha256(SCRIPT)
+
+    metadata = {
+        "format": FORMAT,
+        "model": args.model,
+        "max_length": str(n),
+        "max_length_source": n_src,
+        "dtype": "float32",
+        "device": "cpu",
+        "pipelines": json.dumps(pipelines),
+        "n_texts": str(len(texts)),
+        "batch_size": str(bs),
+        "torch_num_threads": str(torch.get_num_threads()),
+        "libraries": json.dumps(library_versions()),
+        "sha256": json.dumps(hashes),
+        "calls": json.dumps(calls),
+        "checks": json.dumps(checks),
+        "generated_at": datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat(),
+    }
+    notes = list(args.note)
+    atomic_write_bytes(out_dir / "texts.jsonl", texts_bytes)
+    atomic_write_bytes(out_dir / "suite.toml",
+                       suite_toml(name, suite_model, n, pipelines, notes, len(texts)).encode("utf-8"))
+    atomic_save_safetensors(out_dir / "reference.safetensors", tensors, metadata)
+
+    size = (out_dir / "reference.safetensors").stat().st_size
+    print(f"  wrote {out_dir}/{{texts.jsonl, suite.toml, reference.safetensors}} ({size / 1024:.1f} KiB)")
+    for k in sorted(tensors):
+        print(f"    {k:40s} {str(tensors[k].dtype):8s} {list(tensors[k].shape)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

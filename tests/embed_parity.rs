@@ -1,0 +1,97 @@
+//! `embcheck embed` agrees with the committed Python references on every bundled model and pipeline.
+
+mod common;
+
+use common::*;
+use embcheck::fixture::SuiteSpec;
+use embcheck::pipeline::OutputKind;
+
+/// Relative L2 allowed per text: f32 noise between candle and PyTorch is ~1e-6 at most.
+const REL_L2: f64 = 1e-5;
+
+fn offsets(t: &Tensors, name: &str) -> Vec<usize> {
+    t.i64s[name].1.iter().map(|&x| x as usize).collect()
+}
+
+fn check_suite(dir: &std::path::Path) {
+    let spec = SuiteSpec::load(dir).unwrap();
+    let reference = read_tensors(&spec.reference_path());
+    let tmp = tempfile::tempdir().unwrap();
+    for p in &spec.pipelines {
+        let out = tmp.path().join(format!("{}.safetensors", p.name()));
+        let mut args = vec![
+            "embed".to_string(),
+            "--model".into(),
+            spec.model_location.clone(),
+            "--pipeline".into(),
+            p.name().into(),
+            "--input".into(),
+            spec.texts_path().to_string_lossy().into_owned(),
+            "--output".into(),
+            out.to_string_lossy().into_owned(),
+            "--batch-size".into(),
+            "7".into(),
+        ];
+        if let Some(n) = spec.options.max_length {
+            args.extend(["--max-length".into(), n.to_string()]);
+        }
+        let o = embcheck(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(o.status.success(), "{} {p}: {}", spec.name, show(&o));
+        let ours = read_tensors(&out);
+        let name = p.name();
+        // Token ids first: every later difference starts there.
+        assert_eq!(ours.i64s["input_ids"].1, reference.i64s[&format!("{name}.input_ids")].1, "{} {p}: token ids", spec.name);
+        let mut worst = 0f64;
+        match p.output() {
+            OutputKind::Dense => {
+                let (shape, e) = &reference.f32s[name];
+                let (our_shape, a) = &ours.f32s["embeddings"];
+                assert_eq!(shape, our_shape, "{} {p}: shape", spec.name);
+                let dim = shape[1];
+                for i in 0..shape[0] {
+                    let r = rel_l2(&a[i * dim..(i + 1) * dim], &e[i * dim..(i + 1) * dim]);
+                    assert!(r <= REL_L2, "{} {p}: text {i} relative L2 {r:e}", spec.name);
+                    worst = worst.max(r);
+                }
+            }
+            OutputKind::Sparse => {
+                assert_eq!(ours.i64s["token_ids"].1, reference.i64s[&format!("{name}.token_ids")].1, "{} {p}: sparse ids", spec.name);
+                assert_eq!(offsets(&ours, "offsets"), offsets(&reference, &format!("{name}.offsets")));
+                for (a, e) in ours.f32s["weights"].1.iter().zip(&reference.f32s[name].1) {
+                    let d = (a - e).abs() as f64;
+                    assert!(d <= 1e-5, "{} {p}: weight differs by {d:e}", spec.name);
+                    worst = worst.max(d);
+                }
+            }
+            OutputKind::Multi => {
+                assert_eq!(offsets(&ours, "offsets"), offsets(&reference, &format!("{name}.offsets")), "{} {p}: rows", spec.name);
+                for (a, e) in ours.f32s["vectors"].1.iter().zip(&reference.f32s[name].1) {
+                    let d = (a - e).abs() as f64;
+                    assert!(d <= 2e-5, "{} {p}: ColBERT component differs by {d:e}", spec.name);
+                    worst = worst.max(d);
+                }
+            }
+        }
+        eprintln!("{} {p}: worst {worst:e}", spec.name);
+    }
+}
+
+#[test]
+fn every_bundled_suite_matches_its_python_reference() {
+    for dir in bundled_suites() {
+        check_suite(&dir);
+    }
+}
+
+#[test]
+#[ignore = "needs all-MiniLM-L6-v2 in fixtures/external: run scripts/fetch-models.sh (scripts/test.sh does)"]
+fn all_minilm_l6_v2_matches_its_python_reference() {
+    let dir = suite("all-minilm-l6-v2");
+    let spec = SuiteSpec::load(&dir).unwrap();
+    assert!(
+        std::path::Path::new(&spec.model_location).join("config.json").is_file(),
+        "all-MiniLM-L6-v2 is missing at {}: run scripts/fetch-models.sh",
+        spec.model_location
+    );
+    check_suite(&dir);
+}
