@@ -1,0 +1,231 @@
+//! `embcheck check` and `embcheck diff` on real files: passes, each corruption caught with the right
+//! diagnosis, and input errors with exit code 2.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+/// `(pipeline, id) -> (pass, diagnosis)` from a diff.csv.
+fn diagnoses(csv_path: &Path) -> Vec<(String, String, bool, String)> {
+    let mut r = csv::Reader::from_path(csv_path).unwrap_or_else(|e| panic!("{}: {e}", csv_path.display()));
+    let h = r.headers().unwrap().clone();
+    let col = |name: &str| h.iter().position(|c| c == name).unwrap_or_else(|| panic!("no column {name} in {h:?}"));
+    let (p, id, pass, diag) = (col("pipeline"), col("id"), col("pass"), col("diagnosis"));
+    r.records().map(|rec| {
+        let rec = rec.unwrap();
+        (rec[p].to_string(), rec[id].to_string(), &rec[pass] == "true", rec[diag].to_string())
+    }).collect()
+}
+
+/// Runs check on one suite copy; returns the exit code and its diff.csv rows.
+fn check(suite: &Path, reports: &Path) -> (Option<i32>, Vec<(String, String, bool, String)>, String) {
+    let o = embcheck(&["check", suite.to_str().unwrap(), "--report-dir", reports.to_str().unwrap()]);
+    let name = suite.file_name().unwrap().to_str().unwrap();
+    let rows = if reports.join(name).join("diff.csv").is_file() { diagnoses(&reports.join(name).join("diff.csv")) } else { Vec::new() };
+    (o.status.code(), rows, show(&o))
+}
+
+/// A copy of tiny-bert-mean whose reference is changed by `corrupt`.
+fn corrupted(tmp: &Path, corrupt: impl FnOnce(&mut Tensors)) -> PathBuf {
+    let dir = suite_copy("tiny-bert-mean", tmp);
+    let path = dir.join("reference.safetensors");
+    let mut t = read_tensors(&path);
+    corrupt(&mut t);
+    write_tensors(&path, &t);
+    dir
+}
+
+/// Every failing row of `pipeline` carries `keyword`, and at least one row fails.
+fn assert_diagnosed(rows: &[(String, String, bool, String)], pipeline: &str, keyword: &str, out: &str) {
+    let failing: Vec<_> = rows.iter().filter(|r| r.0 == pipeline && !r.2).collect();
+    assert!(!failing.is_empty(), "no failing {pipeline} row\n{out}");
+    for r in &failing {
+        assert_eq!(r.3, keyword, "{pipeline} {}: diagnosed {:?}, expected {keyword}\n{out}", r.1, r.3);
+    }
+}
+
+#[test]
+fn bundled_suites_pass_and_write_every_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut args = vec!["check".to_string()];
+    args.extend(bundled_suites().iter().map(|p| p.to_string_lossy().into_owned()));
+    args.extend(["--report-dir".into(), tmp.path().to_string_lossy().into_owned()]);
+    let o = embcheck(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    for f in ["summary.md", "summary.json", "junit.xml", "tiny-bert-mean/diff.csv", "tiny-bert-mean/summary.md", "tiny-bert-mean/report.html"] {
+        assert!(tmp.path().join(f).is_file(), "{f} missing");
+    }
+    let rows = diagnoses(&tmp.path().join("tiny-xlmr-m3/diff.csv"));
+    assert_eq!(rows.len(), 42 * 5);
+    assert!(rows.iter().all(|r| r.2 && r.3.is_empty()));
+}
+
+#[test]
+fn normalized_and_raw_swapped_is_normalization() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = corrupted(tmp.path(), |t| {
+        let raw = t.f32s.remove("raw-cls").unwrap();
+        let norm = t.f32s.insert("normalized-cls".into(), raw).unwrap();
+        t.f32s.insert("raw-cls".into(), norm);
+    });
+    let (code, rows, out) = check(&dir, &tmp.path().join("reports"));
+    assert_eq!(code, Some(1), "{out}");
+    assert_diagnosed(&rows, "raw-cls", "normalization", &out);
+    assert_diagnosed(&rows, "normalized-cls", "normalization", &out);
+    assert!(rows.iter().filter(|r| r.0 == "sentence-transformers").all(|r| r.2));
+}
+
+#[test]
+fn reference_pooled_the_other_way_is_pooling() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The suite's sentence-transformers pipeline mean-pools; give it Python's CLS vectors, normalized.
+    let dir = corrupted(tmp.path(), |t| {
+        let (shape, raw) = t.f32s["raw-cls"].clone();
+        let mut cls = raw.clone();
+        for row in cls.chunks_mut(shape[1]) {
+            let n = row.iter().map(|x| x * x).sum::<f32>().sqrt();
+            row.iter_mut().for_each(|x| *x /= n);
+        }
+        t.f32s.insert("sentence-transformers".into(), (shape, cls));
+    });
+    let (code, rows, out) = check(&dir, &tmp.path().join("reports"));
+    assert_eq!(code, Some(1), "{out}");
+    assert_diagnosed(&rows, "sentence-transformers", "pooling", &out);
+}
+
+#[test]
+fn reference_made_with_a_shorter_max_length_is_truncation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = suite_copy("tiny-bert-mean", tmp.path());
+    std::fs::copy(root().join("fixtures/corruptions/tiny-bert-mean-max24/reference.safetensors"), dir.join("reference.safetensors")).unwrap();
+    let (code, rows, out) = check(&dir, &tmp.path().join("reports"));
+    assert_eq!(code, Some(1), "{out}");
+    for p in ["raw-cls", "normalized-cls", "sentence-transformers"] {
+        assert_diagnosed(&rows, p, "truncation", &out);
+    }
+    // Texts shorter than 24 tokens are unaffected and pass.
+    assert!(rows.iter().any(|r| r.2), "{out}");
+}
+
+#[test]
+fn reference_rounded_to_f16_is_precision() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = corrupted(tmp.path(), |t| {
+        for (name, (_, v)) in t.f32s.iter_mut() {
+            if !name.contains('.') {
+                v.iter_mut().for_each(|x| *x = half::f16::from_f32(*x).to_f32());
+            }
+        }
+    });
+    let (code, rows, out) = check(&dir, &tmp.path().join("reports"));
+    assert_eq!(code, Some(1), "{out}");
+    for p in ["raw-cls", "normalized-cls", "sentence-transformers"] {
+        assert_diagnosed(&rows, p, "precision", &out);
+    }
+}
+
+#[test]
+fn nan_in_the_reference_fails() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = corrupted(tmp.path(), |t| t.f32s.get_mut("normalized-cls").unwrap().1[5] = f32::NAN);
+    let (code, rows, out) = check(&dir, &tmp.path().join("reports"));
+    assert_eq!(code, Some(1), "{out}");
+    let failing: Vec<_> = rows.iter().filter(|r| !r.2).collect();
+    assert_eq!(failing.len(), 1, "{out}");
+    assert_eq!((failing[0].0.as_str(), failing[0].3.as_str()), ("normalized-cls", "non-finite"));
+}
+
+#[test]
+fn truncated_reference_file_is_an_input_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = suite_copy("tiny-bert-mean", tmp.path());
+    let path = dir.join("reference.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    let o = embcheck(&["check", dir.to_str().unwrap(), "--report-dir", tmp.path().join("r").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("reference.safetensors") && err.contains("not a valid safetensors file"), "{err}");
+}
+
+#[test]
+fn missing_model_is_an_error_unless_skipped_and_a_skip_is_never_a_pass() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = suite_copy("tiny-bert-mean", tmp.path());
+    let toml = std::fs::read_to_string(dir.join("suite.toml")).unwrap();
+    let toml: String = toml.lines().map(|l| if l.starts_with("model") { "model = \"../no-such-model\"".to_string() } else { l.to_string() }).collect::<Vec<_>>().join("\n");
+    std::fs::write(dir.join("suite.toml"), toml).unwrap();
+    let reports = tmp.path().join("r");
+    let o = embcheck(&["check", dir.to_str().unwrap(), "--report-dir", reports.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no-such-model"), "{}", show(&o));
+
+    let o = embcheck(&["check", dir.to_str().unwrap(), "--report-dir", reports.to_str().unwrap(), "--skip-missing"]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("1 skipped"), "{}", show(&o));
+    let summary = std::fs::read_to_string(reports.join("summary.md")).unwrap();
+    assert!(summary.contains("SKIPPED"), "{summary}");
+    let junit = std::fs::read_to_string(reports.join("junit.xml")).unwrap();
+    assert!(junit.contains("<skipped"), "{junit}");
+    let report = embcheck::Suite::load(&dir).unwrap().run_with(&embcheck::RunOptions { skip_missing: true, ..Default::default() }).unwrap();
+    assert_eq!(report.status(), embcheck::Status::Skipped);
+    assert!(!report.passed());
+}
+
+#[test]
+fn bad_suite_toml_names_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = suite_copy("tiny-bert-mean", tmp.path());
+    std::fs::write(dir.join("suite.toml"), "model = \"x\"\npipelines = [\"mean-cls\"]\n").unwrap();
+    let o = embcheck(&["check", dir.to_str().unwrap(), "--report-dir", tmp.path().join("r").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("suite.toml") && err.contains("mean-cls"), "{err}");
+}
+
+#[test]
+fn diff_compares_two_embedding_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let texts = suite("tiny-bert-mean").join("texts.jsonl");
+    let embed = |batch: &str, out: &Path| {
+        let o = embcheck(&[
+            "embed", "--model", "fixtures/models/tiny-bert-mean", "--pipeline", "normalized-cls",
+            "--input", texts.to_str().unwrap(), "--output", out.to_str().unwrap(), "--batch-size", batch,
+        ]);
+        assert!(o.status.success(), "{}", show(&o));
+    };
+    let (a, b) = (tmp.path().join("a.safetensors"), tmp.path().join("b.safetensors"));
+    embed("1", &a);
+    embed("16", &b);
+    let o = embcheck(&["diff", a.to_str().unwrap(), b.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let csv = String::from_utf8_lossy(&o.stdout);
+    assert!(csv.starts_with("suite,pipeline,id,cosine,l2,rel_l2,max_abs_diff"), "{csv}");
+    assert_eq!(csv.lines().count(), 43);
+
+    // The reference's raw CLS against our normalized vectors: same direction, other norm.
+    let o = embcheck(&[
+        "diff", a.to_str().unwrap(), suite("tiny-bert-mean").join("reference.safetensors").to_str().unwrap(),
+        "--pipeline", "raw-cls", "--output", tmp.path().join("d.csv").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert_diagnosed(&diagnoses(&tmp.path().join("d.csv")), "raw-cls", "normalization", &show(&o));
+
+    let o = embcheck(&["diff", a.to_str().unwrap(), tmp.path().join("absent.safetensors").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+}
+
+#[test]
+fn library_api_passes_and_panics_like_assert_allclose() {
+    for dir in bundled_suites() {
+        embcheck::Suite::load(&dir).unwrap().run().unwrap().assert_passed();
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = corrupted(tmp.path(), |t| t.f32s.get_mut("sentence-transformers").unwrap().1[0] += 0.5);
+    let report = embcheck::Suite::load(&dir).unwrap().run().unwrap();
+    let msg = std::panic::catch_unwind(|| report.assert_passed()).unwrap_err();
+    let msg = msg.downcast_ref::<String>().unwrap();
+    assert!(msg.contains("Mismatched texts: 1 / 42") && msg.contains("Max absolute difference") && msg.contains("en-simple"), "{msg}");
+}
