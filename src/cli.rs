@@ -31,6 +31,55 @@ pub enum Command {
     /// Compute embeddings through one pipeline and write them to a safetensors file.
     #[command(after_help = EXIT_CODES)]
     Embed(EmbedArgs),
+    /// Run suites: compute every listed pipeline, compare with the Python references, write reports.
+    #[command(after_help = EXIT_CODES)]
+    Check(CheckArgs),
+    /// Compare two embedding files (the `embed` format) with the same metrics and exit codes.
+    #[command(after_help = EXIT_CODES)]
+    Diff(DiffArgs),
+}
+
+/// Arguments of `embcheck check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Suite directories (each with suite.toml); default: every suite under fixtures/suites/.
+    pub suites: Vec<PathBuf>,
+    /// Where to write reports.
+    #[arg(long, default_value = "reports")]
+    pub report_dir: PathBuf,
+    /// Only these pipelines (repeatable).
+    #[arg(long = "pipeline")]
+    pub pipelines: Vec<String>,
+    /// Count a suite whose model is missing as skipped instead of failing with exit code 2.
+    #[arg(long)]
+    pub skip_missing: bool,
+}
+
+/// Arguments of `embcheck diff`.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The actual embeddings.
+    pub actual: PathBuf,
+    /// The expected embeddings.
+    pub expected: PathBuf,
+    /// Write the CSV here instead of stdout.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Read the tensors of this pipeline from reference-format files (`<pipeline>`, `<pipeline>.offsets`, ...).
+    #[arg(long)]
+    pub pipeline: Option<String>,
+    /// The dtype whose default tolerances apply (f32, f16, bf16).
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
+    /// Override the lowest cosine allowed.
+    #[arg(long)]
+    pub min_cosine: Option<f64>,
+    /// Override the highest relative L2 allowed.
+    #[arg(long)]
+    pub max_rel_l2: Option<f64>,
+    /// Override the highest absolute difference allowed.
+    #[arg(long)]
+    pub max_abs: Option<f64>,
 }
 
 /// Arguments of `embcheck embed`.

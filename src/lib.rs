@@ -12,6 +12,7 @@ pub mod error;
 pub mod fixture;
 pub mod model;
 pub mod pipeline;
+pub mod report;
 pub mod suite;
 
 pub use embed::{embed_many, BatchOptions, Embeddings};

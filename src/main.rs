@@ -7,10 +7,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use cli::{exit, Cli, Command, EmbedArgs, PipelineArgs};
-use embcheck::fixture::{format, read_texts, Names};
+use cli::{exit, CheckArgs, Cli, Command, DiffArgs, EmbedArgs, PipelineArgs};
+use embcheck::compare::{compare_pipeline, NoAlternatives, Tolerance, ToleranceOverride};
+use embcheck::fixture::{format, read_texts, Names, StoredVectors, TensorFile};
+use embcheck::pipeline::OutputKind;
 use embcheck::model::{dtype_name, parse_dtype};
-use embcheck::{embed_many, BatchOptions, Error, Model, Pipeline, PipelineKind, PipelineOptions, Result};
+use embcheck::{embed_many, BatchOptions, Error, Model, Pipeline, PipelineKind, PipelineOptions, Result, RunOptions, Status, Suite, SuiteReport};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -26,6 +28,8 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<u8> {
     match cli.command {
         Command::Embed(args) => embed(args),
+        Command::Check(args) => check(args),
+        Command::Diff(args) => diff(args),
     }
 }
 
@@ -70,4 +74,165 @@ fn embed(args: EmbedArgs) -> Result<u8> {
     embcheck::atomic::write(&args.output, &bytes)?;
     eprintln!("embcheck: wrote {} {} vectors to {}", out.vectors.len(), kind, args.output.display());
     Ok(exit::PASS)
+}
+
+/// The suites under fixtures/suites/, sorted, when none are named.
+fn default_suites() -> Result<Vec<std::path::PathBuf>> {
+    let root = std::path::Path::new("fixtures/suites");
+    let entries = std::fs::read_dir(root).map_err(|e| Error::io(root, e))?;
+    let mut dirs: Vec<_> = entries.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.join("suite.toml").is_file()).collect();
+    dirs.sort();
+    if dirs.is_empty() {
+        return Err(Error::input(root, "no suite directories (with suite.toml) found"));
+    }
+    Ok(dirs)
+}
+
+fn check(args: CheckArgs) -> Result<u8> {
+    let dirs = if args.suites.is_empty() { default_suites()? } else { args.suites.clone() };
+    let pipelines = args.pipelines.iter().map(|p| p.parse::<PipelineKind>()).collect::<Result<Vec<_>>>()?;
+    let opts = RunOptions { pipelines, skip_missing: args.skip_missing, progress: true };
+    let mut reports = Vec::new();
+    let mut errors = 0usize;
+    // One suite's error does not stop the others; it decides the exit code.
+    for dir in &dirs {
+        match Suite::load(dir).and_then(|s| s.run_with(&opts)) {
+            Ok(r) => {
+                print_suite(&r);
+                reports.push(r);
+            }
+            Err(e) => {
+                eprintln!("embcheck: error: suite {}: {e}", dir.display());
+                errors += 1;
+            }
+        }
+    }
+    let written = embcheck::report::write_all(&args.report_dir, &reports)?;
+    if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY") {
+        embcheck::atomic::append(std::path::Path::new(&path), &embcheck::report::markdown_summary(&reports))?;
+    }
+    let count = |s: Status| reports.iter().filter(|r| r.status() == s).count();
+    println!(
+        "\n{} suites: {} passed, {} failed, {} skipped, {} errors; {} report files in {}",
+        dirs.len(),
+        count(Status::Passed),
+        count(Status::Failed),
+        count(Status::Skipped),
+        errors,
+        written.len(),
+        args.report_dir.display()
+    );
+    Ok(if errors > 0 {
+        exit::ERROR
+    } else if count(Status::Failed) > 0 {
+        exit::FAIL
+    } else {
+        exit::PASS
+    })
+}
+
+fn print_suite(r: &SuiteReport) {
+    if let Some(why) = &r.skipped {
+        println!("SKIP {}: {why}", r.suite);
+        return;
+    }
+    for p in &r.pipelines {
+        let s = &p.summary;
+        println!(
+            "{} {} {}: {}/{} texts failed, min cosine {:.9}, max rel L2 {:.3e}, max abs {:.3e}",
+            if p.passed() { "PASS" } else { "FAIL" },
+            r.suite,
+            p.pipeline,
+            s.failed,
+            s.rows,
+            s.min_cosine,
+            s.max_rel_l2,
+            s.max_abs_diff
+        );
+        for row in p.rows.iter().filter(|x| !x.pass()).take(5) {
+            let (k, d) = row.diagnosis.as_ref().map_or(("unknown", ""), |d| (d.stage.keyword(), d.detail.as_str()));
+            println!("    {}: cosine {:.9}, rel L2 {:.3e} [{k}] {d}", row.id, row.metrics.cosine, row.metrics.rel_l2);
+        }
+    }
+}
+
+/// Reads one side of a diff: embed-format tensors, or a pipeline's tensors of a reference file.
+fn read_side(path: &std::path::Path, pipeline: Option<PipelineKind>) -> Result<(OutputKind, StoredVectors, Vec<String>)> {
+    let file = TensorFile::read(path)?;
+    let (kind, names) = match pipeline {
+        Some(p) if file.has(p.name()) => (p.output(), Names::reference(p)),
+        _ => {
+            let kind = [OutputKind::Dense, OutputKind::Sparse, OutputKind::Multi]
+                .into_iter()
+                .find(|k| file.has(Names::embed(*k).values()))
+                .ok_or_else(|| Error::input(path, "has none of the tensors embeddings, weights, vectors (nor the --pipeline's)"))?;
+            (kind, Names::embed(kind))
+        }
+    };
+    let stored = file.vectors(kind, &names)?;
+    let ids = file
+        .metadata()
+        .get("ids")
+        .and_then(|s| serde_json::from_str::<Vec<String>>(s).ok())
+        .filter(|ids| ids.len() == stored.vectors.len())
+        .unwrap_or_else(|| (0..stored.vectors.len()).map(|i| format!("t{i:04}")).collect());
+    Ok((kind, stored, ids))
+}
+
+fn diff(args: DiffArgs) -> Result<u8> {
+    let pipeline = args.pipeline.as_deref().map(str::parse::<PipelineKind>).transpose()?;
+    let dt = parse_dtype(&args.dtype).ok_or_else(|| Error::Usage(format!("--dtype {:?}: expected f32, f16 or bf16", args.dtype)))?;
+    let (kind_a, a, ids) = read_side(&args.actual, pipeline)?;
+    let (kind_e, e, _) = read_side(&args.expected, pipeline)?;
+    if kind_a != kind_e || a.vectors.len() != e.vectors.len() {
+        return Err(Error::Usage(format!(
+            "{} and {} do not hold the same kind and number of vectors ({:?} x {} vs {:?} x {})",
+            args.actual.display(),
+            args.expected.display(),
+            kind_a,
+            a.vectors.len(),
+            kind_e,
+            e.vectors.len()
+        )));
+    }
+    let tol = Tolerance::default_for(dt, kind_a).with(&ToleranceOverride {
+        min_cosine: args.min_cosine,
+        max_rel_l2: args.max_rel_l2,
+        max_abs: args.max_abs,
+        min_jaccard: None,
+    });
+    let label = pipeline.unwrap_or(match kind_a {
+        OutputKind::Dense => PipelineKind::NormalizedCls,
+        OutputKind::Sparse => PipelineKind::M3Sparse,
+        OutputKind::Multi => PipelineKind::M3Colbert,
+    });
+    let result = compare_pipeline(
+        label,
+        &ids,
+        &a.vectors,
+        a.input_ids.as_deref(),
+        &e.vectors,
+        e.input_ids.as_deref(),
+        tol,
+        &mut NoAlternatives,
+    )?;
+    match &args.output {
+        Some(path) => {
+            let mut buf = Vec::new();
+            embcheck::report::write_csv(&mut buf, "diff", &[&result])?;
+            embcheck::atomic::write(path, &buf)?;
+        }
+        None => embcheck::report::write_csv(std::io::stdout().lock(), "diff", &[&result])?,
+    }
+    let s = &result.summary;
+    eprintln!(
+        "embcheck: {}: {}/{} texts out of tolerance, min cosine {:.9}, max rel L2 {:.3e}, max abs {:.3e}",
+        if result.passed() { "PASS" } else { "FAIL" },
+        s.failed,
+        s.rows,
+        s.min_cosine,
+        s.max_rel_l2,
+        s.max_abs_diff
+    );
+    Ok(if result.passed() { exit::PASS } else { exit::FAIL })
 }
