@@ -1,16 +1,17 @@
 #!/usr/bin/env python3
 """Runs the real Python libraries (transformers, FlagEmbedding, sentence-transformers) on CPU in float32
-and writes a reference suite for embcheck.
+(or FlagEmbedding alone in float16, --dtype f16) and writes a reference suite for embcheck.
 
     .venv-ref/bin/python scripts/generate_fixtures.py \\
         --model fixtures/models/tiny-bert-mean --texts fixtures/texts/core.jsonl \\
         --out fixtures/suites/tiny-bert-mean [--max-length N] [--name NAME] \\
-        [--pipelines raw-cls normalized-cls sentence-transformers m3-sparse m3-colbert] [--batch-size 8]
+        [--pipelines raw-cls normalized-cls sentence-transformers m3-sparse m3-colbert] [--batch-size 8] \\
+        [--dtype f32|f16] [--instruction TEXT] [--prompt TEXT | --prompt-name NAME]
 
 Writes, into the suite directory (each file atomically: temp file, then rename):
   texts.jsonl              the input texts (ids added as t0000, t0001, ... where absent; text unchanged)
   suite.toml               name, model (relative to the suite dir for a local model), max_length, dtype,
-                           pipelines
+                           instruction / prompt / prompt_name (only when given), pipelines
   reference.safetensors    per pipeline P: the outputs (see below) and P.input_ids / P.input_offsets, the
                            unpadded token ids the library fed to the model (special tokens included, after
                            truncation), plus metadata (versions, sha256 of the inputs, the exact calls)
@@ -28,6 +29,31 @@ Pipelines:
                           normalize_embeddings=True)
   m3-sparse, m3-colbert   BGEM3FlagModel lexical_weights / colbert_vecs from the same encode() call
   sentence-transformers   SentenceTransformer(dir, device="cpu").encode(), normalize_embeddings=False
+
+--dtype f16 (default f32): FlagEmbedding the way it runs by default on a GPU, use_fp16=True: the model (and the
+M3 heads) loaded and run in torch.float16, here on CPU. Only normalized-cls, m3-sparse and m3-colbert. FlagEmbedding
+1.4.2 casts the model back to float32 when the device is "cpu" (encode_single_device: `if device == "cpu":
+self.model.float()`); keep_fp16_on_cpu() turns that one call into a no-op, and forward hooks assert that every
+module ran with float16 parameters and produced float16 hidden states. Outputs are stored as f32 (dense vectors
+and lexical weights come back float16 and convert exactly; colbert vectors come back float32, as on a GPU, because
+FlagEmbedding multiplies the float16 head output by a float mask); metadata dtype "float16", suite.toml
+dtype = "f16". The cross-checks still recompute by hand with the float32 transformers model, so for f16 they
+report the half-precision error.
+
+Query texts (none of these by default; then every pipeline encodes the texts as they are):
+  --instruction TEXT      FlagEmbedding's query instruction: the FlagEmbedding pipelines (normalized-cls, m3-sparse,
+                          m3-colbert) are built with query_instruction_for_retrieval=TEXT (query_instruction_format
+                          left at its default "{}{}": TEXT + text, no separator) and computed with encode_queries()
+                          instead of encode(); encode_queries() prefixes every text before tokenizing and truncates
+                          the prefixed text to max_length (given explicitly as N here; left out, it would be
+                          query_max_length, which the script also sets to N; FlagEmbedding's default is 512).
+                          raw-cls (transformers AutoModel has no instruction) and sentence-transformers are unaffected.
+  --prompt TEXT           sentence-transformers encode(..., prompt=TEXT): the text becomes TEXT + text (then
+  --prompt-name NAME      stripped, as always); or encode(..., prompt_name=NAME), the prompt from the model's
+                          config_sentence_transformers.json. If the Pooling module has include_prompt=false, the
+                          first prompt_length tokens (len(tokenize([prompt])) minus a trailing special token, so
+                          [CLS] included) are masked out of the pooling. Only the sentence-transformers pipeline.
+  The recorded P.input_ids are those of the prefixed texts, as the library tokenized them.
 """
 from __future__ import annotations
 
@@ -56,6 +82,7 @@ import torch
 SCRIPT = Path(__file__).resolve()
 ALL_PIPELINES = ["raw-cls", "normalized-cls", "sentence-transformers", "m3-sparse", "m3-colbert"]
 DENSE = ["raw-cls", "normalized-cls", "sentence-transformers"]
+FLAG_PIPELINES = ["normalized-cls", "m3-sparse", "m3-colbert"]  # the only ones --dtype f16 runs
 FORMAT = "embcheck-reference/1"
 
 
@@ -213,9 +240,50 @@ def check_same_ids(what: str, fed: list[list[int]], ours: list[list[int]], order
             )
 
 
-def assert_f32(what: str, module: torch.nn.Module) -> None:
+def assert_dtype(what: str, module: torch.nn.Module, dtype: torch.dtype = torch.float32) -> None:
     dts = {p.dtype for p in module.parameters()}
-    assert dts == {torch.float32}, f"{what}: parameters are {dts}, expected float32 only"
+    assert dts == {dtype}, f"{what}: parameters are {dts}, expected {str(dtype).removeprefix('torch.')} only"
+
+
+def keep_fp16_on_cpu(emb) -> str:
+    """FlagEmbedding 1.4.2 loads the model in torch.float16 for use_fp16=True (AutoModel.from_pretrained(...,
+    dtype=torch.float16); the M3 colbert/sparse heads are nn.Linear(..., dtype=torch.float16)), but its
+    encode_single_device() then does `if device == "cpu": self.model.float()` (inference/embedder/encoder_only/
+    m3.py and base.py), so on CPU it silently runs in float32. On a GPU that branch is not taken: the model stays in
+    float16 and is only moved with .to(device). Shadow `.float` on this one model object with a no-op (an instance
+    attribute; the class and every other module are untouched) so that encode() runs the GPU code path, on CPU."""
+    model = emb.model
+    model.float = lambda: model  # nn.Module.float() returns self; this one leaves the dtype alone
+    return f"emb.model.float = lambda: emb.model  (no-op: keeps FlagEmbedding's `if device == 'cpu': self.model.float()` from casting the {type(model).__name__} back to float32)"
+
+
+class HalfCheck:
+    """Forward hooks on every module that owns parameters (embeddings, linears, layer norms, the M3 heads) and on
+    the transformers model: assert that each forward ran with float16 parameters and returned float16 hidden
+    states, i.e. that the library really computed in half precision."""
+
+    def __init__(self, root: torch.nn.Module, inner: torch.nn.Module):
+        self.inner, self.inner_calls, self.module_calls = inner, 0, 0
+        self.handles = [
+            m.register_forward_hook(self.hook)
+            for m in root.modules()
+            if m is inner or any(True for _ in m.parameters(recurse=False))
+        ]
+
+    def hook(self, module, args, out):
+        name = type(module).__name__
+        dts = {p.dtype for p in module.parameters(recurse=module is self.inner)}
+        assert dts == {torch.float16}, f"{name}: forward with parameters in {dts}, expected float16 only"
+        h = out.last_hidden_state if module is self.inner else out[0] if isinstance(out, tuple) else out
+        assert h.dtype == torch.float16, f"{name}: forward returned {h.dtype}, expected float16"
+        if module is self.inner:
+            self.inner_calls += 1
+        else:
+            self.module_calls += 1
+
+    def remove(self):
+        for h in self.handles:
+            h.remove()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -227,7 +295,7 @@ def run_raw_cls(model: str, texts: list[str], n: int, bs: int) -> dict:
 
     tok = AutoTokenizer.from_pretrained(model)
     mdl = AutoModel.from_pretrained(model, dtype=torch.float32).eval()
-    assert_f32("raw-cls", mdl)
+    assert_dtype("raw-cls", mdl)
     assert tok.padding_side == "right"
     vecs, ids = [], []
     for batch in chunks(texts, bs):
@@ -248,25 +316,39 @@ def run_raw_cls(model: str, texts: list[str], n: int, bs: int) -> dict:
 
 
 @torch.no_grad()
-def run_flag(model: str, texts: list[str], n: int, bs: int, m3: bool, want_sparse: bool, want_colbert: bool) -> dict:
+def run_flag(model: str, texts: list[str], n: int, bs: int, m3: bool, want_sparse: bool, want_colbert: bool,
+             fp16: bool = False, instruction: str | None = None) -> dict:
     from FlagEmbedding import BGEM3FlagModel, FlagModel
 
+    dtype = torch.float16 if fp16 else torch.float32
     common = dict(
-        normalize_embeddings=True, use_fp16=False, devices="cpu", batch_size=bs,
+        normalize_embeddings=True, use_fp16=fp16, devices="cpu", batch_size=bs,
         query_max_length=n, passage_max_length=n,
     )
+    # With an instruction: query_instruction_for_retrieval (query_instruction_format stays at its default "{}{}")
+    # and encode_queries(), which prefixes each text (AbsEmbedder.encode: get_detailed_instruct(format,
+    # instruction, text) = "{}{}".format(instruction, text)) and then tokenizes with truncation=True,
+    # max_length=max_length (explicit here; when omitted, encode_queries() falls back to query_max_length).
+    q = instruction is not None
+    if q:
+        common["query_instruction_for_retrieval"] = instruction
+    ctor_q = f", query_instruction_for_retrieval={instruction!r}" if q else ""
+    method = "encode_queries" if q else "encode"
     if m3:
         emb = BGEM3FlagModel(model, **common)
         inner = emb.model.model  # EncoderOnlyEmbedderM3ModelForInference.model: the transformers model
+        patch = keep_fp16_on_cpu(emb) if fp16 else None
+        half = HalfCheck(emb.model, inner) if fp16 else None
         cap = Capture(inner)
-        out = emb.encode(
+        out = getattr(emb, method)(
             texts, batch_size=bs, max_length=n,
             return_dense=True, return_sparse=want_sparse, return_colbert_vecs=want_colbert,
         )
-        assert_f32("BGEM3FlagModel", emb.model)
+        assert_dtype("BGEM3FlagModel", emb.model, dtype)
         dense = out["dense_vecs"]
-        ctor = f"FlagEmbedding.BGEM3FlagModel(model, normalize_embeddings=True, use_fp16=False, devices='cpu', batch_size={bs}, query_max_length={n}, passage_max_length={n})"
-        enc = f".encode(texts, batch_size={bs}, max_length={n}, return_dense=True, return_sparse={want_sparse}, return_colbert_vecs={want_colbert})"
+        ctor = f"FlagEmbedding.BGEM3FlagModel(model, normalize_embeddings=True, use_fp16={fp16}, devices='cpu', batch_size={bs}, query_max_length={n}, passage_max_length={n}{ctor_q})"
+        ctor += f"; {patch}; emb" if fp16 else ""
+        enc = f".{method}(texts, batch_size={bs}, max_length={n}, return_dense=True, return_sparse={want_sparse}, return_colbert_vecs={want_colbert})"
         calls = {"normalized-cls": ctor + enc + "['dense_vecs']"}
         if want_sparse:
             calls["m3-sparse"] = ctor + enc + "['lexical_weights'] (dict token id -> weight per text; ids sorted ascending)"
@@ -275,18 +357,30 @@ def run_flag(model: str, texts: list[str], n: int, bs: int, m3: bool, want_spars
     else:
         emb = FlagModel(model, pooling_method="cls", **common)
         inner = emb.model
+        patch = keep_fp16_on_cpu(emb) if fp16 else None
+        half = HalfCheck(emb.model, inner) if fp16 else None
         cap = Capture(inner)
-        dense = emb.encode(texts, batch_size=bs, max_length=n, convert_to_numpy=True)
-        assert_f32("FlagModel", emb.model)
+        dense = getattr(emb, method)(texts, batch_size=bs, max_length=n, convert_to_numpy=True)
+        assert_dtype("FlagModel", emb.model, dtype)
         out = {}
-        calls = {
-            "normalized-cls": f"FlagEmbedding.FlagModel(model, pooling_method='cls', normalize_embeddings=True, use_fp16=False, devices='cpu', batch_size={bs}, query_max_length={n}, passage_max_length={n}).encode(texts, batch_size={bs}, max_length={n}, convert_to_numpy=True)"
-        }
+        ctor = f"FlagEmbedding.FlagModel(model, pooling_method='cls', normalize_embeddings=True, use_fp16={fp16}, devices='cpu', batch_size={bs}, query_max_length={n}, passage_max_length={n}{ctor_q})"
+        ctor += f"; {patch}; emb" if fp16 else ""
+        calls = {"normalized-cls": ctor + f".{method}(texts, batch_size={bs}, max_length={n}, convert_to_numpy=True)"}
     cap.remove()
 
+    # The texts the model saw: with an instruction, prefixed by the library's own helper, as encode() does.
+    if q:
+        assert emb.query_instruction_for_retrieval == instruction and emb.query_instruction_format == "{}{}"
+        assert emb.query_max_length == n, f"query_max_length {emb.query_max_length} != {n}"
+        fed = [emb.get_detailed_instruct(emb.query_instruction_format, instruction, t) for t in texts]
+        assert fed == [instruction + t for t in texts], "query_instruction_format '{}{}' is not a plain prefix"
+        calls = {p: c + f" (each text prefixed: {instruction!r} + text, then truncated to {n} tokens)"
+                 for p, c in calls.items()}
+    else:
+        fed = texts
     # The ids, from the library's own tokenizer called exactly as its encode() calls it.
     ids: list[list[int]] = []
-    for batch in chunks(texts, bs):
+    for batch in chunks(fed, bs):
         ids.extend(emb.tokenizer(batch, truncation=True, max_length=n)["input_ids"])
     # encode() runs the first (longest) batch once more to probe the batch size, then every batch in
     # descending-length order (np.argsort of -len): check what was fed against our ids.
@@ -294,8 +388,30 @@ def run_flag(model: str, texts: list[str], n: int, bs: int, m3: bool, want_spars
     n_batches = (len(texts) + bs - 1) // bs
     assert len(cap.batches) == n_batches + 1, f"expected {n_batches + 1} forward calls, saw {len(cap.batches)}"
     check_same_ids("FlagEmbedding", cap.rows(skip=1), ids, order)
+    if fp16:
+        half.remove()
+        assert half.inner_calls == len(cap.batches), f"float16 hooks saw {half.inner_calls} of {len(cap.batches)} forwards"
+        # What encode() returned, as returned (on a GPU the same: FlagEmbedding multiplies the float16 colbert_linear
+        # output by attention_mask.float(), so its colbert vectors come out float32); stored as float32.
+        returned = {"normalized-cls": np.asarray(dense).dtype}
+        if m3 and want_sparse:
+            returned["m3-sparse"] = next((np.asarray(v).dtype for lw in out["lexical_weights"] for v in lw.values()), None)
+        if m3 and want_colbert:
+            returned["m3-colbert"] = np.asarray(out["colbert_vecs"][0]).dtype
+        calls = {p: c + f" (returns {returned[p]}; stored as float32)" for p, c in calls.items()}
 
-    res = {"dense": np.asarray(dense, dtype=np.float32), "ids": ids, "calls": calls, "tokenizer": emb.tokenizer}
+    res = {"dense": np.asarray(dense, dtype=np.float32), "ids": ids, "calls": calls, "tokenizer": emb.tokenizer,
+           "texts": fed}
+    if q:
+        # For the report only: the same model object without the instruction (plain encode()).
+        if m3:
+            plain = emb.encode(texts, batch_size=bs, max_length=n, return_dense=True, return_sparse=False,
+                               return_colbert_vecs=False)["dense_vecs"]
+        else:
+            plain = emb.encode(texts, batch_size=bs, max_length=n, convert_to_numpy=True)
+        res["plain_dense"] = np.asarray(plain, dtype=np.float32)
+    if fp16:
+        res["float16 forward hooks"] = {"model forwards": half.inner_calls, "module forwards": half.module_calls}
     if m3 and want_sparse:
         res["sparse"] = [
             sorted(((int(k), float(v)) for k, v in lw.items()), key=lambda kv: kv[0]) for lw in out["lexical_weights"]
@@ -308,28 +424,67 @@ def run_flag(model: str, texts: list[str], n: int, bs: int, m3: bool, want_spars
 
 
 @torch.no_grad()
-def run_st(model: str, texts: list[str], n: int, bs: int) -> dict:
+def st_effective_prompt(st, prompt: str | None, prompt_name: str | None) -> str | None:
+    """The prompt SentenceTransformer.encode() applies (5.1.2): prompt, else prompts[prompt_name], else
+    prompts[default_prompt_name]; an empty one is no prompt."""
+    if prompt is None:
+        if prompt_name is not None:
+            if prompt_name not in st.prompts:
+                raise SystemExit(f"--prompt-name {prompt_name!r}: the model's prompts are {st.prompts!r}")
+            prompt = st.prompts[prompt_name]
+        elif st.default_prompt_name is not None:
+            prompt = st.prompts.get(st.default_prompt_name)
+    return prompt if prompt else None
+
+
+@torch.no_grad()
+def run_st(model: str, texts: list[str], n: int, bs: int, prompt: str | None = None,
+           prompt_name: str | None = None) -> dict:
     from sentence_transformers import SentenceTransformer
 
     st = SentenceTransformer(model, device="cpu", model_kwargs={"dtype": torch.float32})
     st.max_seq_length = n
-    assert_f32("SentenceTransformer", st)
+    assert_dtype("SentenceTransformer", st)
+    kw = {"prompt": prompt} if prompt is not None else {"prompt_name": prompt_name} if prompt_name is not None else {}
+    eff = st_effective_prompt(st, prompt, prompt_name)
+    if kw and not eff:
+        raise SystemExit(f"{kw}: resolves to an empty prompt, which encode() ignores")
     cap = Capture(st[0].auto_model)
     vecs = st.encode(
-        texts, batch_size=bs, convert_to_numpy=True, normalize_embeddings=False, show_progress_bar=False
+        texts, batch_size=bs, convert_to_numpy=True, normalize_embeddings=False, show_progress_bar=False, **kw
     )
     cap.remove()
-    ids = [st.tokenize([t])["input_ids"][0].tolist() for t in texts]
+    # encode() prepends the prompt to every text (Transformer.tokenize then strips it, as any text).
+    fed = [eff + t for t in texts] if eff else texts
+    ids = [st.tokenize([t])["input_ids"][0].tolist() for t in fed]
     # encode() sorts by character length (np.argsort of -len(text)), batches, then restores input order.
-    order = np.argsort([-len(t) for t in texts])
+    order = np.argsort([-len(t) for t in fed])
     check_same_ids("sentence-transformers", cap.rows(), ids, order)
     modules = [type(m).__name__ for m in st]
+    extra = "".join(f", {k}={v!r}" for k, v in kw.items())
     call = (
         f"sentence_transformers.SentenceTransformer(model, device='cpu', model_kwargs={{'dtype': torch.float32}}) "
         f"[{' -> '.join(modules)}]; max_seq_length = {n}; .encode(texts, batch_size={bs}, convert_to_numpy=True, "
-        f"normalize_embeddings=False)"
+        f"normalize_embeddings=False{extra})"
     )
-    return {"vecs": np.asarray(vecs, dtype=np.float32), "ids": ids, "call": call, "st": st}
+    res = {"vecs": np.asarray(vecs, dtype=np.float32), "ids": ids, "call": call, "st": st, "texts": fed,
+           "prompt": eff, "prompt_length": None, "include_prompt": None}
+    if eff:
+        # SentenceTransformer._get_prompt_length: len(tokenize([prompt])["input_ids"]) minus 1 when the last id is
+        # a special token ([SEP], </s>); passed to Pooling as features["prompt_length"], which with
+        # include_prompt=False sets attention_mask[:, :prompt_length] = 0 (CLS pooling takes token 0 regardless).
+        pl = st._get_prompt_length(eff)
+        pools = [m for m in st if type(m).__name__ == "Pooling"]
+        inc = all(m.include_prompt for m in pools)
+        res.update(prompt_length=pl, include_prompt=inc)
+        call += (f" (each text prefixed: {eff!r} + text, then stripped and truncated to {n} tokens; prompt_length "
+                 f"{pl}, Pooling include_prompt={inc}" + (f": the first {pl} tokens are masked out of the pooling)"
+                                                          if not inc else ")"))
+        res["call"] = call
+        res["plain_vecs"] = np.asarray(st.encode(texts, batch_size=bs, convert_to_numpy=True,
+                                                 normalize_embeddings=False, show_progress_bar=False,
+                                                 prompt=""), dtype=np.float32)
+    return res
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -341,9 +496,11 @@ def cos_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def independent_st(st, raw_model, texts: list[str]) -> np.ndarray | None:
+def independent_st(st, raw_model, texts: list[str], prompt: str | None = None) -> np.ndarray | None:
     """Recompute the sentence-transformers pipeline by hand from its modules' configs (one text at a time,
-    no padding), with the raw-cls transformers model."""
+    no padding), with the raw-cls transformers model. texts are the prompted texts; with a prompt and
+    include_prompt false, the prompt's tokens (counted by hand: the stripped prompt's ids without the trailing
+    special token) are left out of mean / max / mean_sqrt_len pooling."""
     pool = st[1] if len(st) > 1 else None
     if pool is None or type(pool).__name__ != "Pooling":
         return None
@@ -354,25 +511,32 @@ def independent_st(st, raw_model, texts: list[str]) -> np.ndarray | None:
         return None
     if any(type(m).__name__ not in ("Transformer", "Pooling", "Normalize") for m in st):
         return None
+    skip = 0
+    if prompt and not cfg.get("include_prompt", True):
+        tok = st.tokenizer
+        p = prompt.strip().lower() if st[0].do_lower_case else prompt.strip()
+        p_ids = tok(p, truncation=True, max_length=st.max_seq_length)["input_ids"]
+        skip = len(p_ids) - (1 if p_ids[-1] in (tok.sep_token_id, tok.eos_token_id) else 0)
     out = []
     for t in texts:
         enc = st.tokenize([t])
         h = raw_model(**enc)[0][0]
+        k = h[skip:]  # the non-prompt tokens (all of them without a masked prompt)
         parts = []
         for m in modes:
             if m == "pooling_mode_cls_token":
                 parts.append(h[0])
             elif m == "pooling_mode_max_tokens":
-                parts.append(h.max(0).values)
+                parts.append(k.max(0).values)
             elif m == "pooling_mode_mean_tokens":
-                parts.append(h.mean(0))
+                parts.append(k.mean(0))
             else:
-                parts.append(h.sum(0) / np.sqrt(h.shape[0]))
+                parts.append(k.sum(0) / np.sqrt(k.shape[0]))
         v = torch.cat(parts)
         if any(type(m).__name__ == "Normalize" for m in st):
             v = torch.nn.functional.normalize(v, dim=0)
         out.append(v.numpy())
-    return np.stack(out).astype(np.float32)
+    return np.stack(out).astype(np.float32), skip
 
 
 @torch.no_grad()
@@ -448,10 +612,13 @@ def atomic_save_safetensors(path: Path, tensors: dict[str, np.ndarray], metadata
 
 
 def toml_str(s: str) -> str:
-    return json.dumps(s, ensure_ascii=False)  # a JSON string is a valid TOML basic string
+    # A JSON string is a TOML basic string, except that TOML also forbids a raw DEL (U+007F), which JSON leaves
+    # as is; JSON escapes the other control characters, '"' and '\\' (lone surrogates cannot occur in argv text).
+    return json.dumps(s, ensure_ascii=False).replace("\x7f", "\\u007F")
 
 
-def suite_toml(name: str, model: str, n: int, pipelines: list[str], notes: list[str], n_texts: int) -> str:
+def suite_toml(name: str, model: str, n: int, pipelines: list[str], notes: list[str], n_texts: int,
+               dtype: str = "f32", query: dict[str, str] | None = None) -> str:
     lines = [
         "# embcheck reference suite: generated by scripts/generate_fixtures.py; do not edit by hand, regenerate.",
         f"# texts.jsonl holds the {n_texts} input texts; reference.safetensors the Python libraries' outputs.",
@@ -461,7 +628,10 @@ def suite_toml(name: str, model: str, n: int, pipelines: list[str], notes: list[
         f"name = {toml_str(name)}",
         f"model = {toml_str(model)}",
         f"max_length = {n}",
-        'dtype = "f32"',
+        f"dtype = {toml_str(dtype)}",
+    ]
+    lines += [f"{k} = {toml_str(v)}" for k, v in (query or {}).items()]  # instruction / prompt / prompt_name
+    lines += [
         "pipelines = [" + ", ".join(toml_str(p) for p in pipelines) + "]",
         "",
         "# Tolerances are optional: a [tolerance.<pipeline>] table overrides the harness defaults for that",
@@ -491,7 +661,24 @@ def main() -> int:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1, reproducible)")
     ap.add_argument("--note", action="append", default=[], help="comment line for suite.toml (repeatable)")
+    ap.add_argument("--dtype", choices=["f32", "f16"], default="f32",
+                    help="f32 (default): every library in float32. f16: FlagEmbedding with use_fp16=True, the model "
+                         f"run in torch.float16 on CPU as on a GPU; only {FLAG_PIPELINES}")
+    ap.add_argument("--instruction", default=None, metavar="TEXT",
+                    help="FlagEmbedding query instruction: the FlagEmbedding pipelines use "
+                         "query_instruction_for_retrieval=TEXT and encode_queries() (TEXT + text, no separator); "
+                         "raw-cls and sentence-transformers are unaffected")
+    pg = ap.add_mutually_exclusive_group()
+    pg.add_argument("--prompt", default=None, metavar="TEXT",
+                    help="sentence-transformers encode(..., prompt=TEXT); only the sentence-transformers pipeline")
+    pg.add_argument("--prompt-name", default=None, metavar="NAME",
+                    help="sentence-transformers encode(..., prompt_name=NAME) (a key of the model's "
+                         "config_sentence_transformers.json prompts); only the sentence-transformers pipeline")
     args = ap.parse_args()
+    for flag_name, v in [("--instruction", args.instruction), ("--prompt", args.prompt),
+                         ("--prompt-name", args.prompt_name)]:
+        if v is not None and v == "":
+            raise SystemExit(f"{flag_name}: empty (the libraries treat an empty one as none); leave the flag out")
 
     random.seed(0)
     np.random.seed(0)
@@ -521,8 +708,28 @@ def main() -> int:
         if bad:
             raise SystemExit(f"unknown pipelines {bad}; known: {ALL_PIPELINES}")
         pipelines = [p for p in ALL_PIPELINES if p in req]
+    fp16 = args.dtype == "f16"
+    if fp16:
+        bad = [p for p in pipelines if p not in FLAG_PIPELINES]
+        if bad and args.pipelines is not None:
+            raise SystemExit(f"--dtype f16 runs only the FlagEmbedding pipelines {FLAG_PIPELINES} (use_fp16=True); "
+                             f"{bad} exist only in float32: drop them or generate them in a separate f32 suite")
+        pipelines = [p for p in pipelines if p in FLAG_PIPELINES]
     if ("m3-sparse" in pipelines or "m3-colbert" in pipelines) and not has_heads:
         raise SystemExit("m3-sparse / m3-colbert need sparse_linear.pt and colbert_linear.pt in the model directory")
+    instruction = args.instruction
+    st_prompt, st_prompt_name = args.prompt, args.prompt_name
+    if instruction is not None and not any(p in pipelines for p in FLAG_PIPELINES):
+        raise SystemExit(f"--instruction applies only to the FlagEmbedding pipelines {FLAG_PIPELINES}; none is selected")
+    if (st_prompt is not None or st_prompt_name is not None) and "sentence-transformers" not in pipelines:
+        raise SystemExit("--prompt / --prompt-name apply only to the sentence-transformers pipeline, which is not selected")
+    query: dict[str, str] = {}  # the suite.toml keys the Rust side reads
+    if instruction is not None:
+        query["instruction"] = instruction
+    if st_prompt is not None:
+        query["prompt"] = st_prompt
+    if st_prompt_name is not None:
+        query["prompt_name"] = st_prompt_name
 
     if args.max_length is not None:
         n, n_src = args.max_length, "--max-length"
@@ -533,7 +740,8 @@ def main() -> int:
     rows = load_texts(args.texts)
     texts = [r["text"] for r in rows]
     print(f"{name}: model {args.model}, {len(texts)} texts, max_length {n} ({n_src}), batch {bs}, "
-          f"pipelines {pipelines}, torch threads {torch.get_num_threads()}")
+          f"pipelines {pipelines}, torch threads {torch.get_num_threads()}" + (", FlagEmbedding in float16" if fp16 else "")
+          + "".join(f", {k} {v!r}" for k, v in query.items()))
     if bs >= len(texts):
         print(f"  note: batch size {bs} >= {len(texts)} texts: padding inside batches is barely exercised")
 
@@ -543,17 +751,26 @@ def main() -> int:
     ids_by: dict[str, list[list[int]]] = {}
 
     raw = None
-    if "raw-cls" in pipelines or has_heads or "sentence-transformers" in pipelines:
-        raw = run_raw_cls(model_arg, texts, n, bs)  # also used for the cross-checks
+    if "raw-cls" in pipelines or has_heads or "sentence-transformers" in pipelines or fp16:
+        raw = run_raw_cls(model_arg, texts, n, bs)  # also used for the cross-checks (float32, also for --dtype f16)
     if "raw-cls" in pipelines:
         tensors["raw-cls"] = raw["vecs"]
         ids_by["raw-cls"] = raw["ids"]
         calls["raw-cls"] = raw["call"]
+        if instruction is not None:
+            calls["raw-cls"] += (" (texts without the instruction: transformers.AutoModel has no query instruction; "
+                                 "--instruction applies to the FlagEmbedding pipelines only)")
 
     flag = None
     if any(p in pipelines for p in ["normalized-cls", "m3-sparse", "m3-colbert"]):
         flag = run_flag(model_arg, texts, n, bs, m3=has_heads,
-                        want_sparse="m3-sparse" in pipelines, want_colbert="m3-colbert" in pipelines)
+                        want_sparse="m3-sparse" in pipelines, want_colbert="m3-colbert" in pipelines, fp16=fp16,
+                        instruction=instruction)
+        if fp16:
+            checks["float16 forward hooks"] = flag["float16 forward hooks"]
+            checks["cross-checks below: by hand with"] = "the float32 transformers model and heads (half-precision error)"
+            print(f"  float16: hooks saw {flag['float16 forward hooks']} forwards, all with float16 parameters and "
+                  f"float16 outputs")
         for p in ["normalized-cls", "m3-sparse", "m3-colbert"]:
             if p in pipelines:
                 ids_by[p] = flag["ids"]
@@ -570,10 +787,12 @@ def main() -> int:
 
     st = None
     if "sentence-transformers" in pipelines:
-        st = run_st(model_arg, texts, n, bs)
+        st = run_st(model_arg, texts, n, bs, prompt=st_prompt, prompt_name=st_prompt_name)
         tensors["sentence-transformers"] = st["vecs"]
         ids_by["sentence-transformers"] = st["ids"]
         calls["sentence-transformers"] = st["call"]
+        if instruction is not None and not st["prompt"]:
+            calls["sentence-transformers"] += " (no prompt: --instruction is FlagEmbedding's only)"
 
     for p in pipelines:
         ids, offsets = pack(ids_by[p])
@@ -590,14 +809,15 @@ def main() -> int:
     for p in DENSE:
         if p in tensors:
             assert tensors[p].shape[0] == len(texts), p
+    norm_tol = 2e-3 if fp16 else 1e-5  # float16 vectors normalized in float16: each element rounded by <= 2^-11
     if "normalized-cls" in tensors:
         norms = np.linalg.norm(tensors["normalized-cls"].astype(np.float64), axis=1)
-        assert np.abs(norms - 1).max() <= 1e-5, f"normalized-cls norms off by {np.abs(norms - 1).max()}"
+        assert np.abs(norms - 1).max() <= norm_tol, f"normalized-cls norms off by {np.abs(norms - 1).max()}"
         checks["normalized-cls max |norm - 1|"] = float(np.abs(norms - 1).max())
     if "m3-colbert" in tensors:
         c = tensors["m3-colbert"]
         cn = np.linalg.norm(c.astype(np.float64), axis=1)
-        assert np.abs(cn - 1).max() <= 1e-5
+        assert np.abs(cn - 1).max() <= norm_tol
         counts = np.diff(tensors["m3-colbert.offsets"])
         assert (counts == np.diff(tensors["m3-colbert.input_offsets"]) - 1).all(), "colbert rows != tokens - 1"
     if "m3-sparse" in tensors:
@@ -613,22 +833,26 @@ def main() -> int:
         checks["m3-sparse nnz"] = int(offs[-1])
         print(f"  m3-sparse: {offs[-1]} weights for {int(n_tok.sum())} non-special token positions")
 
-    # Libraries against each other.
+    # Libraries against each other. With an instruction, FlagEmbedding is compared with transformers run on the
+    # instructed texts (the raw-cls pipeline itself stays on the plain texts).
+    xraw, xtag = raw, ""
+    if raw is not None and flag is not None and instruction is not None:
+        xraw, xtag = run_raw_cls(model_arg, flag["texts"], n, bs), " (transformers on instruction + text)"
     if raw is not None and flag is not None:
-        r = raw["vecs"].astype(np.float64)
+        r = xraw["vecs"].astype(np.float64)
         rn = r / np.linalg.norm(r, axis=1, keepdims=True)
         d = np.abs(rn - flag["dense"]).max()
-        cmin = cos_rows(raw["vecs"], flag["dense"]).min()
-        same_ids = raw["ids"] == flag["ids"]
-        checks["normalized-cls vs raw-cls/|raw-cls|: max abs"] = float(d)
-        checks["normalized-cls vs raw-cls/|raw-cls|: 1 - min cos"] = float(1 - cmin)
-        checks["normalized-cls vs raw-cls: same token ids"] = same_ids
-        print(f"  cross-check normalized-cls vs raw-cls/|raw-cls|: max abs {d:.3e}, 1 - min cos {1 - cmin:.3e}, "
+        cmin = cos_rows(xraw["vecs"], flag["dense"]).min()
+        same_ids = xraw["ids"] == flag["ids"]
+        checks[f"normalized-cls vs raw-cls/|raw-cls|{xtag}: max abs"] = float(d)
+        checks[f"normalized-cls vs raw-cls/|raw-cls|{xtag}: 1 - min cos"] = float(1 - cmin)
+        checks[f"normalized-cls vs raw-cls{xtag}: same token ids"] = same_ids
+        print(f"  cross-check normalized-cls vs raw-cls/|raw-cls|{xtag}: max abs {d:.3e}, 1 - min cos {1 - cmin:.3e}, "
               f"same ids: {same_ids}")
-        if d > 1e-4:
-            print("  WARNING: FlagEmbedding and transformers disagree by more than 1e-4")
+        if d > (1e-2 if fp16 else 1e-4):
+            print(f"  WARNING: FlagEmbedding and transformers disagree by more than {'1e-2' if fp16 else '1e-4'}")
     if has_heads and flag is not None and raw is not None and ("sparse" in flag or "colbert" in flag):
-        sp, cb = independent_m3(model_dir, raw["model"], raw["tok"], texts, n)
+        sp, cb = independent_m3(model_dir, xraw["model"], xraw["tok"], flag["texts"], n)
         if "sparse" in flag:
             mism, dmax = 0, 0.0
             for a, b in zip(flag["sparse"], sp):
@@ -644,17 +868,50 @@ def main() -> int:
             checks["m3-colbert vs by-hand: max abs"] = dmax
             print(f"  cross-check m3-colbert vs by hand (normalize(colbert_linear(h[1:]))): max abs {dmax:.3e}")
     if st is not None and raw is not None:
-        ind = independent_st(st["st"], raw["model"], texts)
+        ind = independent_st(st["st"], raw["model"], st["texts"], st["prompt"])
         if ind is not None:
+            ind, skip = ind
             d = float(np.abs(ind - st["vecs"]).max())
-            checks["sentence-transformers vs by-hand: max abs"] = d
-            print(f"  cross-check sentence-transformers vs by hand from its module configs: max abs {d:.3e}")
+            if skip:
+                what = f"by hand, pooling over the non-prompt tokens (the first {skip} masked)"
+                assert skip == st["prompt_length"], f"prompt length by hand {skip}, library {st['prompt_length']}"
+                assert d <= 1e-4, f"sentence-transformers vs {what}: max abs {d:.3e}"
+            else:
+                what = "by-hand"
+            checks[f"sentence-transformers vs {what}: max abs"] = d
+            print(f"  cross-check sentence-transformers vs {what} from its module configs: max abs {d:.3e}")
         if flag is not None:
             c = cos_rows(st["vecs"], flag["dense"])
             diff_ids = [rows[i]["id"] for i in range(len(texts)) if st["ids"][i] != flag["ids"][i]]
             checks["sentence-transformers vs FlagEmbedding: texts with different token ids"] = diff_ids
             print(f"  info: sentence-transformers vs FlagEmbedding token ids differ for {len(diff_ids)} texts "
                   f"{diff_ids[:8]}{' ...' if len(diff_ids) > 8 else ''}; cos(st, normalized-cls) min {c.min():.4f}")
+
+    # The instruction / prompt must have changed the vectors (else the suite tests nothing new).
+    if flag is not None and "plain_dense" in flag:
+        c = cos_rows(flag["dense"], flag["plain_dense"])
+        checks["normalized-cls with vs without the instruction: min cos"] = float(c.min())
+        print(f"  instruction: normalized-cls vs the same model's plain encode(): min cos {c.min():.4f}, "
+              f"max cos {c.max():.4f}")
+        assert c.min() < 0.9999, "the instruction did not change the normalized-cls vectors"
+    if flag is not None and instruction is not None:
+        full = [len(flag["tokenizer"](t)["input_ids"]) for t in flag["texts"]]
+        cut = [rows[i]["id"] for i in range(len(texts)) if full[i] > n]
+        assert all(len(flag["ids"][i]) == min(full[i], n) for i in range(len(texts))), "not truncated to max_length"
+        checks["FlagEmbedding: instructed texts truncated to max_length"] = cut
+        print(f"  instruction: {len(cut)} of {len(texts)} instructed texts are longer than {n} tokens and were "
+              f"truncated to {n} {cut[:8]}")
+    if st is not None and "plain_vecs" in st:
+        c = cos_rows(st["vecs"], st["plain_vecs"])
+        checks["sentence-transformers with vs without the prompt: min cos"] = float(c.min())
+        print(f"  prompt {st['prompt']!r}: sentence-transformers vs encode(prompt=''): min cos {c.min():.4f}, "
+              f"max cos {c.max():.4f}; prompt_length {st['prompt_length']}, include_prompt {st['include_prompt']}")
+        assert c.min() < 0.9999, "the prompt did not change the sentence-transformers vectors"
+        # Is the prompt's own tokenization a prefix of every prompted text's? (Pooling masks by position.)
+        p_ids = st["st"].tokenize([st["prompt"]])["input_ids"][0].tolist()[: st["prompt_length"]]
+        not_prefix = [rows[i]["id"] for i in range(len(texts)) if st["ids"][i][: len(p_ids)] != p_ids]
+        checks["sentence-transformers: texts whose first prompt_length ids are not the prompt's"] = not_prefix
+        print(f"  prompt ids {p_ids} are the first ids of all but {len(not_prefix)} texts {not_prefix[:8]}")
 
     # ----------------------------------------------------------------------------------------------------
     # Write
@@ -678,7 +935,7 @@ def main() -> int:
         "model": args.model,
         "max_length": str(n),
         "max_length_source": n_src,
-        "dtype": "float32",
+        "dtype": "float16" if fp16 else "float32",
         "device": "cpu",
         "pipelines": json.dumps(pipelines),
         "n_texts": str(len(texts)),
@@ -690,11 +947,29 @@ def main() -> int:
         "checks": json.dumps(checks),
         "generated_at": datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat(),
     }
+    # Query texts: only when given (the metadata of a plain suite is unchanged).
+    if instruction is not None:
+        metadata["instruction"] = instruction
+        metadata["instruction_format"] = "{}{}"
+        metadata["instruction_pipelines"] = json.dumps([p for p in pipelines if p in FLAG_PIPELINES])
+    if st is not None and st["prompt"]:
+        if st_prompt is not None:
+            metadata["prompt"] = st_prompt
+        if st_prompt_name is not None:
+            metadata["prompt_name"] = st_prompt_name
+        metadata["prompt_text"] = st["prompt"]
+        metadata["prompt_length"] = str(st["prompt_length"])
+        metadata["include_prompt"] = json.dumps(st["include_prompt"])
+        metadata["prompt_pipelines"] = json.dumps(["sentence-transformers"])
     notes = list(args.note)
     atomic_write_bytes(out_dir / "texts.jsonl", texts_bytes)
     atomic_write_bytes(out_dir / "suite.toml",
-                       suite_toml(name, suite_model, n, pipelines, notes, len(texts)).encode("utf-8"))
+                       suite_toml(name, suite_model, n, pipelines, notes, len(texts), args.dtype, query).encode("utf-8"))
     atomic_save_safetensors(out_dir / "reference.safetensors", tensors, metadata)
+    import tomllib
+
+    parsed = tomllib.loads((out_dir / "suite.toml").read_text(encoding="utf-8"))
+    assert all(parsed.get(k) == v for k, v in query.items()), "suite.toml does not round-trip the query keys"
 
     size = (out_dir / "reference.safetensors").stat().st_size
     print(f"  wrote {out_dir}/{{texts.jsonl, suite.toml, reference.safetensors}} ({size / 1024:.1f} KiB)")

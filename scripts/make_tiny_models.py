@@ -16,6 +16,8 @@ Devanagari, most CJK) are deliberately missing from the corpus so that test text
 Models:
   tiny-bert-mean     BERT, uncased WordPiece, ST mean pooling + Normalize; tokenizer.json carries baked-in
                      truncation (16) and Fixed(24) padding blocks that Python ignores and Rust must override.
+                     ST prompts {"query": "query: ", "passage": "passage: "} (no default prompt) and
+                     include_prompt false: with a prompt, its tokens are left out of the mean.
   tiny-bert-cls      BERT, cased WordPiece, ST CLS pooling (partial pooling config), no Normalize,
                      sentence_bert_config do_lower_case=true, max_seq_length 48, 128 positions.
   tiny-xlmr-m3       XLM-RoBERTa in BAAI/bge-m3's layout (Unigram/Metaspace tokenizer, 2562 positions,
@@ -428,24 +430,25 @@ def full_pooling(mode: str) -> dict:
     }
 
 
-def st_config() -> dict:
+def st_config(prompts: dict[str, str] | None = None) -> dict:
     # Fixed versions (not the running ones) so that the file is reproducible byte for byte.
     return {
         "__version__": {"sentence_transformers": "5.1.2", "transformers": "4.56.2", "pytorch": "2.9.1"},
         "model_type": "SentenceTransformer",
-        "prompts": {},
+        "prompts": dict(prompts or {}),
         "default_prompt_name": None,
         "similarity_fn_name": "cosine",
     }
 
 
-def write_st_files(d: Path, pooling: dict, with_normalize: bool, max_seq_length: int, do_lower_case: bool) -> None:
+def write_st_files(d: Path, pooling: dict, with_normalize: bool, max_seq_length: int, do_lower_case: bool,
+                   prompts: dict[str, str] | None = None) -> None:
     write_json(d / "modules.json", modules_json(with_normalize))
     write_json(d / "1_Pooling" / "config.json", pooling)
     # No 2_Normalize/ folder: ST saves nothing for Normalize and git cannot hold an empty folder, so real
     # models (all-MiniLM-L6-v2, bge-m3) list "2_Normalize" in modules.json without shipping the folder.
     write_json(d / "sentence_bert_config.json", {"max_seq_length": max_seq_length, "do_lower_case": do_lower_case})
-    write_json(d / "config_sentence_transformers.json", st_config())
+    write_json(d / "config_sentence_transformers.json", st_config(prompts))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -498,6 +501,31 @@ def st_load_check(model_dir: Path, expect_dim: int) -> None:
     print(f"  sentence-transformers loads {model_dir.name}: {st} -> {e.shape}")
 
 
+@torch.no_grad()
+def prompt_check(model_dir: Path) -> None:
+    """sentence-transformers loads the prompts and include_prompt=false, plain encode() applies no prompt, and
+    encode(prompt_name="query") leaves the prompt's tokens out of the mean."""
+    from sentence_transformers import SentenceTransformer
+
+    st = SentenceTransformer(str(model_dir), device="cpu")
+    for k, v in BERT_MEAN_PROMPTS.items():
+        assert st.prompts.get(k) == v, (k, st.prompts)
+    assert st.default_prompt_name is None and st[1].include_prompt is False
+    texts = CHECK_TEXTS[:3]
+    plain = st.encode(texts, convert_to_tensor=True)
+    bare = st.encode(texts, convert_to_tensor=True, prompt="")
+    q = st.encode(texts, convert_to_tensor=True, prompt_name="query")
+    assert torch.equal(plain, bare), "plain encode() applied a prompt"
+    n_prompt = st.tokenize([BERT_MEAN_PROMPTS["query"]])["input_ids"].shape[1] - 1
+    model = st[0].auto_model
+    for t, v in zip(texts, q):
+        h = model(**st.tokenize([BERT_MEAN_PROMPTS["query"] + t]))[0][0]
+        ref = torch.nn.functional.normalize(h[n_prompt:].mean(0), dim=0)
+        assert (ref - v).abs().max() < 1e-5, "prompt tokens not left out of the mean"
+    c = torch.nn.functional.cosine_similarity(plain, q).min()
+    print(f"  tiny-bert-mean: prompt_name='query' masks {n_prompt} tokens; min cos(plain, query) {c:.3f}")
+
+
 def dir_size(d: Path) -> int:
     return sum(p.stat().st_size for p in d.rglob("*") if p.is_file())
 
@@ -511,6 +539,9 @@ def tree_digest(d: Path) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------------------------------------------------
+BERT_MEAN_PROMPTS = {"query": "query: ", "passage": "passage: "}
+
+
 def build_bert_mean(out: Path) -> None:
     d = out / "tiny-bert-mean"
     tok = make_wordpiece(lowercase=True, vocab_size=2000)
@@ -524,7 +555,11 @@ def build_bert_mean(out: Path) -> None:
     fast.save_pretrained(d, legacy_format=False)
     model = make_bert(tok.get_vocab_size(), max_pos=512, seed=1001)
     model.save_pretrained(d, safe_serialization=True)
-    write_st_files(d, full_pooling("mean"), with_normalize=True, max_seq_length=64, do_lower_case=False)
+    # Prompts by name, none applied by default; include_prompt false: when encode() is given a prompt, Pooling
+    # masks its first prompt_length tokens (len(tokenize([prompt])) - 1 for the trailing [SEP], so [CLS] too).
+    pooling = full_pooling("mean")
+    pooling["include_prompt"] = False
+    write_st_files(d, pooling, with_normalize=True, max_seq_length=64, do_lower_case=False, prompts=BERT_MEAN_PROMPTS)
 
     # The pitfall: baked-in truncation/padding blocks (all-MiniLM-L6-v2 ships truncation 128 / Fixed(128)
     # while its max_seq_length is 256). Python transformers resets them on every call; Rust must override.
@@ -638,7 +673,7 @@ every reference.
 
 | directory | what it exercises |
 |---|---|
-| `tiny-bert-mean/` | BERT, uncased WordPiece (BertNormalizer lowercase + strip accents). sentence-transformers: mean pooling (every `pooling_mode_*` key explicit) + Normalize (listed in `modules.json`; no `2_Normalize/` folder, as on the hub), `max_seq_length` 64. **Pitfall:** `tokenizer.json` carries a baked-in `truncation` (max_length 16) and `padding` (`Fixed(24)`) block, like all-MiniLM-L6-v2 (128/128 vs max_seq_length 256). Python transformers ignores them; a Rust port that uses `Tokenizer::from_file` as is truncates to 16 and pads to 24. |
+| `tiny-bert-mean/` | BERT, uncased WordPiece (BertNormalizer lowercase + strip accents). sentence-transformers: mean pooling (every `pooling_mode_*` key explicit) + Normalize (listed in `modules.json`; no `2_Normalize/` folder, as on the hub), `max_seq_length` 64. Prompts: `config_sentence_transformers.json` has `"prompts": {"query": "query: ", "passage": "passage: "}` and `"default_prompt_name": null` (so plain `encode()` uses none), and `1_Pooling/config.json` has `"include_prompt": false`: with `encode(..., prompt_name="query")` sentence-transformers leaves the prompt's tokens (`len(tokenize(["query: "])) - 1`, i.e. `[CLS] query :`) out of the mean. **Pitfall:** `tokenizer.json` carries a baked-in `truncation` (max_length 16) and `padding` (`Fixed(24)`) block, like all-MiniLM-L6-v2 (128/128 vs max_seq_length 256). Python transformers ignores them; a Rust port that uses `Tokenizer::from_file` as is truncates to 16 and pads to 24. |
 | `tiny-bert-cls/` | BERT, **cased** WordPiece, 128 positions. sentence-transformers: CLS pooling with a **partial** `1_Pooling/config.json` (only cls/mean/max/mean_sqrt_len keys; the Pooling constructor defaults apply to the rest), **no** Normalize module, `sentence_bert_config.json` with `do_lower_case: true` (ST lowercases the text in Python before the cased tokenizer) and `max_seq_length` 48. |
 | `tiny-xlmr-m3/` | XLM-RoBERTa in BAAI/bge-m3's layout: Unigram tokenizer (NFKC, Metaspace "▁" prepend always), `<s>`=0 `<pad>`=1 `</s>`=2 `<unk>`=3, `<mask>` last; pad 1, LayerNorm eps 1e-5, type_vocab_size 1, **2562 positions** (2560 tokens fit: position ids past 2048). `sparse_linear.pt` (Linear(32, 1)) and `colbert_linear.pt` (Linear(32, 32)) saved as bge-m3 ships them (zip-format `torch.save` of the state dict); the sparse bias makes roughly half the tokens positive. sentence-transformers: CLS pooling + Normalize, `max_seq_length` 2560. Weights in `model.safetensors`. |
 | `tiny-xlmr-m3-pth/` | The same model and byte-identical other files, but the encoder weights in `pytorch_model.bin` (zip-format `torch.save` of the state dict, like BAAI/bge-m3) instead of `model.safetensors`. |
@@ -676,6 +711,7 @@ def main() -> int:
     for name in ["tiny-bert-mean", "tiny-bert-cls", "tiny-xlmr-m3"]:
         pooling_check(name, out / name)
     st_load_check(out / "tiny-bert-mean", HIDDEN)
+    prompt_check(out / "tiny-bert-mean")
     st_load_check(out / "tiny-bert-cls", HIDDEN)
     st_load_check(out / "tiny-xlmr-m3", HIDDEN)
     st_load_check(out / "tiny-xlmr-m3-pth", HIDDEN)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Regenerates every bundled reference suite in fixtures/suites/ with the Python reference stack.
+# Regenerates every bundled reference suite in fixtures/suites/ (and the fixtures/corruptions/ reference)
+# with the Python reference stack.
 #   bash scripts/regenerate-all.sh [--models] [--texts]
 #     --models   also rebuild the tiny models first (scripts/make_tiny_models.py)
 #     --texts    also rewrite fixtures/texts/*.jsonl first (scripts/make_texts.py)
@@ -24,6 +25,17 @@ G=("$PY" scripts/generate_fixtures.py)
   --max-length 2560 --pipelines normalized-cls m3-sparse m3-colbert --batch-size 2
 "${G[@]}" --model fixtures/models/tiny-xlmr-m3-pth --texts fixtures/texts/core.jsonl --out "$S/tiny-xlmr-m3-pth" \
   --max-length 128 --pipelines raw-cls normalized-cls m3-sparse m3-colbert
+"${G[@]}" --model fixtures/models/tiny-xlmr-m3 --texts fixtures/texts/core.jsonl --out "$S/tiny-xlmr-m3-f16" \
+  --max-length 128 --pipelines normalized-cls m3-sparse m3-colbert --dtype f16
+"${G[@]}" --model fixtures/models/tiny-bert-mean --texts fixtures/texts/core.jsonl --out "$S/tiny-bert-mean-query" \
+  --pipelines sentence-transformers normalized-cls --prompt-name query \
+  --instruction "Represent this sentence for searching relevant passages: "
+"${G[@]}" --model fixtures/models/tiny-xlmr-m3 --texts fixtures/texts/core.jsonl --out "$S/tiny-xlmr-m3-query" \
+  --max-length 128 --pipelines normalized-cls m3-sparse m3-colbert sentence-transformers \
+  --instruction "query: " --prompt "query: "
+"${G[@]}" --model fixtures/models/tiny-bert-mean --texts "$S/tiny-bert-mean/texts.jsonl" \
+  --out fixtures/corruptions/tiny-bert-mean-max24 --max-length 24 \
+  --note "A corruption for tests/check_cli.rs: the tiny-bert-mean suite's texts with references made at max length 24 instead of 64."
 if [ -d fixtures/external/all-MiniLM-L6-v2 ]; then
   "${G[@]}" --model fixtures/external/all-MiniLM-L6-v2 --texts fixtures/texts/core.jsonl \
     --texts fixtures/texts/minilm.jsonl --out "$S/all-minilm-l6-v2" \

@@ -39,13 +39,21 @@ fn check_suite(dir: &std::path::Path) {
             args.extend(["--max-length".into(), n.to_string()]);
         }
         args.extend(["--dtype".into(), embcheck::model::dtype_name(spec.dtype).into()]);
+        let o = &spec.options;
+        for (flag, value) in [("--instruction", &o.instruction), ("--prompt-name", &o.prompt_name), ("--prompt", &o.prompt)] {
+            if let Some(v) = value {
+                args.extend([flag.to_string(), v.clone()]);
+            }
+        }
         let tol = bounds(&spec, *p);
         let o = embcheck(&args.iter().map(String::as_str).collect::<Vec<_>>());
         assert!(o.status.success(), "{} {p}: {}", spec.name, show(&o));
         let ours = read_tensors(&out);
         let name = p.name();
         // Token ids first: every later difference starts there.
-        assert_eq!(ours.i64s["input_ids"].1, reference.i64s[&format!("{name}.input_ids")].1, "{} {p}: token ids", spec.name);
+        let (a, e) = (&ours.i64s["input_ids"].1, &reference.i64s[&format!("{name}.input_ids")].1);
+        let first = a.iter().zip(e).position(|(x, y)| x != y);
+        assert!(a == e, "{} {p}: token ids differ (lengths {} vs {}, first difference at {first:?})", spec.name, a.len(), e.len());
         let mut worst = 0f64;
         match p.output() {
             OutputKind::Dense => {

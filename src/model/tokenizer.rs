@@ -83,6 +83,11 @@ impl TextTokenizer {
             .collect()
     }
 
+    /// Whether `id` is a special added token (`[CLS]`, `</s>`, `<mask>`, ...), as `all_special_ids` says.
+    pub fn is_special(&self, id: u32) -> bool {
+        self.inner.get_added_tokens_decoder().get(&id).is_some_and(|t| t.special)
+    }
+
     /// The id of a token string, if in the vocabulary.
     pub fn token_to_id(&self, token: &str) -> Option<u32> {
         self.inner.token_to_id(token)

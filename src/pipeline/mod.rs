@@ -213,12 +213,14 @@ impl Pipeline {
                     (None, None) => st.default_prompt_name.as_ref().and_then(|n| st.prompts.get(n)).cloned().unwrap_or_default(),
                 };
                 let prep = TextPrep { prefix: prompt.clone(), strip: true, lowercase: st.do_lower_case };
-                // The library masks `len(tokenize(prompt)) - 1` leading tokens when include_prompt is false.
+                // With include_prompt false the library masks the prompt's tokens: `tokenize([prompt])`'s
+                // length, less one when the last id is special (the closing `[SEP]` / `</s>`).
                 let prompt_len = if prompt.is_empty() {
                     0
                 } else {
                     let bare = TextPrep { prefix: String::new(), ..prep.clone() }.apply(&prompt);
-                    model.tokenizer.encode_all(&[bare], max_length)?[0].len().saturating_sub(1)
+                    let ids = model.tokenizer.encode_all(&[bare], max_length)?.remove(0);
+                    ids.len() - usize::from(ids.last().is_some_and(|&id| model.tokenizer.is_special(id)))
                 };
                 (prep, Head::SentenceTransformers { modules: st.modules, prompt_len })
             }
