@@ -136,6 +136,9 @@ fn print_suite(r: &SuiteReport) {
         println!("SKIP {}: {why}", r.suite);
         return;
     }
+    for change in &r.changed_files {
+        println!("WARN {}: model file changed since the reference was made: {change}", r.suite);
+    }
     for p in &r.pipelines {
         let s = &p.summary;
         println!(

@@ -56,6 +56,8 @@ pub struct SuiteReport {
     pub pipelines: Vec<PipelineResult>,
     /// Why the suite was skipped, if it was (never a pass).
     pub skipped: Option<String>,
+    /// Model files that differ from those the reference was made with (by sha256).
+    pub changed_files: Vec<String>,
 }
 
 /// Pass, fail or skip.
@@ -186,6 +188,7 @@ impl Suite {
             reference_metadata: reference.metadata(),
             pipelines: Vec::new(),
             skipped: None,
+            changed_files: Vec::new(),
         };
         // Read every expected value before the (slow) model: a bad reference fails fast.
         let mut expected = Vec::new();
@@ -207,6 +210,7 @@ impl Suite {
             }
             Err(e) => return Err(e),
         };
+        report.changed_files = crate::fixture::provenance::model_file_changes(&report.reference_metadata, &files.dir)?;
         let model = Model::from_files(files, spec.dtype)?;
         let pipelines = kinds.iter().map(|&k| Pipeline::build(k, &model, &spec.options)).collect::<Result<Vec<_>>>()?;
         let strings: Vec<String> = texts.iter().map(|t| t.text.clone()).collect();

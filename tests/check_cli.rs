@@ -229,3 +229,28 @@ fn library_api_passes_and_panics_like_assert_allclose() {
     let msg = msg.downcast_ref::<String>().unwrap();
     assert!(msg.contains("Mismatched texts: 1 / 42") && msg.contains("Max absolute difference") && msg.contains("en-simple"), "{msg}");
 }
+
+#[test]
+fn a_model_file_changed_since_the_reference_is_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("model");
+    copy_dir(&root().join("fixtures/models/tiny-bert-mean"), &model);
+    // A change that alters no vector: the check passes, and still says the files differ.
+    let cfg = model.join("tokenizer_config.json");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, format!("{text}\n")).unwrap();
+    let dir = suite_copy("tiny-bert-mean", tmp.path());
+    let toml = std::fs::read_to_string(dir.join("suite.toml")).unwrap();
+    let toml: String = toml
+        .lines()
+        .map(|l| if l.starts_with("model") { format!("model = {:?}", model.to_string_lossy()) } else { l.to_string() })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(dir.join("suite.toml"), toml).unwrap();
+    let reports = tmp.path().join("r");
+    let o = embcheck(&["check", dir.to_str().unwrap(), "--report-dir", reports.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("WARN tiny-bert-mean: model file changed since the reference was made: tokenizer_config.json"), "{}", show(&o));
+    let summary = std::fs::read_to_string(reports.join("summary.md")).unwrap();
+    assert!(summary.contains("model file changed since the reference was made"), "{summary}");
+}

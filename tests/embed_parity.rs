@@ -107,4 +107,7 @@ fn all_minilm_l6_v2_matches_its_python_reference() {
         spec.model_location
     );
     check_suite(&dir);
+    let report = embcheck::Suite::load(&dir).unwrap().run().unwrap();
+    assert!(report.changed_files.is_empty(), "the fetched model is not the one the reference was made from: {:?}", report.changed_files);
+    report.assert_passed();
 }

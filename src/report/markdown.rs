@@ -88,6 +88,9 @@ fn section(out: &mut String, s: &SuiteReport, level: usize) {
         let _ = write!(facts, " · max length {}", lengths.join(", "));
     }
     let _ = writeln!(out, "{facts}\n");
+    for change in &s.changed_files {
+        let _ = writeln!(out, "> ⚠️ model file changed since the reference was made: {}\n", md(change));
+    }
     if !s.reference_metadata.is_empty() {
         let _ = writeln!(out, "<details><summary>Reference metadata</summary>\n\n| key | value |\n|---|---|");
         for (k, v) in &s.reference_metadata {

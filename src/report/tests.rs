@@ -46,6 +46,7 @@ fn suite(name: &str, pipelines: Vec<PipelineResult>, skipped: Option<&str>) -> S
         reference_metadata: BTreeMap::from([("transformers".to_string(), "4.44.2".to_string())]),
         pipelines,
         skipped: skipped.map(str::to_string),
+        changed_files: Vec::new(),
     }
 }
 
