@@ -20,6 +20,13 @@ Models:
                      include_prompt false: with a prompt, its tokens are left out of the mean.
   tiny-bert-cls      BERT, cased WordPiece, ST CLS pooling (partial pooling config), no Normalize,
                      sentence_bert_config do_lower_case=true, max_seq_length 48, 128 positions.
+  tiny-bert-cased-config-override
+                     tiny-bert-cls byte for byte (weights, cased tokenizer.json, ...) except two files:
+                     tokenizer_config.json without do_lower_case (transformers' BertTokenizerFast defaults it
+                     to True) and with tokenize_chinese_chars false, and sentence_bert_config do_lower_case=false.
+                     BertTokenizerFast.__init__ rewrites the tokenizer.json BertNormalizer from those kwargs, so
+                     every Python library lowercases and keeps CJK ideographs inside words; raw tokenizer.json
+                     does neither.
   tiny-xlmr-m3       XLM-RoBERTa in BAAI/bge-m3's layout (Unigram/Metaspace tokenizer, 2562 positions,
                      sparse_linear.pt, colbert_linear.pt, ST CLS + Normalize), weights in model.safetensors.
   tiny-xlmr-m3-pth   the same model, weights in pytorch_model.bin (zip torch.save) instead.
@@ -610,6 +617,92 @@ def build_bert_cls(out: Path) -> None:
     print(f"  tiny-bert-cls: vocab {tok.get_vocab_size()} (cased)")
 
 
+# The normalizer settings that transformers' BertTokenizerFast.__init__ (4.56.2,
+# models/bert/tokenization_bert_fast.py) forces onto the tokenizer.json BertNormalizer of
+# tiny-bert-cased-config-override: its kwargs come from tokenizer_config.json, with the defaults
+# do_lower_case=True, strip_accents=None, tokenize_chinese_chars=True for keys that are absent.
+CONFIG_OVERRIDE_NORMALIZER = {"lowercase": True, "strip_accents": False, "handle_chinese_chars": False}
+
+
+def build_bert_cased_config_override(out: Path) -> None:
+    """tiny-bert-cls copied byte for byte, then only tokenizer_config.json and sentence_bert_config.json edited."""
+    src, d = out / "tiny-bert-cls", out / "tiny-bert-cased-config-override"
+    shutil.copytree(src, d)
+    tc = json.loads((src / "tokenizer_config.json").read_text(encoding="utf-8"))
+    assert tc["tokenizer_class"] in ("BertTokenizer", "BertTokenizerFast"), tc["tokenizer_class"]
+    assert tc["strip_accents"] is False and tc["tokenize_chinese_chars"] is True and tc["do_lower_case"] is False
+    del tc["do_lower_case"]  # absent: BertTokenizerFast's default do_lower_case=True applies
+    tc["tokenize_chinese_chars"] = False
+    # Same serialization as transformers' save_pretrained (sorted keys, indent 2, trailing newline).
+    (d / "tokenizer_config.json").write_text(
+        json.dumps(tc, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+    # sentence-transformers itself must not lowercase: only the tokenizer override does.
+    st = json.loads((src / "sentence_bert_config.json").read_text(encoding="utf-8"))
+    st["do_lower_case"] = False
+    write_json(d / "sentence_bert_config.json", st)
+    norm = json.loads((d / "tokenizer.json").read_text(encoding="utf-8"))["normalizer"]
+    assert norm["type"] == "BertNormalizer" and norm["lowercase"] is False and norm["strip_accents"] is False
+    assert norm["handle_chinese_chars"] is True
+
+
+def config_override_check(out: Path) -> None:
+    """tiny-bert-cased-config-override: the Python tokenizer lowercases and does not split CJK ideographs although
+    tokenizer.json says otherwise; raw `tokenizers` follows tokenizer.json; tokenizer.json with the normalizer
+    replaced as BertTokenizerFast does gives the Python ids."""
+    from sentence_transformers import SentenceTransformer
+
+    d, cls_dir = out / "tiny-bert-cased-config-override", out / "tiny-bert-cls"
+    a, b = tree_digest(cls_dir), tree_digest(d)
+    differ = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    assert differ == ["sentence_bert_config.json", "tokenizer_config.json"], differ
+    tc = json.loads((d / "tokenizer_config.json").read_text(encoding="utf-8"))
+    assert "do_lower_case" not in tc and tc["tokenize_chinese_chars"] is False
+
+    t = transformers.AutoTokenizer.from_pretrained(d)
+    assert isinstance(t, BertTokenizerFast), type(t)
+    state = json.loads(t.backend_tokenizer.normalizer.__getstate__())
+    assert {k: state[k] for k in CONFIG_OVERRIDE_NORMALIZER} == CONFIG_OVERRIDE_NORMALIZER, state
+    raw = Tokenizer.from_file(str(d / "tokenizer.json"))
+    # What a port must do: tokenizer.json with the BertNormalizer rebuilt from the tokenizer_config.json kwargs.
+    mirrored = Tokenizer.from_file(str(d / "tokenizer.json"))
+    mirrored.normalizer = normalizers.BertNormalizer(clean_text=True, **CONFIG_OVERRIDE_NORMALIZER)
+    t_cls = transformers.AutoTokenizer.from_pretrained(cls_dir)
+
+    def auto(text: str) -> list[int]:
+        return t(text)["input_ids"]
+
+    assert auto("Hello") == auto("hello"), "transformers did not lowercase"
+    assert raw.encode("Hello").ids != raw.encode("hello").ids, "raw tokenizer.json lowercased"
+    cjk = "北京是中国的首都"
+    n_raw = len(raw.encode(cjk, add_special_tokens=False).ids)
+    n_auto = len(t(cjk, add_special_tokens=False)["input_ids"])
+    assert n_raw == len(cjk) and n_auto < len(cjk), (n_raw, n_auto)
+    mixed = "Hello World, 北京是中国的首都。 Straße"
+    ids_auto, ids_raw = auto(mixed), raw.encode(mixed).ids
+    assert ids_auto != ids_raw
+    texts = CHECK_TEXTS + [
+        "Hello", "hello", cjk, mixed, "ÉCOLE Élève", "東京は日本の首都です。", "서울은 한국의 수도입니다.",
+    ]
+    n_diff = 0
+    for x in texts:
+        assert mirrored.encode(x).ids == auto(x), f"mirrored normalizer differs from transformers on {x!r}"
+        assert t_cls(x)["input_ids"] == raw.encode(x).ids, f"tiny-bert-cls transformers differs from raw on {x!r}"
+        n_diff += auto(x) != raw.encode(x).ids
+    st = SentenceTransformer(str(d), device="cpu")
+    assert st[0].do_lower_case is False
+    assert st.tokenize([mixed])["input_ids"][0].tolist() == ids_auto, "sentence-transformers tokenizes differently"
+    print(f"  tiny-bert-cased-config-override: AutoTokenizer normalizer {CONFIG_OVERRIDE_NORMALIZER} "
+          f"(tokenizer.json: lowercase false, handle_chinese_chars true)")
+    print(f"    'Hello' -> {auto('Hello')} == 'hello' -> {auto('hello')}; raw tokenizer.json 'Hello' -> "
+          f"{raw.encode('Hello').ids}, 'hello' -> {raw.encode('hello').ids}")
+    print(f"    {cjk!r}: raw {n_raw} tokens (one per ideograph), AutoTokenizer {n_auto} "
+          f"({t.convert_ids_to_tokens(t(cjk, add_special_tokens=False)['input_ids'])})")
+    print(f"    {mixed!r}: AutoTokenizer {ids_auto} != raw {ids_raw}")
+    print(f"    {n_diff} of {len(texts)} check texts tokenize differently; tokenizer.json with the overridden "
+          f"BertNormalizer reproduces AutoTokenizer on all; sentence-transformers (do_lower_case false) agrees")
+
+
 @torch.no_grad()
 def build_xlmr(out: Path) -> None:
     d = out / "tiny-xlmr-m3"
@@ -675,12 +768,18 @@ every reference.
 |---|---|
 | `tiny-bert-mean/` | BERT, uncased WordPiece (BertNormalizer lowercase + strip accents). sentence-transformers: mean pooling (every `pooling_mode_*` key explicit) + Normalize (listed in `modules.json`; no `2_Normalize/` folder, as on the hub), `max_seq_length` 64. Prompts: `config_sentence_transformers.json` has `"prompts": {"query": "query: ", "passage": "passage: "}` and `"default_prompt_name": null` (so plain `encode()` uses none), and `1_Pooling/config.json` has `"include_prompt": false`: with `encode(..., prompt_name="query")` sentence-transformers leaves the prompt's tokens (`len(tokenize(["query: "])) - 1`, i.e. `[CLS] query :`) out of the mean. **Pitfall:** `tokenizer.json` carries a baked-in `truncation` (max_length 16) and `padding` (`Fixed(24)`) block, like all-MiniLM-L6-v2 (128/128 vs max_seq_length 256). Python transformers ignores them; a Rust port that uses `Tokenizer::from_file` as is truncates to 16 and pads to 24. |
 | `tiny-bert-cls/` | BERT, **cased** WordPiece, 128 positions. sentence-transformers: CLS pooling with a **partial** `1_Pooling/config.json` (only cls/mean/max/mean_sqrt_len keys; the Pooling constructor defaults apply to the rest), **no** Normalize module, `sentence_bert_config.json` with `do_lower_case: true` (ST lowercases the text in Python before the cased tokenizer) and `max_seq_length` 48. |
+| `tiny-bert-cased-config-override/` | **Pitfall:** `tiny-bert-cls` byte for byte (same weights, same `tokenizer.json` whose `BertNormalizer` says `lowercase: false`, `strip_accents: false`, `handle_chinese_chars: true`) except two files: `tokenizer_config.json` has **no** `do_lower_case` and `"tokenize_chinese_chars": false`, and `sentence_bert_config.json` has `do_lower_case: false`. transformers' `BertTokenizerFast.__init__` rewrites the `tokenizer.json` normalizer from its kwargs, which come from `tokenizer_config.json` with the defaults `do_lower_case=True`, `strip_accents=None`, `tokenize_chinese_chars=True`: so every Python library (transformers, FlagEmbedding, sentence-transformers) lowercases ("Hello" and "hello" get the same ids) and keeps CJK ideographs inside words (an all-ideograph word becomes one WordPiece word, here `[UNK]`), while `Tokenizer::from_file` on `tokenizer.json` as is does neither. A port must rebuild the normalizer as `BertNormalizer(lowercase=true, strip_accents=false, handle_chinese_chars=false)`. |
 | `tiny-xlmr-m3/` | XLM-RoBERTa in BAAI/bge-m3's layout: Unigram tokenizer (NFKC, Metaspace "▁" prepend always), `<s>`=0 `<pad>`=1 `</s>`=2 `<unk>`=3, `<mask>` last; pad 1, LayerNorm eps 1e-5, type_vocab_size 1, **2562 positions** (2560 tokens fit: position ids past 2048). `sparse_linear.pt` (Linear(32, 1)) and `colbert_linear.pt` (Linear(32, 32)) saved as bge-m3 ships them (zip-format `torch.save` of the state dict); the sparse bias makes roughly half the tokens positive. sentence-transformers: CLS pooling + Normalize, `max_seq_length` 2560. Weights in `model.safetensors`. |
 | `tiny-xlmr-m3-pth/` | The same model and byte-identical other files, but the encoder weights in `pytorch_model.bin` (zip-format `torch.save` of the state dict, like BAAI/bge-m3) instead of `model.safetensors`. |
 
 Characters that are deliberately not in the tokenizer corpora (emoji, Hebrew, Thai, Devanagari, most CJK
 ideographs, the Turkish dotted capital I, ...) become `[UNK]` / `<unk>`.
 """
+
+
+MODEL_NAMES = [
+    "tiny-bert-mean", "tiny-bert-cls", "tiny-bert-cased-config-override", "tiny-xlmr-m3", "tiny-xlmr-m3-pth",
+]
 
 
 def main() -> int:
@@ -696,12 +795,13 @@ def main() -> int:
           f"sentence-transformers {sentence_transformers.__version__}")
 
     def build(target: Path) -> None:
-        for name in ["tiny-bert-mean", "tiny-bert-cls", "tiny-xlmr-m3", "tiny-xlmr-m3-pth"]:
+        for name in MODEL_NAMES:
             if (target / name).exists():
                 shutil.rmtree(target / name)
         target.mkdir(parents=True, exist_ok=True)
         build_bert_mean(target)
         build_bert_cls(target)
+        build_bert_cased_config_override(target)
         build_xlmr(target)
 
     build(out)
@@ -713,6 +813,8 @@ def main() -> int:
     st_load_check(out / "tiny-bert-mean", HIDDEN)
     prompt_check(out / "tiny-bert-mean")
     st_load_check(out / "tiny-bert-cls", HIDDEN)
+    st_load_check(out / "tiny-bert-cased-config-override", HIDDEN)
+    config_override_check(out)
     st_load_check(out / "tiny-xlmr-m3", HIDDEN)
     st_load_check(out / "tiny-xlmr-m3-pth", HIDDEN)
 
@@ -726,14 +828,14 @@ def main() -> int:
 
         with tempfile.TemporaryDirectory() as tmp:
             build(Path(tmp))
-            for name in ["tiny-bert-mean", "tiny-bert-cls", "tiny-xlmr-m3", "tiny-xlmr-m3-pth"]:
+            for name in MODEL_NAMES:
                 x, y = tree_digest(out / name), tree_digest(Path(tmp) / name)
                 bad = sorted(k for k in set(x) | set(y) if x.get(k) != y.get(k))
                 assert not bad, f"{name}: not deterministic: {bad}"
         print("determinism: a second build is byte-identical")
 
     print("sizes:")
-    for name in ["tiny-bert-mean", "tiny-bert-cls", "tiny-xlmr-m3", "tiny-xlmr-m3-pth"]:
+    for name in MODEL_NAMES:
         d = out / name
         files = ", ".join(f"{p.relative_to(d)} {p.stat().st_size}" for p in sorted(d.rglob("*")) if p.is_file())
         print(f"  {name}: {dir_size(d) / 1024:.1f} KiB  ({files})")

@@ -33,11 +33,12 @@ fn run(cli: Cli) -> Result<u8> {
     }
 }
 
+fn dtype_arg(s: &str) -> Result<candle_core::DType> {
+    parse_dtype(s).ok_or_else(|| Error::Usage(format!("--dtype {s:?}: expected f32, f16 or bf16")))
+}
+
 fn dtype(args: &PipelineArgs) -> Result<candle_core::DType> {
-    match &args.dtype {
-        None => Ok(candle_core::DType::F32),
-        Some(s) => parse_dtype(s).ok_or_else(|| Error::Usage(format!("--dtype {s:?}: expected f32, f16 or bf16"))),
-    }
+    args.dtype.as_deref().map_or(Ok(candle_core::DType::F32), dtype_arg)
 }
 
 fn options(args: &PipelineArgs) -> PipelineOptions {
@@ -122,6 +123,10 @@ fn check(args: CheckArgs) -> Result<u8> {
         written.len(),
         args.report_dir.display()
     );
+    if errors == 0 && count(Status::Passed) + count(Status::Failed) == 0 {
+        eprintln!("embcheck: error: no suite was checked (all {} skipped)", reports.len());
+        return Ok(exit::ERROR);
+    }
     Ok(if errors > 0 {
         exit::ERROR
     } else if count(Status::Failed) > 0 {
@@ -184,7 +189,7 @@ fn read_side(path: &std::path::Path, pipeline: Option<PipelineKind>) -> Result<(
 
 fn diff(args: DiffArgs) -> Result<u8> {
     let pipeline = args.pipeline.as_deref().map(str::parse::<PipelineKind>).transpose()?;
-    let dt = parse_dtype(&args.dtype).ok_or_else(|| Error::Usage(format!("--dtype {:?}: expected f32, f16 or bf16", args.dtype)))?;
+    let dt = dtype_arg(&args.dtype)?;
     let (kind_a, a, ids) = read_side(&args.actual, pipeline)?;
     let (kind_e, e, _) = read_side(&args.expected, pipeline)?;
     if kind_a != kind_e || a.vectors.len() != e.vectors.len() {

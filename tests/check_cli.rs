@@ -162,9 +162,15 @@ fn missing_model_is_an_error_unless_skipped_and_a_skip_is_never_a_pass() {
     assert_eq!(o.status.code(), Some(2), "{}", show(&o));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no-such-model"), "{}", show(&o));
 
+    // Skipped alone is not a pass: nothing was checked.
     let o = embcheck(&["check", dir.to_str().unwrap(), "--report-dir", reports.to_str().unwrap(), "--skip-missing"]);
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no suite was checked"), "{}", show(&o));
+    // Beside a suite that runs, the skip is counted and the exit code is the other suite's.
+    let other = suite("tiny-bert-cls");
+    let o = embcheck(&["check", dir.to_str().unwrap(), other.to_str().unwrap(), "--report-dir", reports.to_str().unwrap(), "--skip-missing"]);
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("1 skipped"), "{}", show(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("1 passed, 0 failed, 1 skipped"), "{}", show(&o));
     let summary = std::fs::read_to_string(reports.join("summary.md")).unwrap();
     assert!(summary.contains("SKIPPED"), "{summary}");
     let junit = std::fs::read_to_string(reports.join("junit.xml")).unwrap();

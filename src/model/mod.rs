@@ -62,7 +62,7 @@ impl Model {
             Family::XlmRoberta => &[("cls_token", "<s>"), ("eos_token", "</s>"), ("pad_token", "<pad>"), ("unk_token", "<unk>")],
             Family::Bert => &[("cls_token", "[CLS]"), ("pad_token", "[PAD]"), ("unk_token", "[UNK]")],
         };
-        let tokenizer = TextTokenizer::load(&files.tokenizer, defaults)?;
+        let tokenizer = TextTokenizer::load(&files.tokenizer, defaults, loads_as_bert_tokenizer(&files, config.family)?)?;
         let pad_id = tokenizer.special.pad.unwrap_or(config.pad_token_id);
         let device = Device::Cpu;
         let vb = match &files.weights {
@@ -100,6 +100,33 @@ impl Model {
     pub fn hidden_states(&self, ids: &[Vec<u32>]) -> Result<Tensor> {
         self.encoder.forward(ids, self.pad_id)
     }
+}
+
+/// The fast tokenizers of transformers that rewrite their BertNormalizer from tokenizer_config.json.
+const BERT_STYLE_TOKENIZERS: &[&str] = &[
+    "BertTokenizer",
+    "DistilBertTokenizer",
+    "ConvBertTokenizer",
+    "ElectraTokenizer",
+    "FunnelTokenizer",
+    "LayoutLMTokenizer",
+    "LxmertTokenizer",
+    "MobileBertTokenizer",
+    "RoFormerTokenizer",
+    "SqueezeBertTokenizer",
+];
+
+/// Whether `AutoTokenizer` would build a BERT-style fast tokenizer: `tokenizer_class` in
+/// tokenizer_config.json names one, or is absent and the model is a BERT.
+fn loads_as_bert_tokenizer(files: &ModelFiles, family: Family) -> Result<bool> {
+    let class = match files.optional("tokenizer_config.json") {
+        Some(p) => read_json::<serde_json::Value>(&p)?.get("tokenizer_class").and_then(|c| c.as_str()).map(str::to_string),
+        None => None,
+    };
+    Ok(match class {
+        Some(c) => BERT_STYLE_TOKENIZERS.contains(&c.trim_end_matches("Fast")),
+        None => family == Family::Bert,
+    })
 }
 
 /// Reads a zip-format `torch.save` file into named tensors, with a message that names the file.

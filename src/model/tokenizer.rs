@@ -7,6 +7,7 @@
 
 use std::path::Path;
 
+use tokenizers::normalizers::{BertNormalizer, NormalizerWrapper};
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
 use crate::error::{read_json, Error, Result};
@@ -40,14 +41,18 @@ pub struct TextTokenizer {
 }
 
 impl TextTokenizer {
-    /// Loads `tokenizer.json` and the special tokens named beside it.
-    pub fn load(path: &Path, family_defaults: &[(&str, &str)]) -> Result<Self> {
+    /// Loads `tokenizer.json` and the special tokens named beside it. `bert_style`: transformers would load
+    /// it as a BERT-style fast tokenizer, which rewrites the normalizer from tokenizer_config.json.
+    pub fn load(path: &Path, family_defaults: &[(&str, &str)], bert_style: bool) -> Result<Self> {
         let mut inner = Tokenizer::from_file(path).map_err(|e| Error::input(path, format!("cannot load tokenizer: {e}")))?;
         inner.with_padding(None);
         inner
             .with_truncation(None)
             .map_err(|e| Error::input(path, format!("cannot reset truncation: {e}")))?;
         let dir = path.parent().unwrap_or(Path::new("."));
+        if bert_style {
+            apply_bert_kwargs(&mut inner, &dir.join("tokenizer_config.json"))?;
+        }
         let named = special_token_names(dir)?;
         let lookup = |key: &str| -> Option<u32> {
             let name = named
@@ -92,6 +97,24 @@ impl TextTokenizer {
     pub fn token_to_id(&self, token: &str) -> Option<u32> {
         self.inner.token_to_id(token)
     }
+}
+
+/// `BertTokenizerFast.__init__` replaces the BertNormalizer's `lowercase`, `strip_accents` and
+/// `handle_chinese_chars` by its own arguments, read from tokenizer_config.json with the defaults
+/// `do_lower_case=True`, `strip_accents=None`, `tokenize_chinese_chars=True`: a cased tokenizer.json whose
+/// config omits `do_lower_case` is lowercased by every Python library.
+fn apply_bert_kwargs(tk: &mut Tokenizer, config: &Path) -> Result<()> {
+    let Some(NormalizerWrapper::BertNormalizer(current)) = tk.get_normalizer() else { return Ok(()) };
+    let v: serde_json::Value = if config.is_file() { read_json(config)? } else { serde_json::Value::Null };
+    let flag = |key: &str, default: bool| v.get(key).and_then(|x| x.as_bool()).unwrap_or(default);
+    let wanted = BertNormalizer::new(
+        current.clean_text,
+        flag("tokenize_chinese_chars", true),
+        v.get("strip_accents").and_then(|x| x.as_bool()),
+        flag("do_lower_case", true),
+    );
+    tk.with_normalizer(Some(wanted)).map_err(|e| Error::input(config, format!("cannot set the normalizer: {e}")))?;
+    Ok(())
 }
 
 /// `(key, token)` pairs from special_tokens_map.json, then tokenizer_config.json. Values may be strings or

@@ -50,9 +50,6 @@ fn status_lines(out: &mut String, s: &SuiteReport) {
         let _ = writeln!(out, "- ⏭ **SKIPPED** {name}: {}", md(why));
         return;
     }
-    if s.pipelines.is_empty() {
-        let _ = writeln!(out, "- ✅ pass {name}: no pipelines selected");
-    }
     for p in &s.pipelines {
         let sm = &p.summary;
         let figures = format!("min cosine {}, max rel L2 {}", cosine(sm.min_cosine), sci(sm.max_rel_l2));
