@@ -95,7 +95,11 @@ impl Layer {
             .to_dtype(x.dtype())?;
         let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, l, h))?;
         let attn = self.attn_norm.forward(&(self.attn_out.forward(&ctx)? + x)?)?;
-        let inter = self.act.forward(&self.intermediate.forward(&attn)?)?;
+        let pre = self.intermediate.forward(&attn)?;
+        let inter = match self.act {
+            Activation::Gelu => super::gelu::gelu_erf(&pre)?,
+            act => act.forward(&pre)?,
+        };
         self.out_norm.forward(&(self.output.forward(&inter)? + attn)?)
     }
 }

@@ -3,6 +3,7 @@
 pub mod config;
 pub mod encoder;
 pub mod files;
+pub mod gelu;
 pub mod tokenizer;
 
 use candle_core::{DType, Device, Tensor};
