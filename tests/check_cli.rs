@@ -260,3 +260,18 @@ fn a_model_file_changed_since_the_reference_is_reported() {
     let summary = std::fs::read_to_string(reports.join("summary.md")).unwrap();
     assert!(summary.contains("model file changed since the reference was made"), "{summary}");
 }
+
+#[test]
+fn markdown_summary_is_appended_to_github_step_summary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let summary = tmp.path().join("step-summary.md");
+    std::fs::write(&summary, "earlier step\n").unwrap();
+    let dir = suite("tiny-bert-cls");
+    let o = embcheck_env(
+        &["check", dir.to_str().unwrap(), "--report-dir", tmp.path().join("r").to_str().unwrap()],
+        &[("GITHUB_STEP_SUMMARY", summary.to_str().unwrap())],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let text = std::fs::read_to_string(&summary).unwrap();
+    assert!(text.starts_with("earlier step\n") && text.contains("tiny-bert-cls") && text.contains("sentence-transformers"), "{text}");
+}

@@ -1,4 +1,4 @@
-//! Hub ids resolve through a hub cache laid out on disk, as huggingface_hub writes it; no network.
+//! Where weights come from: hub ids through a hub cache laid out on disk (no network), sharded safetensors.
 
 mod common;
 
@@ -62,4 +62,46 @@ fn missing_hub_model_offline_is_a_clear_error() {
         assert!(err.contains("HF_HUB_OFFLINE") && err.contains(id), "{err}");
     }
     assert!(!out.exists());
+}
+
+/// A model whose weights are split into shards named by `model.safetensors.index.json`.
+#[test]
+fn sharded_safetensors_give_the_same_vectors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sharded = tmp.path().join("sharded");
+    copy_dir(&root().join("fixtures/models/tiny-xlmr-m3"), &sharded);
+    let single = sharded.join("model.safetensors");
+    let t = read_tensors(&single);
+    std::fs::remove_file(&single).unwrap();
+    let mut names: Vec<&String> = t.f32s.keys().collect();
+    names.sort();
+    let mut weight_map = serde_json::Map::new();
+    for (k, part) in names.chunks(names.len() / 2 + 1).enumerate() {
+        let file = format!("model-{:05}-of-00002.safetensors", k + 1);
+        let shard = Tensors {
+            f32s: part.iter().map(|n| ((*n).clone(), t.f32s[*n].clone())).collect(),
+            i64s: Default::default(),
+            metadata: [("format".to_string(), "pt".to_string())].into(),
+        };
+        write_tensors(&sharded.join(&file), &shard);
+        for n in part {
+            weight_map.insert((*n).clone(), serde_json::Value::String(file.clone()));
+        }
+    }
+    assert!(t.i64s.is_empty());
+    let index = serde_json::json!({"metadata": {}, "weight_map": weight_map});
+    std::fs::write(sharded.join("model.safetensors.index.json"), index.to_string()).unwrap();
+
+    let input = suite("tiny-xlmr-m3").join("texts.jsonl");
+    let mut outs = Vec::new();
+    for model in [root().join("fixtures/models/tiny-xlmr-m3"), sharded] {
+        let out = tmp.path().join(format!("{}.safetensors", outs.len()));
+        let o = embcheck(&[
+            "embed", "--model", model.to_str().unwrap(), "--pipeline", "normalized-cls",
+            "--input", input.to_str().unwrap(), "--output", out.to_str().unwrap(), "--max-length", "128",
+        ]);
+        assert!(o.status.success(), "{}", show(&o));
+        outs.push(read_tensors(&out).f32s["embeddings"].clone());
+    }
+    assert_eq!(outs[0], outs[1]);
 }
