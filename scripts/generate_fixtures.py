@@ -500,7 +500,9 @@ def independent_st(st, raw_model, texts: list[str], prompt: str | None = None) -
     """Recompute the sentence-transformers pipeline by hand from its modules' configs (one text at a time,
     no padding), with the raw-cls transformers model. texts are the prompted texts; with a prompt and
     include_prompt false, the prompt's tokens (counted by hand: the stripped prompt's ids without the trailing
-    special token) are left out of mean / max / mean_sqrt_len pooling."""
+    special token) are left out of mean / max / mean_sqrt_len pooling. The modules after the Pooling are applied
+    in modules.json order: Dense (act(W v + b), its weights and activation from the module; tanh or identity
+    only) and Normalize."""
     pool = st[1] if len(st) > 1 else None
     if pool is None or type(pool).__name__ != "Pooling":
         return None
@@ -509,8 +511,19 @@ def independent_st(st, raw_model, texts: list[str], prompt: str | None = None) -
                          "pooling_mode_mean_sqrt_len_tokens"] if cfg.get(k)]
     if cfg.get("pooling_mode_weightedmean_tokens") or cfg.get("pooling_mode_lasttoken"):
         return None
-    if any(type(m).__name__ not in ("Transformer", "Pooling", "Normalize") for m in st):
+    if any(type(m).__name__ not in ("Transformer", "Pooling", "Dense", "Normalize") for m in st):
         return None
+    acts = {"torch.nn.modules.activation.Tanh": torch.tanh, "torch.nn.modules.linear.Identity": lambda x: x}
+    post = []  # the modules after the Pooling, in order, as by-hand functions of the pooled vector
+    for m in list(st)[2:]:
+        if type(m).__name__ == "Dense":
+            act = acts.get(m.get_config_dict()["activation_function"])
+            if act is None:
+                return None
+            w, b = m.linear.weight, m.linear.bias
+            post.append(lambda v, w=w, b=b, act=act: act(w @ v + b) if b is not None else act(w @ v))
+        else:
+            post.append(lambda v: torch.nn.functional.normalize(v, dim=0))
     skip = 0
     if prompt and not cfg.get("include_prompt", True):
         tok = st.tokenizer
@@ -533,8 +546,8 @@ def independent_st(st, raw_model, texts: list[str], prompt: str | None = None) -
             else:
                 parts.append(k.sum(0) / np.sqrt(k.shape[0]))
         v = torch.cat(parts)
-        if any(type(m).__name__ == "Normalize" for m in st):
-            v = torch.nn.functional.normalize(v, dim=0)
+        for f in post:
+            v = f(v)
         out.append(v.numpy())
     return np.stack(out).astype(np.float32), skip
 
@@ -881,11 +894,14 @@ def main() -> int:
             checks[f"sentence-transformers vs {what}: max abs"] = d
             print(f"  cross-check sentence-transformers vs {what} from its module configs: max abs {d:.3e}")
         if flag is not None:
-            c = cos_rows(st["vecs"], flag["dense"])
+            if st["vecs"].shape[1] == flag["dense"].shape[1]:
+                cos_info = f"cos(st, normalized-cls) min {cos_rows(st['vecs'], flag['dense']).min():.4f}"
+            else:  # e.g. a post-pooling Dense module
+                cos_info = f"no cosine: dims {st['vecs'].shape[1]} (st) and {flag['dense'].shape[1]} (normalized-cls)"
             diff_ids = [rows[i]["id"] for i in range(len(texts)) if st["ids"][i] != flag["ids"][i]]
             checks["sentence-transformers vs FlagEmbedding: texts with different token ids"] = diff_ids
             print(f"  info: sentence-transformers vs FlagEmbedding token ids differ for {len(diff_ids)} texts "
-                  f"{diff_ids[:8]}{' ...' if len(diff_ids) > 8 else ''}; cos(st, normalized-cls) min {c.min():.4f}")
+                  f"{diff_ids[:8]}{' ...' if len(diff_ids) > 8 else ''}; {cos_info}")
 
     # The instruction / prompt must have changed the vectors (else the suite tests nothing new).
     if flag is not None and "plain_dense" in flag:

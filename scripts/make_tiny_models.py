@@ -27,6 +27,9 @@ Models:
                      BertTokenizerFast.__init__ rewrites the tokenizer.json BertNormalizer from those kwargs, so
                      every Python library lowercases and keeps CJK ideographs inside words; raw tokenizer.json
                      does neither.
+  tiny-bert-dense    BERT, uncased WordPiece (tiny-bert-mean's vocabulary, no baked-in blocks), ST pooling
+                     cls + max + mean_sqrt_len (3 x 32 = 96 wide) -> Dense(96 -> 24, tanh; 2_Dense/ written by
+                     sentence_transformers.models.Dense.save) -> Normalize: output dim 24.
   tiny-xlmr-m3       XLM-RoBERTa in BAAI/bge-m3's layout (Unigram/Metaspace tokenizer, 2562 positions,
                      sparse_linear.pt, colbert_linear.pt, ST CLS + Normalize), weights in model.safetensors.
   tiny-xlmr-m3-pth   the same model, weights in pytorch_model.bin (zip torch.save) instead.
@@ -703,6 +706,140 @@ def config_override_check(out: Path) -> None:
           f"BertNormalizer reproduces AutoTokenizer on all; sentence-transformers (do_lower_case false) agrees")
 
 
+# ---------------------------------------------------------------------------------------------------------
+# tiny-bert-dense: a post-pooling sentence_transformers.models.Dense (cls + max + mean_sqrt_len pooling, 3 x 32 =
+# 96 wide, then Linear(96, 24) + tanh, then Normalize). A port that skips the Dense module (as TEI once did) or its
+# activation gets unrelated vectors; one that concatenates the pooling modes in another order than
+# sentence-transformers' (cls, max, mean, mean_sqrt_len, weightedmean, lasttoken) feeds the Linear the wrong columns.
+DENSE_OUT = 24
+DENSE_POOLING = ("cls", "max", "mean_sqrt_len")
+# Weight scale: pooled vectors have |v| ~ 20-27 (the mean_sqrt_len part grows with sqrt(tokens)), so std 0.03
+# keeps the pre-activation at std ~0.7: |pre| < 2 for ~99% of the entries, tanh clearly curved but not saturated.
+DENSE_WEIGHT_STD = 0.03
+DENSE_BIAS_STD = 0.1
+DENSE_ACTIVATION = "torch.nn.modules.activation.Tanh"  # sentence_transformers.util.fullname(torch.nn.Tanh())
+
+
+def dense_pooling() -> dict:
+    return {
+        "word_embedding_dimension": HIDDEN,
+        "pooling_mode_cls_token": True,
+        "pooling_mode_mean_tokens": False,
+        "pooling_mode_max_tokens": True,
+        "pooling_mode_mean_sqrt_len_tokens": True,
+        "pooling_mode_weightedmean_tokens": False,
+        "pooling_mode_lasttoken": False,
+        "include_prompt": True,
+    }
+
+
+@torch.no_grad()
+def build_bert_dense(out: Path) -> None:
+    from sentence_transformers.models import Dense
+
+    d = out / "tiny-bert-dense"
+    # The uncased tokenizer of tiny-bert-mean, rebuilt (same vocabulary, same tokenizer_config.json and
+    # special_tokens_map.json), but without tiny-bert-mean's baked-in truncation/padding blocks: this model tests
+    # the Dense module only.
+    tok = make_wordpiece(lowercase=True, vocab_size=2000)
+    fast = BertTokenizerFast(
+        tokenizer_object=tok,
+        do_lower_case=True,
+        strip_accents=True,
+        tokenize_chinese_chars=True,
+        model_max_length=512,
+    )
+    fast.save_pretrained(d, legacy_format=False)
+    model = make_bert(tok.get_vocab_size(), max_pos=512, seed=4004)
+    model.save_pretrained(d, safe_serialization=True)
+    write_json(d / "modules.json", [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"},
+        {"idx": 3, "name": "3", "path": "3_Normalize", "type": "sentence_transformers.models.Normalize"},
+    ])
+    write_json(d / "1_Pooling" / "config.json", dense_pooling())
+    # No 3_Normalize/ folder (see write_st_files).
+    write_json(d / "sentence_bert_config.json", {"max_seq_length": 64, "do_lower_case": False})
+    write_json(d / "config_sentence_transformers.json", st_config())
+
+    in_features = HIDDEN * len(DENSE_POOLING)
+    torch.manual_seed(4100)
+    dense = Dense(in_features=in_features, out_features=DENSE_OUT, bias=True, activation_function=torch.nn.Tanh())
+    gen = torch.Generator().manual_seed(4101)
+    dense.linear.weight.copy_(DENSE_WEIGHT_STD * torch.randn(dense.linear.weight.shape, generator=gen))
+    dense.linear.bias.copy_(DENSE_BIAS_STD * torch.randn(dense.linear.bias.shape, generator=gen))
+    (d / "2_Dense").mkdir(parents=True)
+    dense.save(str(d / "2_Dense"))  # the library's own files: config.json + model.safetensors
+
+    mean_files = tree_digest(out / "tiny-bert-mean")
+    for f in ["tokenizer_config.json", "special_tokens_map.json"]:
+        assert tree_digest(d)[f] == mean_files[f], f"{f} differs from tiny-bert-mean's"
+    a = json.loads((d / "tokenizer.json").read_text(encoding="utf-8"))
+    b = json.loads((out / "tiny-bert-mean" / "tokenizer.json").read_text(encoding="utf-8"))
+    assert a["truncation"] is None and a["padding"] is None
+    b["truncation"] = b["padding"] = None
+    assert a == b, "tokenizer.json differs from tiny-bert-mean's beyond the truncation/padding blocks"
+    print(f"  tiny-bert-dense: vocab {tok.get_vocab_size()} (tiny-bert-mean's, no baked-in blocks); "
+          f"Dense({in_features} -> {DENSE_OUT}, tanh)")
+
+
+@torch.no_grad()
+def dense_check(model_dir: Path) -> None:
+    """sentence-transformers loads Transformer -> Pooling (cls + max + mean_sqrt_len) -> Dense -> Normalize, the
+    2_Dense files are what Dense.save wrote, and encode() equals a by-hand recomputation from the files."""
+    from safetensors import safe_open
+    from sentence_transformers import SentenceTransformer
+
+    st = SentenceTransformer(str(model_dir), device="cpu")
+    kinds = [type(m).__name__ for m in st]
+    assert kinds == ["Transformer", "Pooling", "Dense", "Normalize"], kinds
+    in_features = HIDDEN * len(DENSE_POOLING)
+    assert st[1].get_pooling_mode_str() == "+".join(
+        {"cls": "cls", "max": "max", "mean_sqrt_len": "mean_sqrt_len_tokens"}[m] for m in DENSE_POOLING)
+    assert st[1].get_sentence_embedding_dimension() == in_features
+    assert st.get_sentence_embedding_dimension() == DENSE_OUT
+    assert isinstance(st[2].activation_function, torch.nn.Tanh)
+
+    files = sorted(p.name for p in (model_dir / "2_Dense").iterdir())
+    assert files == ["config.json", "model.safetensors"], files
+    cfg = json.loads((model_dir / "2_Dense" / "config.json").read_text(encoding="utf-8"))
+    want = {"in_features": in_features, "out_features": DENSE_OUT, "bias": True, "activation_function": DENSE_ACTIVATION}
+    assert cfg == want, cfg
+    with safe_open(str(model_dir / "2_Dense" / "model.safetensors"), "pt") as f:
+        shapes = {k: list(f.get_slice(k).get_shape()) for k in f.keys()}
+        w, b = f.get_tensor("linear.weight"), f.get_tensor("linear.bias")
+        meta = f.metadata()
+    assert shapes == {"linear.bias": [DENSE_OUT], "linear.weight": [DENSE_OUT, in_features]}, shapes
+    assert w.dtype == b.dtype == torch.float32
+
+    # By hand: one text at a time (no padding), pooled in sentence-transformers' concatenation order.
+    texts = CHECK_TEXTS + corpus_lines()[:60]
+    hf = st[0].auto_model
+    pooled = []
+    for t in texts:
+        h = hf(**st.tokenize([t]))[0][0]
+        pooled.append(torch.cat([h[0], h.max(0).values, h.sum(0) / math.sqrt(h.shape[0])]))
+    v = torch.stack(pooled)
+    pre = v @ w.T + b
+    ref = torch.nn.functional.normalize(torch.tanh(pre), dim=-1)
+    got = st.encode(texts, convert_to_tensor=True, batch_size=8)
+    assert got.shape == (len(texts), DENSE_OUT)
+    dmax = float((got - ref).abs().max())
+    assert dmax < 1e-5, f"sentence-transformers differs from the by-hand Dense by {dmax}"
+    frac2 = float((pre.abs() < 2).float().mean())
+    frac1 = float((pre.abs() < 1).float().mean())
+    assert frac2 > 0.95, f"tanh too saturated: only {frac2:.1%} of |pre-activation| < 2"
+    cos = torch.nn.functional.cosine_similarity
+    no_tanh = torch.nn.functional.normalize(pre, dim=-1)
+    no_bias = torch.nn.functional.normalize(torch.tanh(v @ w.T), dim=-1)
+    print(f"  tiny-bert-dense: modules {' -> '.join(kinds)}, output dim {st.get_sentence_embedding_dimension()}; "
+          f"2_Dense/ {files}, config {cfg}, safetensors {shapes} metadata {meta}")
+    print(f"    by hand vs encode(): max abs {dmax:.2e}; |pooled| mean {v.norm(dim=-1).mean():.1f}; pre-activation "
+          f"std {pre.std():.2f}, |pre| < 1: {frac1:.0%}, < 2: {frac2:.1%}, max {pre.abs().max():.2f}; "
+          f"min cos with tanh dropped {cos(ref, no_tanh).min():.4f}, with bias dropped {cos(ref, no_bias).min():.4f}")
+
+
 @torch.no_grad()
 def build_xlmr(out: Path) -> None:
     d = out / "tiny-xlmr-m3"
@@ -769,6 +906,7 @@ every reference.
 | `tiny-bert-mean/` | BERT, uncased WordPiece (BertNormalizer lowercase + strip accents). sentence-transformers: mean pooling (every `pooling_mode_*` key explicit) + Normalize (listed in `modules.json`; no `2_Normalize/` folder, as on the hub), `max_seq_length` 64. Prompts: `config_sentence_transformers.json` has `"prompts": {"query": "query: ", "passage": "passage: "}` and `"default_prompt_name": null` (so plain `encode()` uses none), and `1_Pooling/config.json` has `"include_prompt": false`: with `encode(..., prompt_name="query")` sentence-transformers leaves the prompt's tokens (`len(tokenize(["query: "])) - 1`, i.e. `[CLS] query :`) out of the mean. **Pitfall:** `tokenizer.json` carries a baked-in `truncation` (max_length 16) and `padding` (`Fixed(24)`) block, like all-MiniLM-L6-v2 (128/128 vs max_seq_length 256). Python transformers ignores them; a Rust port that uses `Tokenizer::from_file` as is truncates to 16 and pads to 24. |
 | `tiny-bert-cls/` | BERT, **cased** WordPiece, 128 positions. sentence-transformers: CLS pooling with a **partial** `1_Pooling/config.json` (only cls/mean/max/mean_sqrt_len keys; the Pooling constructor defaults apply to the rest), **no** Normalize module, `sentence_bert_config.json` with `do_lower_case: true` (ST lowercases the text in Python before the cased tokenizer) and `max_seq_length` 48. |
 | `tiny-bert-cased-config-override/` | **Pitfall:** `tiny-bert-cls` byte for byte (same weights, same `tokenizer.json` whose `BertNormalizer` says `lowercase: false`, `strip_accents: false`, `handle_chinese_chars: true`) except two files: `tokenizer_config.json` has **no** `do_lower_case` and `"tokenize_chinese_chars": false`, and `sentence_bert_config.json` has `do_lower_case: false`. transformers' `BertTokenizerFast.__init__` rewrites the `tokenizer.json` normalizer from its kwargs, which come from `tokenizer_config.json` with the defaults `do_lower_case=True`, `strip_accents=None`, `tokenize_chinese_chars=True`: so every Python library (transformers, FlagEmbedding, sentence-transformers) lowercases ("Hello" and "hello" get the same ids) and keeps CJK ideographs inside words (an all-ideograph word becomes one WordPiece word, here `[UNK]`), while `Tokenizer::from_file` on `tokenizer.json` as is does neither. A port must rebuild the normalizer as `BertNormalizer(lowercase=true, strip_accents=false, handle_chinese_chars=false)`. |
+| `tiny-bert-dense/` | **Pitfall:** a post-pooling `Dense` module. BERT, uncased WordPiece (`tiny-bert-mean`'s vocabulary, `tokenizer_config.json` and `special_tokens_map.json`, but no baked-in truncation/padding), `max_seq_length` 64. `modules.json`: Transformer (`""`) -> Pooling (`1_Pooling`) -> Dense (`2_Dense`, `sentence_transformers.models.Dense`) -> Normalize (`3_Normalize`, no folder). Pooling: `cls_token`, `max_tokens` and `mean_sqrt_len_tokens` true, every other mode false (all keys written), concatenated in sentence-transformers' order cls, max, mean_sqrt_len (sum / sqrt(tokens)): 96 wide. `2_Dense/` as `Dense.save` (5.1.2) writes it: `config.json` (indent 4, no trailing newline) `{"in_features": 96, "out_features": 24, "bias": true, "activation_function": "torch.nn.modules.activation.Tanh"}` and `model.safetensors` (no metadata) with `linear.weight` F32 [24, 96] and `linear.bias` F32 [24] (weights std 0.03, bias std 0.1: the pre-activation stays mostly in (-2, 2), so tanh is curved but not saturated). Output: normalize(tanh(W v + b)), **24** dims, not the hidden size 32; a port that skips the Dense module (as TEI once did) or its tanh gets unrelated vectors. |
 | `tiny-xlmr-m3/` | XLM-RoBERTa in BAAI/bge-m3's layout: Unigram tokenizer (NFKC, Metaspace "▁" prepend always), `<s>`=0 `<pad>`=1 `</s>`=2 `<unk>`=3, `<mask>` last; pad 1, LayerNorm eps 1e-5, type_vocab_size 1, **2562 positions** (2560 tokens fit: position ids past 2048). `sparse_linear.pt` (Linear(32, 1)) and `colbert_linear.pt` (Linear(32, 32)) saved as bge-m3 ships them (zip-format `torch.save` of the state dict); the sparse bias makes roughly half the tokens positive. sentence-transformers: CLS pooling + Normalize, `max_seq_length` 2560. Weights in `model.safetensors`. |
 | `tiny-xlmr-m3-pth/` | The same model and byte-identical other files, but the encoder weights in `pytorch_model.bin` (zip-format `torch.save` of the state dict, like BAAI/bge-m3) instead of `model.safetensors`. |
 
@@ -778,7 +916,8 @@ ideographs, the Turkish dotted capital I, ...) become `[UNK]` / `<unk>`.
 
 
 MODEL_NAMES = [
-    "tiny-bert-mean", "tiny-bert-cls", "tiny-bert-cased-config-override", "tiny-xlmr-m3", "tiny-xlmr-m3-pth",
+    "tiny-bert-mean", "tiny-bert-cls", "tiny-bert-cased-config-override", "tiny-bert-dense", "tiny-xlmr-m3",
+    "tiny-xlmr-m3-pth",
 ]
 
 
@@ -802,19 +941,22 @@ def main() -> int:
         build_bert_mean(target)
         build_bert_cls(target)
         build_bert_cased_config_override(target)
+        build_bert_dense(target)
         build_xlmr(target)
 
     build(out)
     (out / "README.md").write_text(README, encoding="utf-8")
 
     print("pooling check (CLS vs mean vs max must differ clearly):")
-    for name in ["tiny-bert-mean", "tiny-bert-cls", "tiny-xlmr-m3"]:
+    for name in ["tiny-bert-mean", "tiny-bert-cls", "tiny-bert-dense", "tiny-xlmr-m3"]:
         pooling_check(name, out / name)
     st_load_check(out / "tiny-bert-mean", HIDDEN)
     prompt_check(out / "tiny-bert-mean")
     st_load_check(out / "tiny-bert-cls", HIDDEN)
     st_load_check(out / "tiny-bert-cased-config-override", HIDDEN)
     config_override_check(out)
+    st_load_check(out / "tiny-bert-dense", DENSE_OUT)
+    dense_check(out / "tiny-bert-dense")
     st_load_check(out / "tiny-xlmr-m3", HIDDEN)
     st_load_check(out / "tiny-xlmr-m3-pth", HIDDEN)
 

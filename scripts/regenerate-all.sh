@@ -26,6 +26,7 @@ G=("$PY" scripts/generate_fixtures.py)
   --note "handle_chinese_chars true, but tokenizer_config.json has no do_lower_case (transformers' default True) and" \
   --note "tokenize_chinese_chars false, so every Python library lowercases and keeps CJK ideographs inside words" \
   --note "(25 of the 42 texts tokenize differently from raw tokenizer.json). sentence_bert_config do_lower_case is false."
+"${G[@]}" --model fixtures/models/tiny-bert-dense --texts fixtures/texts/core.jsonl --out "$S/tiny-bert-dense"
 "${G[@]}" --model fixtures/models/tiny-xlmr-m3 --texts fixtures/texts/core.jsonl --out "$S/tiny-xlmr-m3" --max-length 128
 "${G[@]}" --model fixtures/models/tiny-xlmr-m3 --texts fixtures/texts/long.jsonl --out "$S/tiny-xlmr-m3-long" \
   --max-length 2560 --pipelines normalized-cls m3-sparse m3-colbert --batch-size 2

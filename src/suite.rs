@@ -17,7 +17,7 @@ use crate::embed::{embed_many, for_each_batch, BatchOptions};
 use crate::error::{Error, Result};
 use crate::fixture::{read_texts, Names, SuiteSpec, TensorFile};
 use crate::model::{dtype_name, Model, ModelFiles};
-use crate::pipeline::{normalize, OutputKind, Pipeline, PipelineKind, Pool, Vector};
+use crate::pipeline::{OutputKind, Pipeline, PipelineKind, Vector};
 
 /// A suite on disk.
 #[derive(Debug, Clone)]
@@ -303,15 +303,12 @@ impl Alternatives for ModelAlternatives<'_> {
         if self.pipeline.kind.output() != OutputKind::Dense || !self.allowed(index) {
             return Ok(Vec::new());
         }
-        let (_, tokens, h) = Self::single(self.model, self.pipeline, &self.texts[index])?;
+        let ids = self.model.tokenizer.encode_all(&[self.pipeline.prep.apply(&self.texts[index])], self.pipeline.max_length)?;
         let mut out = Vec::new();
-        for mode in Pool::ALL {
-            let v = crate::pipeline::pooling::pool_one(mode, &tokens, h, 0);
-            let mut n = v.clone();
-            normalize(&mut n);
-            out.push((format!("{} pooling", mode.name()), Vector::Dense(v)));
-            out.push((format!("{} pooling, normalized", mode.name()), Vector::Dense(n)));
-        }
+        for_each_batch(self.model, &ids, 1, |_, tokens, h| {
+            out = self.pipeline.other_poolings(tokens, h)?;
+            Ok(())
+        })?;
         Ok(out)
     }
 

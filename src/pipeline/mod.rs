@@ -233,6 +233,38 @@ impl Pipeline {
         Ok(Pipeline { kind, max_length, prep, head })
     }
 
+    /// The same hidden states pooled every other way, each with and without a final normalization, named:
+    /// the alternatives a `pooling` diagnosis is confirmed with. A sentence-transformers chain keeps its
+    /// other modules (Dense, ...) after the replaced pooling, so widths stay comparable.
+    pub fn other_poolings(&self, tokens: &[f32], h: usize) -> Result<Vec<(String, Vector)>> {
+        let (modules, prompt_len): (&[StModule], usize) = match &self.head {
+            Head::SentenceTransformers { modules, prompt_len } => (modules, *prompt_len),
+            _ => (&[], 0),
+        };
+        let mut out = Vec::new();
+        for mode in Pool::ALL {
+            let single = PoolingConfig::single(mode);
+            let chain: Vec<StModule> = if modules.is_empty() {
+                vec![StModule::Pooling(single)]
+            } else {
+                modules
+                    .iter()
+                    .filter(|m| !matches!(m, StModule::Normalize))
+                    .map(|m| match m {
+                        StModule::Pooling(p) => StModule::Pooling(PoolingConfig { include_prompt: p.include_prompt, ..single }),
+                        other => other.clone(),
+                    })
+                    .collect()
+            };
+            let plain = run_modules(&chain, tokens, h, prompt_len)?;
+            let mut normalized = plain.clone();
+            normalize(&mut normalized);
+            out.push((format!("{} pooling", mode.name()), Vector::Dense(plain)));
+            out.push((format!("{} pooling, normalized", mode.name()), Vector::Dense(normalized)));
+        }
+        Ok(out)
+    }
+
     /// Turns one text's hidden states (`ids.len()` rows of `h`, padding removed) into its output.
     pub fn apply(&self, tokens: &[f32], ids: &[u32], h: usize) -> Result<Vector> {
         Ok(match &self.head {
@@ -243,21 +275,24 @@ impl Pipeline {
                 }
                 Vector::Dense(v)
             }
-            Head::SentenceTransformers { modules, prompt_len } => {
-                let mut v = Vec::new();
-                for m in modules {
-                    match m {
-                        StModule::Pooling(p) => v = p.pool(tokens, h, *prompt_len),
-                        StModule::Dense(d) => v = d.forward(&v)?,
-                        StModule::Normalize => normalize(&mut v),
-                    }
-                }
-                Vector::Dense(v)
-            }
+            Head::SentenceTransformers { modules, prompt_len } => Vector::Dense(run_modules(modules, tokens, h, *prompt_len)?),
             Head::Sparse { heads, dropped } => Vector::Sparse(heads.sparse(tokens, ids, dropped)),
             Head::Colbert { heads } => Vector::Multi(heads.colbert(tokens, ids.len())?),
         })
     }
+}
+
+/// Runs a sentence-transformers module chain on one text's hidden states.
+fn run_modules(modules: &[StModule], tokens: &[f32], h: usize, prompt_len: usize) -> Result<Vec<f32>> {
+    let mut v = Vec::new();
+    for m in modules {
+        match m {
+            StModule::Pooling(p) => v = p.pool(tokens, h, prompt_len),
+            StModule::Dense(d) => v = d.forward(&v)?,
+            StModule::Normalize => normalize(&mut v),
+        }
+    }
+    Ok(v)
 }
 
 #[cfg(test)]
