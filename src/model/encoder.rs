@@ -80,8 +80,8 @@ impl Layer {
         })
     }
 
-    /// `x`: `[B, L, H]`; `bias`: additive attention bias `[B, 1, 1, L]` in f32.
-    fn forward(&self, x: &Tensor, bias: &Tensor) -> candle_core::Result<Tensor> {
+    /// `x`: `[B, L, H]`; `lengths`: the real tokens of each sequence (keys past them are masked).
+    fn forward(&self, x: &Tensor, lengths: &[usize]) -> candle_core::Result<Tensor> {
         let (b, l, h) = x.dims3()?;
         let split = |t: Tensor| t.reshape((b, l, self.heads, self.head_dim))?.transpose(1, 2)?.contiguous();
         let q = split(self.query.forward(x)?)?;
@@ -89,10 +89,9 @@ impl Layer {
         let v = split(self.value.forward(x)?)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         let scores = (q.matmul(&k.t()?)? * scale)?;
-        // Softmax in f32 whatever the model dtype, as fused GPU attention kernels do; it also keeps the
-        // finite mask bias from overflowing in f16.
-        let probs = candle_nn::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?.broadcast_add(bias)?)?
-            .to_dtype(x.dtype())?;
+        // Softmax in f32 whatever the model dtype, as fused GPU attention kernels do. Masking by length
+        // never forms `(1 − m) · min` in half precision, which is what turns candle's BERT mask into NaN.
+        let probs = super::softmax::masked_softmax(&scores.to_dtype(DType::F32)?, lengths)?.to_dtype(x.dtype())?;
         let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, l, h))?;
         let attn = self.attn_norm.forward(&(self.attn_out.forward(&ctx)? + x)?)?;
         let pre = self.intermediate.forward(&attn)?;
@@ -183,25 +182,22 @@ impl Encoder {
         }
         let mut flat_ids = Vec::with_capacity(b * l);
         let mut positions = Vec::with_capacity(b * l);
-        let mut bias = Vec::with_capacity(b * l);
+        let lengths: Vec<usize> = ids.iter().map(Vec::len).collect();
         for seq in ids {
             let mut padded = seq.clone();
             padded.resize(l, pad_id);
             self.cfg.position_ids(&padded, &mut positions);
             flat_ids.extend_from_slice(&padded);
-            // Same as transformers: masked keys get the dtype's lowest value (f32 here, see softmax).
-            bias.extend((0..l).map(|j| if j < seq.len() { 0f32 } else { f32::MIN }));
         }
         let run = || -> candle_core::Result<Tensor> {
             let ids_t = Tensor::from_vec(flat_ids, (b, l), &self.device)?;
             let pos_t = Tensor::from_vec(positions, (b, l), &self.device)?;
-            let bias_t = Tensor::from_vec(bias, (b, 1, 1, l), &self.device)?;
             let types = Tensor::zeros((b, l), DType::U32, &self.device)?;
             let x = self.word.forward(&ids_t)?;
             let x = ((x + self.position.forward(&pos_t)?)? + self.token_type.forward(&types)?)?;
             let mut x = self.emb_norm.forward(&x)?;
             for layer in &self.layers {
-                x = layer.forward(&x, &bias_t)?;
+                x = layer.forward(&x, &lengths)?;
             }
             x.to_dtype(DType::F32)
         };

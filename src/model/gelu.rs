@@ -50,7 +50,7 @@ impl CustomOp1 for GeluErf {
         let chunk = src.len().div_ceil(threads).max(1 << 14);
         std::thread::scope(|s| {
             for (o, i) in out.chunks_mut(chunk).zip(src.chunks(chunk)) {
-                s.spawn(move || o.iter_mut().zip(i).for_each(|(o, &x)| *o = gelu(x)));
+                s.spawn(move || super::simd::map(i, o, gelu));
             }
         });
         Ok((CpuStorage::F32(out), layout.shape().clone()))

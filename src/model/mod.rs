@@ -4,6 +4,8 @@ pub mod config;
 pub mod encoder;
 pub mod files;
 pub mod gelu;
+pub mod simd;
+pub mod softmax;
 pub mod tokenizer;
 
 use candle_core::{DType, Device, Tensor};
