@@ -122,4 +122,8 @@ pub struct PipelineArgs {
     /// sentence-transformers prompt text (wins over --prompt-name).
     #[arg(long)]
     pub prompt: Option<String>,
+    /// Whether sentence-transformers strips the text (true up to 5.3, the pinned 5.1 included; false for
+    /// 5.4+ with transformers 4).
+    #[arg(long)]
+    pub st_strip: Option<bool>,
 }

@@ -47,6 +47,7 @@ fn options(args: &PipelineArgs) -> PipelineOptions {
         instruction: args.instruction.clone(),
         prompt_name: args.prompt_name.clone(),
         prompt: args.prompt.clone(),
+        st_strip: args.st_strip,
     }
 }
 

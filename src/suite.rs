@@ -217,7 +217,11 @@ impl Suite {
         };
         report.changed_files = crate::fixture::provenance::model_file_changes(&report.reference_metadata, &files.dir)?;
         let model = Model::from_files(files, spec.dtype)?;
-        let pipelines = kinds.iter().map(|&k| Pipeline::build(k, &model, &spec.options)).collect::<Result<Vec<_>>>()?;
+        let mut options = spec.options.clone();
+        if options.st_strip.is_none() {
+            options.st_strip = reference_st_strip(&report.reference_metadata);
+        }
+        let pipelines = kinds.iter().map(|&k| Pipeline::build(k, &model, &options)).collect::<Result<Vec<_>>>()?;
         let strings: Vec<String> = texts.iter().map(|t| t.text.clone()).collect();
         let ids: Vec<String> = texts.iter().map(|t| t.id.clone()).collect();
         let batch = BatchOptions { batch_size: spec.batch_size, progress: opts.progress };
@@ -238,6 +242,12 @@ impl Suite {
         }
         Ok(report)
     }
+}
+
+/// Whether sentence-transformers stripped the texts, from the library versions the reference records.
+fn reference_st_strip(metadata: &BTreeMap<String, String>) -> Option<bool> {
+    let libs: BTreeMap<String, String> = serde_json::from_str(metadata.get("libraries")?).ok()?;
+    crate::pipeline::st_strips(libs.get("sentence-transformers")?, libs.get("transformers")?)
 }
 
 /// How many failing texts per pipeline get alternatives computed (each costs encoder passes).

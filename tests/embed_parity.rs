@@ -111,3 +111,25 @@ fn all_minilm_l6_v2_matches_its_python_reference() {
     assert!(report.changed_files.is_empty(), "the fetched model is not the one the reference was made from: {:?}", report.changed_files);
     report.assert_passed();
 }
+
+/// sentence-transformers 5.4+ under transformers 4 no longer strips: `--st-strip false` then tokenizes the
+/// text as given, exactly as FlagEmbedding does (its ids are in the reference).
+#[test]
+fn sentence_transformers_without_strip_tokenizes_the_text_as_given() {
+    let dir = suite("tiny-xlmr-m3");
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |strip: &str| {
+        let out = tmp.path().join(format!("{strip}.safetensors"));
+        let o = embcheck(&[
+            "embed", "--model", "fixtures/models/tiny-xlmr-m3", "--pipeline", "sentence-transformers",
+            "--input", dir.join("texts.jsonl").to_str().unwrap(), "--output", out.to_str().unwrap(),
+            "--max-length", "128", "--st-strip", strip,
+        ]);
+        assert!(o.status.success(), "{}", show(&o));
+        read_tensors(&out).i64s["input_ids"].1.clone()
+    };
+    let reference = read_tensors(&dir.join("reference.safetensors"));
+    assert_eq!(run("true"), reference.i64s["sentence-transformers.input_ids"].1);
+    assert_eq!(run("false"), reference.i64s["normalized-cls.input_ids"].1);
+    assert_ne!(reference.i64s["sentence-transformers.input_ids"].1, reference.i64s["normalized-cls.input_ids"].1);
+}

@@ -121,6 +121,22 @@ pub struct PipelineOptions {
     pub prompt_name: Option<String>,
     /// A sentence-transformers prompt given as text (wins over `prompt_name`).
     pub prompt: Option<String>,
+    /// Whether sentence-transformers strips the text: `None` for the pinned reference stack's behaviour
+    /// (5.1: it does); see [`st_strips`] to derive it from the versions a reference was made with.
+    pub st_strip: Option<bool>,
+}
+
+/// Whether `SentenceTransformer.encode` strips leading and trailing whitespace, by library version:
+/// up to 5.3 it calls `str.strip()`; from 5.4 it does not, but transformers 5's tokenizers drop that
+/// whitespace themselves. `None` when a version does not parse.
+pub fn st_strips(sentence_transformers: &str, transformers: &str) -> Option<bool> {
+    let major_minor = |v: &str| -> Option<(u32, u32)> {
+        let mut it = v.split(|c: char| !c.is_ascii_digit()).filter(|p| !p.is_empty());
+        Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+    };
+    let st = major_minor(sentence_transformers)?;
+    let tf = major_minor(transformers)?;
+    Some(st < (5, 4) || tf >= (5, 0))
 }
 
 /// How the text is changed before tokenizing.
@@ -212,7 +228,7 @@ impl Pipeline {
                     // encode() applies default_prompt_name when no prompt is given.
                     (None, None) => st.default_prompt_name.as_ref().and_then(|n| st.prompts.get(n)).cloned().unwrap_or_default(),
                 };
-                let prep = TextPrep { prefix: prompt.clone(), strip: true, lowercase: st.do_lower_case };
+                let prep = TextPrep { prefix: prompt.clone(), strip: opts.st_strip.unwrap_or(true), lowercase: st.do_lower_case };
                 // With include_prompt false the library masks the prompt's tokens: `tokenize([prompt])`'s
                 // length, less one when the last id is special (the closing `[SEP]` / `</s>`).
                 let prompt_len = if prompt.is_empty() {
@@ -298,6 +314,14 @@ fn run_modules(modules: &[StModule], tokens: &[f32], h: usize, prompt_len: usize
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strip_follows_the_library_versions() {
+        assert_eq!(st_strips("5.1.2", "4.56.2"), Some(true));
+        assert_eq!(st_strips("5.4.0", "4.56.2"), Some(false));
+        assert_eq!(st_strips("6.2.0", "5.24.0"), Some(true));
+        assert_eq!(st_strips("dev", "4.56"), None);
+    }
 
     #[test]
     fn strip_matches_python() {
