@@ -228,7 +228,8 @@ impl Suite {
         let actual = embed_many(&model, &pipelines, &strings, batch)?;
         for ((pipeline, got), want) in pipelines.iter().zip(actual).zip(expected) {
             report.max_length.insert(pipeline.kind.name().to_string(), pipeline.max_length);
-            let mut alt = ModelAlternatives::new(&model, pipeline, &strings, spec.dtype);
+            let reference_max_length = report.reference_metadata.get("max_length").and_then(|m| m.parse().ok());
+            let mut alt = ModelAlternatives::new(&model, pipeline, &strings, spec.dtype, reference_max_length);
             report.pipelines.push(compare_pipeline(
                 pipeline.kind,
                 &ids,
@@ -259,13 +260,14 @@ struct ModelAlternatives<'a> {
     pipeline: &'a Pipeline,
     texts: &'a [String],
     dtype: DType,
+    reference_max_length: Option<usize>,
     others: HashMap<&'static str, Model>,
     examined: Vec<usize>,
 }
 
 impl<'a> ModelAlternatives<'a> {
-    fn new(model: &'a Model, pipeline: &'a Pipeline, texts: &'a [String], dtype: DType) -> Self {
-        ModelAlternatives { model, pipeline, texts, dtype, others: HashMap::new(), examined: Vec::new() }
+    fn new(model: &'a Model, pipeline: &'a Pipeline, texts: &'a [String], dtype: DType, reference_max_length: Option<usize>) -> Self {
+        ModelAlternatives { model, pipeline, texts, dtype, reference_max_length, others: HashMap::new(), examined: Vec::new() }
     }
 
     /// Whether text `index` is within the budget (the first texts asked about are).
@@ -307,6 +309,20 @@ impl Alternatives for ModelAlternatives<'_> {
         let mut p = self.pipeline.clone();
         p.max_length = max_length;
         Ok(Some(Self::single(self.model, &p, &self.texts[index])?.0))
+    }
+
+    fn shorter_lengths(&mut self, index: usize) -> Result<Vec<usize>> {
+        if !self.allowed(index) {
+            return Ok(Vec::new());
+        }
+        let n = self.model.tokenizer.encode_all(&[self.pipeline.prep.apply(&self.texts[index])], self.pipeline.max_length)?[0].len();
+        // The reference's own max length first, then the usual settings (powers of two, 384, ...).
+        let mut out: Vec<usize> = self.reference_max_length.into_iter().collect();
+        out.extend((3..14).map(|k| 1usize << k).chain([384, 768]));
+        out.retain(|&m| m < n && m >= 2);
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
     }
 
     fn poolings(&mut self, index: usize) -> Result<Vec<(String, Vector)>> {

@@ -275,3 +275,20 @@ fn markdown_summary_is_appended_to_github_step_summary() {
     let text = std::fs::read_to_string(&summary).unwrap();
     assert!(text.starts_with("earlier step\n") && text.contains("tiny-bert-cls") && text.contains("sentence-transformers"), "{text}");
 }
+
+#[test]
+fn truncation_is_found_by_recomputing_when_the_reference_has_no_token_ids() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = suite_copy("tiny-bert-mean", tmp.path());
+    let path = dir.join("reference.safetensors");
+    // The reference made at max length 24 (its metadata says so), its token ids dropped.
+    let mut t = read_tensors(&root().join("fixtures/corruptions/tiny-bert-mean-max24/reference.safetensors"));
+    t.i64s.retain(|name, _| !name.ends_with(".input_ids") && !name.ends_with(".input_offsets"));
+    write_tensors(&path, &t);
+    let (code, rows, out) = check(&dir, &tmp.path().join("reports"));
+    assert_eq!(code, Some(1), "{out}");
+    for p in ["raw-cls", "normalized-cls", "sentence-transformers"] {
+        assert_diagnosed(&rows, p, "truncation", &out);
+    }
+    assert!(rows.iter().all(|r| r.2 || r.3 == "truncation"));
+}

@@ -74,6 +74,11 @@ pub trait Alternatives {
     fn with_max_length(&mut self, _index: usize, _max_length: usize) -> Result<Option<Vector>> {
         Ok(None)
     }
+    /// Max lengths shorter than text `index`'s token count worth trying when the token ids cannot tell
+    /// (a reference without ids, or whose ids were kept while its vectors came from elsewhere).
+    fn shorter_lengths(&mut self, _index: usize) -> Result<Vec<usize>> {
+        Ok(Vec::new())
+    }
     /// Other poolings of the same hidden states (each also L2-normalized), named.
     fn poolings(&mut self, _index: usize) -> Result<Vec<(String, Vector)>> {
         Ok(Vec::new())
@@ -170,6 +175,16 @@ pub fn diagnose(row: &RowResult, actual: &Vector, expected: &Vector, tol: &Toler
     for (name, v) in alt.poolings(row.index)? {
         if passes(&v, expected, tol) {
             return Ok(Diagnosis::new(Stage::Pooling, format!("the reference matches {name} of the same hidden states")));
+        }
+    }
+    for n in alt.shorter_lengths(row.index)? {
+        if let Some(v) = alt.with_max_length(row.index, n)? {
+            if passes(&v, expected, tol) {
+                return Ok(Diagnosis::new(
+                    Stage::Truncation,
+                    format!("the reference matches this text recomputed with max length {n}"),
+                ));
+            }
         }
     }
     if let Some(v) = alt.alone(row.index)? {
