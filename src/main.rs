@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use cli::{exit, CheckArgs, Cli, Command, DiffArgs, EmbedArgs, PipelineArgs};
-use embcheck::compare::{compare_pipeline, NoAlternatives, Tolerance, ToleranceOverride};
+use embcheck::compare::{compare_pipeline, NoAlternatives, Side, Tolerance, ToleranceOverride};
 use embcheck::fixture::{format, read_texts, Names, StoredVectors, TensorFile};
 use embcheck::pipeline::OutputKind;
 use embcheck::model::{dtype_name, parse_dtype};
@@ -218,10 +218,8 @@ fn diff(args: DiffArgs) -> Result<u8> {
     let result = compare_pipeline(
         label,
         &ids,
-        &a.vectors,
-        a.input_ids.as_deref(),
-        &e.vectors,
-        e.input_ids.as_deref(),
+        Side { vectors: &a.vectors, tokens: a.input_ids.as_deref() },
+        Side { vectors: &e.vectors, tokens: e.input_ids.as_deref() },
         tol,
         &mut NoAlternatives,
     )?;

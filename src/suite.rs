@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use candle_core::DType;
 use serde::Serialize;
 
-use crate::compare::{compare_pipeline, Alternatives, PipelineResult};
+use crate::compare::{compare_pipeline, Alternatives, PipelineResult, Side};
 use crate::embed::{embed_many, for_each_batch, BatchOptions};
 use crate::error::{Error, Result};
 use crate::fixture::{read_texts, Names, SuiteSpec, TensorFile};
@@ -226,17 +226,15 @@ impl Suite {
         let ids: Vec<String> = texts.iter().map(|t| t.id.clone()).collect();
         let batch = BatchOptions { batch_size: spec.batch_size, progress: opts.progress };
         let actual = embed_many(&model, &pipelines, &strings, batch)?;
+        let reference_max_length = report.reference_metadata.get("max_length").and_then(|m| m.parse().ok());
         for ((pipeline, got), want) in pipelines.iter().zip(actual).zip(expected) {
             report.max_length.insert(pipeline.kind.name().to_string(), pipeline.max_length);
-            let reference_max_length = report.reference_metadata.get("max_length").and_then(|m| m.parse().ok());
             let mut alt = ModelAlternatives::new(&model, pipeline, &strings, spec.dtype, reference_max_length);
             report.pipelines.push(compare_pipeline(
                 pipeline.kind,
                 &ids,
-                &got.vectors,
-                Some(&got.input_ids),
-                &want.vectors,
-                want.input_ids.as_deref(),
+                Side { vectors: &got.vectors, tokens: Some(&got.input_ids) },
+                Side { vectors: &want.vectors, tokens: want.input_ids.as_deref() },
                 spec.tolerance_for(pipeline.kind),
                 &mut alt,
             )?);

@@ -7,8 +7,10 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 
-/// `(pipeline, id) -> (pass, diagnosis)` from a diff.csv.
-fn diagnoses(csv_path: &Path) -> Vec<(String, String, bool, String)> {
+/// `(pipeline, id, pass, diagnosis)` per row of a diff.csv.
+type Row = (String, String, bool, String);
+
+fn diagnoses(csv_path: &Path) -> Vec<Row> {
     let mut r = csv::Reader::from_path(csv_path).unwrap_or_else(|e| panic!("{}: {e}", csv_path.display()));
     let h = r.headers().unwrap().clone();
     let col = |name: &str| h.iter().position(|c| c == name).unwrap_or_else(|| panic!("no column {name} in {h:?}"));
@@ -20,7 +22,7 @@ fn diagnoses(csv_path: &Path) -> Vec<(String, String, bool, String)> {
 }
 
 /// Runs check on one suite copy; returns the exit code and its diff.csv rows.
-fn check(suite: &Path, reports: &Path) -> (Option<i32>, Vec<(String, String, bool, String)>, String) {
+fn check(suite: &Path, reports: &Path) -> (Option<i32>, Vec<Row>, String) {
     let o = embcheck(&["check", suite.to_str().unwrap(), "--report-dir", reports.to_str().unwrap()]);
     let name = suite.file_name().unwrap().to_str().unwrap();
     let rows = if reports.join(name).join("diff.csv").is_file() { diagnoses(&reports.join(name).join("diff.csv")) } else { Vec::new() };
@@ -38,7 +40,7 @@ fn corrupted(tmp: &Path, corrupt: impl FnOnce(&mut Tensors)) -> PathBuf {
 }
 
 /// Every failing row of `pipeline` carries `keyword`, and at least one row fails.
-fn assert_diagnosed(rows: &[(String, String, bool, String)], pipeline: &str, keyword: &str, out: &str) {
+fn assert_diagnosed(rows: &[Row], pipeline: &str, keyword: &str, out: &str) {
     let failing: Vec<_> = rows.iter().filter(|r| r.0 == pipeline && !r.2).collect();
     assert!(!failing.is_empty(), "no failing {pipeline} row\n{out}");
     for r in &failing {

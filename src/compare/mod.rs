@@ -91,7 +91,8 @@ impl RowResult {
     }
 }
 
-/// Which checks a text fails. Written so that NaN fails every comparison.
+/// Which checks a text fails. Written as `!(x <= limit)` so that NaN fails every comparison.
+#[allow(clippy::neg_cmp_op_on_partial_ord)]
 pub fn failed_checks(m: &Metrics, tokens: &TokenMatch, score_diff: Option<f64>, tol: &Tolerance) -> Vec<&'static str> {
     let mut f = Vec::new();
     if !m.finite {
@@ -210,17 +211,26 @@ impl PipelineResult {
 /// How many texts serve as the fixed probe set for retrieval-score agreement.
 const SCORE_PROBES: usize = 16;
 
+/// One side of a comparison: a value per text, and the token ids when known.
+#[derive(Debug, Clone, Copy)]
+pub struct Side<'a> {
+    /// One value per text.
+    pub vectors: &'a [Vector],
+    /// The token ids each text was encoded as.
+    pub tokens: Option<&'a [Vec<u32>]>,
+}
+
 /// Compares every text of one pipeline and diagnoses the failures.
 pub fn compare_pipeline(
     pipeline: PipelineKind,
     ids: &[String],
-    actual: &[Vector],
-    actual_tokens: Option<&[Vec<u32>]>,
-    expected: &[Vector],
-    expected_tokens: Option<&[Vec<u32>]>,
+    actual: Side<'_>,
+    expected: Side<'_>,
     tol: Tolerance,
     alternatives: &mut dyn Alternatives,
 ) -> crate::Result<PipelineResult> {
+    let (actual_tokens, expected_tokens) = (actual.tokens, expected.tokens);
+    let (actual, expected) = (actual.vectors, expected.vectors);
     if actual.len() != expected.len() || ids.len() != actual.len() {
         return Err(crate::Error::Usage(format!(
             "{pipeline}: {} texts, {} actual and {} expected values",
