@@ -197,16 +197,16 @@ pub fn diagnose(row: &RowResult, actual: &Vector, expected: &Vector, tol: &Toler
             ));
         }
     }
-    let mut drift: Option<(String, f64)> = None;
+    // The nearest precision whose drift on this very text is at least a quarter of the observed one.
+    let mut nearest: Option<(String, f64)> = None;
     for (name, v) in alt.other_precisions(row.index)? {
         let d = metrics::compare(&v, actual).rel_l2;
-        if d.is_finite() && drift.as_ref().is_none_or(|(_, best)| d > *best) {
-            drift = Some((name, d));
+        if d.is_finite() && d > 0.0 && m.rel_l2 <= 4.0 * d && nearest.as_ref().is_none_or(|(_, best)| d < *best) {
+            nearest = Some((name, d));
         }
     }
-    if let Some((name, d)) = drift {
-        // Of the size that changing precision gives on this very text (within 4x), and small.
-        if d > 0.0 && m.rel_l2 <= 4.0 * d && m.cosine >= 0.99 {
+    if let Some((name, d)) = nearest {
+        if m.cosine >= 0.99 {
             return Ok(Diagnosis::new(
                 Stage::Precision,
                 format!("relative L2 {:.3e} is of the size that computing in {name} instead gives on this text ({d:.3e})", m.rel_l2),
