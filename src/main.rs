@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use cli::{exit, CheckArgs, Cli, Command, DiffArgs, EmbedArgs, PipelineArgs};
-use embcheck::compare::{compare_pipeline, NoAlternatives, Side, Tolerance, ToleranceOverride};
+use embcheck::compare::{compare_pipeline, NoAlternatives, PipelineResult, Side, Summary, Tolerance, ToleranceOverride};
 use embcheck::fixture::{format, read_texts, Names, StoredVectors, TensorFile};
 use embcheck::pipeline::OutputKind;
 use embcheck::model::{dtype_name, parse_dtype};
@@ -146,23 +146,28 @@ fn print_suite(r: &SuiteReport) {
         println!("WARN {}: model file changed since the reference was made: {change}", r.suite);
     }
     for p in &r.pipelines {
-        let s = &p.summary;
-        println!(
-            "{} {} {}: {}/{} texts failed, min cosine {:.9}, max rel L2 {:.3e}, max abs {:.3e}",
-            if p.passed() { "PASS" } else { "FAIL" },
-            r.suite,
-            p.pipeline,
-            s.failed,
-            s.rows,
-            s.min_cosine,
-            s.max_rel_l2,
-            s.max_abs_diff
-        );
+        println!("{} {} {}: {}", status_word(p), r.suite, p.pipeline, figures(&p.summary));
         for row in p.rows.iter().filter(|x| !x.pass()).take(5) {
             let (k, d) = row.diagnosis.as_ref().map_or(("unknown", ""), |d| (d.stage.keyword(), d.detail.as_str()));
             println!("    {}: cosine {:.9}, rel L2 {:.3e} [{k}] {d}", row.id, row.metrics.cosine, row.metrics.rel_l2);
         }
     }
+}
+
+fn status_word(p: &PipelineResult) -> &'static str {
+    if p.passed() {
+        "PASS"
+    } else {
+        "FAIL"
+    }
+}
+
+/// One line of a pipeline's figures, for the terminal.
+fn figures(s: &Summary) -> String {
+    format!(
+        "{}/{} texts failed, min cosine {:.9}, max rel L2 {:.3e}, max abs {:.3e}",
+        s.failed, s.rows, s.min_cosine, s.max_rel_l2, s.max_abs_diff
+    )
 }
 
 /// Reads one side of a diff: embed-format tensors, or a pipeline's tensors of a reference file.
@@ -231,15 +236,6 @@ fn diff(args: DiffArgs) -> Result<u8> {
         }
         None => embcheck::report::write_csv(std::io::stdout().lock(), "diff", &[&result])?,
     }
-    let s = &result.summary;
-    eprintln!(
-        "embcheck: {}: {}/{} texts out of tolerance, min cosine {:.9}, max rel L2 {:.3e}, max abs {:.3e}",
-        if result.passed() { "PASS" } else { "FAIL" },
-        s.failed,
-        s.rows,
-        s.min_cosine,
-        s.max_rel_l2,
-        s.max_abs_diff
-    );
+    eprintln!("embcheck: {}: {}", status_word(&result), figures(&result.summary));
     Ok(if result.passed() { exit::PASS } else { exit::FAIL })
 }
