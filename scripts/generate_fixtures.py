@@ -196,7 +196,9 @@ def pack(seqs: list) -> tuple[np.ndarray, np.ndarray]:
     offsets[1:] = np.cumsum([len(s) for s in seqs])
     if not seqs or offsets[-1] == 0:
         return np.zeros((0,), dtype=np.int64), offsets
-    return np.concatenate([np.asarray(s) for s in seqs]), offsets
+    # Empty sequences are left out: np.asarray([]) is 1-D, which np.concatenate refuses beside 2-D rows (a text
+    # whose M3 sparse output is empty, e.g. one that is only whitespace, gives [] next to [(id, weight), ...]).
+    return np.concatenate([np.asarray(s) for s in seqs if len(s)]), offsets
 
 
 class Capture:

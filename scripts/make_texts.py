@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes the test-text files fixtures/texts/{core,long,minilm}.jsonl (one JSON object per line: "id", "text").
+"""Writes the test-text files fixtures/texts/{core,long,minilm,unseen}.jsonl (one JSON object per line: "id", "text").
 
     .venv-ref/bin/python scripts/make_texts.py
 
@@ -22,6 +22,17 @@ What the core texts exercise (differences between the libraries and the Rust por
   * code, numbers, URLs, punctuation, literal special-token strings ("[SEP]", "</s>", "<mask>");
   * one-character texts; texts longer than 64 / 128 / 256 tokens (truncation) and one longer than 2100
     tokens for the XLM-R model.
+
+unseen.jsonl: texts written afresh for tiny-xlmr-spm (the SentencePiece/Precompiled-normalizer tokenizer), none
+reused from the other files: Vietnamese (precomposed and NFD), Thai, Hindi (nukta letters, which NFKC
+decomposes), Hebrew (niqqud out of canonical order), Korean (conjoining jamo, half-width jamo), Japanese with
+half-width katakana (voiced marks: the Precompiled normalizer gives ヒ + U+3099 where SentencePiece and NFKC
+give ビ) and full-width ASCII, ligatures, super/subscripts, fractions, circled and Roman numerals, Arabic
+presentation forms (U+FDFD expands to 18 characters), combining vs precomposed letters, NBSP / em / thin /
+ideographic spaces, zero-width space / joiner / word joiner / BOM, tabs and CRLF, leading and trailing
+Unicode spaces, a text that is only such spaces, emoji with skin tones, mathematical alphanumerics, a URL,
+JSON, SQL, "<mask>" glued to words (lstrip), and two texts longer than 512 tokens (truncation at the model's
+512).
 """
 from __future__ import annotations
 
@@ -118,6 +129,68 @@ def core_texts() -> list[tuple[str, str]]:
     ]
 
 
+VI_SENTENCES = [
+    "Sáng thứ bảy, chợ hoa ven sông đông nghịt người mua đào và quất về chưng Tết.",
+    "Bà ngoại kể rằng hồi xưa cả làng phải gánh nước từ giếng đầu đình về nấu cơm.",
+    "Chiếc xe buýt số mười bốn chạy chậm vì đường Nguyễn Trãi đang được sửa chữa.",
+    "Các nhà khoa học đã đo độ mặn của nước biển ở ba mươi hai điểm khác nhau.",
+    "Quyển từ điển cũ rách bìa nhưng vẫn được dùng hằng ngày trong thư viện trường.",
+    "Nếu trời không mưa, chiều mai chúng ta sẽ đạp xe quanh hồ Tây ngắm hoàng hôn.",
+]
+
+MIXED_SENTENCES = [
+    "ﾎﾃﾙのﾛﾋﾞｰで\u00a0ｺｰﾋｰを２杯、ﾊﾟﾝｹｰｷを１枚。",
+    "Ｗｉ－Ｆｉ　ｐａｓｓｗｏｒｄ：ａｂｃ１２３",
+    "Nhiệt độ hôm nay là 31\u2009°C, độ ẩm 78\u202f%.",
+    "ร้านกาแฟเล็ก ๆ ริมคลองเปิดตั้งแต่หกโมงเช้า",
+    "पुस्तकालय में नई किताबें आई हैं, कृपया उन्हें ध्यान से रखें।",
+    "אתמול בערב ירד גשם חזק והרחובות הוצפו.",
+    "도서관 앞 벤치에 앉아 샌드위치를 먹었다.",
+    "The \ufb01rst o\ufb03cer \ufb02ew 10\u00b3 km in \u00bd a day\u200b\u2014a record.",
+    "𝐁𝐨𝐥𝐝 and 𝑖𝑡𝑎𝑙𝑖𝑐 letters, ①②③ and Ⅻ.",
+]
+
+
+def unseen_texts() -> list[tuple[str, str]]:
+    import unicodedata
+
+    vi = "Tiếng Việt có sáu thanh điệu: ngang, huyền, sắc, hỏi, ngã và nặng."
+    assert unicodedata.normalize("NFC", vi) == vi != unicodedata.normalize("NFD", vi)
+    return [
+        ("vi-precomposed", vi),
+        ("vi-decomposed-nfd", unicodedata.normalize("NFD", vi)),
+        ("th-market", "ตลาดน้ำเปิดตั้งแต่เช้ามืด แม่ค้าพายเรือขายผลไม้และขนมไทย"),
+        ("hi-nukta", "ज़िंदगी में फ़ुरसत कम है; हम कल सुबह ट्रेन से जयपुर जाएँगे। \u095b vs \u091c\u093c"),
+        ("he-niqqud-order", "בבוקר שתינו קפה ליד הים. \u05e9\u05c1\u05b8\u05dc\u05d5\u05b9\u05dd vs \u05e9\u05b8\u05c1\u05dc\u05d5\u05b9\u05dd"),
+        ("ko-jamo", "지난 토요일에 한강에서 자전거를 탔어요. \u1112\u1161\u11ab\u1100\u1173\u11af / 한글 / \uffbe\uffc2\uffa4"),
+        ("ja-halfwidth-katakana", "ｺｰﾋｰとﾗｰﾒﾝ､ﾃﾞｻﾞｰﾄはｱｲｽｸﾘｰﾑとﾁｮｺﾚｰﾄﾊﾟﾌｪ｡「ﾃﾚﾋﾞ」"),
+        ("ja-fullwidth-ascii", "ＵＲＬは　ｈｔｔｐｓ：／／ｅｘａｍｐｌｅ．ｊｐ／　です（２０２５年４月）！"),
+        ("ligatures", "The \ufb01nal \ufb02ight was \ufb00ine: o\ufb03ce sta\ufb00 \ufb01xed the \ufb02aw; \ufb06 and \ufb05 are rare."),
+        ("super-sub-fractions", "E = mc², H₂O, x³ + y⁴, 10⁻⁶ m, ½ + ¼ = ¾, 20 ℃, № 7, ㎞ and ™"),
+        ("circled-roman", "Chapter Ⅻ, steps ① ② ③, items ⑴ ⑵ and ⒜ ⒝, ㈱ company"),
+        ("arabic-presentation", "\ufefb إله، \ufdfa، \ufdfd and \ufefc"),
+        ("combining-vs-precomposed", "Zoë / Zoe\u0308, Ångström / A\u030angstro\u0308m, \u212b (U+212B), \u01c5, \ufb03"),
+        ("unicode-spaces-inside", "one\u00a0two\u2003three\u3000four\u2009five\u202fsix\u2002seven\u205feight"),
+        ("zero-width-inside", "in\u200bvisible space, emoji\u200djoiner, word\u2060joiner and \ufeffBOM inside"),
+        ("tabs-crlf", "\tname\tscore\r\n\tLan\t9.5\r\n\tMinh\t8.0\r\n\r\n"),
+        ("ws-unicode-leading-trailing", "\u00a0\u3000  padded with Unicode spaces \u2003\u2002"),
+        ("ws-unicode-only", "\u00a0\u2003\u3000\u200b"),
+        ("emoji-skin-tones", "Thumbs 👍🏻👍🏿, wave 👋🏽, 🧑🏾\u200d💻 coding, ❤\ufe0f and ✈\ufe0f travel"),
+        ("math-alphanumerics", "𝐀𝐁𝐂 𝑥𝑦𝑧 𝔉𝔯𝔞𝔨𝔱𝔲𝔯 𝕊𝕖𝕥 𝟙𝟚𝟛 𝖘𝖆𝖓𝖘"),
+        ("url-percent", "Docs: https://docs.example.net/v2/search?q=caf%C3%A9&page=3#results (mirror http://10.0.0.7:8080/)"),
+        ("json", '{"user": {"id": 4812, "name": "Lê Thị Hoa", "tags": ["admin", "β-tester"], "active": false}}'),
+        ("sql", "SELECT c.name, COUNT(o.id) AS orders\nFROM customers c LEFT JOIN orders o ON o.customer_id = c.id\n"
+                "WHERE c.country IN ('VN', 'TH')\nGROUP BY c.name HAVING COUNT(o.id) > 3;"),
+        ("rtl-ltr-mix", "The word שלום means peace; in Hindi शांति, in Thai สันติภาพ, in Korean 평화."),
+        ("mask-glued", "Hà Nội is the<mask>of Việt Nam,   <mask> too.</s>"),
+        ("cyrillic-stress-marks", "за\u0301мок vs замо\u0301к, му\u0301ка vs мука\u0301"),
+        ("cjk-fullwidth-punct", "「東京タワー」と『서울타워』！？〜 ＃１位"),
+        ("digits-other-scripts", "२०२५ ๒๕๖๘ ٢٠٢٥ 2025 ５"),
+        ("long-vi-over-512-tokens", cycle_text(VI_SENTENCES, 12, numbered=True)),
+        ("long-mixed-over-512-tokens", cycle_text(MIXED_SENTENCES, 20)),
+    ]
+
+
 def long_texts() -> list[tuple[str, str]]:
     # Kept to one long text: its ColBERT rows dominate the reference file (about 128 bytes per token).
     return [
@@ -162,10 +235,15 @@ def token_report(rows: list[tuple[str, str]], model_dir: Path) -> dict[str, int]
 
 
 def main() -> int:
-    core, long, minilm = core_texts(), long_texts(), minilm_texts()
+    core, long, minilm, unseen = core_texts(), long_texts(), minilm_texts(), unseen_texts()
     write(TEXTS / "core.jsonl", core)
     write(TEXTS / "long.jsonl", long)
     write(TEXTS / "minilm.jsonl", minilm)
+    write(TEXTS / "unseen.jsonl", unseen)
+    # The unseen texts are new: none of them (nor the sentences of their long texts) is in another file.
+    others = {t for _, t in core + long + minilm}
+    assert not any(t in others for _, t in unseen)
+    assert not any(x in t for x in VI_SENTENCES + MIXED_SENTENCES for t in others)
 
     models = ROOT / "fixtures" / "models"
     if (models / "tiny-xlmr-m3").is_dir():
@@ -183,6 +261,13 @@ def main() -> int:
         assert 2100 < x_core["long-xlmr-2200-tokens"] <= 2560, x_core["long-xlmr-2200-tokens"]
         assert 2400 < x_long["long-xlmr-2500-tokens"] <= 2560, x_long["long-xlmr-2500-tokens"]
         assert b_core["long-en-80-words"] > 64 and b_core["long-en-400-words"] > 256
+    if (models / "tiny-xlmr-spm").is_dir():
+        s_unseen = token_report(unseen, models / "tiny-xlmr-spm")
+        print("tokens (tiny-xlmr-spm, untruncated):")
+        for i, _ in unseen:
+            print(f"  unseen.jsonl {i:28s} {s_unseen[i]:6d}")
+        assert 512 < s_unseen["long-vi-over-512-tokens"] < 1500, s_unseen["long-vi-over-512-tokens"]
+        assert 512 < s_unseen["long-mixed-over-512-tokens"] < 1500, s_unseen["long-mixed-over-512-tokens"]
     return 0
 
 

@@ -33,6 +33,13 @@ Models:
   tiny-xlmr-m3       XLM-RoBERTa in BAAI/bge-m3's layout (Unigram/Metaspace tokenizer, 2562 positions,
                      sparse_linear.pt, colbert_linear.pt, ST CLS + Normalize), weights in model.safetensors.
   tiny-xlmr-m3-pth   the same model, weights in pytorch_model.bin (zip torch.save) instead.
+  tiny-xlmr-spm      XLM-RoBERTa in bge-m3's layout whose tokenizer is made the way the real XLM-R's was: a
+                     SentencePiece unigram model trained by sentencepiece.SentencePieceTrainer (nmt_nfkc rules,
+                     one thread, fixed seed: deterministic) on CORPUS + SPM_EXTRA_CORPUS, loaded by
+                     XLMRobertaTokenizer(vocab_file=...) and converted by transformers' convert_slow_tokenizer:
+                     tokenizer.json gets a Precompiled (charsmap) normalizer and a Metaspace pre-tokenizer;
+                     sentencepiece.bpe.model is then dropped (only the fast tokenizer is used). 514 positions
+                     (model_max_length 512), ST CLS + Normalize with max_seq_length 512, M3 heads.
 """
 from __future__ import annotations
 
@@ -46,6 +53,8 @@ import json
 import math
 import shutil
 import sys
+import tempfile
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -200,6 +209,39 @@ The end.
 """
 
 
+# tiny-xlmr-spm only: CORPUS plus these lines (Vietnamese, Thai, Hindi, Hebrew, katakana-rich Japanese, Korean),
+# so that SentencePiece learns pieces for scripts that the other tokenizers leave to [UNK]/<unk>, as the real
+# XLM-R vocabulary covers them. The training input is normalized with nmt_nfkc first, so half-width katakana,
+# full-width ASCII, ligatures etc. in a text map onto these pieces only through the Precompiled normalizer.
+SPM_EXTRA_CORPUS = """\
+Hà Nội là thủ đô của Việt Nam, nổi tiếng với hồ Hoàn Kiếm và phố cổ.
+Tôi thích uống cà phê sữa đá vào buổi sáng trước khi đi làm.
+Người dân ở đồng bằng sông Cửu Long trồng lúa và nuôi cá.
+Học sinh đang chuẩn bị cho kỳ thi cuối năm ở trường.
+Hôm nay trời mưa nên chúng tôi ở nhà xem phim.
+Xin chào, bạn có khỏe không? Cảm ơn, tôi khỏe.
+กรุงเทพมหานครเป็นเมืองหลวงของประเทศไทย
+ฉันชอบกินข้าวผัดและต้มยำกุ้งมาก
+วันนี้อากาศร้อนมาก เราจะไปว่ายน้ำที่ทะเล
+นักเรียนอ่านหนังสือในห้องสมุดทุกวัน
+भारत एक विशाल देश है जहाँ कई भाषाएँ बोली जाती हैं।
+मुझे सुबह चाय पीना और अखबार पढ़ना पसंद है।
+दिल्ली भारत की राजधानी है और यहाँ बहुत लोग रहते हैं।
+बच्चे पार्क में खेल रहे हैं और माता-पिता बातें कर रहे हैं।
+ירושלים היא עיר עתיקה עם היסטוריה ארוכה.
+אני אוהב לקרוא ספרים בערב לפני השינה.
+הילדים משחקים בגן אחרי בית הספר.
+מזג האוויר היום נעים ושמשי.
+コンピューターとインターネットは私たちの生活を変えました。
+カタカナで書かれた言葉はコーヒー、テレビ、ラーメンなどです。
+アイスクリームとチョコレートケーキを食べました。
+大阪の人はたこ焼きとお好み焼きが大好きです。
+부산은 한국에서 두 번째로 큰 도시입니다.
+우리는 주말에 산에 가서 등산을 했습니다.
+김치와 불고기는 한국의 대표적인 음식입니다.
+"""
+
+
 def corpus_lines() -> list[str]:
     lines = [l for l in CORPUS.splitlines() if l.strip()]
     # Deterministic extra material: every line a few times, plus joined pairs, so frequent pieces win.
@@ -345,6 +387,40 @@ def make_unigram(vocab_size: int) -> Tokenizer:
     assert tok.token_to_id("<mask>") == len(vocab) - 1 == tok.get_vocab_size() - 1
     return tok
 
+# tiny-xlmr-spm: a real SentencePiece model. Unlike the `tokenizers` trainers, SentencePieceTrainer is
+# deterministic when it runs on one thread with a fixed seed and an unshuffled input: the same bytes every run.
+SPM_VOCAB_SIZE = 1200  # SentencePiece pieces (<unk> <s> </s> included); the XLM-R vocabulary adds <pad> and <mask>
+SPM_SEED = 6060
+SPM_OPTIONS = dict(
+    model_type="unigram",
+    vocab_size=SPM_VOCAB_SIZE,
+    normalization_rule_name="nmt_nfkc",  # as XLM-R: the model carries an NFKC precompiled charsmap
+    character_coverage=1.0,
+    byte_fallback=False,
+    unk_id=0, bos_id=1, eos_id=2, pad_id=-1,  # sentencepiece's defaults, as in XLM-R's sentencepiece.bpe.model
+    num_threads=1,
+    shuffle_input_sentence=False,
+    hard_vocab_limit=True,
+    minloglevel=2,
+)
+
+
+def spm_corpus() -> list[str]:
+    return [l for l in (CORPUS + SPM_EXTRA_CORPUS).splitlines() if l.strip()]
+
+
+def train_sentencepiece() -> bytes:
+    """The serialized ModelProto of a unigram SentencePiece model trained on spm_corpus()."""
+    import io
+
+    import sentencepiece as spm
+
+    spm.set_random_generator_seed(SPM_SEED)
+    buf = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(spm_corpus()), model_writer=buf, **SPM_OPTIONS)
+    return buf.getvalue()
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Models
 # ---------------------------------------------------------------------------------------------------------
@@ -385,7 +461,7 @@ def make_bert(vocab_size: int, max_pos: int, seed: int) -> BertModel:
     return model.eval()
 
 
-def make_xlmr(vocab_size: int, seed: int) -> XLMRobertaModel:
+def make_xlmr(vocab_size: int, seed: int, max_pos: int = 2562) -> XLMRobertaModel:
     torch.manual_seed(seed)
     cfg = XLMRobertaConfig(
         vocab_size=vocab_size,
@@ -394,7 +470,8 @@ def make_xlmr(vocab_size: int, seed: int) -> XLMRobertaModel:
         num_attention_heads=HEADS,
         intermediate_size=INTERMEDIATE,
         hidden_act="gelu",
-        max_position_embeddings=2562,  # positions 2..2561: 2560 tokens fit, like bge-m3's 8194 rows / 8192
+        # tiny-xlmr-m3: positions 2..2561, 2560 tokens fit, like bge-m3's 8194 rows / 8192 tokens.
+        max_position_embeddings=max_pos,
         type_vocab_size=1,
         initializer_range=INIT_RANGE,
         layer_norm_eps=1e-5,
@@ -841,6 +918,25 @@ def dense_check(model_dir: Path) -> None:
 
 
 @torch.no_grad()
+def save_m3_heads(d: Path, model: XLMRobertaModel, t, seed: int) -> float:
+    """M3 heads, exactly as bge-m3 ships them: torch.save(nn.Linear(...).state_dict()) into sparse_linear.pt and
+    colbert_linear.pt. Returns the fraction of (non-special) corpus tokens with a positive sparse weight."""
+    torch.manual_seed(seed)
+    colbert = torch.nn.Linear(HIDDEN, HIDDEN)
+    sparse = torch.nn.Linear(HIDDEN, 1)
+    # Choose the sparse bias so that about half of the (non-special) tokens get a positive relu weight.
+    enc = t(corpus_lines()[:60], padding=True, truncation=True, max_length=128, return_tensors="pt")
+    h = model(**enc)[0]
+    keep = enc["attention_mask"].bool() & (enc["input_ids"] > 3)
+    raw = (h @ sparse.weight[0])[keep]
+    sparse.bias.copy_(-raw.median().reshape(1) + 0.05 * raw.std())
+    frac = float(((raw + sparse.bias) > 0).float().mean())
+    torch.save(sparse.state_dict(), d / "sparse_linear.pt")
+    torch.save(colbert.state_dict(), d / "colbert_linear.pt")
+    return frac
+
+
+@torch.no_grad()
 def build_xlmr(out: Path) -> None:
     d = out / "tiny-xlmr-m3"
     tok = make_unigram(vocab_size=1500)
@@ -850,21 +946,8 @@ def build_xlmr(out: Path) -> None:
     model = make_xlmr(vocab_size, seed=3005)
     model.save_pretrained(d, safe_serialization=True)
     write_st_files(d, full_pooling("cls"), with_normalize=True, max_seq_length=2560, do_lower_case=False)
-
-    # M3 heads, exactly as bge-m3 ships them: torch.save(nn.Linear(...).state_dict()).
-    torch.manual_seed(3100)
-    colbert = torch.nn.Linear(HIDDEN, HIDDEN)
-    sparse = torch.nn.Linear(HIDDEN, 1)
-    # Choose the sparse bias so that about half of the (non-special) tokens get a positive relu weight.
     t = transformers.AutoTokenizer.from_pretrained(d)
-    enc = t(corpus_lines()[:60], padding=True, truncation=True, max_length=128, return_tensors="pt")
-    h = model(**enc)[0]
-    keep = enc["attention_mask"].bool() & (enc["input_ids"] > 3)
-    raw = (h @ sparse.weight[0])[keep]
-    sparse.bias.copy_(-raw.median().reshape(1) + 0.05 * raw.std())
-    frac = float(((raw + sparse.bias) > 0).float().mean())
-    torch.save(sparse.state_dict(), d / "sparse_linear.pt")
-    torch.save(colbert.state_dict(), d / "colbert_linear.pt")
+    frac = save_m3_heads(d, model, t, seed=3100)
     print(f"  tiny-xlmr-m3: vocab {vocab_size} (<mask> = {vocab_size - 1}); sparse: {frac:.0%} of tokens positive")
 
     # Python-side sanity of the tokenizer layout.
@@ -884,6 +967,123 @@ def build_xlmr(out: Path) -> None:
     print("  tiny-xlmr-m3-pth: pytorch_model.bin loads to the same tensors as model.safetensors")
 
 
+# Pairs that the nmt_nfkc Precompiled normalizer must make equal (NFKC: half-width katakana, full-width ASCII,
+# ligature, superscript, compatibility ideographic space; composition of a combining accent).
+SPM_NFKC_PAIRS = [
+    ("ｶﾀｶﾅ ﾃﾚ", "カタカナ テレ"),
+    ("ＡＢＣ　１２３", "ABC 123"),
+    ("ﬁle ﬂow", "file flow"),
+    ("x² + y³", "x2 + y3"),
+    ("cafe\u0301", "café"),
+]
+# A half-width katakana with a half-width voiced mark (6 UTF-8 bytes): SentencePiece (the slow tokenizer) and
+# NFKC give the precomposed ビ (U+30D3); the `tokenizers` Precompiled normalizer (the fast tokenizer, so every
+# Python library here) looks up only graphemes shorter than 6 bytes whole and maps this one char by char, to
+# ヒ + U+3099 (combining voiced mark), which the vocabulary tokenizes differently (<unk> for U+3099).
+SPM_VOICED_HALFWIDTH = ("ﾃﾚﾋﾞ", "テレビ")
+
+
+@torch.no_grad()
+def build_xlmr_spm(out: Path) -> None:
+    """tiny-xlmr-spm: the tokenizer made as XLM-R's was (SentencePiece model -> XLMRobertaTokenizer -> converted
+    fast tokenizer), a fresh random XLM-R with 514 positions, bge-m3's sentence-transformers files and M3 heads."""
+    from sentencepiece import sentencepiece_model_pb2
+    from transformers import XLMRobertaTokenizer
+    from transformers.convert_slow_tokenizer import convert_slow_tokenizer
+
+    d = out / "tiny-xlmr-spm"
+    d.mkdir(parents=True)
+    proto_bytes = train_sentencepiece()
+    proto = sentencepiece_model_pb2.ModelProto()
+    proto.ParseFromString(proto_bytes)
+    assert proto.trainer_spec.model_type == sentencepiece_model_pb2.TrainerSpec.UNIGRAM
+    assert proto.normalizer_spec.name == "nmt_nfkc" and len(proto.normalizer_spec.precompiled_charsmap) > 0
+    assert [p.piece for p in proto.pieces[:3]] == ["<unk>", "<s>", "</s>"] and len(proto.pieces) == SPM_VOCAB_SIZE
+    spm_file = d / "sentencepiece.bpe.model"  # the file name XLMRobertaTokenizer uses (and bge-m3 ships)
+    spm_file.write_bytes(proto_bytes)
+
+    # The slow (SentencePiece) tokenizer, saved as a slow-only checkpoint, then loaded with from_slow=True: transformers
+    # converts it with convert_slow_tokenizer (XLMRobertaConverter). Not XLMRobertaTokenizerFast(vocab_file=...):
+    # that builds the slow tokenizer with mask_token=AddedToken("<mask>", lstrip=True), whose normalized=True ends
+    # up in tokenizer.json; nor tokenizer_object=convert_slow_tokenizer(...): its deepcopy round-trips the scores
+    # through a lossy serialization (-7.2456769943237305 becomes -7.245676994323731).
+    slow = XLMRobertaTokenizer(vocab_file=str(spm_file), model_max_length=512)
+    with tempfile.TemporaryDirectory() as tmp:
+        slow.save_pretrained(tmp)
+        assert sorted(os.listdir(tmp)) == ["sentencepiece.bpe.model", "special_tokens_map.json", "tokenizer_config.json"]
+        fast = XLMRobertaTokenizerFast.from_pretrained(tmp, from_slow=True)
+    # from_slow lands in init_kwargs and would be saved into tokenizer_config.json, where it would make every
+    # later from_pretrained() ignore tokenizer.json and convert sentencepiece.bpe.model again.
+    assert fast.init_kwargs.pop("from_slow") is True
+    converted = json.loads(convert_slow_tokenizer(slow).to_str())
+    got = json.loads(fast.backend_tokenizer.to_str())
+    for k in ["normalizer", "pre_tokenizer", "model", "decoder", "post_processor"]:
+        assert got[k] == converted[k], f"{k} differs from convert_slow_tokenizer's"
+    mask = [a for a in got["added_tokens"] if a["content"] == "<mask>"]
+    assert len(mask) == 1 and mask[0]["lstrip"] and not mask[0]["normalized"], mask
+    fast.save_pretrained(d)  # legacy_format None: tokenizer.json and (the slow format) sentencepiece.bpe.model
+    assert spm_file.read_bytes() == proto_bytes, "save_pretrained rewrote sentencepiece.bpe.model"
+    assert not (d / "added_tokens.json").exists()
+    assert "from_slow" not in json.loads((d / "tokenizer_config.json").read_text(encoding="utf-8"))
+
+    tj = json.loads((d / "tokenizer.json").read_text(encoding="utf-8"))
+    norm, pre = tj["normalizer"], tj["pre_tokenizer"]
+    norm_types = [n["type"] for n in norm["normalizers"]] if norm["type"] == "Sequence" else [norm["type"]]
+    assert "Precompiled" in norm_types, norm_types
+    assert pre["type"] == "Metaspace" and pre["replacement"] == "▁", pre
+    assert tj["model"]["type"] == "Unigram" and tj["truncation"] is None and tj["padding"] is None
+
+    vocab_size = fast.backend_tokenizer.get_vocab_size()  # SentencePiece pieces + <pad> + <mask>
+    assert vocab_size == SPM_VOCAB_SIZE + 2
+    model = make_xlmr(vocab_size, seed=6006, max_pos=514)  # like xlm-roberta-base: 512 tokens + pad offset
+    model.save_pretrained(d, safe_serialization=True)
+    write_st_files(d, full_pooling("cls"), with_normalize=True, max_seq_length=512, do_lower_case=False)
+    t = transformers.AutoTokenizer.from_pretrained(d)
+    frac = save_m3_heads(d, model, t, seed=6100)
+
+    # Python-side sanity of the tokenizer layout.
+    assert isinstance(t, XLMRobertaTokenizerFast), type(t)
+    assert (t.bos_token_id, t.pad_token_id, t.eos_token_id, t.unk_token_id) == (0, 1, 2, 3)
+    assert t.mask_token_id == vocab_size - 1 and t.model_max_length == 512
+    # AutoTokenizer loads tokenizer.json (no conversion) and changes nothing in it: raw `tokenizers` gives its ids.
+    # (Only the float parse of the scores may differ in the last bit: tokenizers reads -7.2456769943237305, the
+    # exact float32 score, as -7.245676994323731, 1 ulp off; a deepcopy or a save/load round trip shows it.)
+    loaded = json.loads(transformers.AutoTokenizer.from_pretrained(d).backend_tokenizer.to_str())  # fresh: unpadded
+    lv, fv = loaded["model"].pop("vocab"), dict(tj["model"]).pop("vocab")
+    assert {**loaded, "model": None} == {**tj, "model": None}
+    assert loaded["model"] == {k: v for k, v in tj["model"].items() if k != "vocab"}
+    assert [p for p, _ in lv] == [p for p, _ in fv] and all(abs(a - b) <= 1e-14 * abs(b) for (_, a), (_, b) in zip(lv, fv))
+    raw = Tokenizer.from_file(str(d / "tokenizer.json"))
+    probe = CHECK_TEXTS + spm_corpus()[-25:] + [x for pair in SPM_NFKC_PAIRS for x in pair]
+    for x in probe + list(SPM_VOICED_HALFWIDTH):
+        assert raw.encode(x).ids == t(x)["input_ids"], f"tokenizer.json differs from AutoTokenizer on {x!r}"
+    for a, b in SPM_NFKC_PAIRS:
+        assert t(a)["input_ids"] == t(b)["input_ids"], f"Precompiled normalizer: {a!r} and {b!r} differ"
+    # The converted tokenizer agrees with SentencePiece itself (the slow tokenizer) on ordinary texts...
+    s_slow = XLMRobertaTokenizer(vocab_file=str(spm_file))
+    for x in probe:
+        assert s_slow(x)["input_ids"] == t(x)["input_ids"], f"slow and fast tokenizers differ on {x!r}"
+    # ... but not on a half-width voiced katakana (see SPM_VOICED_HALFWIDTH).
+    half, full = SPM_VOICED_HALFWIDTH
+    assert unicodedata.normalize("NFKC", half) == full
+    assert t.backend_tokenizer.normalizer.normalize_str(half) == unicodedata.normalize("NFD", full)
+    assert s_slow(half)["input_ids"] == s_slow(full)["input_ids"] == t(full)["input_ids"] != t(half)["input_ids"]
+    n_unk = sum(t.unk_token_id in t(x)["input_ids"] for x in spm_corpus())
+    print(f"  tiny-xlmr-spm: SentencePiece unigram, {len(proto.pieces)} pieces from {len(spm_corpus())} lines "
+          f"({len(proto_bytes)} bytes, nmt_nfkc charsmap {len(proto.normalizer_spec.precompiled_charsmap)} bytes); "
+          f"vocab {vocab_size} (<mask> = {vocab_size - 1}); corpus lines with <unk>: {n_unk}; "
+          f"sparse: {frac:.0%} of tokens positive")
+    print(f"    tokenizer.json normalizer {norm['type']}{norm_types}, pre_tokenizer {pre}, decoder "
+          f"{tj['decoder']['type']}; slow == fast == raw tokenizer.json on {len(probe)} probes; NFKC pairs equal")
+    print(f"    {half!r}: SentencePiece {s_slow.tokenize(half)} (== {full!r}), fast tokenizer {t.tokenize(half)} "
+          f"(ids {t(half)['input_ids'][1:-1]})")
+    # The fast tokenizer (what every library here loads) needs only tokenizer.json; dropping the slow
+    # SentencePiece file keeps the model well under 1 MB.
+    spm_file.unlink()
+    assert t(probe[0])["input_ids"] == transformers.AutoTokenizer.from_pretrained(d)(probe[0])["input_ids"]
+    assert dir_size(d) < 800_000, f"tiny-xlmr-spm is {dir_size(d)} bytes"
+
+
 README = """\
 # Tiny test models
 
@@ -891,8 +1091,9 @@ Random-weight models (hidden 32, 2 layers, 4 heads, intermediate 64, `initialize
 biases and LayerNorm parameters, token-type rows scaled to std 0.05 so that CLS, mean and max pooling
 differ clearly) and small tokenizers (WordPiece / Unigram vocabularies chosen deterministically from a
 small multilingual corpus in the script, built with the `tokenizers` library, whose own trainers are not
-deterministic from run to run). They are not meant to embed anything meaningfully: they exist so that
-the Rust pipelines can be compared with the Python libraries on every code path, quickly, and without
+deterministic from run to run; except `tiny-xlmr-spm`, whose SentencePiece model is trained by
+`sentencepiece`, deterministic on one thread). They are not meant to embed anything meaningfully: they exist
+so that the Rust pipelines can be compared with the Python libraries on every code path, quickly, and without
 downloads. All files are generated; do not edit them by hand. Regenerate with
 
     bash scripts/setup-reference-env.sh                # once: the Python reference stack in .venv-ref
@@ -909,15 +1110,17 @@ every reference.
 | `tiny-bert-dense/` | **Pitfall:** a post-pooling `Dense` module. BERT, uncased WordPiece (`tiny-bert-mean`'s vocabulary, `tokenizer_config.json` and `special_tokens_map.json`, but no baked-in truncation/padding), `max_seq_length` 64. `modules.json`: Transformer (`""`) -> Pooling (`1_Pooling`) -> Dense (`2_Dense`, `sentence_transformers.models.Dense`) -> Normalize (`3_Normalize`, no folder). Pooling: `cls_token`, `max_tokens` and `mean_sqrt_len_tokens` true, every other mode false (all keys written), concatenated in sentence-transformers' order cls, max, mean_sqrt_len (sum / sqrt(tokens)): 96 wide. `2_Dense/` as `Dense.save` (5.1.2) writes it: `config.json` (indent 4, no trailing newline) `{"in_features": 96, "out_features": 24, "bias": true, "activation_function": "torch.nn.modules.activation.Tanh"}` and `model.safetensors` (no metadata) with `linear.weight` F32 [24, 96] and `linear.bias` F32 [24] (weights std 0.03, bias std 0.1: the pre-activation stays mostly in (-2, 2), so tanh is curved but not saturated). Output: normalize(tanh(W v + b)), **24** dims, not the hidden size 32; a port that skips the Dense module (as TEI once did) or its tanh gets unrelated vectors. |
 | `tiny-xlmr-m3/` | XLM-RoBERTa in BAAI/bge-m3's layout: Unigram tokenizer (NFKC, Metaspace "▁" prepend always), `<s>`=0 `<pad>`=1 `</s>`=2 `<unk>`=3, `<mask>` last; pad 1, LayerNorm eps 1e-5, type_vocab_size 1, **2562 positions** (2560 tokens fit: position ids past 2048). `sparse_linear.pt` (Linear(32, 1)) and `colbert_linear.pt` (Linear(32, 32)) saved as bge-m3 ships them (zip-format `torch.save` of the state dict); the sparse bias makes roughly half the tokens positive. sentence-transformers: CLS pooling + Normalize, `max_seq_length` 2560. Weights in `model.safetensors`. |
 | `tiny-xlmr-m3-pth/` | The same model and byte-identical other files, but the encoder weights in `pytorch_model.bin` (zip-format `torch.save` of the state dict, like BAAI/bge-m3) instead of `model.safetensors`. |
+| `tiny-xlmr-spm/` | XLM-RoBERTa in BAAI/bge-m3's layout with a tokenizer made the way the real XLM-R's was: a SentencePiece **unigram model** (`sentencepiece.SentencePieceTrainer`, 1200 pieces, `normalization_rule_name="nmt_nfkc"`, character coverage 1.0, no byte fallback, one thread, fixed seed; the script's corpus plus Vietnamese, Thai, Hindi, Hebrew, katakana and Korean lines), loaded by `XLMRobertaTokenizer(vocab_file=...)` and converted by transformers (`from_pretrained(..., from_slow=True)`, i.e. `convert_slow_tokenizer`). `tokenizer.json`: normalizer `Sequence[Precompiled (the nmt_nfkc charsmap), Strip(right), Replace(" {2,}" -> "▁")]`, pre-tokenizer `Metaspace` ("▁", prepend always, split), vocabulary 1202 (`<s>`=0 `<pad>`=1 `</s>`=2 `<unk>`=3, `<mask>`=1201, lstrip, not normalized); `sentencepiece.bpe.model` is dropped after the conversion (every library here loads the fast tokenizer). **Pitfalls:** NFKC comes only from the Precompiled charsmap, applied as the `tokenizers` library applies it: a half-width katakana with a half-width voiced mark (`ﾋﾞ`) becomes `ヒ` + U+3099, not `ビ` as in SentencePiece itself and in NFKC (so the slow and fast Python tokenizers differ there; every Python library here uses the fast one). 514 positions, `model_max_length` 512, `max_seq_length` 512 (texts over 512 tokens are truncated). Random weights (seed 6006), M3 heads (seed 6100), sentence-transformers CLS pooling + Normalize. |
 
 Characters that are deliberately not in the tokenizer corpora (emoji, Hebrew, Thai, Devanagari, most CJK
-ideographs, the Turkish dotted capital I, ...) become `[UNK]` / `<unk>`.
+ideographs, the Turkish dotted capital I, ...) become `[UNK]` / `<unk>` (`tiny-xlmr-spm` covers Vietnamese,
+Thai, Hindi, Hebrew and more Japanese and Korean, but not emoji).
 """
 
 
 MODEL_NAMES = [
     "tiny-bert-mean", "tiny-bert-cls", "tiny-bert-cased-config-override", "tiny-bert-dense", "tiny-xlmr-m3",
-    "tiny-xlmr-m3-pth",
+    "tiny-xlmr-m3-pth", "tiny-xlmr-spm",
 ]
 
 
@@ -943,12 +1146,13 @@ def main() -> int:
         build_bert_cased_config_override(target)
         build_bert_dense(target)
         build_xlmr(target)
+        build_xlmr_spm(target)
 
     build(out)
     (out / "README.md").write_text(README, encoding="utf-8")
 
     print("pooling check (CLS vs mean vs max must differ clearly):")
-    for name in ["tiny-bert-mean", "tiny-bert-cls", "tiny-bert-dense", "tiny-xlmr-m3"]:
+    for name in ["tiny-bert-mean", "tiny-bert-cls", "tiny-bert-dense", "tiny-xlmr-m3", "tiny-xlmr-spm"]:
         pooling_check(name, out / name)
     st_load_check(out / "tiny-bert-mean", HIDDEN)
     prompt_check(out / "tiny-bert-mean")
@@ -959,6 +1163,7 @@ def main() -> int:
     dense_check(out / "tiny-bert-dense")
     st_load_check(out / "tiny-xlmr-m3", HIDDEN)
     st_load_check(out / "tiny-xlmr-m3-pth", HIDDEN)
+    st_load_check(out / "tiny-xlmr-spm", HIDDEN)
 
     # The two XLM-R directories must agree on every file but the weights.
     a, b = tree_digest(out / "tiny-xlmr-m3"), tree_digest(out / "tiny-xlmr-m3-pth")
@@ -966,8 +1171,6 @@ def main() -> int:
     assert a == b, "tiny-xlmr-m3 and tiny-xlmr-m3-pth differ in a non-weight file"
 
     if args.check_determinism:
-        import tempfile
-
         with tempfile.TemporaryDirectory() as tmp:
             build(Path(tmp))
             for name in MODEL_NAMES:

@@ -40,6 +40,11 @@ G=("$PY" scripts/generate_fixtures.py)
 "${G[@]}" --model fixtures/models/tiny-xlmr-m3 --texts fixtures/texts/core.jsonl --out "$S/tiny-xlmr-m3-query" \
   --max-length 128 --pipelines normalized-cls m3-sparse m3-colbert sentence-transformers \
   --instruction "query: " --prompt "query: "
+"${G[@]}" --model fixtures/models/tiny-xlmr-spm --texts fixtures/texts/unseen.jsonl --out "$S/tiny-xlmr-spm" \
+  --note "A SentencePiece unigram tokenizer (nmt_nfkc) converted by transformers: tokenizer.json normalizer Precompiled" \
+  --note "+ Strip + Replace, pre-tokenizer Metaspace; texts written for it (fixtures/texts/unseen.jsonl). The fast tokenizer" \
+  --note "that all three libraries use differs from SentencePiece itself on ja-halfwidth-katakana, ko-jamo," \
+  --note "vi-decomposed-nfd and long-mixed-over-512-tokens (its Precompiled normalizer leaves some sequences uncomposed)."
 "${G[@]}" --model fixtures/models/tiny-bert-mean --texts "$S/tiny-bert-mean/texts.jsonl" \
   --out fixtures/corruptions/tiny-bert-mean-max24 --max-length 24 \
   --note "A corruption for tests/check_cli.rs: the tiny-bert-mean suite's texts with references made at max length 24 instead of 64."
