@@ -92,11 +92,6 @@ impl TextTokenizer {
     pub fn is_special(&self, id: u32) -> bool {
         self.inner.get_added_tokens_decoder().get(&id).is_some_and(|t| t.special)
     }
-
-    /// The id of a token string, if in the vocabulary.
-    pub fn token_to_id(&self, token: &str) -> Option<u32> {
-        self.inner.token_to_id(token)
-    }
 }
 
 /// `BertTokenizerFast.__init__` replaces the BertNormalizer's `lowercase`, `strip_accents` and

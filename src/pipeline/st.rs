@@ -115,19 +115,6 @@ impl StConfig {
             default_prompt_name: st_model.default_prompt_name,
         })
     }
-
-    /// The pooling module, if the chain has one.
-    pub fn pooling(&self) -> Option<&PoolingConfig> {
-        self.modules.iter().find_map(|m| match m {
-            StModule::Pooling(p) => Some(p),
-            _ => None,
-        })
-    }
-
-    /// Whether the chain ends in (or contains) a Normalize module.
-    pub fn normalizes(&self) -> bool {
-        self.modules.iter().any(|m| matches!(m, StModule::Normalize))
-    }
 }
 
 fn load_modules(path: &Path, dir: &Path) -> Result<Vec<StModule>> {
