@@ -327,13 +327,8 @@ impl Alternatives for ModelAlternatives<'_> {
         if self.pipeline.kind.output() != OutputKind::Dense || !self.allowed(index) {
             return Ok(Vec::new());
         }
-        let ids = self.model.tokenizer.encode_all(&[self.pipeline.prep.apply(&self.texts[index])], self.pipeline.max_length)?;
-        let mut out = Vec::new();
-        for_each_batch(self.model, &ids, 1, |_, tokens, h| {
-            out = self.pipeline.other_poolings(tokens, h)?;
-            Ok(())
-        })?;
-        Ok(out)
+        let (_, tokens, h) = Self::single(self.model, self.pipeline, &self.texts[index])?;
+        self.pipeline.other_poolings(&tokens, h)
     }
 
     fn other_precisions(&mut self, index: usize) -> Result<Vec<(String, Vector)>> {

@@ -6,6 +6,7 @@
 //! the encoder with the model's own pad id.
 
 use std::path::Path;
+use std::sync::Mutex;
 
 use tokenizers::normalizers::{BertNormalizer, NormalizerWrapper};
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
@@ -33,9 +34,10 @@ impl SpecialIds {
 }
 
 /// A tokenizer with truncation cleared of what tokenizer.json baked in.
-#[derive(Clone)]
 pub struct TextTokenizer {
-    inner: Tokenizer,
+    /// Behind a lock because truncation is set per call (to the caller's max length), not copied per call:
+    /// a clone would copy the whole vocabulary.
+    inner: Mutex<Tokenizer>,
     /// The special token ids read from special_tokens_map.json / tokenizer_config.json.
     pub special: SpecialIds,
 }
@@ -63,14 +65,13 @@ impl TextTokenizer {
             inner.token_to_id(name)
         };
         let special = SpecialIds { cls: lookup("cls_token"), eos: lookup("eos_token"), pad: lookup("pad_token"), unk: lookup("unk_token") };
-        Ok(TextTokenizer { inner, special })
+        Ok(TextTokenizer { inner: Mutex::new(inner), special })
     }
 
     /// Token ids of each text, special tokens added, truncated (longest-first, from the right) to
     /// `max_length` tokens counting the special tokens: `tokenizer(texts, truncation=True, max_length=N)`.
     pub fn encode_all(&self, texts: &[String], max_length: usize) -> Result<Vec<Vec<u32>>> {
-        // One clone per call (not per text): the vocabulary can be large.
-        let mut tk = self.inner.clone();
+        let mut tk = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         tk.with_truncation(Some(TruncationParams {
             direction: TruncationDirection::Right,
             max_length,
@@ -90,7 +91,8 @@ impl TextTokenizer {
 
     /// Whether `id` is a special added token (`[CLS]`, `</s>`, `<mask>`, ...), as `all_special_ids` says.
     pub fn is_special(&self, id: u32) -> bool {
-        self.inner.get_added_tokens_decoder().get(&id).is_some_and(|t| t.special)
+        let tk = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        tk.get_added_tokens_decoder().get(&id).is_some_and(|t| t.special)
     }
 }
 
