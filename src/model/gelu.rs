@@ -43,16 +43,8 @@ impl CustomOp1 for GeluErf {
         let (CpuStorage::F32(v), Some((start, end))) = (storage, layout.contiguous_offsets()) else {
             candle_core::bail!("gelu-erf-f32 needs a contiguous f32 tensor")
         };
-        let src = &v[start..end];
-        let mut out = vec![0f32; src.len()];
         // Split across the cores: the op is a large share of encoding time and otherwise runs on one.
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let chunk = src.len().div_ceil(threads).max(1 << 14);
-        std::thread::scope(|s| {
-            for (o, i) in out.chunks_mut(chunk).zip(src.chunks(chunk)) {
-                s.spawn(move || super::simd::map(i, o, gelu));
-            }
-        });
+        let out = super::simd::par_rows(&v[start..end], 1, 1 << 14, |_, i, o| super::simd::map(i, o, gelu));
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
 }

@@ -1,6 +1,22 @@
-//! Runs an element-wise loop compiled for the widest vector unit the CPU has (AVX-512, else AVX2), chosen
-//! at run time. Without it the loop is built for baseline x86-64 (SSE2: 2 doubles a step). No fast-math:
+//! Element-wise loops compiled for the widest vector unit the CPU has (AVX-512, else AVX2), chosen at run
+//! time, and split across the cores. Without it the loop is built for baseline x86-64 (SSE2: 2 doubles a step). No fast-math:
 //! every path computes the same IEEE operations in the same order, so results do not depend on the CPU.
+
+/// A new buffer of `src.len()` filled by `f(first_row, src_rows, dst_rows)` on whole rows of `width`
+/// values, split across the cores in parts of at least `min_rows` rows (smaller inputs stay on one).
+pub fn par_rows(src: &[f32], width: usize, min_rows: usize, f: impl Fn(usize, &[f32], &mut [f32]) + Sync) -> Vec<f32> {
+    let mut out = vec![0f32; src.len()];
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let rows = src.len() / width.max(1);
+    let part = rows.div_ceil(threads).max(min_rows).max(1) * width.max(1);
+    std::thread::scope(|s| {
+        for (k, (o, i)) in out.chunks_mut(part).zip(src.chunks(part)).enumerate() {
+            let f = &f;
+            s.spawn(move || f(k * part / width.max(1), i, o));
+        }
+    });
+    out
+}
 
 /// Applies `f` to every element of `src`, writing `dst`.
 #[inline]

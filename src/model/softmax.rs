@@ -51,8 +51,6 @@ impl CustomOp1 for MaskedSoftmax {
         if *b != self.lengths.len() {
             candle_core::bail!("masked-softmax-f32: {} lengths for a batch of {b}", self.lengths.len())
         }
-        let src = &v[start..end];
-        let mut out = vec![0f32; src.len()];
         let per_seq = heads * rows * l;
         let row = |o: &mut [f32], i: &[f32], n: usize| {
             let max = i[..n].iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
@@ -60,19 +58,10 @@ impl CustomOp1 for MaskedSoftmax {
             let inv = 1.0 / o[..n].iter().sum::<f32>();
             o[..n].iter_mut().for_each(|o| *o *= inv);
         };
-        // Split whole rows across the cores.
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let total_rows = src.len() / l.max(&1);
-        let rows_per = total_rows.div_ceil(threads).max(64);
-        std::thread::scope(|s| {
-            for (k, (o, i)) in out.chunks_mut(rows_per * l).zip(src.chunks(rows_per * l)).enumerate() {
-                let lengths = &self.lengths;
-                s.spawn(move || {
-                    for (r, (o, i)) in o.chunks_mut(*l).zip(i.chunks(*l)).enumerate() {
-                        let seq = (k * rows_per + r) * l / per_seq;
-                        row(o, i, lengths[seq].clamp(1, *l));
-                    }
-                });
+        let out = super::simd::par_rows(&v[start..end], *l, 64, |first, i, o| {
+            for (r, (o, i)) in o.chunks_mut(*l).zip(i.chunks(*l)).enumerate() {
+                let seq = (first + r) * l / per_seq;
+                row(o, i, self.lengths[seq].clamp(1, *l));
             }
         });
         Ok((CpuStorage::F32(out), layout.shape().clone()))
