@@ -34,7 +34,7 @@ pub enum Command {
     /// Run suites: compute every listed pipeline, compare with the Python references, write reports.
     #[command(after_help = EXIT_CODES)]
     Check(CheckArgs),
-    /// Compare two embedding files (the `embed` format) with the same metrics and exit codes.
+    /// Compare two vectors files (.safetensors, .npy, .jsonl) with the same metrics and exit codes.
     #[command(after_help = EXIT_CODES)]
     Diff(DiffArgs),
 }
@@ -53,14 +53,49 @@ pub struct CheckArgs {
     /// Count a suite whose model is missing as skipped instead of failing with exit code 2.
     #[arg(long)]
     pub skip_missing: bool,
+    /// Check a system under test instead of embcheck's own pipeline: an embedding server (http://…,
+    /// https://…), a program (cmd:COMMAND, run with sh -c, JSON Lines on stdin/stdout) or a vectors file
+    /// (.safetensors, .npy, .jsonl). Needs one suite and one --pipeline (unless the suite has one).
+    #[arg(long, value_name = "SOURCE")]
+    pub against: Option<String>,
+    #[command(flatten)]
+    pub http: HttpArgs,
+}
+
+/// Options of `check --against http://…`.
+#[derive(Debug, Args, Clone)]
+pub struct HttpArgs {
+    /// The server's API: openai (POST …/v1/embeddings) or tei (POST /embed, /embed_sparse, /tokenize,
+    /// GET /info); detected when absent.
+    #[arg(long)]
+    pub api: Option<String>,
+    /// The OpenAI `model` field (default: the first model of GET /v1/models).
+    #[arg(long)]
+    pub model_name: Option<String>,
+    /// A request header NAME=ENV_VAR whose value is read from the environment variable ENV_VAR
+    /// (e.g. Authorization=EMBED_AUTH); never printed or written to a report. Repeatable.
+    #[arg(long = "header", value_name = "NAME=ENV_VAR")]
+    pub headers: Vec<String>,
+    /// Per-request timeout in seconds.
+    #[arg(long, default_value_t = 60.0)]
+    pub timeout: f64,
+    /// Retries of a request answered 429 or 503, with backoff.
+    #[arg(long, default_value_t = 5)]
+    pub retries: u32,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 2)]
+    pub concurrency: usize,
+    /// Texts per request (32 is TEI's default limit).
+    #[arg(long, default_value_t = 32)]
+    pub client_batch_size: usize,
 }
 
 /// Arguments of `embcheck diff`.
 #[derive(Debug, Args)]
 pub struct DiffArgs {
-    /// The actual embeddings.
+    /// The actual embeddings (.safetensors, .npy or .jsonl).
     pub actual: PathBuf,
-    /// The expected embeddings.
+    /// The expected embeddings (.safetensors, .npy or .jsonl).
     pub expected: PathBuf,
     /// Write the CSV here instead of stdout.
     #[arg(long)]

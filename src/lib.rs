@@ -1,8 +1,24 @@
 //! embcheck: verify that the embeddings a Rust service computes are the ones the Python libraries compute.
 //!
-//! Data flows one way: [`model`] (files, config, tokenizer, encoder) → [`pipeline`] (hidden states → vectors,
-//! one faithful copy per Python library) → [`compare`] (metrics, tolerances, diagnosis) → [`report`].
-//! [`fixture`] holds the suite and reference file formats.
+//! Data flows one way: a [`source`] of vectors — embcheck's own [`pipeline`] on a [`model`] (files, config,
+//! tokenizer, encoder; hidden states → vectors, one faithful copy per Python library), or a system under test
+//! (your function, an HTTP server, a command, a file) — → [`compare`] (metrics, tolerances, diagnosis proven
+//! with the suite's model) → [`report`]. [`fixture`] holds the suite and reference file formats; [`suite`]
+//! ties them together.
+//!
+//! Check your own embedding function in your `cargo test`:
+//!
+//! ```no_run
+//! use embcheck::{PipelineKind, Suite};
+//!
+//! let mut my_embed = |texts: &[String]| -> Vec<Vec<f32>> {
+//!     texts.iter().map(|_| vec![0.0; 32]).collect() // your model here
+//! };
+//! let report = Suite::load("fixtures/suites/tiny-bert-mean")?
+//!     .check_embedder(PipelineKind::SentenceTransformers, &mut my_embed)?;
+//! println!("{}", report.failure_message()); // mismatches, each with its diagnosis
+//! # Ok::<(), embcheck::Error>(())
+//! ```
 //!
 
 pub mod atomic;
@@ -13,10 +29,12 @@ pub mod fixture;
 pub mod model;
 pub mod pipeline;
 pub mod report;
+pub mod source;
 pub mod suite;
 
 pub use embed::{embed_many, BatchOptions, Embeddings};
 pub use error::{Error, Result};
 pub use model::Model;
 pub use pipeline::{Pipeline, PipelineKind, PipelineOptions, Vector};
+pub use source::{Embedder, Output, SourceConfig, SourceInfo, SourceSpec};
 pub use suite::{RunOptions, Status, Suite, SuiteReport};

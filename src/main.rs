@@ -7,10 +7,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use cli::{exit, CheckArgs, Cli, Command, DiffArgs, EmbedArgs, PipelineArgs};
+use cli::{exit, CheckArgs, Cli, Command, DiffArgs, EmbedArgs, HttpArgs, PipelineArgs};
 use embcheck::compare::{compare_pipeline, NoAlternatives, PipelineResult, Side, Summary, Tolerance, ToleranceOverride};
-use embcheck::fixture::{format, read_texts, Names, StoredVectors, TensorFile};
-use embcheck::pipeline::OutputKind;
+use embcheck::fixture::{format, read_texts, Names, TextItem};
+use embcheck::pipeline::{OutputKind, Vector};
+use embcheck::source::http::HttpOptions;
+use embcheck::{SourceConfig, SourceSpec};
 use embcheck::model::{dtype_name, parse_dtype};
 use embcheck::{embed_many, BatchOptions, Error, Model, Pipeline, PipelineKind, PipelineOptions, Result, RunOptions, Status, Suite, SuiteReport};
 
@@ -90,15 +92,68 @@ fn default_suites() -> Result<Vec<std::path::PathBuf>> {
     Ok(dirs)
 }
 
+/// Resolves `--against` and its HTTP options into a source configuration.
+fn source_config(against: &str, http: &HttpArgs) -> Result<SourceConfig> {
+    let mut headers = Vec::new();
+    for h in &http.headers {
+        let (name, var) = h
+            .split_once('=')
+            .ok_or_else(|| Error::Usage(format!("--header {h:?}: expected NAME=ENV_VAR (the value is read from the environment)")))?;
+        let value = std::env::var(var).map_err(|_| Error::Usage(format!("--header {name}: environment variable {var} is not set")))?;
+        headers.push((name.to_string(), value));
+    }
+    if !(http.timeout.is_finite() && http.timeout > 0.0) {
+        return Err(Error::Usage(format!("--timeout {}: expected a positive number of seconds", http.timeout)));
+    }
+    Ok(SourceConfig {
+        spec: SourceSpec::parse(against)?,
+        http: HttpOptions {
+            api: http.api.as_deref().map(str::parse).transpose()?,
+            model_name: http.model_name.clone(),
+            headers,
+            timeout: std::time::Duration::from_secs_f64(http.timeout),
+            retries: http.retries,
+            concurrency: http.concurrency.max(1),
+        },
+        batch_size: http.client_batch_size.max(1),
+    })
+}
+
 fn check(args: CheckArgs) -> Result<u8> {
     let dirs = if args.suites.is_empty() { default_suites()? } else { args.suites.clone() };
     let pipelines = args.pipelines.iter().map(|p| p.parse::<PipelineKind>()).collect::<Result<Vec<_>>>()?;
-    let opts = RunOptions { pipelines, skip_missing: args.skip_missing, progress: true };
+    let against = match &args.against {
+        None => None,
+        Some(a) => {
+            if dirs.len() != 1 {
+                return Err(Error::Usage(format!("--against checks one suite; {} were given", dirs.len())));
+            }
+            if pipelines.len() > 1 {
+                return Err(Error::Usage("--against checks one --pipeline at a time".into()));
+            }
+            Some(source_config(a, &args.http)?)
+        }
+    };
+    let opts = RunOptions { pipelines: pipelines.clone(), skip_missing: args.skip_missing, progress: true };
     let mut reports = Vec::new();
     let mut errors = 0usize;
     // One suite's error does not stop the others; it decides the exit code.
     for dir in &dirs {
-        match Suite::load(dir).and_then(|s| s.run_with(&opts)) {
+        let result = Suite::load(dir).and_then(|s| match &against {
+            None => s.run_with(&opts),
+            Some(config) => {
+                let kind = match (pipelines.first(), s.spec.pipelines.as_slice()) {
+                    (Some(&k), _) => k,
+                    (None, [only]) => *only,
+                    (None, many) => {
+                        let names: Vec<_> = many.iter().map(|p| p.name()).collect();
+                        return Err(Error::Usage(format!("--against needs --pipeline: suite {} has {}", s.spec.name, names.join(", "))));
+                    }
+                };
+                s.check_source(kind, config)
+            }
+        });
+        match result {
             Ok(r) => {
                 print_suite(&r);
                 reports.push(r);
@@ -145,6 +200,13 @@ fn print_suite(r: &SuiteReport) {
     for change in &r.changed_files {
         println!("WARN {}: model file changed since the reference was made: {change}", r.suite);
     }
+    if r.source.is_external() {
+        let details: Vec<String> = r.source.details.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        println!("CHECK {}: {} {} {}", r.suite, r.source.kind, r.source.location, details.join(" "));
+    }
+    for n in &r.notes {
+        println!("NOTE {}: {n}", r.suite);
+    }
     for p in &r.pipelines {
         println!("{} {} {}: {}", status_word(p), r.suite, p.pipeline, figures(&p.summary));
         for row in p.rows.iter().filter(|x| !x.pass()).take(5) {
@@ -170,61 +232,63 @@ fn figures(s: &Summary) -> String {
     )
 }
 
-/// Reads one side of a diff: embed-format tensors, or a pipeline's tensors of a reference file.
-fn read_side(path: &std::path::Path, pipeline: Option<PipelineKind>) -> Result<(OutputKind, StoredVectors, Vec<String>)> {
-    let file = TensorFile::read(path)?;
-    let (kind, names) = match pipeline {
-        Some(p) if file.has(p.name()) => (p.output(), Names::reference(p)),
-        _ => {
-            let kind = [OutputKind::Dense, OutputKind::Sparse, OutputKind::Multi]
-                .into_iter()
-                .find(|k| file.has(Names::embed(*k).values()))
-                .ok_or_else(|| Error::input(path, "has none of the tensors embeddings, weights, vectors (nor the --pipeline's)"))?;
-            (kind, Names::embed(kind))
-        }
-    };
-    let stored = file.vectors(kind, &names)?;
-    let ids = file
-        .metadata()
-        .get("ids")
-        .and_then(|s| serde_json::from_str::<Vec<String>>(s).ok())
-        .filter(|ids| ids.len() == stored.vectors.len())
-        .unwrap_or_else(|| (0..stored.vectors.len()).map(|i| format!("t{i:04}")).collect());
-    Ok((kind, stored, ids))
-}
-
 fn diff(args: DiffArgs) -> Result<u8> {
     let pipeline = args.pipeline.as_deref().map(str::parse::<PipelineKind>).transpose()?;
     let dt = dtype_arg(&args.dtype)?;
-    let (kind_a, a, ids) = read_side(&args.actual, pipeline)?;
-    let (kind_e, e, _) = read_side(&args.expected, pipeline)?;
-    if kind_a != kind_e || a.vectors.len() != e.vectors.len() {
-        return Err(Error::Usage(format!(
-            "{} and {} do not hold the same kind and number of vectors ({:?} x {} vs {:?} x {})",
-            args.actual.display(),
-            args.expected.display(),
-            kind_a,
-            a.vectors.len(),
-            kind_e,
-            e.vectors.len()
-        )));
+    let a = embcheck::source::file::read(&args.actual, pipeline)?;
+    let e = embcheck::source::file::read(&args.expected, pipeline)?;
+    if a.kind != e.kind {
+        return Err(Error::input(&args.actual, format!("holds {:?} values, {} holds {:?} values", a.kind, args.expected.display(), e.kind)));
     }
-    let tol = Tolerance::default_for(dt, kind_a).with(&ToleranceOverride {
+    // Rows by id when both files name them, else by order.
+    let (ids, a_rows) = match (&a.ids, &e.ids) {
+        (Some(_), Some(e_ids)) => {
+            let texts: Vec<TextItem> = e_ids.iter().map(|id| TextItem { id: id.clone(), text: String::new() }).collect();
+            let kind = pipeline.unwrap_or(label(a.kind));
+            (e_ids.clone(), embcheck::source::file::read_matched(&args.actual, kind, &texts)?)
+        }
+        _ => {
+            if a.rows.len() != e.rows.len() {
+                return Err(Error::input(&args.actual, format!("has {} rows, {} has {}", a.rows.len(), args.expected.display(), e.rows.len())));
+            }
+            let ids = e.ids.clone().or(a.ids.clone()).unwrap_or_else(|| (0..e.rows.len()).map(|i| format!("t{i:04}")).collect());
+            (ids, a.rows)
+        }
+    };
+    let unpack = |rows: &[embcheck::Output]| -> (Vec<Vector>, Vec<Option<String>>, Option<Vec<Vec<u32>>>) {
+        let vectors = rows.iter().map(|o| o.value.clone().unwrap_or(Vector::Dense(Vec::new()))).collect();
+        let rejected = rows.iter().map(|o| o.value.as_ref().err().cloned()).collect();
+        let tokens = rows.iter().map(|o| o.token_ids.clone()).collect();
+        (vectors, rejected, tokens)
+    };
+    let (av, arej, atok) = unpack(&a_rows);
+    let (ev, erej, etok) = unpack(&e.rows);
+    if let Some((i, m)) = erej.iter().enumerate().find_map(|(i, m)| m.as_ref().map(|m| (i, m))) {
+        return Err(Error::input(&args.expected, format!("row {i} ({}) is an error, not a value: {m}", ids[i])));
+    }
+    let widths = |v: &[Vector]| -> Vec<usize> {
+        let mut w: Vec<usize> = v.iter().filter_map(|x| if let Vector::Dense(d) = x { Some(d.len()) } else { None }).filter(|&n| n > 0).collect();
+        w.sort_unstable();
+        w.dedup();
+        w
+    };
+    if a.kind == OutputKind::Dense && widths(&av) != widths(&ev) {
+        return Err(Error::input(
+            &args.actual,
+            format!("vectors of width {:?}, {} has width {:?}: the dimensions differ", widths(&av), args.expected.display(), widths(&ev)),
+        ));
+    }
+    let tol = Tolerance::default_for(dt, a.kind).with(&ToleranceOverride {
         min_cosine: args.min_cosine,
         max_rel_l2: args.max_rel_l2,
         max_abs: args.max_abs,
         min_jaccard: None,
     });
-    let label = pipeline.unwrap_or(match kind_a {
-        OutputKind::Dense => PipelineKind::NormalizedCls,
-        OutputKind::Sparse => PipelineKind::M3Sparse,
-        OutputKind::Multi => PipelineKind::M3Colbert,
-    });
     let result = compare_pipeline(
-        label,
+        pipeline.unwrap_or(label(a.kind)),
         &ids,
-        Side { vectors: &a.vectors, tokens: a.input_ids.as_deref() },
-        Side { vectors: &e.vectors, tokens: e.input_ids.as_deref() },
+        Side { vectors: &av, tokens: atok.as_deref(), rejected: Some(&arej) },
+        Side::new(&ev, etok.as_deref()),
         tol,
         &mut NoAlternatives,
     )?;
@@ -238,4 +302,13 @@ fn diff(args: DiffArgs) -> Result<u8> {
     }
     eprintln!("embcheck: {}: {}", status_word(&result), figures(&result.summary));
     Ok(if result.passed() { exit::PASS } else { exit::FAIL })
+}
+
+/// The pipeline name a file's values are reported under when no --pipeline is given.
+fn label(kind: OutputKind) -> PipelineKind {
+    match kind {
+        OutputKind::Dense => PipelineKind::NormalizedCls,
+        OutputKind::Sparse => PipelineKind::M3Sparse,
+        OutputKind::Multi => PipelineKind::M3Colbert,
+    }
 }

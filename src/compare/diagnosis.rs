@@ -1,8 +1,13 @@
-//! Why a text failed, by stage. Each diagnosis is confirmed by computing the alternative where a model is
-//! at hand (an [`Alternatives`] provider), not guessed from the numbers alone.
+//! Why a text failed, by stage. A keyword is given only when it was proven: by the numbers themselves
+//! (non-finite values, token ids, a norm), or by an alternative computed with the suite's model that
+//! matches within tolerance. Otherwise the keyword is `unknown` and the detail says what was tried.
 //!
-//! Keywords (stable, in the `diagnosis` column): `non-finite`, `tokenization`, `truncation`,
-//! `normalization`, `pooling`, `padding`, `precision`, `unknown`.
+//! Keywords (stable, in the `diagnosis` column): `rejected`, `non-finite`, `tokenization`, `truncation`,
+//! `preprocessing`, `normalization`, `pooling`, `padding`, `precision`, `unknown`.
+//!
+//! Which side an alternative explains depends on the [`Subject`]: when embcheck's own pipeline is checked,
+//! the reference is the odd one out (it was made some other way); when a system under test is checked, its
+//! vectors are.
 
 use serde::Serialize;
 
@@ -14,21 +19,25 @@ use crate::pipeline::{normalize, Vector};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Stage {
+    /// The system under test rejected the text (an HTTP error, a malformed line): its message is the detail.
+    Rejected,
     /// NaN or Inf on either side.
     NonFinite,
     /// Token ids differ.
     Tokenization,
-    /// Token ids agree up to where one side was cut.
+    /// The text was cut at another max length (recomputed at that length, it matches).
     Truncation,
+    /// The text was prepared otherwise: stripped or not, lowercased, with or without a prompt or instruction.
+    Preprocessing,
     /// Same direction, different norm.
     Normalization,
-    /// The reference is another pooling of the same hidden states.
+    /// Another pooling of the same hidden states.
     Pooling,
-    /// The text alone and in a padded batch disagree.
+    /// The text alone matches while the text in its padded batch does not.
     Padding,
-    /// Small drift of the size half-precision arithmetic gives.
+    /// Drift of the size that f16/bf16 computation gives on this text.
     Precision,
-    /// None of the above was confirmed.
+    /// Nothing above was proven.
     Unknown,
 }
 
@@ -36,9 +45,11 @@ impl Stage {
     /// The stable keyword.
     pub fn keyword(self) -> &'static str {
         match self {
+            Stage::Rejected => "rejected",
             Stage::NonFinite => "non-finite",
             Stage::Tokenization => "tokenization",
             Stage::Truncation => "truncation",
+            Stage::Preprocessing => "preprocessing",
             Stage::Normalization => "normalization",
             Stage::Pooling => "pooling",
             Stage::Padding => "padding",
@@ -58,32 +69,53 @@ pub struct Diagnosis {
 }
 
 impl Diagnosis {
-    fn new(stage: Stage, detail: impl Into<String>) -> Self {
+    /// A stage with its evidence.
+    pub fn new(stage: Stage, detail: impl Into<String>) -> Self {
         Diagnosis { stage, detail: detail.into() }
     }
 }
 
-/// Computes alternatives to our own value of a text, to confirm a diagnosis. Every method may decline
+/// Which side of a comparison the alternatives are held against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subject {
+    /// embcheck's own pipeline is the actual side: alternatives explain how the reference was made.
+    Reference,
+    /// A system under test is the actual side: alternatives explain what the system computes.
+    SystemUnderTest,
+}
+
+/// Computes alternatives of a text with the suite's model, to prove a diagnosis. Every method may decline
 /// (`None` / empty), e.g. when comparing two files with no model at hand.
 pub trait Alternatives {
-    /// Our value of text `index` computed alone, in a batch of one.
-    fn alone(&mut self, _index: usize) -> Result<Option<Vector>> {
+    /// Which side the alternatives explain.
+    fn subject(&self) -> Subject {
+        Subject::Reference
+    }
+    /// Whether text `index` can be recomputed at all; `Err(reason)` when not (no model, over budget).
+    fn begin(&mut self, _index: usize) -> std::result::Result<(), String> {
+        Err("nothing could be recomputed: no model at hand, so only model-free diagnoses were possible".into())
+    }
+    /// embcheck's pipeline on text `index` alone (a batch of one), at the suite's settings.
+    fn ours(&mut self, _index: usize) -> Result<Option<Vector>> {
         Ok(None)
     }
-    /// Our value of text `index` truncated to `max_length` tokens.
+    /// The same, truncated to `max_length` tokens.
     fn with_max_length(&mut self, _index: usize, _max_length: usize) -> Result<Option<Vector>> {
         Ok(None)
     }
-    /// Max lengths shorter than text `index`'s token count worth trying when the token ids cannot tell
-    /// (a reference without ids, or whose ids were kept while its vectors came from elsewhere).
-    fn shorter_lengths(&mut self, _index: usize) -> Result<Vec<usize>> {
+    /// Max lengths shorter than the text's token count worth trying (the reference's own, usual limits).
+    fn truncation_lengths(&mut self, _index: usize) -> Result<Vec<usize>> {
         Ok(Vec::new())
     }
-    /// Other poolings of the same hidden states (each also L2-normalized), named.
+    /// Other poolings of the same hidden states, named.
     fn poolings(&mut self, _index: usize) -> Result<Vec<(String, Vector)>> {
         Ok(Vec::new())
     }
-    /// Our value computed in the other precisions (f32, f16, bf16 but the one in use), per dtype name.
+    /// The text prepared otherwise (stripped or not, lowercased or not, with or without a prompt), named.
+    fn preprocessings(&mut self, _index: usize) -> Result<Vec<(String, Vector)>> {
+        Ok(Vec::new())
+    }
+    /// embcheck's pipeline on the text in the other precisions, per dtype name.
     fn other_precisions(&mut self, _index: usize) -> Result<Vec<(String, Vector)>> {
         Ok(Vec::new())
     }
@@ -94,7 +126,7 @@ pub struct NoAlternatives;
 impl Alternatives for NoAlternatives {}
 
 fn passes(a: &Vector, e: &Vector, tol: &Tolerance) -> bool {
-    failed_checks(&metrics::compare(a, e), &TokenMatch::Unknown, None, tol).is_empty()
+    failed_checks(&metrics::compare_with_floor(a, e, tol.noise_floor), &TokenMatch::Unknown, None, tol).is_empty()
 }
 
 fn normalized(v: &Vector) -> Option<Vector> {
@@ -125,8 +157,12 @@ fn first_non_finite(v: &Vector) -> Option<usize> {
     }
 }
 
-/// Diagnoses a failing row: checks in order of stage (tokens → pooling → normalization → batching →
-/// precision), each confirmed by a computed alternative.
+/// How far apart the drift of another precision and the observed drift may be for `precision`: the observed
+/// relative L2 must lie within [d / 10, 2 d], d the drift that precision gives on this very text.
+const PRECISION_BAND: (f64, f64) = (0.1, 2.0);
+
+/// Diagnoses a failing row: stages in order (tokens → normalization → pooling → truncation →
+/// preprocessing → padding → precision), each proven by the numbers or by a matching alternative.
 pub fn diagnose(row: &RowResult, actual: &Vector, expected: &Vector, tol: &Tolerance, alt: &mut dyn Alternatives) -> Result<Diagnosis> {
     let m = &row.metrics;
     if !m.finite {
@@ -136,82 +172,164 @@ pub fn diagnose(row: &RowResult, actual: &Vector, expected: &Vector, tol: &Toler
         };
         return Ok(Diagnosis::new(Stage::NonFinite, format!("NaN or Inf in the {side} value at component {at}")));
     }
-    if let TokenMatch::Differ { position, actual: a, expected: e, actual_len, expected_len } = row.tokens {
-        let shorter = actual_len.min(expected_len);
-        // Truncation keeps a prefix and then adds the closing special token: the ids agree up to it.
-        if actual_len != expected_len && position + 1 >= shorter {
-            let confirmed = match alt.with_max_length(row.index, expected_len)? {
-                Some(v) if passes(&v, expected, tol) => "; recomputed at that length, it matches",
-                Some(_) => "; recomputed at that length, it still differs",
-                None => "",
-            };
-            return Ok(Diagnosis::new(
-                Stage::Truncation,
-                format!("token ids agree up to position {position}, then the reference stops at {expected_len} tokens and this pipeline at {actual_len}{confirmed}"),
-            ));
-        }
-        let show = |x: Option<u32>| x.map_or("end".to_string(), |v| v.to_string());
-        return Ok(Diagnosis::new(
-            Stage::Tokenization,
-            format!(
-                "token ids differ at position {position}: {} here vs {} in the reference ({actual_len} vs {expected_len} tokens)",
-                show(a),
-                show(e)
-            ),
-        ));
-    }
+    let external = alt.subject() == Subject::SystemUnderTest;
+    let (who, whose) = if external { ("the system under test", "the system's") } else { ("the reference", "the reference's") };
+    // What the alternatives must match.
+    let subject = if external { actual } else { expected };
+
+    // Normalization is proven by the two values alone: normalizing both makes them pass.
     if let (Some(na), Some(ne)) = (normalized(actual), normalized(expected)) {
         let norm_gap = (m.norm_actual - m.norm_expected).abs() / m.norm_expected.max(f64::MIN_POSITIVE);
         if norm_gap > tol.max_rel_l2 && passes(&na, &ne, tol) {
+            let unit = |n: f64| (n - 1.0).abs() < 1e-3;
+            let which = match (unit(m.norm_actual), unit(m.norm_expected)) {
+                (false, true) => format!("; the reference is L2-normalized, {} is not", if external { "the system's vector" } else { "this pipeline's" }),
+                (true, false) => format!("; {} is L2-normalized, the reference is not", if external { "the system's vector" } else { "this pipeline's" }),
+                _ => String::new(),
+            };
             return Ok(Diagnosis::new(
                 Stage::Normalization,
                 format!(
-                    "same direction (cosine {:.7}) but norms differ: {:.6} here vs {:.6} in the reference",
-                    m.cosine, m.norm_actual, m.norm_expected
+                    "same direction (cosine {:.7}, and within tolerance once both are normalized) but norms differ: {:.6} {} vs {:.6} in the reference{which}",
+                    m.cosine,
+                    m.norm_actual,
+                    if external { "from the system" } else { "here" },
+                    m.norm_expected
                 ),
             ));
         }
     }
-    for (name, v) in alt.poolings(row.index)? {
-        if passes(&v, expected, tol) {
-            return Ok(Diagnosis::new(Stage::Pooling, format!("the reference matches {name} of the same hidden states")));
-        }
+
+    if let Err(why) = alt.begin(row.index) {
+        return Ok(match &row.tokens {
+            TokenMatch::Differ { .. } => Diagnosis::new(Stage::Tokenization, format!("{}; {why}", token_fact(&row.tokens))),
+            _ => Diagnosis::new(Stage::Unknown, format!("cosine {:.7}, relative L2 {:.3e}; {why}", m.cosine, m.rel_l2)),
+        });
     }
-    for n in alt.shorter_lengths(row.index)? {
-        if let Some(v) = alt.with_max_length(row.index, n)? {
-            if passes(&v, expected, tol) {
+    let mut tried: Vec<String> = Vec::new();
+
+    // In external mode: a system that agrees with embcheck's pipeline while the reference does not is not
+    // explained by any alternative of that pipeline.
+    let ours = alt.ours(row.index)?;
+    if external {
+        if let Some(o) = &ours {
+            if passes(o, actual, tol) {
                 return Ok(Diagnosis::new(
-                    Stage::Truncation,
-                    format!("the reference matches this text recomputed with max length {n}"),
+                    Stage::Unknown,
+                    "the system under test agrees with embcheck's own pipeline on this text, and both differ from the reference: the suite's settings (max length, prompt, pipeline) may not describe how the reference was made",
                 ));
             }
         }
     }
-    if let Some(v) = alt.alone(row.index)? {
-        if !passes(&v, actual, tol) {
-            let d = metrics::compare(&v, actual);
-            let matches = if passes(&v, expected, tol) { "; alone it matches the reference" } else { "" };
-            return Ok(Diagnosis::new(
-                Stage::Padding,
-                format!("this text alone and in its padded batch differ by relative L2 {:.3e}{matches}", d.rel_l2),
-            ));
+
+    if let TokenMatch::Differ { position, actual_len, expected_len, .. } = row.tokens {
+        let shorter = actual_len.min(expected_len);
+        // Truncation keeps a prefix and then adds the closing special token: the ids agree up to it.
+        if actual_len != expected_len && position + 1 >= shorter {
+            let n = if external { actual_len } else { expected_len };
+            match alt.with_max_length(row.index, n)? {
+                Some(v) if passes(&v, subject, tol) => {
+                    return Ok(Diagnosis::new(
+                        Stage::Truncation,
+                        format!(
+                            "token ids agree up to position {position}, then {who} stops at {n} tokens (this side {}, the other {}); recomputed with max length {n}, it matches {who}",
+                            actual_len, expected_len
+                        ),
+                    ))
+                }
+                Some(_) => tried.push(format!("max length {n} (recomputed, still differs)")),
+                None => tried.push(format!("max length {n} (could not be recomputed)")),
+            }
+        }
+        if let Some(d) = first_matching(alt.preprocessings(row.index)?, subject, tol, &mut tried) {
+            return Ok(Diagnosis::new(Stage::Preprocessing, format!("{}; {whose} value matches {d}", token_fact(&row.tokens))));
+        }
+        return Ok(Diagnosis::new(Stage::Tokenization, format!("{}{}", token_fact(&row.tokens), tried_note(&tried))));
+    }
+
+    if let Some(name) = first_matching(alt.poolings(row.index)?, subject, tol, &mut tried) {
+        return Ok(Diagnosis::new(Stage::Pooling, format!("{who} matches {name} of the same hidden states")));
+    }
+    for n in alt.truncation_lengths(row.index)? {
+        if let Some(v) = alt.with_max_length(row.index, n)? {
+            if passes(&v, subject, tol) {
+                return Ok(Diagnosis::new(Stage::Truncation, format!("{who} matches this text recomputed with max length {n}")));
+            }
+            tried.push(format!("max length {n}"));
         }
     }
-    // The nearest precision whose drift on this very text is at least a quarter of the observed one.
-    let mut nearest: Option<(String, f64)> = None;
-    for (name, v) in alt.other_precisions(row.index)? {
-        let d = metrics::compare(&v, actual).rel_l2;
-        if d.is_finite() && d > 0.0 && m.rel_l2 <= 4.0 * d && nearest.as_ref().is_none_or(|(_, best)| d < *best) {
-            nearest = Some((name, d));
+    if let Some(name) = first_matching(alt.preprocessings(row.index)?, subject, tol, &mut tried) {
+        return Ok(Diagnosis::new(Stage::Preprocessing, format!("{who} matches {name}")));
+    }
+    if !external {
+        if let Some(alone) = &ours {
+            if !passes(alone, actual, tol) && passes(alone, expected, tol) {
+                let d = metrics::compare(alone, actual);
+                return Ok(Diagnosis::new(
+                    Stage::Padding,
+                    format!("this text alone matches the reference, while in its padded batch it differs from itself alone by relative L2 {:.3e}", d.rel_l2),
+                ));
+            }
+            tried.push("the text alone".into());
         }
     }
-    if let Some((name, d)) = nearest {
-        if m.cosine >= 0.99 {
+    // Precision: the observed drift is of the size that another precision gives on this very text, and
+    // embcheck's own value at the suite's precision agrees with the reference (so precision is all that is left).
+    let ours_matches = ours.as_ref().is_some_and(|o| passes(o, expected, tol) || !external);
+    if let Some(base) = ours.as_ref().filter(|_| ours_matches) {
+        let mut best: Option<(String, f64)> = None;
+        for (name, v) in alt.other_precisions(row.index)? {
+            let d = metrics::compare(&v, base).rel_l2;
+            let (lo, hi) = PRECISION_BAND;
+            let fits = d.is_finite() && d > 0.0 && m.rel_l2 >= lo * d && m.rel_l2 <= hi * d;
+            tried.push(format!("{name} (drift {d:.3e})"));
+            let closeness = (m.rel_l2 / d).ln().abs();
+            if fits && best.as_ref().is_none_or(|(_, b)| closeness < (m.rel_l2 / b).ln().abs()) {
+                best = Some((name, d));
+            }
+        }
+        if let Some((name, d)) = best {
             return Ok(Diagnosis::new(
                 Stage::Precision,
-                format!("relative L2 {:.3e} is of the size that computing in {name} instead gives on this text ({d:.3e})", m.rel_l2),
+                format!(
+                    "relative L2 {:.3e} is of the size that computing in {name} gives on this text ({d:.3e}; band {}x–{}x)",
+                    m.rel_l2, PRECISION_BAND.0, PRECISION_BAND.1
+                ),
             ));
         }
     }
-    Ok(Diagnosis::new(Stage::Unknown, format!("no alternative matched (cosine {:.7}, relative L2 {:.3e})", m.cosine, m.rel_l2)))
+    Ok(Diagnosis::new(Stage::Unknown, format!("cosine {:.7}, relative L2 {:.3e}; no alternative matched{}", m.cosine, m.rel_l2, tried_note(&tried))))
+}
+
+/// The name of the first alternative that passes against `subject`; the others are recorded as tried.
+fn first_matching(alternatives: Vec<(String, Vector)>, subject: &Vector, tol: &Tolerance, tried: &mut Vec<String>) -> Option<String> {
+    for (name, v) in alternatives {
+        if passes(&v, subject, tol) {
+            return Some(name);
+        }
+        tried.push(name);
+    }
+    None
+}
+
+fn tried_note(tried: &[String]) -> String {
+    if tried.is_empty() {
+        String::new()
+    } else {
+        format!(" (tried: {})", tried.join("; "))
+    }
+}
+
+fn token_fact(t: &TokenMatch) -> String {
+    match t {
+        TokenMatch::Differ { position, actual, expected, actual_len, expected_len } => {
+            let show = |x: &Option<u32>| x.map_or("end".to_string(), |v| v.to_string());
+            format!(
+                "token ids differ at position {position}: {} on the actual side vs {} in the reference ({actual_len} vs {expected_len} tokens)",
+                show(actual),
+                show(expected)
+            )
+        }
+        _ => String::new(),
+    }
 }

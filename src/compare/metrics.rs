@@ -27,6 +27,28 @@ pub struct Metrics {
     pub rows: Option<(usize, usize)>,
     /// Whether the shapes agree (dense width; ColBERT rows and width).
     pub same_shape: bool,
+    /// How many components were compared (dense width; sparse: ids in the union; ColBERT: rows × width).
+    pub components: usize,
+}
+
+impl Metrics {
+    /// No value to compare (the system under test rejected the text): every figure NaN.
+    pub fn missing() -> Self {
+        Metrics {
+            cosine: f64::NAN,
+            l2: f64::NAN,
+            rel_l2: f64::NAN,
+            max_abs_diff: f64::NAN,
+            max_abs_index: 0,
+            norm_actual: f64::NAN,
+            norm_expected: f64::NAN,
+            finite: true,
+            jaccard: None,
+            rows: None,
+            same_shape: false,
+            components: 0,
+        }
+    }
 }
 
 fn norm(v: &[f32]) -> f64 {
@@ -74,6 +96,7 @@ pub fn dense(a: &[f32], e: &[f32]) -> Metrics {
         jaccard: None,
         rows: None,
         same_shape,
+        components: a.len().max(e.len()),
     }
 }
 
@@ -121,6 +144,23 @@ pub fn multi(a: &[Vec<f32>], e: &[Vec<f32>]) -> Metrics {
     m.rows = Some((a.len(), e.len()));
     m.same_shape = same_shape;
     m
+}
+
+/// Like [`compare`], but a sparse id present on one side only with a weight at or below `floor` (f32 noise
+/// around zero: relu keeps it on one side and drops it on the other) does not count as a different id.
+pub fn compare_with_floor(a: &Vector, e: &Vector, floor: f64) -> Metrics {
+    match (a, e) {
+        (Vector::Sparse(x), Vector::Sparse(y)) if floor > 0.0 => {
+            let keep = |v: &[(u32, f32)], other: &[(u32, f32)]| -> Vec<(u32, f32)> {
+                v.iter()
+                    .copied()
+                    .filter(|(id, w)| f64::from(w.abs()) > floor || other.binary_search_by_key(id, |(j, _)| *j).is_ok())
+                    .collect()
+            };
+            sparse(&keep(x, y), &keep(y, x))
+        }
+        _ => compare(a, e),
+    }
 }
 
 /// Metrics of any two values of the same kind; values of different kinds do not compare.

@@ -7,7 +7,7 @@ pub mod tolerance;
 
 use serde::Serialize;
 
-pub use diagnosis::{Alternatives, Diagnosis, NoAlternatives};
+pub use diagnosis::{Alternatives, Diagnosis, NoAlternatives, Stage, Subject};
 pub use metrics::Metrics;
 pub use tolerance::{Tolerance, ToleranceOverride};
 
@@ -77,8 +77,8 @@ pub struct RowResult {
     pub score_diff: Option<f64>,
     /// Token-id agreement.
     pub tokens: TokenMatch,
-    /// The checks that failed (empty: pass): non-finite, zero-norm, shape, cosine, rel_l2, max_abs, jaccard,
-    /// score, tokens.
+    /// The checks that failed (empty: pass): rejected, non-finite, zero-norm, shape, cosine, rel_l2,
+    /// max_abs, jaccard, score, tokens.
     pub failed: Vec<&'static str>,
     /// Why it failed, when it did.
     pub diagnosis: Option<Diagnosis>,
@@ -88,6 +88,11 @@ impl RowResult {
     /// Whether every check held.
     pub fn pass(&self) -> bool {
         self.failed.is_empty()
+    }
+
+    /// Whether the system under test rejected this text (no value to compare).
+    pub fn is_rejected(&self) -> bool {
+        self.failed.first() == Some(&"rejected")
     }
 }
 
@@ -107,10 +112,12 @@ pub fn failed_checks(m: &Metrics, tokens: &TokenMatch, score_diff: Option<f64>, 
     if !(m.cosine >= tol.min_cosine) {
         f.push("cosine");
     }
-    if !(m.rel_l2 <= tol.max_rel_l2) {
+    // f32 noise of an output that is a small sum of large terms is bounded by the terms, not the output:
+    // the noise floor (per component) lets it through however small the output is.
+    if !(m.rel_l2 <= tol.max_rel_l2 || m.l2 <= tol.noise_floor * (m.components as f64).sqrt()) {
         f.push("rel_l2");
     }
-    if !(m.max_abs_diff <= tol.max_abs) {
+    if !(m.max_abs_diff <= tol.max_abs + tol.noise_floor) {
         f.push("max_abs");
     }
     if let Some(j) = m.jaccard {
@@ -148,6 +155,8 @@ pub struct Summary {
     pub max_abs_diff: f64,
     /// Texts whose token ids differ.
     pub token_mismatches: usize,
+    /// Texts the system under test rejected (their metrics are left out of the figures above).
+    pub rejected: usize,
 }
 
 /// Percentile by nearest rank of sorted values; NaN sorts last.
@@ -161,7 +170,9 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
 
 impl Summary {
     /// Summarizes rows. NaN metrics make the extremes NaN, never hide.
-    pub fn of(rows: &[RowResult]) -> Self {
+    pub fn of(all: &[RowResult]) -> Self {
+        let rows: Vec<RowResult> = all.iter().filter(|r| !r.is_rejected()).cloned().collect();
+        let rows = rows.as_slice();
         let mut rel: Vec<f64> = rows.iter().map(|r| r.metrics.rel_l2).collect();
         rel.sort_by(|a, b| a.total_cmp(b));
         let worst = |f: fn(&RowResult) -> f64, min: bool| {
@@ -176,14 +187,15 @@ impl Summary {
             })
         };
         Summary {
-            rows: rows.len(),
-            failed: rows.iter().filter(|r| !r.pass()).count(),
+            rows: all.len(),
+            failed: all.iter().filter(|r| !r.pass()).count(),
             min_cosine: worst(|r| r.metrics.cosine, true),
             max_rel_l2: worst(|r| r.metrics.rel_l2, false),
             p50_rel_l2: percentile(&rel, 0.5),
             p99_rel_l2: percentile(&rel, 0.99),
             max_abs_diff: worst(|r| r.metrics.max_abs_diff, false),
             token_mismatches: rows.iter().filter(|r| matches!(r.tokens, TokenMatch::Differ { .. })).count(),
+            rejected: all.len() - rows.len(),
         }
     }
 }
@@ -218,6 +230,15 @@ pub struct Side<'a> {
     pub vectors: &'a [Vector],
     /// The token ids each text was encoded as.
     pub tokens: Option<&'a [Vec<u32>]>,
+    /// Per text, the message of a system under test that rejected it (its value is then a placeholder).
+    pub rejected: Option<&'a [Option<String>]>,
+}
+
+impl<'a> Side<'a> {
+    /// Values and, when known, token ids; nothing rejected.
+    pub fn new(vectors: &'a [Vector], tokens: Option<&'a [Vec<u32>]>) -> Self {
+        Side { vectors, tokens, rejected: None }
+    }
 }
 
 /// Compares every text of one pipeline and diagnoses the failures.
@@ -229,7 +250,7 @@ pub fn compare_pipeline(
     tol: Tolerance,
     alternatives: &mut dyn Alternatives,
 ) -> crate::Result<PipelineResult> {
-    let (actual_tokens, expected_tokens) = (actual.tokens, expected.tokens);
+    let (actual_tokens, expected_tokens, rejected) = (actual.tokens, expected.tokens, actual.rejected);
     let (actual, expected) = (actual.vectors, expected.vectors);
     if actual.len() != expected.len() || ids.len() != actual.len() {
         return Err(crate::Error::Usage(format!(
@@ -242,13 +263,28 @@ pub fn compare_pipeline(
     let probes = actual.len().min(SCORE_PROBES);
     let mut rows = Vec::with_capacity(actual.len());
     for i in 0..actual.len() {
-        let metrics = metrics::compare(&actual[i], &expected[i]);
+        if let Some(msg) = rejected.and_then(|r| r.get(i)).and_then(Option::as_ref) {
+            rows.push(RowResult {
+                index: i,
+                id: ids[i].clone(),
+                metrics: Metrics::missing(),
+                score_diff: None,
+                tokens: TokenMatch::Unknown,
+                failed: vec!["rejected"],
+                diagnosis: Some(Diagnosis::new(Stage::Rejected, msg.clone())),
+            });
+            continue;
+        }
+        let metrics = metrics::compare_with_floor(&actual[i], &expected[i], tol.noise_floor);
         let tokens = TokenMatch::of(actual_tokens.map(|t| t[i].as_slice()), expected_tokens.map(|t| t[i].as_slice()));
         let score_diff = match &expected[i] {
             Vector::Dense(_) => None,
             _ => {
                 let (mut worst, mut scale) = (0f64, 0f64);
                 for j in 0..probes {
+                    if rejected.and_then(|r| r.get(j)).is_some_and(Option::is_some) {
+                        continue;
+                    }
                     let (sa, se) = (metrics::score(&actual[i], &actual[j]), metrics::score(&expected[i], &expected[j]));
                     let d = (sa - se).abs();
                     worst = if d.is_nan() || worst.is_nan() { f64::NAN } else { worst.max(d) };

@@ -22,6 +22,10 @@ pub struct Tolerance {
     pub max_abs: f64,
     /// Sparse: lowest Jaccard of the token-id sets (1 = exactly the same ids).
     pub min_jaccard: f64,
+    /// f32 noise floor per component, from the size of the terms an output sums (see
+    /// [`crate::Pipeline::noise_floor`]); 0 when the output's own size bounds its noise.
+    #[serde(default)]
+    pub noise_floor: f64,
 }
 
 /// A partial tolerance as written in suite.toml; missing keys take the defaults.
@@ -56,7 +60,7 @@ impl Tolerance {
             (_, Sparse) => (1.0 - 1e-6, 1e-5, 1e-5, 1.0),
             (_, Multi) => (1.0 - 1e-6, 1e-5, 2e-5, 1.0),
         };
-        Tolerance { min_cosine, max_rel_l2, max_abs, min_jaccard }
+        Tolerance { min_cosine, max_rel_l2, max_abs, min_jaccard, noise_floor: 0.0 }
     }
 
     /// This tolerance with the keys an override sets replaced.
@@ -66,6 +70,7 @@ impl Tolerance {
             max_rel_l2: o.max_rel_l2.unwrap_or(self.max_rel_l2),
             max_abs: o.max_abs.unwrap_or(self.max_abs),
             min_jaccard: o.min_jaccard.unwrap_or(self.min_jaccard),
+            noise_floor: self.noise_floor,
         }
     }
 }

@@ -151,6 +151,22 @@ impl Encoder {
         build().map_err(|e| Error::model(what, format!("weights do not match config.json: {e}")))
     }
 
+    /// An upper bound on the L2 norm of any row of the last hidden state: the final LayerNorm returns
+    /// γ ⊙ x̂ + β with ‖x̂‖ = √H, so ‖h‖ ≤ max|γ|·√H + ‖β‖. It sizes the f32 noise of heads whose output is
+    /// a small sum of large terms (BGE-M3's sparse weights).
+    pub fn hidden_norm_bound(&self) -> Result<f64> {
+        let norm = self.layers.last().map_or(&self.emb_norm, |l| &l.out_norm);
+        let bound = || -> candle_core::Result<f64> {
+            let gamma = norm.weight().to_dtype(DType::F64)?.abs()?.max(0)?.to_scalar::<f64>()?;
+            let beta = match norm.bias() {
+                Some(b) => b.to_dtype(DType::F64)?.sqr()?.sum_all()?.to_scalar::<f64>()?.sqrt(),
+                None => 0.0,
+            };
+            Ok(gamma * (self.cfg.hidden_size as f64).sqrt() + beta)
+        };
+        bound().context(|| "final LayerNorm weights".into())
+    }
+
     /// The model's configuration.
     pub fn config(&self) -> &EncoderConfig {
         &self.cfg

@@ -51,6 +51,13 @@ impl M3Heads {
         })
     }
 
+    /// The largest sum of absolute terms a sparse weight can have, for hidden rows of norm at most
+    /// `hidden_norm`: |w·h + b| ≤ ‖w‖·‖h‖ + |b|.
+    pub fn sparse_term_scale(&self, hidden_norm: f64) -> f64 {
+        let w = self.sparse_w.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>().sqrt();
+        w * hidden_norm + f64::from(self.sparse_b.abs())
+    }
+
     /// Per-token relu weights for one text's hidden states (`n` rows), then FlagEmbedding's filter:
     /// special tokens and weights ≤ 0 dropped, the max weight kept per token id. Sorted by id.
     pub fn sparse(&self, tokens: &[f32], ids: &[u32], dropped: &[u32]) -> Vec<(u32, f32)> {

@@ -170,6 +170,9 @@ pub fn python_strip(s: &str) -> &str {
     s.trim_matches(|c: char| c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c))
 }
 
+/// How many f32 epsilons of the largest term sum count as noise (see [`Pipeline::noise_floor`]).
+pub const NOISE_FLOOR_ULPS: f64 = 32.0;
+
 /// What a pipeline does with one text's hidden states.
 #[derive(Debug, Clone)]
 enum Head {
@@ -279,6 +282,20 @@ impl Pipeline {
             out.push((format!("{} pooling, normalized", mode.name()), Vector::Dense(normalized)));
         }
         Ok(out)
+    }
+
+    /// The f32 noise floor per output component, for outputs whose f32 noise is set by the size of the terms
+    /// they sum rather than by their own size: a BGE-M3 sparse weight relu(w·h + b) can be 1e-4 while its terms
+    /// are O(1), so a relative bound misfires on it. [`NOISE_FLOOR_ULPS`] f32 epsilons of the largest possible
+    /// term sum (from the final LayerNorm's weights and the head's). 0 for the other pipelines, whose outputs
+    /// are of the size of their terms (a relative bound holds).
+    pub fn noise_floor(&self, model: &Model) -> Result<f64> {
+        Ok(match &self.head {
+            Head::Sparse { heads, .. } => {
+                NOISE_FLOOR_ULPS * f64::from(f32::EPSILON) * heads.sparse_term_scale(model.encoder.hidden_norm_bound()?)
+            }
+            _ => 0.0,
+        })
     }
 
     /// Turns one text's hidden states (`ids.len()` rows of `h`, padding removed) into its output.

@@ -1,0 +1,369 @@
+//! Embedding servers as the system under test: the OpenAI embeddings API (vLLM, Infinity, llama.cpp,
+//! LM Studio, Ollama, TEI all serve it) and TEI's native API (`/embed`, `/embed_sparse`, `/tokenize`,
+//! `/info`).
+//!
+//! A text the server rejects (413/422 for too-long input, 500, …) fails with the server's message; a batch
+//! the server rejects is retried text by text so that one bad text does not fail its neighbours. 429 and
+//! 503 are retried with backoff. A server that cannot be reached is an error (exit 2).
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::{check_kind, sparse_from_pairs, Output, SourceInfo};
+use crate::error::{Error, Result};
+use crate::pipeline::{PipelineKind, Vector};
+
+/// Which API a server speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// `POST …/v1/embeddings` (or the URL as given when it names the endpoint).
+    OpenAi,
+    /// text-embeddings-inference: `POST /embed`, `/embed_sparse`, `/tokenize`, `GET /info`.
+    Tei,
+}
+
+impl std::str::FromStr for Api {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "openai" => Ok(Api::OpenAi),
+            "tei" => Ok(Api::Tei),
+            _ => Err(Error::Usage(format!("--api {s:?}: expected openai or tei"))),
+        }
+    }
+}
+
+/// HTTP client settings.
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    /// The API; `None` detects it (`GET /info` answering like TEI means TEI, else OpenAI).
+    pub api: Option<Api>,
+    /// The OpenAI `model` field; default: the first id of `GET /v1/models`, else `"default"`.
+    pub model_name: Option<String>,
+    /// Request headers, values already read from the environment. Never printed or reported.
+    pub headers: Vec<(String, String)>,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Retries of a request answered 429 or 503.
+    pub retries: u32,
+    /// Requests in flight at once.
+    pub concurrency: usize,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions { api: None, model_name: None, headers: Vec::new(), timeout: Duration::from_secs(60), retries: 5, concurrency: 2 }
+    }
+}
+
+/// A connected client for one server and pipeline.
+pub struct Client {
+    agent: ureq::Agent,
+    base: String,
+    endpoint: String,
+    api: Api,
+    pipeline: PipelineKind,
+    opts: HttpOptions,
+    model_name: String,
+    tokenize: bool,
+    info: BTreeMap<String, String>,
+}
+
+/// How one request ended.
+enum Reply {
+    Ok(Value),
+    /// The server answered with an error status: its code and message.
+    Refused(u16, String),
+}
+
+impl Client {
+    /// Connects: detects the API when not given, reads what the server says about itself, and fails with
+    /// one clear error when the server cannot be reached.
+    pub fn connect(url: &str, pipeline: PipelineKind, opts: &HttpOptions) -> Result<Self> {
+        let agent = ureq::AgentBuilder::new().timeout(opts.timeout).build();
+        let trimmed = url.trim_end_matches('/').to_string();
+        let names_endpoint = trimmed.ends_with("/embeddings") || trimmed.ends_with("/embed");
+        let base = if names_endpoint { trimmed.rsplit_once('/').map_or(trimmed.clone(), |(b, _)| b.to_string()) } else { trimmed.clone() };
+        let base = base.strip_suffix("/v1").map_or(base.clone(), str::to_string);
+        let mut client = Client {
+            agent,
+            base: base.clone(),
+            endpoint: String::new(),
+            api: Api::OpenAi,
+            pipeline,
+            opts: opts.clone(),
+            model_name: String::new(),
+            tokenize: false,
+            info: BTreeMap::new(),
+        };
+        let tei_info = match client.request("GET", &format!("{base}/info"), None)? {
+            Reply::Ok(v) if v.get("model_id").is_some() => Some(v),
+            _ => None,
+        };
+        client.api = match opts.api {
+            Some(a) => a,
+            None if trimmed.ends_with("/embeddings") => Api::OpenAi,
+            None if tei_info.is_some() || trimmed.ends_with("/embed") => Api::Tei,
+            None => Api::OpenAi,
+        };
+        match client.api {
+            Api::Tei => {
+                if let Some(info) = &tei_info {
+                    for key in ["model_id", "model_sha", "model_dtype", "version", "max_input_length", "max_client_batch_size"] {
+                        if let Some(v) = info.get(key).filter(|v| !v.is_null()) {
+                            client.info.insert(key.to_string(), v.as_str().map_or_else(|| v.to_string(), str::to_string));
+                        }
+                    }
+                }
+                client.endpoint = format!("{base}/{}", if pipeline == PipelineKind::M3Sparse { "embed_sparse" } else { "embed" });
+                client.tokenize = matches!(client.request("POST", &format!("{base}/tokenize"), Some(json!({"inputs": ["a"]})))?, Reply::Ok(_));
+            }
+            Api::OpenAi => {
+                if pipeline.output() != crate::pipeline::OutputKind::Dense {
+                    return Err(Error::Usage(format!("the OpenAI embeddings API returns dense vectors only; pipeline {pipeline} needs --api tei or another source")));
+                }
+                client.endpoint = if trimmed.ends_with("/embeddings") { trimmed.clone() } else { format!("{base}/v1/embeddings") };
+                client.model_name = match &opts.model_name {
+                    Some(m) => m.clone(),
+                    None => match client.request("GET", &format!("{base}/v1/models"), None)? {
+                        Reply::Ok(v) => v["data"][0]["id"].as_str().unwrap_or("default").to_string(),
+                        Reply::Refused(..) => "default".to_string(),
+                    },
+                };
+                client.info.insert("model".into(), client.model_name.clone());
+            }
+        }
+        client.info.insert("api".into(), match client.api { Api::OpenAi => "openai", Api::Tei => "tei" }.into());
+        client.info.insert("endpoint".into(), client.endpoint.clone());
+        Ok(client)
+    }
+
+    /// What the server said about itself, for the reports.
+    pub fn info(&self) -> SourceInfo {
+        SourceInfo { kind: "http".into(), location: self.endpoint.clone(), details: self.info.clone() }
+    }
+
+    /// One request, with retries on 429/503. Transport failures (refused, unknown host) are errors;
+    /// a timeout is the server's answer for these texts.
+    fn request(&self, method: &str, url: &str, body: Option<Value>) -> Result<Reply> {
+        let mut attempt = 0;
+        loop {
+            let mut req = self.agent.request(method, url);
+            for (k, v) in &self.opts.headers {
+                req = req.set(k, v);
+            }
+            let result = match &body {
+                Some(b) => req.set("Content-Type", "application/json").send_string(&b.to_string()),
+                None => req.call(),
+            };
+            match result {
+                Ok(resp) => {
+                    let mut text = String::new();
+                    resp.into_reader()
+                        .read_to_string(&mut text)
+                        .map_err(|e| Error::Usage(format!("{url}: reading the answer: {e}")))?;
+                    return Ok(match serde_json::from_str(&text) {
+                        Ok(v) => Reply::Ok(v),
+                        Err(e) => Reply::Refused(200, format!("the answer is not JSON: {e}")),
+                    });
+                }
+                Err(ureq::Error::Status(code, resp)) => {
+                    let retry_after = resp.header("Retry-After").and_then(|s| s.trim().parse::<f64>().ok());
+                    let text = resp.into_string().unwrap_or_default();
+                    if (code == 429 || code == 503) && attempt < self.opts.retries {
+                        let wait = retry_after.unwrap_or(0.25 * f64::from(1u32 << attempt.min(6))).min(30.0);
+                        std::thread::sleep(Duration::from_secs_f64(wait));
+                        attempt += 1;
+                        continue;
+                    }
+                    return Ok(Reply::Refused(code, server_message(&text)));
+                }
+                Err(ureq::Error::Transport(t)) => {
+                    let timed_out = t.kind() == ureq::ErrorKind::Io && t.to_string().to_lowercase().contains("timed out");
+                    if timed_out {
+                        return Ok(Reply::Refused(0, format!("no answer within {:?}", self.opts.timeout)));
+                    }
+                    return Err(Error::Usage(format!("cannot reach {url}: {t}")));
+                }
+            }
+        }
+    }
+
+    /// Embeds every text, `batch_size` per request, `concurrency` requests in flight.
+    pub fn embed_all(&mut self, texts: &[String], batch_size: usize) -> Result<Vec<Output>> {
+        let batches: Vec<&[String]> = texts.chunks(batch_size.max(1)).collect();
+        let next = AtomicUsize::new(0);
+        let results: Mutex<Vec<Option<Vec<Output>>>> = Mutex::new(vec![None; batches.len()]);
+        let failure: Mutex<Option<Error>> = Mutex::new(None);
+        let this = &*self;
+        std::thread::scope(|s| {
+            for _ in 0..self.opts.concurrency.max(1) {
+                s.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    if i >= batches.len() || failure.lock().expect("lock").is_some() {
+                        return;
+                    }
+                    match this.embed_batch(batches[i]) {
+                        Ok(out) => results.lock().expect("lock")[i] = Some(out),
+                        Err(e) => {
+                            failure.lock().expect("lock").get_or_insert(e);
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        if let Some(e) = failure.into_inner().expect("lock") {
+            return Err(e);
+        }
+        Ok(results.into_inner().expect("lock").into_iter().flat_map(|b| b.expect("every batch")).collect())
+    }
+
+    /// One batch; when the server refuses it as a whole, each text alone.
+    fn embed_batch(&self, texts: &[String]) -> Result<Vec<Output>> {
+        match self.send(texts)? {
+            Ok(outputs) => Ok(outputs),
+            Err(msg) if texts.len() == 1 => Ok(vec![Output::rejected(msg)]),
+            Err(_) => texts.iter().map(|t| self.embed_batch(std::slice::from_ref(t)).map(|mut v| v.remove(0))).collect(),
+        }
+    }
+
+    /// Sends one request; `Ok(Err(message))` when the server refused it.
+    fn send(&self, texts: &[String]) -> Result<std::result::Result<Vec<Output>, String>> {
+        let body = match self.api {
+            Api::OpenAi => json!({"input": texts, "model": self.model_name, "encoding_format": "float"}),
+            // TEI normalizes by default; raw-cls is compared with the raw state, so ask for it as it is.
+            Api::Tei if self.pipeline == PipelineKind::RawCls => json!({"inputs": texts, "normalize": false}),
+            Api::Tei => json!({"inputs": texts}),
+        };
+        let v = match self.request("POST", &self.endpoint, Some(body))? {
+            Reply::Ok(v) => v,
+            Reply::Refused(code, msg) => return Ok(Err(if code == 0 { msg } else { format!("HTTP {code}: {msg}") })),
+        };
+        let values = match self.api {
+            Api::OpenAi => parse_openai(&v, texts.len()),
+            Api::Tei => parse_tei(&v, texts.len(), self.pipeline == PipelineKind::M3Sparse),
+        };
+        let values = match values {
+            Ok(v) => v,
+            Err(m) => return Ok(Err(format!("unexpected answer from {}: {m}", self.endpoint))),
+        };
+        let tokens = if self.tokenize { self.token_ids(texts)? } else { vec![None; texts.len()] };
+        Ok(Ok(values
+            .into_iter()
+            .zip(tokens)
+            .map(|(value, token_ids)| Output { value: check_kind(self.pipeline, &value).map(|()| value), token_ids })
+            .collect()))
+    }
+
+    /// TEI's `/tokenize`: the ids the server feeds its model (special tokens included).
+    fn token_ids(&self, texts: &[String]) -> Result<Vec<Option<Vec<u32>>>> {
+        let url = format!("{}/tokenize", self.base);
+        let none = vec![None; texts.len()];
+        let Reply::Ok(v) = self.request("POST", &url, Some(json!({"inputs": texts, "add_special_tokens": true})))? else { return Ok(none) };
+        let Some(rows) = v.as_array().filter(|r| r.len() == texts.len()) else { return Ok(none) };
+        Ok(rows
+            .iter()
+            .map(|r| r.as_array().and_then(|toks| toks.iter().map(|t| t["id"].as_u64().and_then(|x| u32::try_from(x).ok())).collect()))
+            .collect())
+    }
+}
+
+/// The `error` / `message` field of an error body, else the body itself (cut short).
+fn server_message(body: &str) -> String {
+    let v: Option<Value> = serde_json::from_str(body).ok();
+    let field = v.as_ref().and_then(|v| {
+        v.get("error")
+            .and_then(|e| e.as_str().map(str::to_string).or_else(|| e.get("message").and_then(Value::as_str).map(str::to_string)))
+            .or_else(|| v.get("message").and_then(Value::as_str).map(str::to_string))
+            .or_else(|| v.get("detail").map(|d| d.as_str().map_or_else(|| d.to_string(), str::to_string)))
+    });
+    let s = field.unwrap_or_else(|| body.trim().to_string());
+    if s.chars().count() > 300 {
+        format!("{}…", s.chars().take(300).collect::<String>())
+    } else {
+        s
+    }
+}
+
+fn floats(v: &Value) -> std::result::Result<Vec<f32>, String> {
+    v.as_array()
+        .ok_or("an embedding is not a list of numbers")?
+        .iter()
+        .map(|x| x.as_f64().map(|f| f as f32).ok_or_else(|| "an embedding holds a value that is not a number".to_string()))
+        .collect()
+}
+
+/// `{"data": [{"index": i, "embedding": […]}, …]}`, ordered by `index`.
+fn parse_openai(v: &Value, n: usize) -> std::result::Result<Vec<Vector>, String> {
+    let data = v.get("data").and_then(Value::as_array).ok_or("no \"data\" list")?;
+    if data.len() != n {
+        return Err(format!("{} embeddings for {n} inputs", data.len()));
+    }
+    let mut out: Vec<Option<Vector>> = vec![None; n];
+    for (pos, item) in data.iter().enumerate() {
+        let index = item.get("index").and_then(Value::as_u64).map_or(pos, |i| i as usize);
+        let slot = out.get_mut(index).ok_or(format!("index {index} out of range for {n} inputs"))?;
+        if slot.is_some() {
+            return Err(format!("index {index} appears twice"));
+        }
+        *slot = Some(Vector::Dense(floats(item.get("embedding").ok_or("an item has no \"embedding\"")?)?));
+    }
+    Ok(out.into_iter().map(|v| v.expect("n distinct indices in range")).collect())
+}
+
+/// `[[f32]]` from `/embed`, or `[[{"index": id, "value": w}]]` from `/embed_sparse`.
+fn parse_tei(v: &Value, n: usize, sparse: bool) -> std::result::Result<Vec<Vector>, String> {
+    let rows = v.as_array().ok_or("not a list")?;
+    if rows.len() != n {
+        return Err(format!("{} results for {n} inputs", rows.len()));
+    }
+    rows.iter()
+        .map(|r| {
+            if !sparse {
+                return Ok(Vector::Dense(floats(r)?));
+            }
+            let items = r.as_array().ok_or("a sparse result is not a list")?;
+            let pairs = items
+                .iter()
+                .map(|p| match (p["index"].as_i64(), p["value"].as_f64()) {
+                    (Some(i), Some(w)) => Ok((i, w as f32)),
+                    _ => Err("a sparse item lacks an integer \"index\" and a numeric \"value\"".to_string()),
+                })
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            sparse_from_pairs(pairs)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openai_answers_are_ordered_by_index() {
+        let v = json!({"data": [{"index": 1, "embedding": [2.0]}, {"index": 0, "embedding": [1.0]}]});
+        assert_eq!(parse_openai(&v, 2).unwrap(), vec![Vector::Dense(vec![1.0]), Vector::Dense(vec![2.0])]);
+        assert!(parse_openai(&v, 3).is_err());
+        let dup = json!({"data": [{"index": 0, "embedding": [2.0]}, {"index": 0, "embedding": [1.0]}]});
+        assert!(parse_openai(&dup, 2).unwrap_err().contains("twice"));
+    }
+
+    #[test]
+    fn tei_sparse_answers_are_sorted_pairs() {
+        let v = json!([[{"index": 9, "value": 0.5}, {"index": 2, "value": 0.25}]]);
+        assert_eq!(parse_tei(&v, 1, true).unwrap(), vec![Vector::Sparse(vec![(2, 0.25), (9, 0.5)])]);
+    }
+
+    #[test]
+    fn server_messages_are_read_from_the_usual_fields() {
+        assert_eq!(server_message(r#"{"error": "Input validation error", "error_type": "Validation"}"#), "Input validation error");
+        assert_eq!(server_message(r#"{"error": {"message": "too long"}}"#), "too long");
+        assert_eq!(server_message("plain"), "plain");
+    }
+}

@@ -1,0 +1,158 @@
+//! Where the vectors under test come from. embcheck's own pipeline on a model is one source; a system
+//! under test is another: a user's function ([`Embedder`], for `cargo test`), an HTTP embedding server
+//! ([`http`]), a program speaking JSON Lines ([`command`]) or a file of vectors ([`file`]). Comparison,
+//! diagnosis and reports do not care which: every source yields one [`Output`] per text, in suite order.
+
+pub mod command;
+pub mod embedder;
+pub mod file;
+pub mod http;
+mod sparse;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+pub use embedder::{Embedder, IntoOutputs};
+pub use sparse::sparse_from_pairs;
+
+use crate::error::{Error, Result};
+use crate::fixture::TextItem;
+use crate::pipeline::{PipelineKind, Vector};
+
+/// What a source returned for one text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Output {
+    /// The value, or the system's own message when it rejected this text (HTTP 413/422/500, a malformed
+    /// line, a closure's error): that text fails with the message, the others are still checked.
+    pub value: std::result::Result<Vector, String>,
+    /// The token ids the system fed its model, when it says (TEI's `/tokenize`, a command's
+    /// `"token_ids"`). Token-level claims are made only when these are present.
+    pub token_ids: Option<Vec<u32>>,
+}
+
+impl Output {
+    /// A value without token ids.
+    pub fn value(v: Vector) -> Self {
+        Output { value: Ok(v), token_ids: None }
+    }
+
+    /// A text the system rejected, with its message.
+    pub fn rejected(message: impl Into<String>) -> Self {
+        Output { value: Err(message.into()), token_ids: None }
+    }
+}
+
+/// Where the vectors of a report came from, for the reports.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SourceInfo {
+    /// `pipeline` (embcheck's own), `embedder` (a function), `http`, `command` or `file`.
+    pub kind: String,
+    /// The source as the user gave it (URL, command line, path; never a header value).
+    pub location: String,
+    /// What the system said about itself (model id, revision, API), when it says.
+    pub details: BTreeMap<String, String>,
+}
+
+impl SourceInfo {
+    /// embcheck's own pipeline on the suite's model.
+    pub fn own_pipeline(model: &str) -> Self {
+        SourceInfo { kind: "pipeline".into(), location: model.into(), details: BTreeMap::new() }
+    }
+
+    /// Whether the vectors came from a system under test rather than embcheck's own pipeline.
+    pub fn is_external(&self) -> bool {
+        self.kind != "pipeline"
+    }
+}
+
+/// A system under test as named on the command line: `http(s)://…`, `cmd:COMMAND`, or a file path.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceSpec {
+    /// An embedding server.
+    Http(String),
+    /// A program started once with `sh -c`.
+    Command(String),
+    /// A file of vectors (`.safetensors`, `.npy`, `.jsonl`).
+    File(PathBuf),
+}
+
+impl SourceSpec {
+    /// Parses `--against`'s value.
+    pub fn parse(s: &str) -> Result<Self> {
+        if s.starts_with("http://") || s.starts_with("https://") {
+            Ok(SourceSpec::Http(s.to_string()))
+        } else if let Some(cmd) = s.strip_prefix("cmd:") {
+            if cmd.trim().is_empty() {
+                return Err(Error::Usage("--against cmd: needs a command line after 'cmd:'".into()));
+            }
+            Ok(SourceSpec::Command(cmd.to_string()))
+        } else if s.is_empty() {
+            Err(Error::Usage("--against needs a URL (http://…), cmd:COMMAND or a file".into()))
+        } else {
+            Ok(SourceSpec::File(PathBuf::from(s)))
+        }
+    }
+}
+
+/// Everything needed to collect vectors from a system under test, parsed once.
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    /// Which system.
+    pub spec: SourceSpec,
+    /// HTTP client settings (ignored by other sources).
+    pub http: http::HttpOptions,
+    /// Texts per request or per write to a command.
+    pub batch_size: usize,
+}
+
+/// Collects one output per text from a system under test, in the order of `texts`.
+///
+/// A system that cannot be reached or started is an error (exit 2); a text it rejects is an [`Output`]
+/// with the message.
+pub fn collect(config: &SourceConfig, pipeline: PipelineKind, texts: &[TextItem]) -> Result<(Vec<Output>, SourceInfo)> {
+    match &config.spec {
+        SourceSpec::File(path) => {
+            let outputs = file::read_matched(path, pipeline, texts)?;
+            Ok((outputs, SourceInfo { kind: "file".into(), location: path.display().to_string(), details: BTreeMap::new() }))
+        }
+        SourceSpec::Command(cmd) => {
+            let outputs = command::run(cmd, pipeline, texts, config.batch_size)?;
+            Ok((outputs, SourceInfo { kind: "command".into(), location: cmd.clone(), details: BTreeMap::new() }))
+        }
+        SourceSpec::Http(url) => {
+            let mut client = http::Client::connect(url, pipeline, &config.http)?;
+            let strings: Vec<String> = texts.iter().map(|t| t.text.clone()).collect();
+            let outputs = client.embed_all(&strings, config.batch_size)?;
+            Ok((outputs, client.info()))
+        }
+    }
+}
+
+/// Checks that a value is of the kind `pipeline` produces; the message names the text.
+pub(crate) fn check_kind(pipeline: PipelineKind, v: &Vector) -> std::result::Result<(), String> {
+    use crate::pipeline::OutputKind;
+    let ok = matches!(
+        (pipeline.output(), v),
+        (OutputKind::Dense, Vector::Dense(_)) | (OutputKind::Sparse, Vector::Sparse(_)) | (OutputKind::Multi, Vector::Multi(_))
+    );
+    if ok {
+        Ok(())
+    } else {
+        let got = match v {
+            Vector::Dense(_) => "a dense vector",
+            Vector::Sparse(_) => "sparse weights",
+            Vector::Multi(_) => "one vector per token",
+        };
+        Err(format!("the system returned {got}; pipeline {pipeline} expects {}", expected_kind(pipeline)))
+    }
+}
+
+fn expected_kind(pipeline: PipelineKind) -> &'static str {
+    match pipeline.output() {
+        crate::pipeline::OutputKind::Dense => "one dense vector per text",
+        crate::pipeline::OutputKind::Sparse => "sparse weights per text",
+        crate::pipeline::OutputKind::Multi => "one vector per token",
+    }
+}

@@ -1,0 +1,155 @@
+//! Alternatives computed with the suite's own model, to prove a diagnosis (see
+//! [`crate::compare::diagnosis`]): the text alone, at other max lengths, pooled otherwise, prepared
+//! otherwise, in other precisions.
+
+use std::collections::HashMap;
+
+use candle_core::DType;
+
+use crate::compare::{Alternatives, Subject};
+use crate::embed::for_each_batch;
+use crate::error::{Error, Result};
+use crate::model::{dtype_name, Model};
+use crate::pipeline::{OutputKind, Pipeline, StConfig, TextPrep, Vector};
+
+/// How many failing texts per pipeline get alternatives computed (each costs several encoder passes).
+pub const DIAGNOSIS_BUDGET: usize = 64;
+
+/// Computes alternatives with the suite's own model.
+pub struct ModelAlternatives<'a> {
+    model: &'a Model,
+    pipeline: &'a Pipeline,
+    texts: &'a [String],
+    subject: Subject,
+    reference_max_length: Option<usize>,
+    /// Prompts and instructions the suite's model or settings know of, for the preprocessing alternatives.
+    prompts: Vec<String>,
+    others: HashMap<&'static str, Model>,
+    examined: Vec<usize>,
+}
+
+impl<'a> ModelAlternatives<'a> {
+    /// Alternatives of `pipeline` on `texts` with `model`, held against `subject`.
+    pub fn new(model: &'a Model, pipeline: &'a Pipeline, texts: &'a [String], subject: Subject, reference_max_length: Option<usize>, instruction: Option<&str>) -> Self {
+        let mut prompts: Vec<String> = StConfig::load(&model.files).map(|st| st.prompts.into_values().collect()).unwrap_or_default();
+        prompts.extend(instruction.map(str::to_string));
+        prompts.retain(|p| !p.is_empty());
+        prompts.sort();
+        prompts.dedup();
+        ModelAlternatives { model, pipeline, texts, subject, reference_max_length, prompts, others: HashMap::new(), examined: Vec::new() }
+    }
+
+    /// Runs `pipeline` on one text alone with `model`; also returns the hidden rows.
+    fn single(model: &Model, pipeline: &Pipeline, text: &str) -> Result<(Vector, Vec<f32>, usize)> {
+        let ids = model.tokenizer.encode_all(&[pipeline.prep.apply(text)], pipeline.max_length)?;
+        let mut out = None;
+        for_each_batch(model, &ids, 1, |_, tokens, h| {
+            out = Some((pipeline.apply(tokens, &ids[0], h)?, tokens.to_vec(), h));
+            Ok(())
+        })?;
+        out.ok_or_else(|| Error::Usage("the encoder returned no output for a single text".into()))
+    }
+
+    fn with_prep(&self, index: usize, prep: TextPrep) -> Result<Vector> {
+        let mut p = self.pipeline.clone();
+        p.prep = prep;
+        Ok(Self::single(self.model, &p, &self.texts[index])?.0)
+    }
+}
+
+impl Alternatives for ModelAlternatives<'_> {
+    fn subject(&self) -> Subject {
+        self.subject
+    }
+
+    fn begin(&mut self, index: usize) -> std::result::Result<(), String> {
+        if self.examined.contains(&index) {
+            return Ok(());
+        }
+        if self.examined.len() >= DIAGNOSIS_BUDGET {
+            return Err(format!("not recomputed: only the first {DIAGNOSIS_BUDGET} failing texts of a pipeline are diagnosed with the model"));
+        }
+        self.examined.push(index);
+        Ok(())
+    }
+
+    fn ours(&mut self, index: usize) -> Result<Option<Vector>> {
+        Ok(Some(Self::single(self.model, self.pipeline, &self.texts[index])?.0))
+    }
+
+    fn with_max_length(&mut self, index: usize, max_length: usize) -> Result<Option<Vector>> {
+        if max_length == 0 || max_length > self.model.config.max_tokens() {
+            return Ok(None);
+        }
+        let mut p = self.pipeline.clone();
+        p.max_length = max_length;
+        Ok(Some(Self::single(self.model, &p, &self.texts[index])?.0))
+    }
+
+    fn truncation_lengths(&mut self, index: usize) -> Result<Vec<usize>> {
+        let n = self.model.tokenizer.encode_all(&[self.pipeline.prep.apply(&self.texts[index])], self.model.config.max_tokens())?[0].len();
+        // The reference's own max length first, then the usual settings of libraries and servers.
+        let mut out: Vec<usize> = self.reference_max_length.into_iter().collect();
+        out.extend((3..14).map(|k| 1usize << k).chain([384, 768]));
+        out.retain(|&m| m >= 2 && m < n && m != self.pipeline.max_length);
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
+    }
+
+    fn poolings(&mut self, index: usize) -> Result<Vec<(String, Vector)>> {
+        if self.pipeline.kind.output() != OutputKind::Dense {
+            return Ok(Vec::new());
+        }
+        let (_, tokens, h) = Self::single(self.model, self.pipeline, &self.texts[index])?;
+        self.pipeline.other_poolings(&tokens, h)
+    }
+
+    fn preprocessings(&mut self, index: usize) -> Result<Vec<(String, Vector)>> {
+        let base = self.pipeline.prep.clone();
+        let text = &self.texts[index];
+        let mut variants: Vec<(String, TextPrep)> = vec![
+            (
+                if base.strip { "the text not stripped of leading/trailing whitespace" } else { "the text stripped of leading/trailing whitespace" }.into(),
+                TextPrep { strip: !base.strip, ..base.clone() },
+            ),
+            (if base.lowercase { "the text not lowercased" } else { "the text lowercased" }.into(), TextPrep { lowercase: !base.lowercase, ..base.clone() }),
+        ];
+        if base.prefix.is_empty() {
+            for p in &self.prompts {
+                variants.push((format!("the text with the prefix {p:?}"), TextPrep { prefix: p.clone(), ..base.clone() }));
+            }
+        } else {
+            variants.push((format!("the text without the prefix {:?}", base.prefix), TextPrep { prefix: String::new(), ..base.clone() }));
+        }
+        let mut out = Vec::new();
+        let mut seen = vec![base.apply(text)];
+        for (name, prep) in variants {
+            // An alternative that gives the same input as the pipeline itself proves nothing.
+            let prepared = prep.apply(text);
+            if seen.contains(&prepared) {
+                continue;
+            }
+            seen.push(prepared);
+            out.push((name, self.with_prep(index, prep)?));
+        }
+        Ok(out)
+    }
+
+    fn other_precisions(&mut self, index: usize) -> Result<Vec<(String, Vector)>> {
+        let mut out = Vec::new();
+        for dt in [DType::F32, DType::F16, DType::BF16] {
+            if dt == self.model.encoder.dtype() {
+                continue;
+            }
+            let name = dtype_name(dt);
+            if !self.others.contains_key(name) {
+                let m = Model::from_files(self.model.files.clone(), dt)?;
+                self.others.insert(name, m);
+            }
+            let (v, _, _) = Self::single(&self.others[name], self.pipeline, &self.texts[index])?;
+            out.push((name.to_string(), v));
+        }
+        Ok(out)
+    }
+}

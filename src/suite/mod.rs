@@ -1,0 +1,299 @@
+//! Checking a suite: vectors from a source (embcheck's own pipeline on the suite's model, or a system under
+//! test) compared with the Python references, failures diagnosed with the suite's model.
+//!
+//! embcheck's own pipelines:
+//!
+//! ```no_run
+//! embcheck::Suite::load("fixtures/suites/tiny-bert-mean")?.run()?.assert_passed();
+//! # Ok::<(), embcheck::Error>(())
+//! ```
+//!
+//! Your own embedding function, in your `cargo test` (any closure from a batch of texts to one vector per
+//! text; see [`crate::source::embedder`] for sparse and per-token outputs):
+//!
+//! ```no_run
+//! use embcheck::{PipelineKind, Suite};
+//!
+//! let mut my_embed = |texts: &[String]| -> Vec<Vec<f32>> {
+//!     texts.iter().map(|t| vec![t.len() as f32; 32]).collect() // your model here
+//! };
+//! Suite::load("fixtures/suites/tiny-bert-mean")?
+//!     .check_embedder(PipelineKind::SentenceTransformers, &mut my_embed)?
+//!     .assert_passed();
+//! # Ok::<(), embcheck::Error>(())
+//! ```
+
+mod alternatives;
+mod report;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+pub use alternatives::{ModelAlternatives, DIAGNOSIS_BUDGET};
+pub use report::{worst_row, Status, SuiteReport};
+
+use crate::compare::{compare_pipeline, Alternatives, NoAlternatives, Side, Subject, Tolerance};
+use crate::embed::{embed_many, BatchOptions};
+use crate::error::{Error, Result};
+use crate::fixture::{read_texts, Names, StoredVectors, SuiteSpec, TensorFile, TextItem};
+use crate::model::{dtype_name, Model, ModelFiles};
+use crate::pipeline::{Pipeline, PipelineKind, Vector};
+use crate::source::{self, Embedder, Output, SourceConfig, SourceInfo};
+
+/// A suite on disk.
+#[derive(Debug, Clone)]
+pub struct Suite {
+    /// Its settings.
+    pub spec: SuiteSpec,
+}
+
+/// How to run a suite.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Only these pipelines (all of the suite's when empty).
+    pub pipelines: Vec<PipelineKind>,
+    /// A missing model makes the suite skipped instead of an error.
+    pub skip_missing: bool,
+    /// Show a progress bar.
+    pub progress: bool,
+}
+
+/// A suite's texts and reference, read and checked against each other before anything is computed.
+struct Loaded {
+    texts: Vec<TextItem>,
+    metadata: BTreeMap<String, String>,
+    reference: TensorFile,
+}
+
+impl Loaded {
+    /// The stored values of pipeline `k`, one per text.
+    fn expected(&self, spec: &SuiteSpec, k: PipelineKind) -> Result<StoredVectors> {
+        let stored = self.reference.vectors(k.output(), &Names::reference(k))?;
+        if stored.vectors.len() != self.texts.len() {
+            return Err(Error::input(
+                spec.reference_path(),
+                format!("tensor {:?} holds {} texts, texts.jsonl has {}", k.name(), stored.vectors.len(), self.texts.len()),
+            ));
+        }
+        Ok(stored)
+    }
+
+    fn strings(&self) -> Vec<String> {
+        self.texts.iter().map(|t| t.text.clone()).collect()
+    }
+
+    fn ids(&self) -> Vec<String> {
+        self.texts.iter().map(|t| t.id.clone()).collect()
+    }
+
+    fn reference_max_length(&self) -> Option<usize> {
+        self.metadata.get("max_length").and_then(|m| m.parse().ok())
+    }
+}
+
+impl Suite {
+    /// Reads `dir/suite.toml`.
+    pub fn load(dir: impl AsRef<Path>) -> Result<Self> {
+        Ok(Suite { spec: SuiteSpec::load(dir.as_ref())? })
+    }
+
+    fn load_data(&self) -> Result<Loaded> {
+        let texts = read_texts(&self.spec.texts_path())?;
+        let reference = TensorFile::read(&self.spec.reference_path())?;
+        Ok(Loaded { texts, metadata: reference.metadata(), reference })
+    }
+
+    fn empty_report(&self, data: &Loaded, source: SourceInfo) -> SuiteReport {
+        let spec = &self.spec;
+        SuiteReport {
+            suite: spec.name.clone(),
+            dir: spec.dir.clone(),
+            model: spec.model.clone(),
+            dtype: dtype_name(spec.dtype).to_string(),
+            source,
+            max_length: BTreeMap::new(),
+            reference_metadata: data.metadata.clone(),
+            pipelines: Vec::new(),
+            skipped: None,
+            changed_files: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    /// The suite's pipeline options, with sentence-transformers' strip following the library versions the
+    /// reference records unless the suite says otherwise.
+    fn options(&self, metadata: &BTreeMap<String, String>) -> crate::pipeline::PipelineOptions {
+        let mut options = self.spec.options.clone();
+        if options.st_strip.is_none() {
+            options.st_strip = reference_st_strip(metadata);
+        }
+        options
+    }
+
+    /// Runs every pipeline of the suite with embcheck's own pipelines; a missing model is an error.
+    pub fn run(&self) -> Result<SuiteReport> {
+        self.run_with(&RunOptions::default())
+    }
+
+    /// Runs the suite's pipelines with embcheck's own pipelines, with options.
+    pub fn run_with(&self, opts: &RunOptions) -> Result<SuiteReport> {
+        let spec = &self.spec;
+        let data = self.load_data()?;
+        let kinds: Vec<PipelineKind> =
+            spec.pipelines.iter().copied().filter(|p| opts.pipelines.is_empty() || opts.pipelines.contains(p)).collect();
+        let mut report = self.empty_report(&data, SourceInfo::own_pipeline(&spec.model));
+        if kinds.is_empty() {
+            let asked: Vec<_> = opts.pipelines.iter().map(|p| p.name()).collect();
+            report.skipped = Some(format!("none of the requested pipelines ({}) is in this suite", asked.join(", ")));
+            return Ok(report);
+        }
+        // Read every expected value before the (slow) model: a bad reference fails fast.
+        let expected = kinds.iter().map(|&k| data.expected(spec, k)).collect::<Result<Vec<_>>>()?;
+        let files = match ModelFiles::resolve(&spec.model_location) {
+            Ok(f) => f,
+            Err(e @ Error::Model { .. }) if opts.skip_missing => {
+                report.skipped = Some(format!("model missing: {e}"));
+                return Ok(report);
+            }
+            Err(e) => return Err(e),
+        };
+        report.changed_files = crate::fixture::provenance::model_file_changes(&report.reference_metadata, &files.dir)?;
+        let model = Model::from_files(files, spec.dtype)?;
+        let options = self.options(&data.metadata);
+        let pipelines = kinds.iter().map(|&k| Pipeline::build(k, &model, &options)).collect::<Result<Vec<_>>>()?;
+        let strings = data.strings();
+        let batch = BatchOptions { batch_size: spec.batch_size, progress: opts.progress };
+        let actual = embed_many(&model, &pipelines, &strings, batch)?;
+        let ids = data.ids();
+        for ((pipeline, got), want) in pipelines.iter().zip(actual).zip(expected) {
+            report.max_length.insert(pipeline.kind.name().to_string(), pipeline.max_length);
+            let mut alt =
+                ModelAlternatives::new(&model, pipeline, &strings, Subject::Reference, data.reference_max_length(), options.instruction.as_deref());
+            let tol = self.tolerance(pipeline, &model)?;
+            report.pipelines.push(compare_pipeline(
+                pipeline.kind,
+                &ids,
+                Side::new(&got.vectors, Some(&got.input_ids)),
+                Side::new(&want.vectors, want.input_ids.as_deref()),
+                tol,
+                &mut alt,
+            )?);
+        }
+        Ok(report)
+    }
+
+    /// The suite's tolerance for a pipeline, with the noise floor of the model's terms.
+    fn tolerance(&self, pipeline: &Pipeline, model: &Model) -> Result<Tolerance> {
+        let mut tol = self.spec.tolerance_for(pipeline.kind);
+        tol.noise_floor = pipeline.noise_floor(model)?;
+        Ok(tol)
+    }
+
+    /// Checks a system under test given as a function of a batch of texts (see [`Embedder`]) against the
+    /// reference of pipeline `kind`. The harness batches the texts (the suite's `batch_size`) and hands
+    /// each exactly as `texts.jsonl` holds it. Failures are diagnosed with the suite's model when it is at
+    /// hand.
+    pub fn check_embedder(&self, kind: PipelineKind, embedder: &mut dyn Embedder) -> Result<SuiteReport> {
+        let data = self.load_data()?;
+        self.require(kind)?;
+        let outputs = embedder.embed_all(&data.strings(), self.spec.batch_size)?;
+        let info = SourceInfo { kind: "embedder".into(), location: "a Rust function".into(), details: BTreeMap::new() };
+        self.check_outputs(&data, kind, outputs, info)
+    }
+
+    /// Checks a system under test named on the command line (a server, a command, a file).
+    pub fn check_source(&self, kind: PipelineKind, config: &SourceConfig) -> Result<SuiteReport> {
+        let data = self.load_data()?;
+        self.require(kind)?;
+        let (outputs, info) = source::collect(config, kind, &data.texts)?;
+        self.check_outputs(&data, kind, outputs, info)
+    }
+
+    fn require(&self, kind: PipelineKind) -> Result<()> {
+        if self.spec.pipelines.contains(&kind) {
+            return Ok(());
+        }
+        let have: Vec<_> = self.spec.pipelines.iter().map(|p| p.name()).collect();
+        Err(Error::Usage(format!("suite {} has no {kind} reference (it has: {})", self.spec.name, have.join(", "))))
+    }
+
+    fn check_outputs(&self, data: &Loaded, kind: PipelineKind, outputs: Vec<Output>, info: SourceInfo) -> Result<SuiteReport> {
+        let spec = &self.spec;
+        if outputs.len() != data.texts.len() {
+            return Err(Error::Usage(format!("{} outputs for {} texts from {}", outputs.len(), data.texts.len(), info.location)));
+        }
+        let want = data.expected(spec, kind)?;
+        let mut report = self.empty_report(data, info);
+        let placeholder = Vector::Dense(Vec::new());
+        let rejected: Vec<Option<String>> = outputs.iter().map(|o| o.value.as_ref().err().cloned()).collect();
+        let vectors: Vec<Vector> = outputs.iter().map(|o| o.value.clone().unwrap_or_else(|_| placeholder.clone())).collect();
+        let tokens: Option<Vec<Vec<u32>>> = outputs.iter().map(|o| o.token_ids.clone()).collect();
+        let actual = Side { vectors: &vectors, tokens: tokens.as_deref(), rejected: Some(&rejected) };
+        let expected = Side::new(&want.vectors, want.input_ids.as_deref());
+        let strings = data.strings();
+        let ids = data.ids();
+        let options = self.options(&data.metadata);
+        let model = match ModelFiles::resolve(&spec.model_location) {
+            Ok(files) => Some(Model::from_files(files, spec.dtype)?),
+            Err(e) => {
+                report.notes.push(format!(
+                    "the suite's model is not at hand ({e}): only model-free diagnoses (non-finite, token ids, normalization) were possible"
+                ));
+                None
+            }
+        };
+        let result = match &model {
+            Some(model) => {
+                let pipeline = Pipeline::build(kind, model, &options)?;
+                report.max_length.insert(kind.name().to_string(), pipeline.max_length);
+                report.notes.extend(expectations(&pipeline));
+                let tol = self.tolerance(&pipeline, model)?;
+                let mut alt = ModelAlternatives::new(
+                    model,
+                    &pipeline,
+                    &strings,
+                    Subject::SystemUnderTest,
+                    data.reference_max_length(),
+                    options.instruction.as_deref(),
+                );
+                compare_pipeline(kind, &ids, actual, expected, tol, &mut alt as &mut dyn Alternatives)?
+            }
+            None => {
+                for p in [&options.instruction, &options.prompt, &options.prompt_name].into_iter().flatten() {
+                    report.notes.push(format!("the reference was made with the prompt or instruction {p:?}: your system is expected to add it"));
+                }
+                compare_pipeline(kind, &ids, actual, expected, spec.tolerance_for(kind), &mut NoAlternatives)?
+            }
+        };
+        if tokens.is_none() {
+            report.notes.push("the system under test gave no token ids, so no claim is made about its tokenization".into());
+        }
+        report.pipelines.push(result);
+        Ok(report)
+    }
+}
+
+/// What a system under test must do itself to match the reference of `pipeline`, for the report.
+fn expectations(pipeline: &Pipeline) -> Vec<String> {
+    let mut out = Vec::new();
+    if !pipeline.prep.prefix.is_empty() {
+        out.push(format!(
+            "the reference was made with {:?} prefixed to every text (a query instruction or prompt): your system is expected to add it; embcheck sends the texts as they are",
+            pipeline.prep.prefix
+        ));
+    }
+    if pipeline.prep.strip {
+        out.push("the reference stripped leading and trailing whitespace from every text (sentence-transformers does): your system is expected to do the same".into());
+    }
+    if pipeline.prep.lowercase {
+        out.push("the reference lowercased every text (do_lower_case): your system is expected to do the same".into());
+    }
+    out.push(format!("the reference cut texts at {} tokens", pipeline.max_length));
+    out
+}
+
+/// Whether sentence-transformers stripped the texts, from the library versions the reference records.
+fn reference_st_strip(metadata: &BTreeMap<String, String>) -> Option<bool> {
+    let libs: BTreeMap<String, String> = serde_json::from_str(metadata.get("libraries")?).ok()?;
+    crate::pipeline::st_strips(libs.get("sentence-transformers")?, libs.get("transformers")?)
+}
