@@ -126,10 +126,11 @@ pub struct EmbedArgs {
     /// raw-cls, normalized-cls, sentence-transformers, m3-sparse or m3-colbert.
     #[arg(long)]
     pub pipeline: String,
-    /// JSON Lines, one object per line with "text" (and optional "id").
+    /// JSON Lines, one object per line with "text" (and optional "id"); `-` reads standard input.
     #[arg(long)]
     pub input: PathBuf,
-    /// The safetensors file to write.
+    /// The file to write: .safetensors, or .jsonl ({"id", "embedding" | "sparse" | "colbert", "token_ids"}
+    /// per line); `-` writes JSON Lines to standard output.
     #[arg(long)]
     pub output: PathBuf,
     #[command(flatten)]

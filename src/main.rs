@@ -9,7 +9,7 @@ use clap::Parser;
 
 use cli::{exit, CheckArgs, Cli, Command, DiffArgs, EmbedArgs, HttpArgs, PipelineArgs};
 use embcheck::compare::{compare_pipeline, NoAlternatives, PipelineResult, Side, Summary, Tolerance, ToleranceOverride};
-use embcheck::fixture::{format, read_texts, Names, TextItem};
+use embcheck::fixture::{format, parse_texts, read_texts, Names, TextItem};
 use embcheck::pipeline::{OutputKind, Vector};
 use embcheck::source::http::HttpOptions;
 use embcheck::{SourceConfig, SourceSpec};
@@ -55,28 +55,49 @@ fn options(args: &PipelineArgs) -> PipelineOptions {
 
 fn embed(args: EmbedArgs) -> Result<u8> {
     let kind: PipelineKind = args.pipeline.parse()?;
-    let texts = read_texts(&args.input)?;
+    let texts = if args.input.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut s).map_err(|e| Error::io("<standard input>", e))?;
+        parse_texts(std::path::Path::new("<standard input>"), &s)?
+    } else {
+        read_texts(&args.input)?
+    };
     let dt = dtype(&args.common)?;
     let model = Model::load(&args.model, dt)?;
     let pipeline = Pipeline::build(kind, &model, &options(&args.common))?;
     let strings: Vec<String> = texts.iter().map(|t| t.text.clone()).collect();
-    let batch = BatchOptions { batch_size: args.common.batch_size, progress: true };
+    let to_stdout = args.output.as_os_str() == "-";
+    let batch = BatchOptions { batch_size: args.common.batch_size, progress: !to_stdout };
     let out = embed_many(&model, std::slice::from_ref(&pipeline), &strings, batch)?.remove(0);
-    let metadata: HashMap<String, String> = [
-        ("format", "embcheck-embeddings/1".to_string()),
-        ("pipeline", kind.name().to_string()),
-        ("model", args.model.clone()),
-        ("max_length", pipeline.max_length.to_string()),
-        ("dtype", dtype_name(dt).to_string()),
-        ("ids", serde_json::to_string(&texts.iter().map(|t| &t.id).collect::<Vec<_>>()).unwrap_or_default()),
-        ("embcheck", env!("CARGO_PKG_VERSION").to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    let bytes = format::to_bytes(kind.output(), &out.vectors, Some(&out.input_ids), &Names::embed(kind.output()), metadata)?;
-    embcheck::atomic::write(&args.output, &bytes)?;
-    eprintln!("embcheck: wrote {} {} vectors to {}", out.vectors.len(), kind, args.output.display());
+    let jsonl = to_stdout || args.output.extension().is_some_and(|e| e == "jsonl");
+    let bytes = if jsonl {
+        embcheck::source::file::to_jsonl(&texts, &out.vectors, &out.input_ids)
+    } else {
+        let metadata: HashMap<String, String> = [
+            ("format", "embcheck-embeddings/1".to_string()),
+            ("pipeline", kind.name().to_string()),
+            ("model", args.model.clone()),
+            ("max_length", pipeline.max_length.to_string()),
+            ("dtype", dtype_name(dt).to_string()),
+            ("ids", serde_json::to_string(&texts.iter().map(|t| &t.id).collect::<Vec<_>>()).unwrap_or_default()),
+            ("embcheck", env!("CARGO_PKG_VERSION").to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        format::to_bytes(kind.output(), &out.vectors, Some(&out.input_ids), &Names::embed(kind.output()), metadata)?
+    };
+    if to_stdout {
+        let mut stdout = std::io::stdout().lock();
+        match std::io::Write::write_all(&mut stdout, &bytes).and_then(|()| std::io::Write::flush(&mut stdout)) {
+            // A reader that stops early (`| head`) is not an error.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            r => r.map_err(|e| Error::io("<standard output>", e))?,
+        }
+    } else {
+        embcheck::atomic::write(&args.output, &bytes)?;
+        eprintln!("embcheck: wrote {} {} vectors to {}", out.vectors.len(), kind, args.output.display());
+    }
     Ok(exit::PASS)
 }
 

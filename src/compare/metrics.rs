@@ -173,6 +173,15 @@ pub fn compare(a: &Vector, e: &Vector) -> Metrics {
     }
 }
 
+/// Σ|x| over a value's components.
+pub fn l1(v: &Vector) -> f64 {
+    match v {
+        Vector::Dense(d) => d.iter().map(|x| f64::from(x.abs())).sum(),
+        Vector::Sparse(s) => s.iter().map(|(_, w)| f64::from(w.abs())).sum(),
+        Vector::Multi(m) => m.iter().flatten().map(|x| f64::from(x.abs())).sum(),
+    }
+}
+
 /// FlagEmbedding's lexical matching score: Σ over shared ids of w_q · w_p.
 pub fn lexical_score(q: &[(u32, f32)], p: &[(u32, f32)]) -> f64 {
     q.iter()

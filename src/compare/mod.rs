@@ -73,7 +73,7 @@ pub struct RowResult {
     /// The numbers.
     pub metrics: Metrics,
     /// Sparse/ColBERT: the largest difference of this text's retrieval scores against the suite's first
-    /// texts, relative to the largest expected score.
+    /// texts whose own values pass, beyond the noise floor, relative to the largest expected score.
     pub score_diff: Option<f64>,
     /// Token-id agreement.
     pub tokens: TokenMatch,
@@ -260,7 +260,6 @@ pub fn compare_pipeline(
             expected.len()
         )));
     }
-    let probes = actual.len().min(SCORE_PROBES);
     let mut rows = Vec::with_capacity(actual.len());
     for i in 0..actual.len() {
         if let Some(msg) = rejected.and_then(|r| r.get(i)).and_then(Option::as_ref) {
@@ -277,28 +276,33 @@ pub fn compare_pipeline(
         }
         let metrics = metrics::compare_with_floor(&actual[i], &expected[i], tol.noise_floor);
         let tokens = TokenMatch::of(actual_tokens.map(|t| t[i].as_slice()), expected_tokens.map(|t| t[i].as_slice()));
-        let score_diff = match &expected[i] {
-            Vector::Dense(_) => None,
-            _ => {
-                let (mut worst, mut scale) = (0f64, 0f64);
-                for j in 0..probes {
-                    if rejected.and_then(|r| r.get(j)).is_some_and(Option::is_some) {
-                        continue;
-                    }
-                    let (sa, se) = (metrics::score(&actual[i], &actual[j]), metrics::score(&expected[i], &expected[j]));
-                    let d = (sa - se).abs();
-                    worst = if d.is_nan() || worst.is_nan() { f64::NAN } else { worst.max(d) };
-                    scale = scale.max(se.abs());
-                }
-                Some(if scale > 0.0 { worst / scale } else { worst })
+        let failed = failed_checks(&metrics, &tokens, None, &tol);
+        rows.push(RowResult { index: i, id: ids[i].clone(), metrics, score_diff: None, tokens, failed, diagnosis: None });
+    }
+    // Retrieval scores against the first texts whose own values pass: a text is not failed for a broken probe.
+    let probes: Vec<usize> = rows.iter().filter(|r| r.pass()).map(|r| r.index).take(SCORE_PROBES).collect();
+    for row in rows.iter_mut().filter(|r| !r.is_rejected()) {
+        let i = row.index;
+        if !matches!(expected[i], Vector::Dense(_)) {
+            let (mut worst, mut scale, mut noise) = (0f64, 0f64, 0f64);
+            for &j in &probes {
+                let (sa, se) = (metrics::score(&actual[i], &actual[j]), metrics::score(&expected[i], &expected[j]));
+                let d = (sa - se).abs();
+                worst = if d.is_nan() || worst.is_nan() { f64::NAN } else { worst.max(d) };
+                scale = scale.max(se.abs());
+                // |Δ(Σ wq·wp)| ≤ floor · (Σ|wq| + Σ|wp|): the f32 noise the floor allows in a score.
+                noise = noise.max(tol.noise_floor * (metrics::l1(&expected[i]) + metrics::l1(&expected[j])));
             }
-        };
-        let failed = failed_checks(&metrics, &tokens, score_diff, &tol);
-        let mut row = RowResult { index: i, id: ids[i].clone(), metrics, score_diff, tokens, failed, diagnosis: None };
-        if !row.pass() {
-            row.diagnosis = Some(diagnosis::diagnose(&row, &actual[i], &expected[i], &tol, alternatives)?);
+            // Beyond the noise floor, relative to the largest expected score.
+            let beyond = if worst.is_nan() { f64::NAN } else { (worst - noise).max(0.0) };
+            let s = if scale > 0.0 { beyond / scale } else { beyond };
+            row.score_diff = Some(s);
+            row.failed = failed_checks(&row.metrics, &row.tokens, Some(s), &tol);
         }
-        rows.push(row);
+    }
+    for row in rows.iter_mut().filter(|r| !r.pass() && r.diagnosis.is_none()) {
+        let i = row.index;
+        row.diagnosis = Some(diagnosis::diagnose(row, &actual[i], &expected[i], &tol, alternatives)?);
     }
     let summary = Summary::of(&rows);
     Ok(PipelineResult { pipeline, tolerance: tol, rows, summary })

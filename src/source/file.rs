@@ -279,3 +279,25 @@ fn read_jsonl(path: &Path) -> Result<FileVectors> {
     }
     Ok(FileVectors { kind: kind.unwrap_or(OutputKind::Dense), rows, ids: if ids.is_empty() { None } else { Some(ids) } })
 }
+
+/// Writes values as JSON Lines, the format `.jsonl` files and `cmd:` programs use: one
+/// `{"id", "embedding" | "sparse" | "colbert", "token_ids"}` object per text.
+pub fn to_jsonl(texts: &[TextItem], vectors: &[Vector], token_ids: &[Vec<u32>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for ((t, v), ids) in texts.iter().zip(vectors).zip(token_ids) {
+        let value = match v {
+            Vector::Dense(d) => serde_json::json!({"embedding": d}),
+            Vector::Sparse(s) => {
+                let m: serde_json::Map<String, serde_json::Value> = s.iter().map(|(id, w)| (id.to_string(), serde_json::json!(w))).collect();
+                serde_json::json!({"sparse": m})
+            }
+            Vector::Multi(m) => serde_json::json!({"colbert": m}),
+        };
+        let mut obj = value.as_object().cloned().unwrap_or_default();
+        obj.insert("id".into(), serde_json::json!(t.id));
+        obj.insert("token_ids".into(), serde_json::json!(ids));
+        out.extend_from_slice(serde_json::Value::Object(obj).to_string().as_bytes());
+        out.push(b'\n');
+    }
+    out
+}
