@@ -149,6 +149,16 @@ fn normalized(v: &Vector) -> Option<Vector> {
     }
 }
 
+/// `v` with every component rounded through `round` (a storage precision); `None` for sparse values.
+fn rounded(v: &Vector, round: fn(f32) -> f32) -> Option<Vector> {
+    let r = |x: &f32| round(*x);
+    match v {
+        Vector::Dense(d) => Some(Vector::Dense(d.iter().map(r).collect())),
+        Vector::Multi(m) => Some(Vector::Multi(m.iter().map(|row| row.iter().map(r).collect()).collect())),
+        Vector::Sparse(_) => None,
+    }
+}
+
 fn first_non_finite(v: &Vector) -> Option<usize> {
     match v {
         Vector::Dense(d) => d.iter().position(|x| !x.is_finite()),
@@ -278,7 +288,13 @@ pub fn diagnose(row: &RowResult, actual: &Vector, expected: &Vector, tol: &Toler
     let ours_matches = ours.as_ref().is_some_and(|o| passes(o, expected, tol) || !external);
     if let Some(base) = ours.as_ref().filter(|_| ours_matches) {
         let mut best: Option<(String, f64)> = None;
-        for (name, v) in alt.other_precisions(row.index)? {
+        // Computing in another precision, and storing the result in one (a reference saved as f16).
+        let mut candidates = alt.other_precisions(row.index)?;
+        let storage: [(&str, fn(f32) -> f32); 2] = [("f16", |x| half::f16::from_f32(x).to_f32()), ("bf16", |x| half::bf16::from_f32(x).to_f32())];
+        candidates.extend(storage
+            .into_iter()
+            .filter_map(|(name, round)| rounded(base, round).map(|v| (format!("{name} storage of the value"), v))));
+        for (name, v) in candidates {
             let d = metrics::compare(&v, base).rel_l2;
             let (lo, hi) = PRECISION_BAND;
             let fits = d.is_finite() && d > 0.0 && m.rel_l2 >= lo * d && m.rel_l2 <= hi * d;

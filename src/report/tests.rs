@@ -26,6 +26,7 @@ fn row(index: usize, id: &str, rel: f64, tokens: TokenMatch, tol: &Tolerance) ->
         jaccard: None,
         rows: None,
         same_shape: true,
+        components: 384,
     };
     let failed = failed_checks(&metrics, &tokens, None, tol);
     RowResult { index, id: id.to_string(), metrics, score_diff: None, tokens, failed, diagnosis: None }
@@ -42,11 +43,13 @@ fn suite(name: &str, pipelines: Vec<PipelineResult>, skipped: Option<&str>) -> S
         dir: PathBuf::from("fixtures/suites").join(name),
         model: "sentence-transformers/all-MiniLM-L6-v2".into(),
         dtype: "f32".into(),
+        source: crate::source::SourceInfo::own_pipeline("sentence-transformers/all-MiniLM-L6-v2"),
         max_length: pipelines.iter().map(|p| (p.pipeline.name().to_string(), 256)).collect(),
         reference_metadata: BTreeMap::from([("transformers".to_string(), "4.44.2".to_string())]),
         pipelines,
         skipped: skipped.map(str::to_string),
         changed_files: Vec::new(),
+        notes: Vec::new(),
     }
 }
 
