@@ -29,6 +29,9 @@ pub struct Metrics {
     pub same_shape: bool,
     /// How many components were compared (dense width; sparse: ids in the union; ColBERT: rows × width).
     pub components: usize,
+    /// The largest |expected| component: f32 noise in a component grows with its size, so the `max_abs` check
+    /// allows `max_rel_l2` of it on top (numpy's `atol + rtol·|e|`, with the largest |e|).
+    pub max_abs_expected: f64,
 }
 
 impl Metrics {
@@ -47,6 +50,7 @@ impl Metrics {
             rows: None,
             same_shape: false,
             components: 0,
+            max_abs_expected: f64::NAN,
         }
     }
 }
@@ -97,6 +101,7 @@ pub fn dense(a: &[f32], e: &[f32]) -> Metrics {
         rows: None,
         same_shape,
         components: a.len().max(e.len()),
+        max_abs_expected: e.iter().map(|x| f64::from(x.abs())).fold(0.0, f64::max),
     }
 }
 

@@ -117,7 +117,7 @@ pub fn failed_checks(m: &Metrics, tokens: &TokenMatch, score_diff: Option<f64>, 
     if !(m.rel_l2 <= tol.max_rel_l2 || m.l2 <= tol.noise_floor * (m.components as f64).sqrt()) {
         f.push("rel_l2");
     }
-    if !(m.max_abs_diff <= tol.max_abs + tol.noise_floor) {
+    if !(m.max_abs_diff <= tol.max_abs + tol.max_rel_l2 * m.max_abs_expected + tol.noise_floor) {
         f.push("max_abs");
     }
     if let Some(j) = m.jaccard {

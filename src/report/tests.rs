@@ -27,6 +27,7 @@ fn row(index: usize, id: &str, rel: f64, tokens: TokenMatch, tol: &Tolerance) ->
         rows: None,
         same_shape: true,
         components: 384,
+        max_abs_expected: 0.2,
     };
     let failed = failed_checks(&metrics, &tokens, None, tol);
     RowResult { index, id: id.to_string(), metrics, score_diff: None, tokens, failed, diagnosis: None }
