@@ -298,8 +298,11 @@ pub fn diagnose(row: &RowResult, actual: &Vector, expected: &Vector, tol: &Toler
         for (name, v) in candidates {
             let d = metrics::compare(&v, base).rel_l2;
             let (lo, hi) = PRECISION_BAND;
-            let fits = d.is_finite() && d > 0.0 && m.rel_l2 >= lo * d && m.rel_l2 <= hi * d;
-            tried.push(format!("{name} (drift {d:.3e})"));
+            // Of the size is not enough (any fault of that size would do): the lower precision must also move
+            // embcheck's value towards the subject, closer than the other side is.
+            let towards = metrics::compare(&v, subject).rel_l2 < m.rel_l2;
+            let fits = towards && d.is_finite() && d > 0.0 && m.rel_l2 >= lo * d && m.rel_l2 <= hi * d;
+            tried.push(format!("{name} (drift {d:.3e}{})", if towards { "" } else { ", not towards it" }));
             let closeness = (m.rel_l2 / d).ln().abs();
             if fits && best.as_ref().is_none_or(|(_, b)| closeness < (m.rel_l2 / b).ln().abs()) {
                 best = Some((name, d));

@@ -267,9 +267,15 @@ impl Client {
         let none = vec![None; texts.len()];
         let Reply::Ok(v) = self.request("POST", &url, Some(json!({"inputs": texts, "add_special_tokens": true})))? else { return Ok(none) };
         let Some(rows) = v.as_array().filter(|r| r.len() == texts.len()) else { return Ok(none) };
+        // TEI's /tokenize does not truncate while /embed does (auto-truncate): ids longer than the server's max
+        // input length are not what its model received, so they are left out rather than guessed.
+        let limit = self.info.get("max_input_length").and_then(|m| m.parse::<usize>().ok()).unwrap_or(usize::MAX);
         Ok(rows
             .iter()
-            .map(|r| r.as_array().and_then(|toks| toks.iter().map(|t| t["id"].as_u64().and_then(|x| u32::try_from(x).ok())).collect()))
+            .map(|r| {
+                let ids: Option<Vec<u32>> = r.as_array()?.iter().map(|t| t["id"].as_u64().and_then(|x| u32::try_from(x).ok())).collect();
+                ids.filter(|ids| ids.len() <= limit)
+            })
             .collect())
     }
 }

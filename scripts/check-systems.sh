@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Checks real systems under test with `embcheck check --against` and asserts each verdict and diagnosis:
+#   - the seed scenario: a transformers AutoModel user's raw CLS (scripts/systems/automodel_cls.py) against a
+#     bge-m3-layout suite's normalized-cls -> exit 1, normalization; with --normalize -> exit 0;
+#   - an embedding server on the real libraries (scripts/systems/serve.py; OpenAI and TEI's APIs), faithful
+#     and with one fault each -> the right diagnosis; a 500 for one text; 429 retried; nothing listening -> 2;
+#   - models with weight scales unlike the bundled ones (scripts/make_scaled_model.py), references made by
+#     the Python libraries now -> every f32 pipeline passes; the same computed in f16 fails.
+# Needs the reference stack (.venv-ref, made here if absent) and a release build. Run by scripts/test.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -x .venv-ref/bin/python ] || bash scripts/setup-reference-env.sh
+PY=$PWD/.venv-ref/bin/python
+cargo build --release --quiet
+E=$PWD/target/release/embcheck
+tmp=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$tmp"; }
+trap cleanup EXIT
+failures=0
+ran=0
+
+# expect NAME CODE KEYWORD SUITE PIPELINE SOURCE [extra check args]: KEYWORD "-" when passing.
+expect() {
+  local name=$1 code=$2 keyword=$3 suite=$4 pipeline=$5 source=$6; shift 6
+  local rep=$tmp/rep-$ran got=0
+  ran=$((ran + 1))
+  "$E" check "$suite" --against "$source" --pipeline "$pipeline" --report-dir "$rep" "$@" >"$rep.log" 2>&1 || got=$?
+  local seen="-"
+  if [ -f "$rep/$(basename "$suite")/diff.csv" ]; then
+    seen=$("$PY" - "$rep/$(basename "$suite")/diff.csv" <<'PYEOF'
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+kw = sorted({r["diagnosis"] for r in rows if r["pass"] != "true"})
+print(",".join(kw) if kw else "-")
+PYEOF
+)
+  fi
+  if [ "$got" = "$code" ] && [ "$seen" = "$keyword" ]; then
+    printf 'ok    %-44s exit %s  %s\n' "$name" "$got" "$seen"
+  else
+    printf 'FAIL  %-44s exit %s (expected %s)  %s (expected %s)\n' "$name" "$got" "$code" "$seen" "$keyword"
+    sed 's/^/      /' "$rep.log" | head -12
+    failures=$((failures + 1))
+  fi
+}
+
+# serve ARGS...: starts serve.py, sets URL.
+serve() {
+  "$PY" scripts/systems/serve.py --port 0 "$@" >"$tmp/serve.out" 2>"$tmp/serve.err" &
+  pids+=($!)
+  for _ in $(seq 1 120); do
+    if grep -q LISTENING "$tmp/serve.out" 2>/dev/null; then
+      URL="http://127.0.0.1:$(awk '/LISTENING/ {print $2}' "$tmp/serve.out")"
+      return 0
+    fi
+    sleep 0.5
+  done
+  echo "serve.py did not start: $(cat "$tmp/serve.err")" >&2
+  exit 1
+}
+stop() { kill "${pids[-1]}" 2>/dev/null || true; wait "${pids[-1]}" 2>/dev/null || true; }
+
+echo "== the seed scenario (cmd:)"
+XLMR=fixtures/suites/tiny-xlmr-m3
+AUTO="cmd:$PY scripts/systems/automodel_cls.py --model fixtures/models/tiny-xlmr-m3 --max-length 128"
+expect "AutoModel raw CLS vs normalized-cls" 1 normalization $XLMR normalized-cls "$AUTO"
+expect "AutoModel + F.normalize vs normalized-cls" 0 - $XLMR normalized-cls "$AUTO --normalize"
+
+echo "== an embedding server on the real libraries (HTTP)"
+BERT=fixtures/suites/tiny-bert-mean
+M=fixtures/models/tiny-bert-mean
+serve --model $M --max-length 64
+expect "faithful, OpenAI API" 0 - $BERT sentence-transformers "$URL" --api openai
+expect "faithful, TEI API (detected)" 0 - $BERT sentence-transformers "$URL"
+stop
+for fault in "--no-normalize:normalization" "--pooling cls:pooling" "--max-length 12:truncation"; do
+  serve --model $M --max-length 64 ${fault%%:*}
+  expect "server ${fault%%:*}" 1 "${fault##*:}" $BERT sentence-transformers "$URL" --api openai
+  stop
+done
+serve --model fixtures/models/tiny-xlmr-m3 --max-length 128 --no-strip
+expect "server --no-strip (XLM-R)" 1 preprocessing $XLMR sentence-transformers "$URL" --api openai
+stop
+serve --model $M --max-length 64 --fail-text-containing "quick brown fox"
+expect "server answers 500 for one text" 1 rejected $BERT sentence-transformers "$URL" --api openai
+stop
+serve --model $M --max-length 64 --status-on-first 429
+expect "server answers 429 once (retried)" 0 - $BERT sentence-transformers "$URL" --api tei
+stop
+port=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+expect "nothing listening" 2 - $BERT sentence-transformers "http://127.0.0.1:$port"
+
+if [ "${EMBCHECK_SYSTEMS_QUICK:-}" != 1 ]; then
+echo "== models with other weight scales (references made now by the Python libraries)"
+cat fixtures/texts/core.jsonl fixtures/texts/unseen.jsonl > "$tmp/texts.jsonl"
+for cfg in "big 16 1.0 0.0" "small-sparse 1 0.05 0.6" "tiny-hidden 0.25 0.5 -0.3"; do
+  set -- $cfg
+  "$PY" scripts/make_scaled_model.py --model fixtures/models/tiny-xlmr-m3 --out "$tmp/model-$1" --hidden-scale "$2" \
+    --sparse-weight-scale "$3" --sparse-bias "$4" --seed 7 >/dev/null
+  "$PY" scripts/generate_fixtures.py --model "$tmp/model-$1" --texts "$tmp/texts.jsonl" --out "$tmp/suite-$1" \
+    --max-length 512 >"$tmp/gen-$1.log" 2>&1 || { cat "$tmp/gen-$1.log"; exit 1; }
+  got=0
+  "$E" check "$tmp/suite-$1" --report-dir "$tmp/rep-scaled-$1" >"$tmp/scaled-$1.log" 2>&1 || got=$?
+  ran=$((ran + 1))
+  if [ "$got" = 0 ]; then
+    printf 'ok    %-44s exit 0\n' "scaled model $1, every pipeline in f32"
+  else
+    printf 'FAIL  %-44s exit %s (expected 0)\n' "scaled model $1, every pipeline in f32" "$got"; grep -E "FAIL|^    " "$tmp/scaled-$1.log" | head; failures=$((failures + 1))
+  fi
+  expect "scaled model $1, m3-sparse computed in f16" 1 precision "$tmp/suite-$1" m3-sparse \
+    "cmd:$E embed --model $tmp/model-$1 --pipeline m3-sparse --max-length 512 --dtype f16 --input - --output -"
+done
+fi
+
+echo
+echo "systems: $((ran - failures)) passed, $failures failed"
+[ "$failures" = 0 ]
