@@ -216,11 +216,11 @@ impl Suite {
             Err(e) => return Err(e),
         };
         report.changed_files = crate::fixture::provenance::model_file_changes(&report.reference_metadata, &files.dir)?;
-        let model = Model::from_files(files, spec.dtype)?;
-        let mut options = spec.options.clone();
-        if options.st_strip.is_none() {
-            options.st_strip = reference_st_strip(&report.reference_metadata);
-        }
+        // Mirror the Python stack the reference was made with (its recorded library versions).
+        let stack = crate::model::Stack::from_reference(&report.reference_metadata)
+            .map_err(|e| Error::input(spec.reference_path(), e.to_string()))?;
+        let model = Model::from_files_for(files, spec.dtype, stack)?;
+        let options = spec.options.clone();
         let pipelines = kinds.iter().map(|&k| Pipeline::build(k, &model, &options)).collect::<Result<Vec<_>>>()?;
         let strings: Vec<String> = texts.iter().map(|t| t.text.clone()).collect();
         let ids: Vec<String> = texts.iter().map(|t| t.id.clone()).collect();
@@ -241,12 +241,6 @@ impl Suite {
         }
         Ok(report)
     }
-}
-
-/// Whether sentence-transformers stripped the texts, from the library versions the reference records.
-fn reference_st_strip(metadata: &BTreeMap<String, String>) -> Option<bool> {
-    let libs: BTreeMap<String, String> = serde_json::from_str(metadata.get("libraries")?).ok()?;
-    crate::pipeline::st_strips(libs.get("sentence-transformers")?, libs.get("transformers")?)
 }
 
 /// How many failing texts per pipeline get alternatives computed (each costs encoder passes).
@@ -342,7 +336,7 @@ impl Alternatives for ModelAlternatives<'_> {
             }
             let name = dtype_name(dt);
             if !self.others.contains_key(name) {
-                let m = Model::from_files(self.model.files.clone(), dt)?;
+                let m = Model::from_files_for(self.model.files.clone(), dt, self.model.stack)?;
                 self.others.insert(name, m);
             }
             let (v, _, _) = Self::single(&self.others[name], self.pipeline, &self.texts[index])?;

@@ -121,22 +121,9 @@ pub struct PipelineOptions {
     pub prompt_name: Option<String>,
     /// A sentence-transformers prompt given as text (wins over `prompt_name`).
     pub prompt: Option<String>,
-    /// Whether sentence-transformers strips the text: `None` for the pinned reference stack's behaviour
-    /// (5.1: it does); see [`st_strips`] to derive it from the versions a reference was made with.
+    /// Whether sentence-transformers strips the text: `None` for what the model's [`Stack`](crate::model::Stack) does
+    /// (`str.strip()` up to sentence-transformers 5.3).
     pub st_strip: Option<bool>,
-}
-
-/// Whether `SentenceTransformer.encode` strips leading and trailing whitespace, by library version:
-/// up to 5.3 it calls `str.strip()`; from 5.4 it does not, but transformers 5's tokenizers drop that
-/// whitespace themselves. `None` when a version does not parse.
-pub fn st_strips(sentence_transformers: &str, transformers: &str) -> Option<bool> {
-    let major_minor = |v: &str| -> Option<(u32, u32)> {
-        let mut it = v.split(|c: char| !c.is_ascii_digit()).filter(|p| !p.is_empty());
-        Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
-    };
-    let st = major_minor(sentence_transformers)?;
-    let tf = major_minor(transformers)?;
-    Some(st < (5, 4) || tf >= (5, 0))
 }
 
 /// How the text is changed before tokenizing.
@@ -146,8 +133,20 @@ pub struct TextPrep {
     pub prefix: String,
     /// Python `str.strip()` (sentence-transformers ≤ 5.3).
     pub strip: bool,
-    /// Python `str.lower()` (`do_lower_case`).
-    pub lowercase: bool,
+    /// `do_lower_case`, as the sentence-transformers version applies it.
+    pub lowercase: Lowercase,
+}
+
+/// How sentence-transformers lowercases for `do_lower_case`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lowercase {
+    /// Not at all.
+    No,
+    /// Python `str.lower()` on the text (up to 5.3): `Σ` at the end of a word becomes `ς`.
+    Python,
+    /// A `Lowercase` normalizer in front of the tokenizer's (5.4 and later): character by character, so
+    /// `Σ` is always `σ`.
+    PerChar,
 }
 
 impl TextPrep {
@@ -157,8 +156,10 @@ impl TextPrep {
         if self.strip {
             s = python_strip(&s).to_string();
         }
-        if self.lowercase {
-            s = s.to_lowercase();
+        match self.lowercase {
+            Lowercase::No => {}
+            Lowercase::Python => s = s.to_lowercase(),
+            Lowercase::PerChar => s = s.chars().flat_map(char::to_lowercase).collect(),
         }
         s
     }
@@ -209,7 +210,7 @@ impl Pipeline {
         let flag_prep = || TextPrep {
             prefix: if kind.is_flag_embedding() { opts.instruction.clone().unwrap_or_default() } else { String::new() },
             strip: false,
-            lowercase: false,
+            lowercase: Lowercase::No,
         };
         let hidden = model.config.hidden_size;
         let (prep, head) = match kind {
@@ -228,7 +229,23 @@ impl Pipeline {
                     // encode() applies default_prompt_name when no prompt is given.
                     (None, None) => st.default_prompt_name.as_ref().and_then(|n| st.prompts.get(n)).cloned().unwrap_or_default(),
                 };
-                let prep = TextPrep { prefix: prompt.clone(), strip: opts.st_strip.unwrap_or(true), lowercase: st.do_lower_case };
+                let stack = model.stack;
+                let lowercase = match (st.do_lower_case, stack.st_lowercases_in_normalizer()) {
+                    (false, _) => Lowercase::No,
+                    (true, false) => Lowercase::Python,
+                    // No second Lowercase when the tokenizer's normalizer has one.
+                    (true, true) if model.tokenizer.has_lowercase_normalizer() => Lowercase::No,
+                    (true, true) => Lowercase::PerChar,
+                };
+                let prep = TextPrep { prefix: prompt.clone(), strip: opts.st_strip.unwrap_or(stack.st_strips()), lowercase };
+                let cls_masked = st.modules.iter().any(|m| matches!(m, StModule::Pooling(p) if p.cls && !p.include_prompt));
+                if !prompt.is_empty() && cls_masked && stack.st_cls_skips_prompt() {
+                    return Err(Error::Usage(format!(
+                        "sentence-transformers {} pools CLS at the first token after a masked prompt (include_prompt false); \
+                         embcheck mirrors CLS at position 0 only",
+                        stack.sentence_transformers
+                    )));
+                }
                 // With include_prompt false the library masks the prompt's tokens: `tokenize([prompt])`'s
                 // length, less one when the last id is special (the closing `[SEP]` / `</s>`).
                 let prompt_len = if prompt.is_empty() {
@@ -316,11 +333,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn strip_follows_the_library_versions() {
-        assert_eq!(st_strips("5.1.2", "4.56.2"), Some(true));
-        assert_eq!(st_strips("5.4.0", "4.56.2"), Some(false));
-        assert_eq!(st_strips("6.2.0", "5.24.0"), Some(true));
-        assert_eq!(st_strips("dev", "4.56"), None);
+    fn lowercase_per_version() {
+        let prep = |lowercase| TextPrep { prefix: String::new(), strip: false, lowercase };
+        // Python's str.lower() knows the final sigma; a per-character lowercase does not.
+        assert_eq!(prep(Lowercase::Python).apply("ΟΔΟΣ Α"), "οδος α");
+        assert_eq!(prep(Lowercase::PerChar).apply("ΟΔΟΣ Α"), "οδοσ α");
+        assert_eq!(prep(Lowercase::No).apply("ΟΔΟΣ"), "ΟΔΟΣ");
     }
 
     #[test]
