@@ -212,6 +212,14 @@ impl Pipeline {
             strip: false,
             lowercase: Lowercase::No,
         };
+        if kind.is_flag_embedding() && model.stack.rebuilds_tokenizers() {
+            // There is no Python to mirror: FlagEmbedding 1.4.2 does not import under transformers 5.
+            return Err(Error::Usage(format!(
+                "{kind} is FlagEmbedding's, which does not run under transformers {} (FlagEmbedding 1.4.2 needs transformers 4): \
+                 use the transformers4 stack",
+                model.stack.transformers
+            )));
+        }
         let hidden = model.config.hidden_size;
         let (prep, head) = match kind {
             PipelineKind::RawCls => (flag_prep(), Head::Cls { normalize: false }),
