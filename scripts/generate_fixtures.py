@@ -49,7 +49,7 @@ Query texts (none of these by default; then every pipeline encodes the texts as 
                           query_max_length, which the script also sets to N; FlagEmbedding's default is 512).
                           raw-cls (transformers AutoModel has no instruction) and sentence-transformers are unaffected.
   --prompt TEXT           sentence-transformers encode(..., prompt=TEXT): the text becomes TEXT + text (then
-  --prompt-name NAME      stripped, as always); or encode(..., prompt_name=NAME), the prompt from the model's
+  --prompt-name NAME      stripped up to sentence-transformers 5.3); or encode(..., prompt_name=NAME), the prompt from the model's
                           config_sentence_transformers.json. If the Pooling module has include_prompt=false, the
                           first prompt_length tokens (len(tokenize([prompt])) minus a trailing special token, so
                           [CLS] included) are masked out of the pooling. Only the sentence-transformers pipeline.
@@ -533,7 +533,7 @@ def run_st(model: str, texts: list[str], n: int, bs: int, prompt: str | None = N
         pools = [m for m in st if type(m).__name__ == "Pooling"]
         inc = all(m.include_prompt for m in pools)
         res.update(prompt_length=pl, include_prompt=inc)
-        call += (f" (each text prefixed: {eff!r} + text, then stripped and truncated to {n} tokens; prompt_length "
+        call += (f" (each text prefixed: {eff!r} + text, then {'stripped and ' if st_strips_texts() else ''}truncated to {n} tokens; prompt_length "
                  f"{pl}, Pooling include_prompt={inc}" + (f": the first {pl} tokens are masked out of the pooling)"
                                                           if not inc else ")"))
         res["call"] = call
