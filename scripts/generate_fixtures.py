@@ -529,7 +529,8 @@ def run_st(model: str, texts: list[str], n: int, bs: int, prompt: str | None = N
         # SentenceTransformer._get_prompt_length: len(tokenize([prompt])["input_ids"]) minus 1 when the last id is
         # a special token ([SEP], </s>); passed to Pooling as features["prompt_length"], which with
         # include_prompt=False sets attention_mask[:, :prompt_length] = 0 (CLS pooling takes token 0 regardless).
-        pl = st._get_prompt_length(eff)
+        # 5.x: SentenceTransformer._get_prompt_length; 6.x: the Transformer module's (same rule).
+        pl = st._get_prompt_length(eff) if hasattr(st, "_get_prompt_length") else st[0]._get_prompt_length(eff)
         pools = [m for m in st if type(m).__name__ == "Pooling"]
         inc = all(m.include_prompt for m in pools)
         res.update(prompt_length=pl, include_prompt=inc)
