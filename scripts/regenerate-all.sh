@@ -70,6 +70,8 @@ if [ -x "$PY5" ]; then
     --note "$TF5" \
     --note "transformers 5 rebuilds XLMRobertaTokenizer keeping only the Precompiled normalizer of tokenizer.json (its Strip and Replace go), pre-tokenizer WhitespaceSplit + Metaspace."
   "${G5[@]}" --model fixtures/models/tiny-bert-mean --texts fixtures/texts/core.jsonl --out "$S/tiny-bert-mean-tf5" --note "$TF5"
+  "${G5[@]}" --model fixtures/models/tiny-bert-cls --texts fixtures/texts/core.jsonl --out "$S/tiny-bert-cls-tf5" --note "$TF5" \
+    --note "sentence_bert_config.json do_lower_case true on a cased tokenizer: sentence-transformers 6 puts a Lowercase normalizer in front of the tokenizer's (per character, after special tokens are split off) instead of str.lower()."
   "${G5[@]}" --model fixtures/models/tiny-bert-cased-config-override --texts fixtures/texts/core.jsonl \
     --out "$S/tiny-bert-cased-config-override-tf5" --note "$TF5" \
     --note "transformers 5's BertTokenizer rebuilds the normalizer from tokenizer_config.json (lowercase by default, tokenize_chinese_chars false here)."

@@ -276,7 +276,7 @@ impl<'a> ModelAlternatives<'a> {
 
     /// Runs `pipeline` on one text alone with `model`; also returns the hidden rows.
     fn single(model: &Model, pipeline: &Pipeline, text: &str) -> Result<(Vector, Vec<f32>, usize)> {
-        let ids = model.tokenizer.encode_all(&[pipeline.prep.apply(text)], pipeline.max_length)?;
+        let ids = pipeline.prep.tokenize(&model.tokenizer, &[text.to_string()], pipeline.max_length)?;
         let mut out = None;
         for_each_batch(model, &ids, 1, |_, tokens, h| {
             out = Some((pipeline.apply(tokens, &ids[0], h)?, tokens.to_vec(), h));
@@ -307,7 +307,7 @@ impl Alternatives for ModelAlternatives<'_> {
         if !self.allowed(index) {
             return Ok(Vec::new());
         }
-        let n = self.model.tokenizer.encode_all(&[self.pipeline.prep.apply(&self.texts[index])], self.pipeline.max_length)?[0].len();
+        let n = self.pipeline.prep.tokenize(&self.model.tokenizer, &self.texts[index..=index], self.pipeline.max_length)?[0].len();
         // The reference's own max length first, then the usual settings (powers of two, 384, ...).
         let mut out: Vec<usize> = self.reference_max_length.into_iter().collect();
         out.extend((3..14).map(|k| 1usize << k).chain([384, 768]));

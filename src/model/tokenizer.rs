@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::sync::Mutex;
 
-use tokenizers::normalizers::{BertNormalizer, NormalizerWrapper};
+use tokenizers::normalizers::{BertNormalizer, Lowercase, NormalizerWrapper, Sequence};
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
 use crate::error::{read_json, Error, Result};
@@ -39,6 +39,9 @@ pub struct TextTokenizer {
     /// Behind a lock because truncation is set per call (to the caller's max length), not copied per call:
     /// a clone would copy the whole vocabulary.
     inner: Mutex<Tokenizer>,
+    /// The same tokenizer with a `Lowercase` normalizer in front of its own, as sentence-transformers 5.4+
+    /// sets it up for `do_lower_case`; built on first use.
+    lowercased: Mutex<Option<Tokenizer>>,
     /// The special token ids read from special_tokens_map.json / tokenizer_config.json.
     pub special: SpecialIds,
 }
@@ -72,28 +75,30 @@ impl TextTokenizer {
             inner.token_to_id(name)
         };
         let special = SpecialIds { cls: lookup("cls_token"), eos: lookup("eos_token"), pad: lookup("pad_token"), unk: lookup("unk_token") };
-        Ok(TextTokenizer { inner: Mutex::new(inner), special })
+        Ok(TextTokenizer { inner: Mutex::new(inner), lowercased: Mutex::new(None), special })
     }
 
     /// Token ids of each text, special tokens added, truncated (longest-first, from the right) to
     /// `max_length` tokens counting the special tokens: `tokenizer(texts, truncation=True, max_length=N)`.
     pub fn encode_all(&self, texts: &[String], max_length: usize) -> Result<Vec<Vec<u32>>> {
         let mut tk = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        tk.with_truncation(Some(TruncationParams {
-            direction: TruncationDirection::Right,
-            max_length,
-            strategy: TruncationStrategy::LongestFirst,
-            stride: 0,
-        }))
-        .map_err(|e| Error::Usage(format!("cannot truncate to {max_length} tokens: {e}")))?;
-        texts
-            .iter()
-            .map(|t| {
-                tk.encode(t.as_str(), true)
-                    .map(|e| e.get_ids().to_vec())
-                    .map_err(|e| Error::Usage(format!("cannot tokenize {t:?}: {e}")))
-            })
-            .collect()
+        encode_truncated(&mut tk, texts, max_length)
+    }
+
+    /// [`encode_all`](Self::encode_all) with a `Lowercase` normalizer put in front of the tokenizer's own, as
+    /// sentence-transformers 5.4+ does for `do_lower_case`: the text is lowercased character by character
+    /// after the special tokens are split off, so a literal `[CLS]` in a text stays the special token.
+    pub fn encode_all_lowercased(&self, texts: &[String], max_length: usize) -> Result<Vec<Vec<u32>>> {
+        let mut slot = self.lowercased.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if slot.is_none() {
+            let mut tk = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+            let mut chain: Vec<NormalizerWrapper> = vec![Lowercase.into()];
+            chain.extend(tk.get_normalizer().cloned());
+            tk.with_normalizer(Some(Sequence::new(chain)))
+                .map_err(|e| Error::Usage(format!("cannot add a Lowercase normalizer: {e}")))?;
+            *slot = Some(tk);
+        }
+        encode_truncated(slot.as_mut().expect("built above"), texts, max_length)
     }
 
     /// Whether the normalizer is, or contains, a `Lowercase` normalizer (sentence-transformers 5.4+ then adds
@@ -111,6 +116,25 @@ impl TextTokenizer {
         let tk = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         tk.get_added_tokens_decoder().get(&id).is_some_and(|t| t.special)
     }
+}
+
+/// Sets truncation to `max_length` (longest-first, from the right) and encodes each text with special tokens.
+fn encode_truncated(tk: &mut Tokenizer, texts: &[String], max_length: usize) -> Result<Vec<Vec<u32>>> {
+    tk.with_truncation(Some(TruncationParams {
+        direction: TruncationDirection::Right,
+        max_length,
+        strategy: TruncationStrategy::LongestFirst,
+        stride: 0,
+    }))
+    .map_err(|e| Error::Usage(format!("cannot truncate to {max_length} tokens: {e}")))?;
+    texts
+        .iter()
+        .map(|t| {
+            tk.encode(t.as_str(), true)
+                .map(|e| e.get_ids().to_vec())
+                .map_err(|e| Error::Usage(format!("cannot tokenize {t:?}: {e}")))
+        })
+        .collect()
 }
 
 /// `BertTokenizerFast.__init__` replaces the BertNormalizer's `lowercase`, `strip_accents` and

@@ -11,7 +11,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::error::{Error, Result};
-use crate::model::Model;
+use crate::model::{Model, TextTokenizer};
 pub use m3::M3Heads;
 pub use pooling::{normalize, Pool, PoolingConfig};
 pub use st::{StConfig, StModule};
@@ -144,9 +144,10 @@ pub enum Lowercase {
     No,
     /// Python `str.lower()` on the text (up to 5.3): `Σ` at the end of a word becomes `ς`.
     Python,
-    /// A `Lowercase` normalizer in front of the tokenizer's (5.4 and later): character by character, so
-    /// `Σ` is always `σ`.
-    PerChar,
+    /// A `Lowercase` normalizer in front of the tokenizer's (5.4 and later): character by character (`Σ` is
+    /// always `σ`), after special tokens are split off (a literal `[CLS]` stays special). Done by the
+    /// tokenizer in [`TextPrep::tokenize`], not by [`TextPrep::apply`].
+    Normalizer,
 }
 
 impl TextPrep {
@@ -159,9 +160,19 @@ impl TextPrep {
         match self.lowercase {
             Lowercase::No => {}
             Lowercase::Python => s = s.to_lowercase(),
-            Lowercase::PerChar => s = s.chars().flat_map(char::to_lowercase).collect(),
+            Lowercase::Normalizer => {}
         }
         s
+    }
+
+    /// The token ids of each text, prepared and tokenized as the library does (special tokens added,
+    /// truncated to `max_length`).
+    pub fn tokenize(&self, tokenizer: &TextTokenizer, texts: &[String], max_length: usize) -> Result<Vec<Vec<u32>>> {
+        let prepared: Vec<String> = texts.iter().map(|t| self.apply(t)).collect();
+        match self.lowercase {
+            Lowercase::Normalizer => tokenizer.encode_all_lowercased(&prepared, max_length),
+            _ => tokenizer.encode_all(&prepared, max_length),
+        }
     }
 }
 
@@ -243,7 +254,7 @@ impl Pipeline {
                     (true, false) => Lowercase::Python,
                     // No second Lowercase when the tokenizer's normalizer has one.
                     (true, true) if model.tokenizer.has_lowercase_normalizer() => Lowercase::No,
-                    (true, true) => Lowercase::PerChar,
+                    (true, true) => Lowercase::Normalizer,
                 };
                 let prep = TextPrep { prefix: prompt.clone(), strip: opts.st_strip.unwrap_or(stack.st_strips()), lowercase };
                 let cls_masked = st.modules.iter().any(|m| matches!(m, StModule::Pooling(p) if p.cls && !p.include_prompt));
@@ -259,8 +270,8 @@ impl Pipeline {
                 let prompt_len = if prompt.is_empty() {
                     0
                 } else {
-                    let bare = TextPrep { prefix: String::new(), ..prep.clone() }.apply(&prompt);
-                    let ids = model.tokenizer.encode_all(&[bare], max_length)?.remove(0);
+                    let bare = TextPrep { prefix: String::new(), ..prep.clone() };
+                    let ids = bare.tokenize(&model.tokenizer, &[prompt.clone()], max_length)?.remove(0);
                     ids.len() - usize::from(ids.last().is_some_and(|&id| model.tokenizer.is_special(id)))
                 };
                 (prep, Head::SentenceTransformers { modules: st.modules, prompt_len })
@@ -345,7 +356,8 @@ mod tests {
         let prep = |lowercase| TextPrep { prefix: String::new(), strip: false, lowercase };
         // Python's str.lower() knows the final sigma; a per-character lowercase does not.
         assert_eq!(prep(Lowercase::Python).apply("ΟΔΟΣ Α"), "οδος α");
-        assert_eq!(prep(Lowercase::PerChar).apply("ΟΔΟΣ Α"), "οδοσ α");
+        // From 5.4 the tokenizer lowercases (TextPrep::tokenize), not the text preparation.
+        assert_eq!(prep(Lowercase::Normalizer).apply("ΟΔΟΣ Α"), "ΟΔΟΣ Α");
         assert_eq!(prep(Lowercase::No).apply("ΟΔΟΣ"), "ΟΔΟΣ");
     }
 
