@@ -8,6 +8,11 @@
         [--pipelines raw-cls normalized-cls sentence-transformers m3-sparse m3-colbert] [--batch-size 8] \\
         [--dtype f32|f16] [--instruction TEXT] [--prompt TEXT | --prompt-name NAME]
 
+Runs under either stack (scripts/setup-reference-env.sh: transformers 4 with FlagEmbedding, every pipeline;
+scripts/setup-reference5-env.sh: transformers 5 / sentence-transformers 6, where FlagEmbedding does not import and
+its pipelines are skipped with one line). The versions used are recorded in the metadata key "libraries", which
+embcheck check follows.
+
 Writes, into the suite directory (each file atomically: temp file, then rename):
   texts.jsonl              the input texts (ids added as t0000, t0001, ... where absent; text unchanged)
   suite.toml               name, model (relative to the suite dir for a local model), max_length, dtype,
