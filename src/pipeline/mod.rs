@@ -271,7 +271,7 @@ impl Pipeline {
                     0
                 } else {
                     let bare = TextPrep { prefix: String::new(), ..prep.clone() };
-                    let ids = bare.tokenize(&model.tokenizer, &[prompt.clone()], max_length)?.remove(0);
+                    let ids = bare.tokenize(&model.tokenizer, std::slice::from_ref(&prompt), max_length)?.remove(0);
                     ids.len() - usize::from(ids.last().is_some_and(|&id| model.tokenizer.is_special(id)))
                 };
                 (prep, Head::SentenceTransformers { modules: st.modules, prompt_len })
