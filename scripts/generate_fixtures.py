@@ -8,6 +8,11 @@
         [--pipelines raw-cls normalized-cls sentence-transformers m3-sparse m3-colbert] [--batch-size 8] \\
         [--dtype f32|f16] [--instruction TEXT] [--prompt TEXT | --prompt-name NAME]
 
+Runs under either stack (scripts/setup-reference-env.sh: transformers 4 with FlagEmbedding, every pipeline;
+scripts/setup-reference5-env.sh: transformers 5 / sentence-transformers 6, where FlagEmbedding does not import and
+its pipelines are skipped with one line). The versions used are recorded in the metadata key "libraries", which
+embcheck check follows.
+
 Writes, into the suite directory (each file atomically: temp file, then rename):
   texts.jsonl              the input texts (ids added as t0000, t0001, ... where absent; text unchanged)
   suite.toml               name, model (relative to the suite dir for a local model), max_length, dtype,
@@ -49,7 +54,7 @@ Query texts (none of these by default; then every pipeline encodes the texts as 
                           query_max_length, which the script also sets to N; FlagEmbedding's default is 512).
                           raw-cls (transformers AutoModel has no instruction) and sentence-transformers are unaffected.
   --prompt TEXT           sentence-transformers encode(..., prompt=TEXT): the text becomes TEXT + text (then
-  --prompt-name NAME      stripped, as always); or encode(..., prompt_name=NAME), the prompt from the model's
+  --prompt-name NAME      stripped up to sentence-transformers 5.3); or encode(..., prompt_name=NAME), the prompt from the model's
                           config_sentence_transformers.json. If the Pooling module has include_prompt=false, the
                           first prompt_length tokens (len(tokenize([prompt])) minus a trailing special token, so
                           [CLS] included) are masked out of the pooling. Only the sentence-transformers pipeline.
@@ -165,6 +170,21 @@ def model_file_hashes(model_dir: Path) -> dict[str, str]:
     return {str(p.relative_to(model_dir)): sha256(p) for p in files}
 
 
+def flag_embedding_version() -> str | None:
+    """FlagEmbedding's version if it is installed and imports, else None. FlagEmbedding 1.4.2 does not import under
+    transformers 5 (it needs transformers.modeling_attn_mask_utils, which transformers 5 removed): on that stack
+    the FlagEmbedding pipelines are skipped."""
+    try:
+        version = importlib.metadata.version("FlagEmbedding")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    try:
+        import FlagEmbedding  # noqa: F401
+    except Exception:  # noqa: BLE001  any import failure means the library cannot be run here
+        return None
+    return version
+
+
 def library_versions() -> dict[str, str]:
     import sentence_transformers
     import tokenizers
@@ -175,7 +195,7 @@ def library_versions() -> dict[str, str]:
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "sentence-transformers": sentence_transformers.__version__,
-        "FlagEmbedding": importlib.metadata.version("FlagEmbedding"),
+        **({"FlagEmbedding": v} if (v := flag_embedding_version()) else {}),
         "tokenizers": tokenizers.__version__,
         "numpy": np.__version__,
         "safetensors": importlib.metadata.version("safetensors"),
@@ -202,19 +222,31 @@ def pack(seqs: list) -> tuple[np.ndarray, np.ndarray]:
 
 
 class Capture:
-    """Forward pre-hook on the underlying transformers model: records the input_ids / attention_mask
-    that each library actually fed to the model, batch by batch."""
+    """Records the input_ids / attention_mask that each library actually fed to the underlying transformers model,
+    batch by batch. It wraps the model object's own `forward` (an instance attribute; the class is untouched)
+    rather than registering a forward hook: sentence-transformers 6 calls `model.forward(**features)` directly,
+    which bypasses nn.Module hooks, while transformers and FlagEmbedding call `model(...)`, which also ends in
+    `self.forward`. functools.wraps keeps the signature that the libraries inspect."""
 
     def __init__(self, module: torch.nn.Module):
-        self.batches: list[tuple[torch.Tensor, torch.Tensor]] = []
-        self.handle = module.register_forward_pre_hook(self.hook, with_kwargs=True)
+        import functools
 
-    def hook(self, module, args, kwargs):
-        ids = kwargs.get("input_ids", args[0] if args else None)
-        mask = kwargs.get("attention_mask")
-        if mask is None and len(args) > 1:
-            mask = args[1]
-        self.batches.append((ids.detach().clone(), mask.detach().clone()))
+        self.batches: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.module = module
+        inner = module.forward
+        self.had_own = "forward" in module.__dict__
+
+        @functools.wraps(inner)
+        def forward(*args, **kwargs):
+            ids = kwargs.get("input_ids", args[0] if args else None)
+            mask = kwargs.get("attention_mask")
+            if mask is None and len(args) > 1:
+                mask = args[1]
+            self.batches.append((ids.detach().clone(), mask.detach().clone()))
+            return inner(*args, **kwargs)
+
+        self.previous = inner
+        module.forward = forward
 
     def rows(self, skip: int = 0) -> list[list[int]]:
         """Unpadded ids of every captured row (right padding checked)."""
@@ -228,7 +260,10 @@ class Capture:
         return out
 
     def remove(self):
-        self.handle.remove()
+        if self.had_own:
+            self.module.forward = self.previous
+        else:
+            del self.module.forward  # back to the class's forward
 
 
 def check_same_ids(what: str, fed: list[list[int]], ours: list[list[int]], order: np.ndarray) -> None:
@@ -425,6 +460,30 @@ def run_flag(model: str, texts: list[str], n: int, bs: int, m3: bool, want_spars
     return res
 
 
+def st_version() -> tuple[int, int]:
+    import sentence_transformers
+
+    major, minor = sentence_transformers.__version__.split(".")[:2]
+    return int(major), int(minor)
+
+
+def st_major() -> int:
+    return st_version()[0]
+
+
+def st_strips_texts() -> bool:
+    """sentence-transformers up to 5.3 calls str.strip() on every text in Transformer.tokenize; from 5.4 it does not
+    (6.2's Transformer.preprocess hands the texts to the tokenizer as they are)."""
+    return st_version() < (5, 4)
+
+
+def st_tokenize(st, texts: list[str]) -> dict:
+    """The model inputs sentence-transformers makes of `texts` (5.x: tokenize(); 6.x: preprocess(), which also returns
+    bookkeeping keys such as "modality" that the transformers model does not take)."""
+    enc = st.preprocess(texts) if hasattr(st, "preprocess") else st.tokenize(texts)
+    return {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+
+
 @torch.no_grad()
 def st_effective_prompt(st, prompt: str | None, prompt_name: str | None) -> str | None:
     """The prompt SentenceTransformer.encode() applies (5.1.2): prompt, else prompts[prompt_name], else
@@ -458,7 +517,7 @@ def run_st(model: str, texts: list[str], n: int, bs: int, prompt: str | None = N
     cap.remove()
     # encode() prepends the prompt to every text (Transformer.tokenize then strips it, as any text).
     fed = [eff + t for t in texts] if eff else texts
-    ids = [st.tokenize([t])["input_ids"][0].tolist() for t in fed]
+    ids = [st_tokenize(st, [t])["input_ids"][0].tolist() for t in fed]
     # encode() sorts by character length (np.argsort of -len(text)), batches, then restores input order.
     order = np.argsort([-len(t) for t in fed])
     check_same_ids("sentence-transformers", cap.rows(), ids, order)
@@ -475,11 +534,12 @@ def run_st(model: str, texts: list[str], n: int, bs: int, prompt: str | None = N
         # SentenceTransformer._get_prompt_length: len(tokenize([prompt])["input_ids"]) minus 1 when the last id is
         # a special token ([SEP], </s>); passed to Pooling as features["prompt_length"], which with
         # include_prompt=False sets attention_mask[:, :prompt_length] = 0 (CLS pooling takes token 0 regardless).
-        pl = st._get_prompt_length(eff)
+        # 5.x: SentenceTransformer._get_prompt_length; 6.x: the Transformer module's (same rule).
+        pl = st._get_prompt_length(eff) if hasattr(st, "_get_prompt_length") else st[0]._get_prompt_length(eff)
         pools = [m for m in st if type(m).__name__ == "Pooling"]
         inc = all(m.include_prompt for m in pools)
         res.update(prompt_length=pl, include_prompt=inc)
-        call += (f" (each text prefixed: {eff!r} + text, then stripped and truncated to {n} tokens; prompt_length "
+        call += (f" (each text prefixed: {eff!r} + text, then {'stripped and ' if st_strips_texts() else ''}truncated to {n} tokens; prompt_length "
                  f"{pl}, Pooling include_prompt={inc}" + (f": the first {pl} tokens are masked out of the pooling)"
                                                           if not inc else ")"))
         res["call"] = call
@@ -509,10 +569,20 @@ def independent_st(st, raw_model, texts: list[str], prompt: str | None = None) -
     if pool is None or type(pool).__name__ != "Pooling":
         return None
     cfg = pool.get_config_dict()
-    modes = [k for k in ["pooling_mode_cls_token", "pooling_mode_max_tokens", "pooling_mode_mean_tokens",
-                         "pooling_mode_mean_sqrt_len_tokens"] if cfg.get(k)]
-    if cfg.get("pooling_mode_weightedmean_tokens") or cfg.get("pooling_mode_lasttoken"):
+    # sentence-transformers 6 keeps one `pooling_mode` (a name or a tuple of names, in concatenation order);
+    # 5.x keeps one boolean per mode. Both are mapped to the 5.x names.
+    names = {"cls": "pooling_mode_cls_token", "max": "pooling_mode_max_tokens", "mean": "pooling_mode_mean_tokens",
+             "mean_sqrt_len_tokens": "pooling_mode_mean_sqrt_len_tokens",
+             "weightedmean": "pooling_mode_weightedmean_tokens", "lasttoken": "pooling_mode_lasttoken"}
+    if "pooling_mode" in cfg:
+        pm = cfg["pooling_mode"]
+        active = [names[m] for m in ((pm,) if isinstance(pm, str) else pm)]
+    else:
+        active = [k for k in names.values() if cfg.get(k)]
+    if "pooling_mode_weightedmean_tokens" in active or "pooling_mode_lasttoken" in active:
         return None
+    modes = [k for k in ["pooling_mode_cls_token", "pooling_mode_max_tokens", "pooling_mode_mean_tokens",
+                         "pooling_mode_mean_sqrt_len_tokens"] if k in active]
     if any(type(m).__name__ not in ("Transformer", "Pooling", "Dense", "Normalize") for m in st):
         return None
     acts = {"torch.nn.modules.activation.Tanh": torch.tanh, "torch.nn.modules.linear.Identity": lambda x: x}
@@ -529,18 +599,22 @@ def independent_st(st, raw_model, texts: list[str], prompt: str | None = None) -
     skip = 0
     if prompt and not cfg.get("include_prompt", True):
         tok = st.tokenizer
-        p = prompt.strip().lower() if st[0].do_lower_case else prompt.strip()
+        p = prompt.strip() if st_strips_texts() else prompt
+        p = p.lower() if st[0].do_lower_case else p
         p_ids = tok(p, truncation=True, max_length=st.max_seq_length)["input_ids"]
         skip = len(p_ids) - (1 if p_ids[-1] in (tok.sep_token_id, tok.eos_token_id) else 0)
     out = []
+    # sentence-transformers 6 Pooling takes "cls" as the first position the (prompt-masked) attention mask keeps
+    # (attention_mask.argmax); 5.x takes position 0.
+    cls_at = skip if st_major() >= 6 else 0
     for t in texts:
-        enc = st.tokenize([t])
+        enc = st_tokenize(st, [t])
         h = raw_model(**enc)[0][0]
         k = h[skip:]  # the non-prompt tokens (all of them without a masked prompt)
         parts = []
         for m in modes:
             if m == "pooling_mode_cls_token":
-                parts.append(h[0])
+                parts.append(h[cls_at])
             elif m == "pooling_mode_max_tokens":
                 parts.append(k.max(0).values)
             elif m == "pooling_mode_mean_tokens":
@@ -723,6 +797,17 @@ def main() -> int:
         if bad:
             raise SystemExit(f"unknown pipelines {bad}; known: {ALL_PIPELINES}")
         pipelines = [p for p in ALL_PIPELINES if p in req]
+    flag_version = flag_embedding_version()
+    if flag_version is None:
+        import transformers as _tf
+
+        skipped = [p for p in pipelines if p in FLAG_PIPELINES]
+        if skipped:
+            print(f"skipping {skipped}: FlagEmbedding is not importable here (transformers {_tf.__version__}; "
+                  f"FlagEmbedding 1.4.2 needs transformers 4); making {[p for p in pipelines if p not in FLAG_PIPELINES]}")
+        pipelines = [p for p in pipelines if p not in FLAG_PIPELINES]
+        if not pipelines:
+            raise SystemExit("nothing to generate: every requested pipeline needs FlagEmbedding, which is not importable")
     fp16 = args.dtype == "f16"
     if fp16:
         bad = [p for p in pipelines if p not in FLAG_PIPELINES]
@@ -768,6 +853,19 @@ def main() -> int:
     raw = None
     if "raw-cls" in pipelines or has_heads or "sentence-transformers" in pipelines or fp16:
         raw = run_raw_cls(model_arg, texts, n, bs)  # also used for the cross-checks (float32, also for --dtype f16)
+    if raw is not None and local and (model_dir / "tokenizer.json").is_file():
+        # How far the library's tokenizer is from tokenizer.json loaded as it is (what a Rust service using the
+        # `tokenizers` crate gets): transformers 5 rebuilds some tokenizer classes from the vocabulary.
+        from tokenizers import Tokenizer
+
+        as_is = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        as_is.no_padding()
+        as_is.enable_truncation(n)
+        differ = [rows[i]["id"] for i, t in enumerate(texts) if as_is.encode(t).ids != raw["ids"][i]]
+        checks["transformers tokenizer vs tokenizer.json as is: texts with different token ids"] = differ
+        checks["transformers tokenizer class"] = type(raw["tok"]).__name__
+        print(f"  info: {type(raw['tok']).__name__} vs tokenizer.json as is (tokenizers {__import__('tokenizers').__version__}):"
+              f" token ids differ for {len(differ)} of {len(texts)} texts {differ[:8]}{' ...' if len(differ) > 8 else ''}")
     if "raw-cls" in pipelines:
         tensors["raw-cls"] = raw["vecs"]
         ids_by["raw-cls"] = raw["ids"]
@@ -926,7 +1024,7 @@ def main() -> int:
               f"max cos {c.max():.4f}; prompt_length {st['prompt_length']}, include_prompt {st['include_prompt']}")
         assert c.min() < 0.9999, "the prompt did not change the sentence-transformers vectors"
         # Is the prompt's own tokenization a prefix of every prompted text's? (Pooling masks by position.)
-        p_ids = st["st"].tokenize([st["prompt"]])["input_ids"][0].tolist()[: st["prompt_length"]]
+        p_ids = st_tokenize(st["st"], [st["prompt"]])["input_ids"][0].tolist()[: st["prompt_length"]]
         not_prefix = [rows[i]["id"] for i in range(len(texts)) if st["ids"][i][: len(p_ids)] != p_ids]
         checks["sentence-transformers: texts whose first prompt_length ids are not the prompt's"] = not_prefix
         print(f"  prompt ids {p_ids} are the first ids of all but {len(not_prefix)} texts {not_prefix[:8]}")

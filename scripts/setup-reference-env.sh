@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Python reference stack (scripts/requirements-reference.txt) into .venv-ref.
+# Installs the Python reference stack for transformers 4 (scripts/requirements-reference.txt: every pipeline,
+# FlagEmbedding included) into .venv-ref. The transformers 5 stack: scripts/setup-reference5-env.sh.
 # Only needed to (re)generate references; the tests and CI use the committed ones.
 set -euo pipefail
 cd "$(dirname "$0")/.."

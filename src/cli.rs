@@ -133,6 +133,10 @@ pub struct EmbedArgs {
     /// per line); `-` writes JSON Lines to standard output.
     #[arg(long)]
     pub output: PathBuf,
+    /// The Python stack to mirror: transformers4 (transformers 4.56 / sentence-transformers 5.1, the default:
+    /// the stack FlagEmbedding runs on) or transformers5 (transformers 5.24 / sentence-transformers 6.2).
+    #[arg(long, default_value = "transformers4")]
+    pub stack: String,
     #[command(flatten)]
     pub common: PipelineArgs,
 }
@@ -158,8 +162,8 @@ pub struct PipelineArgs {
     /// sentence-transformers prompt text (wins over --prompt-name).
     #[arg(long)]
     pub prompt: Option<String>,
-    /// Whether sentence-transformers strips the text (true up to 5.3, the pinned 5.1 included; false for
-    /// 5.4+ with transformers 4).
+    /// Whether sentence-transformers strips the text (default: what the stack's version does: true up to
+    /// 5.3, false from 5.4).
     #[arg(long)]
     pub st_strip: Option<bool>,
 }

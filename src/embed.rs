@@ -48,8 +48,7 @@ pub fn embed_many(model: &Model, pipelines: &[Pipeline], texts: &[String], opts:
     }
     let bar = progress_bar(opts.progress, (texts.len() * groups.len()) as u64);
     for ((prep, max_length), members) in groups {
-        let prepared: Vec<String> = texts.iter().map(|t| prep.apply(t)).collect();
-        let ids = model.tokenizer.encode_all(&prepared, max_length)?;
+        let ids = prep.tokenize(&model.tokenizer, texts, max_length)?;
         let mut outputs: HashMap<usize, Vec<Option<Vector>>> = members.iter().map(|&m| (m, vec![None; texts.len()])).collect();
         for_each_batch(model, &ids, opts.batch_size, |index, tokens, h| {
             for &m in &members {

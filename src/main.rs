@@ -63,7 +63,8 @@ fn embed(args: EmbedArgs) -> Result<u8> {
         read_texts(&args.input)?
     };
     let dt = dtype(&args.common)?;
-    let model = Model::load(&args.model, dt)?;
+    let stack = embcheck::model::Stack::named(&args.stack)?;
+    let model = Model::from_files_for(embcheck::model::ModelFiles::resolve(&args.model)?, dt, stack)?;
     let pipeline = Pipeline::build(kind, &model, &options(&args.common))?;
     let strings: Vec<String> = texts.iter().map(|t| t.text.clone()).collect();
     let to_stdout = args.output.as_os_str() == "-";
@@ -79,6 +80,7 @@ fn embed(args: EmbedArgs) -> Result<u8> {
             ("model", args.model.clone()),
             ("max_length", pipeline.max_length.to_string()),
             ("dtype", dtype_name(dt).to_string()),
+            ("stack", stack.to_string()),
             ("ids", serde_json::to_string(&texts.iter().map(|t| &t.id).collect::<Vec<_>>()).unwrap_or_default()),
             ("embcheck", env!("CARGO_PKG_VERSION").to_string()),
         ]

@@ -39,6 +39,11 @@ fn check_suite(dir: &std::path::Path) {
             args.extend(["--max-length".into(), n.to_string()]);
         }
         args.extend(["--dtype".into(), embcheck::model::dtype_name(spec.dtype).into()]);
+        // The stack the reference was made with (references from transformers 5 are tokenized as it does).
+        let stack = embcheck::model::Stack::from_reference(&reference.metadata.clone().into_iter().collect()).unwrap();
+        if stack.rebuilds_tokenizers() {
+            args.extend(["--stack".into(), "transformers5".into()]);
+        }
         let o = &spec.options;
         for (flag, value) in [("--instruction", &o.instruction), ("--prompt-name", &o.prompt_name), ("--prompt", &o.prompt)] {
             if let Some(v) = value {

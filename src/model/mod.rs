@@ -6,6 +6,7 @@ pub mod files;
 pub mod gelu;
 pub mod simd;
 pub mod softmax;
+pub mod stack;
 pub mod tokenizer;
 
 use candle_core::{DType, Device, Tensor};
@@ -14,6 +15,7 @@ use candle_nn::VarBuilder;
 pub use config::{EncoderConfig, Family};
 pub use encoder::Encoder;
 pub use files::{HubId, ModelFiles, WeightFiles};
+pub use stack::{Stack, Version};
 pub use tokenizer::{SpecialIds, TextTokenizer};
 
 use crate::error::{read_json, Error, Result};
@@ -30,6 +32,8 @@ pub struct Model {
     pub encoder: Encoder,
     /// The id padding is done with: the tokenizer's pad token, else config.json's `pad_token_id`.
     pub pad_id: u32,
+    /// The Python stack whose tokenizer and text handling are mirrored.
+    pub stack: Stack,
 }
 
 /// Parses a dtype name as used on the command line and in suite.toml.
@@ -53,19 +57,25 @@ pub fn dtype_name(d: DType) -> &'static str {
 
 impl Model {
     /// Loads a model from a local directory or hub id (see [`ModelFiles::resolve`]) in `dtype`, on the CPU.
+    /// The tokenizer is the pinned stack's ([`Stack::default`]); see [`Model::from_files_for`].
     pub fn load(model: &str, dtype: DType) -> Result<Self> {
         Self::from_files(ModelFiles::resolve(model)?, dtype)
     }
 
-    /// Loads a model whose files are known.
+    /// Loads a model whose files are known, for the pinned stack.
     pub fn from_files(files: ModelFiles, dtype: DType) -> Result<Self> {
+        Self::from_files_for(files, dtype, Stack::default())
+    }
+
+    /// Loads a model whose files are known, its tokenizer built as `stack`'s transformers builds it.
+    pub fn from_files_for(files: ModelFiles, dtype: DType, stack: Stack) -> Result<Self> {
         let config = EncoderConfig::load(&files.config)?;
         let defaults: &[(&str, &str)] = match config.family {
             // XLMRobertaTokenizer's constructor defaults, for files that do not name them.
             Family::XlmRoberta => &[("cls_token", "<s>"), ("eos_token", "</s>"), ("pad_token", "<pad>"), ("unk_token", "<unk>")],
             Family::Bert => &[("cls_token", "[CLS]"), ("pad_token", "[PAD]"), ("unk_token", "[UNK]")],
         };
-        let tokenizer = TextTokenizer::load(&files.tokenizer, defaults, loads_as_bert_tokenizer(&files, config.family)?)?;
+        let tokenizer = TextTokenizer::load(&files.tokenizer, defaults, loads_as_bert_tokenizer(&files, config.family)?, &stack)?;
         let pad_id = tokenizer.special.pad.unwrap_or(config.pad_token_id);
         let device = Device::Cpu;
         let vb = match &files.weights {
@@ -75,7 +85,7 @@ impl Model {
             WeightFiles::Pytorch(path) => VarBuilder::from_pth(path, dtype, &device).map_err(|e| pth_error(&files.name, path, e))?,
         };
         let encoder = Encoder::load(vb, &config, &files.name)?;
-        Ok(Model { files, config, tokenizer, encoder, pad_id })
+        Ok(Model { files, config, tokenizer, encoder, pad_id, stack })
     }
 
     /// The model's default max length (special tokens included): `sentence_bert_config.json`'s

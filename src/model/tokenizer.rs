@@ -8,10 +8,11 @@
 use std::path::Path;
 use std::sync::Mutex;
 
-use tokenizers::normalizers::{BertNormalizer, NormalizerWrapper};
+use tokenizers::normalizers::{BertNormalizer, Lowercase, NormalizerWrapper, Sequence};
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
 use crate::error::{read_json, Error, Result};
+use crate::model::stack::Stack;
 
 /// The special tokens FlagEmbedding drops from sparse weights, and the pad id.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -38,6 +39,9 @@ pub struct TextTokenizer {
     /// Behind a lock because truncation is set per call (to the caller's max length), not copied per call:
     /// a clone would copy the whole vocabulary.
     inner: Mutex<Tokenizer>,
+    /// The same tokenizer with a `Lowercase` normalizer in front of its own, as sentence-transformers 5.4+
+    /// sets it up for `do_lower_case`; built on first use.
+    lowercased: Mutex<Option<Tokenizer>>,
     /// The special token ids read from special_tokens_map.json / tokenizer_config.json.
     pub special: SpecialIds,
 }
@@ -45,14 +49,20 @@ pub struct TextTokenizer {
 impl TextTokenizer {
     /// Loads `tokenizer.json` and the special tokens named beside it. `bert_style`: transformers would load
     /// it as a BERT-style fast tokenizer, which rewrites the normalizer from tokenizer_config.json.
-    pub fn load(path: &Path, family_defaults: &[(&str, &str)], bert_style: bool) -> Result<Self> {
-        let mut inner = Tokenizer::from_file(path).map_err(|e| Error::input(path, format!("cannot load tokenizer: {e}")))?;
+    /// With `stack` transformers 5, the tokenizer is rebuilt from the vocabulary the way that version's
+    /// tokenizer class does (see [`rebuild_for_transformers5`]) and `bert_style` is not used.
+    pub fn load(path: &Path, family_defaults: &[(&str, &str)], bert_style: bool, stack: &Stack) -> Result<Self> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let mut inner = if stack.rebuilds_tokenizers() {
+            rebuild_for_transformers5(path)?
+        } else {
+            Tokenizer::from_file(path).map_err(|e| Error::input(path, format!("cannot load tokenizer: {e}")))?
+        };
         inner.with_padding(None);
         inner
             .with_truncation(None)
             .map_err(|e| Error::input(path, format!("cannot reset truncation: {e}")))?;
-        let dir = path.parent().unwrap_or(Path::new("."));
-        if bert_style {
+        if bert_style && !stack.rebuilds_tokenizers() {
             apply_bert_kwargs(&mut inner, &dir.join("tokenizer_config.json"))?;
         }
         let named = special_token_names(dir)?;
@@ -65,28 +75,40 @@ impl TextTokenizer {
             inner.token_to_id(name)
         };
         let special = SpecialIds { cls: lookup("cls_token"), eos: lookup("eos_token"), pad: lookup("pad_token"), unk: lookup("unk_token") };
-        Ok(TextTokenizer { inner: Mutex::new(inner), special })
+        Ok(TextTokenizer { inner: Mutex::new(inner), lowercased: Mutex::new(None), special })
     }
 
     /// Token ids of each text, special tokens added, truncated (longest-first, from the right) to
     /// `max_length` tokens counting the special tokens: `tokenizer(texts, truncation=True, max_length=N)`.
     pub fn encode_all(&self, texts: &[String], max_length: usize) -> Result<Vec<Vec<u32>>> {
         let mut tk = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        tk.with_truncation(Some(TruncationParams {
-            direction: TruncationDirection::Right,
-            max_length,
-            strategy: TruncationStrategy::LongestFirst,
-            stride: 0,
-        }))
-        .map_err(|e| Error::Usage(format!("cannot truncate to {max_length} tokens: {e}")))?;
-        texts
-            .iter()
-            .map(|t| {
-                tk.encode(t.as_str(), true)
-                    .map(|e| e.get_ids().to_vec())
-                    .map_err(|e| Error::Usage(format!("cannot tokenize {t:?}: {e}")))
-            })
-            .collect()
+        encode_truncated(&mut tk, texts, max_length)
+    }
+
+    /// [`encode_all`](Self::encode_all) with a `Lowercase` normalizer put in front of the tokenizer's own, as
+    /// sentence-transformers 5.4+ does for `do_lower_case`: the text is lowercased character by character
+    /// after the special tokens are split off, so a literal `[CLS]` in a text stays the special token.
+    pub fn encode_all_lowercased(&self, texts: &[String], max_length: usize) -> Result<Vec<Vec<u32>>> {
+        let mut slot = self.lowercased.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if slot.is_none() {
+            let mut tk = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+            let mut chain: Vec<NormalizerWrapper> = vec![Lowercase.into()];
+            chain.extend(tk.get_normalizer().cloned());
+            tk.with_normalizer(Some(Sequence::new(chain)))
+                .map_err(|e| Error::Usage(format!("cannot add a Lowercase normalizer: {e}")))?;
+            *slot = Some(tk);
+        }
+        encode_truncated(slot.as_mut().expect("built above"), texts, max_length)
+    }
+
+    /// Whether the normalizer is, or contains, a `Lowercase` normalizer (sentence-transformers 5.4+ then adds
+    /// none for `do_lower_case`).
+    pub fn has_lowercase_normalizer(&self) -> bool {
+        let tk = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Read through the serialized form: the crate keeps a Sequence's members private.
+        let Some(v) = tk.get_normalizer().and_then(|n| serde_json::to_value(n).ok()) else { return false };
+        let is_lowercase = |n: &serde_json::Value| n.get("type").and_then(|t| t.as_str()) == Some("Lowercase");
+        is_lowercase(&v) || v.get("normalizers").and_then(|l| l.as_array()).is_some_and(|l| l.iter().any(is_lowercase))
     }
 
     /// Whether `id` is a special added token (`[CLS]`, `</s>`, `<mask>`, ...), as `all_special_ids` says.
@@ -94,6 +116,25 @@ impl TextTokenizer {
         let tk = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         tk.get_added_tokens_decoder().get(&id).is_some_and(|t| t.special)
     }
+}
+
+/// Sets truncation to `max_length` (longest-first, from the right) and encodes each text with special tokens.
+fn encode_truncated(tk: &mut Tokenizer, texts: &[String], max_length: usize) -> Result<Vec<Vec<u32>>> {
+    tk.with_truncation(Some(TruncationParams {
+        direction: TruncationDirection::Right,
+        max_length,
+        strategy: TruncationStrategy::LongestFirst,
+        stride: 0,
+    }))
+    .map_err(|e| Error::Usage(format!("cannot truncate to {max_length} tokens: {e}")))?;
+    texts
+        .iter()
+        .map(|t| {
+            tk.encode(t.as_str(), true)
+                .map(|e| e.get_ids().to_vec())
+                .map_err(|e| Error::Usage(format!("cannot tokenize {t:?}: {e}")))
+        })
+        .collect()
 }
 
 /// `BertTokenizerFast.__init__` replaces the BertNormalizer's `lowercase`, `strip_accents` and
@@ -138,4 +179,167 @@ fn special_token_names(dir: &Path) -> Result<Vec<(String, String)>> {
         }
     }
     Ok(out)
+}
+
+/// The tokenizer classes of transformers 5 that are `BertTokenizer` or inherit its constructor unchanged.
+const TF5_BERT_CLASSES: &[&str] = &[
+    "BertTokenizer",
+    "ConvBertTokenizer",
+    "ElectraTokenizer",
+    "LayoutLMTokenizer",
+    "LxmertTokenizer",
+    "MobileBertTokenizer",
+    "SqueezeBertTokenizer",
+];
+
+/// The class `AutoTokenizer` of transformers 5 picks: `tokenizer_class` of tokenizer_config.json without its
+/// `Fast` suffix (the hub's class wins over the model type's), else the class registered for config.json's
+/// `model_type`.
+fn tf5_class(tokenizer_config: &serde_json::Value, model_dir: &Path) -> Result<String> {
+    if let Some(c) = tokenizer_config.get("tokenizer_class").and_then(|c| c.as_str()) {
+        return Ok(c.trim_end_matches("Fast").to_string());
+    }
+    let config = model_dir.join("config.json");
+    let v: serde_json::Value = if config.is_file() { read_json(&config)? } else { serde_json::Value::Null };
+    let model_type = v.get("model_type").and_then(|m| m.as_str()).unwrap_or("");
+    Ok(match model_type {
+        "bert" => "BertTokenizer",
+        "xlm-roberta" => "XLMRobertaTokenizer",
+        "roberta" => "RobertaTokenizer",
+        "camembert" => "CamembertTokenizer",
+        other => return Err(Error::input(&config, format!("model_type {other:?}: no transformers 5 tokenizer class known to embcheck"))),
+    }
+    .to_string())
+}
+
+/// Builds the tokenizer transformers 5 builds. Its tokenizer classes with their own constructor do not use
+/// `tokenizer.json` as it is: they take the vocabulary (and merges) from it and construct the normalizer,
+/// pre-tokenizer, model options and post-processor in code, from tokenizer_config.json's arguments
+/// (`convert_to_native_format` + the class's `__init__`, transformers 5.24). The added tokens of
+/// tokenizer.json are kept (transformers re-adds them from tokenizer_config.json's `added_tokens_decoder`,
+/// which a saved tokenizer writes from the same list). Classes embcheck has not mirrored are refused.
+pub fn rebuild_for_transformers5(path: &Path) -> Result<Tokenizer> {
+    use serde_json::{json, Value};
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tj: Value = read_json(path)?;
+    let config_path = dir.join("tokenizer_config.json");
+    let config: Value = if config_path.is_file() { read_json(&config_path)? } else { Value::Null };
+    let class = tf5_class(&config, dir)?;
+    for key in ["add_bos_token", "add_eos_token"] {
+        if config.get(key).is_some() {
+            return Err(Error::input(
+                &config_path,
+                format!("{key} is set: transformers 5 then rewrites the post-processor, which embcheck does not mirror"),
+            ));
+        }
+    }
+    let token = |key: &str, default: &str| -> String {
+        match config.get(key) {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Object(o)) => o.get("content").and_then(|c| c.as_str()).unwrap_or(default).to_string(),
+            _ => default.to_string(),
+        }
+    };
+    let flag = |key: &str, default: bool| config.get(key).and_then(|x| x.as_bool()).unwrap_or(default);
+    let model_type = tj.pointer("/model/type").and_then(|t| t.as_str()).unwrap_or("").to_string();
+    let want = |expected: &str| -> Result<()> {
+        if model_type == expected {
+            Ok(())
+        } else {
+            Err(Error::input(path, format!("transformers 5's {class} builds a {expected} model, but the file holds {model_type:?}")))
+        }
+    };
+    // The special-token template needs ids: the vocabulary's, else the added tokens'.
+    let id_of = |tj: &Value, tok: &str| -> Result<u64> {
+        let from_added = tj.get("added_tokens").and_then(|a| a.as_array()).and_then(|a| {
+            a.iter().find(|t| t.get("content").and_then(|c| c.as_str()) == Some(tok)).and_then(|t| t.get("id")).and_then(|i| i.as_u64())
+        });
+        let from_vocab = match tj.pointer("/model/vocab") {
+            Some(Value::Object(m)) => m.get(tok).and_then(|i| i.as_u64()),
+            Some(Value::Array(a)) => a.iter().position(|e| e.get(0).and_then(|p| p.as_str()) == Some(tok)).map(|i| i as u64),
+            _ => None,
+        };
+        from_vocab.or(from_added).ok_or_else(|| Error::input(path, format!("special token {tok:?} is not in the vocabulary")))
+    };
+    let template = |tj: &Value, first: &str, last: &str| -> Result<Value> {
+        let (a, b) = (id_of(tj, first)?, id_of(tj, last)?);
+        let mut special = serde_json::Map::new();
+        special.insert(first.to_string(), json!({"id": first, "ids": [a], "tokens": [first]}));
+        special.insert(last.to_string(), json!({"id": last, "ids": [b], "tokens": [last]}));
+        Ok(json!({
+            "type": "TemplateProcessing",
+            "single": [{"SpecialToken": {"id": first, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}, {"SpecialToken": {"id": last, "type_id": 0}}],
+            "pair": [{"SpecialToken": {"id": first, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}, {"SpecialToken": {"id": last, "type_id": 0}},
+                     {"Sequence": {"id": "B", "type_id": 1}}, {"SpecialToken": {"id": last, "type_id": 1}}],
+            "special_tokens": special,
+        }))
+    };
+    match class.as_str() {
+        // tokenizer.json as it is.
+        "TokenizersBackend" | "PreTrainedTokenizer" => {}
+        c if TF5_BERT_CLASSES.contains(&c) => {
+            want("WordPiece")?;
+            tj["normalizer"] = json!({
+                "type": "BertNormalizer",
+                "clean_text": true,
+                "handle_chinese_chars": flag("tokenize_chinese_chars", true),
+                "strip_accents": config.get("strip_accents").and_then(|x| x.as_bool()),
+                "lowercase": flag("do_lower_case", true),
+            });
+            tj["pre_tokenizer"] = json!({"type": "BertPreTokenizer"});
+            let vocab = tj["model"]["vocab"].take();
+            tj["model"] = json!({"type": "WordPiece", "unk_token": token("unk_token", "[UNK]"), "continuing_subword_prefix": "##",
+                                 "max_input_chars_per_word": 100, "vocab": vocab});
+            tj["post_processor"] = template(&tj, &token("cls_token", "[CLS]"), &token("sep_token", "[SEP]"))?;
+        }
+        "XLMRobertaTokenizer" => {
+            want("Unigram")?;
+            // The SentencePiece charsmap, if the file's normalizer (or one in its Sequence) has one; else none.
+            let precompiled = {
+                let n = &tj["normalizer"];
+                let list: Vec<&Value> = match n.get("normalizers").and_then(|l| l.as_array()) {
+                    Some(l) if n.get("type").and_then(|t| t.as_str()) == Some("Sequence") => l.iter().collect(),
+                    _ => vec![n],
+                };
+                list.into_iter().find(|x| x.get("type").and_then(|t| t.as_str()) == Some("Precompiled") && x.get("precompiled_charsmap").is_some()).cloned()
+            };
+            tj["normalizer"] = precompiled.unwrap_or(Value::Null);
+            let scheme = if flag("add_prefix_space", true) { "always" } else { "never" };
+            tj["pre_tokenizer"] = json!({"type": "Sequence", "pretokenizers": [
+                {"type": "WhitespaceSplit"},
+                {"type": "Metaspace", "replacement": "\u{2581}", "prepend_scheme": scheme, "split": true},
+            ]});
+            let vocab = tj["model"]["vocab"].take();
+            // unk_id is fixed at 3 by the constructor, whatever the file says.
+            tj["model"] = json!({"type": "Unigram", "unk_id": 3, "vocab": vocab, "byte_fallback": false});
+            tj["post_processor"] = template(&tj, &token("bos_token", "<s>"), &token("eos_token", "</s>"))?;
+            // XLM-R's pair template repeats `</s>` and keeps type 0; only single texts are encoded here.
+        }
+        "RobertaTokenizer" => {
+            want("BPE")?;
+            let prefix = flag("add_prefix_space", false);
+            let trim = flag("trim_offsets", true);
+            tj["normalizer"] = Value::Null;
+            tj["pre_tokenizer"] = json!({"type": "ByteLevel", "add_prefix_space": prefix, "trim_offsets": true, "use_regex": true});
+            let vocab = tj["model"]["vocab"].take();
+            let merges = tj["model"]["merges"].take();
+            tj["model"] = json!({"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": "",
+                                 "end_of_word_suffix": "", "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+                                 "vocab": vocab, "merges": merges});
+            let (sep, cls) = (token("sep_token", "</s>"), token("cls_token", "<s>"));
+            tj["post_processor"] = json!({"type": "RobertaProcessing", "sep": [sep, id_of(&tj, &sep)?], "cls": [cls, id_of(&tj, &cls)?],
+                                          "trim_offsets": trim, "add_prefix_space": prefix});
+        }
+        other => {
+            return Err(Error::input(
+                path,
+                format!(
+                    "transformers 5 loads this tokenizer as {other}, which embcheck does not mirror (it mirrors BertTokenizer, \
+                     XLMRobertaTokenizer and RobertaTokenizer, and tokenizer.json as is for TokenizersBackend)"
+                ),
+            ))
+        }
+    }
+    let text = serde_json::to_string(&tj).map_err(|e| Error::input(path, format!("cannot rebuild the tokenizer: {e}")))?;
+    text.parse::<Tokenizer>().map_err(|e| Error::input(path, format!("cannot rebuild the tokenizer as transformers 5 does: {e}")))
 }

@@ -11,7 +11,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::error::{Error, Result};
-use crate::model::Model;
+use crate::model::{Model, TextTokenizer};
 pub use m3::M3Heads;
 pub use pooling::{normalize, Pool, PoolingConfig};
 pub use st::{StConfig, StModule};
@@ -121,22 +121,9 @@ pub struct PipelineOptions {
     pub prompt_name: Option<String>,
     /// A sentence-transformers prompt given as text (wins over `prompt_name`).
     pub prompt: Option<String>,
-    /// Whether sentence-transformers strips the text: `None` for the pinned reference stack's behaviour
-    /// (5.1: it does); see [`st_strips`] to derive it from the versions a reference was made with.
+    /// Whether sentence-transformers strips the text: `None` for what the model's [`Stack`](crate::model::Stack) does
+    /// (`str.strip()` up to sentence-transformers 5.3).
     pub st_strip: Option<bool>,
-}
-
-/// Whether `SentenceTransformer.encode` strips leading and trailing whitespace, by library version:
-/// up to 5.3 it calls `str.strip()`; from 5.4 it does not, but transformers 5's tokenizers drop that
-/// whitespace themselves. `None` when a version does not parse.
-pub fn st_strips(sentence_transformers: &str, transformers: &str) -> Option<bool> {
-    let major_minor = |v: &str| -> Option<(u32, u32)> {
-        let mut it = v.split(|c: char| !c.is_ascii_digit()).filter(|p| !p.is_empty());
-        Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
-    };
-    let st = major_minor(sentence_transformers)?;
-    let tf = major_minor(transformers)?;
-    Some(st < (5, 4) || tf >= (5, 0))
 }
 
 /// How the text is changed before tokenizing.
@@ -146,8 +133,21 @@ pub struct TextPrep {
     pub prefix: String,
     /// Python `str.strip()` (sentence-transformers ≤ 5.3).
     pub strip: bool,
-    /// Python `str.lower()` (`do_lower_case`).
-    pub lowercase: bool,
+    /// `do_lower_case`, as the sentence-transformers version applies it.
+    pub lowercase: Lowercase,
+}
+
+/// How sentence-transformers lowercases for `do_lower_case`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lowercase {
+    /// Not at all.
+    No,
+    /// Python `str.lower()` on the text (up to 5.3): `Σ` at the end of a word becomes `ς`.
+    Python,
+    /// A `Lowercase` normalizer in front of the tokenizer's (5.4 and later): character by character (`Σ` is
+    /// always `σ`), after special tokens are split off (a literal `[CLS]` stays special). Done by the
+    /// tokenizer in [`TextPrep::tokenize`], not by [`TextPrep::apply`].
+    Normalizer,
 }
 
 impl TextPrep {
@@ -157,10 +157,22 @@ impl TextPrep {
         if self.strip {
             s = python_strip(&s).to_string();
         }
-        if self.lowercase {
-            s = s.to_lowercase();
+        match self.lowercase {
+            Lowercase::No => {}
+            Lowercase::Python => s = s.to_lowercase(),
+            Lowercase::Normalizer => {}
         }
         s
+    }
+
+    /// The token ids of each text, prepared and tokenized as the library does (special tokens added,
+    /// truncated to `max_length`).
+    pub fn tokenize(&self, tokenizer: &TextTokenizer, texts: &[String], max_length: usize) -> Result<Vec<Vec<u32>>> {
+        let prepared: Vec<String> = texts.iter().map(|t| self.apply(t)).collect();
+        match self.lowercase {
+            Lowercase::Normalizer => tokenizer.encode_all_lowercased(&prepared, max_length),
+            _ => tokenizer.encode_all(&prepared, max_length),
+        }
     }
 }
 
@@ -212,8 +224,16 @@ impl Pipeline {
         let flag_prep = || TextPrep {
             prefix: if kind.is_flag_embedding() { opts.instruction.clone().unwrap_or_default() } else { String::new() },
             strip: false,
-            lowercase: false,
+            lowercase: Lowercase::No,
         };
+        if kind.is_flag_embedding() && model.stack.rebuilds_tokenizers() {
+            // There is no Python to mirror: FlagEmbedding 1.4.2 does not import under transformers 5.
+            return Err(Error::Usage(format!(
+                "{kind} is FlagEmbedding's, which does not run under transformers {} (FlagEmbedding 1.4.2 needs transformers 4): \
+                 use the transformers4 stack",
+                model.stack.transformers
+            )));
+        }
         let hidden = model.config.hidden_size;
         let (prep, head) = match kind {
             PipelineKind::RawCls => (flag_prep(), Head::Cls { normalize: false }),
@@ -231,14 +251,30 @@ impl Pipeline {
                     // encode() applies default_prompt_name when no prompt is given.
                     (None, None) => st.default_prompt_name.as_ref().and_then(|n| st.prompts.get(n)).cloned().unwrap_or_default(),
                 };
-                let prep = TextPrep { prefix: prompt.clone(), strip: opts.st_strip.unwrap_or(true), lowercase: st.do_lower_case };
+                let stack = model.stack;
+                let lowercase = match (st.do_lower_case, stack.st_lowercases_in_normalizer()) {
+                    (false, _) => Lowercase::No,
+                    (true, false) => Lowercase::Python,
+                    // No second Lowercase when the tokenizer's normalizer has one.
+                    (true, true) if model.tokenizer.has_lowercase_normalizer() => Lowercase::No,
+                    (true, true) => Lowercase::Normalizer,
+                };
+                let prep = TextPrep { prefix: prompt.clone(), strip: opts.st_strip.unwrap_or(stack.st_strips()), lowercase };
+                let cls_masked = st.modules.iter().any(|m| matches!(m, StModule::Pooling(p) if p.cls && !p.include_prompt));
+                if !prompt.is_empty() && cls_masked && stack.st_cls_skips_prompt() {
+                    return Err(Error::Usage(format!(
+                        "sentence-transformers {} pools CLS at the first token after a masked prompt (include_prompt false); \
+                         embcheck mirrors CLS at position 0 only",
+                        stack.sentence_transformers
+                    )));
+                }
                 // With include_prompt false the library masks the prompt's tokens: `tokenize([prompt])`'s
                 // length, less one when the last id is special (the closing `[SEP]` / `</s>`).
                 let prompt_len = if prompt.is_empty() {
                     0
                 } else {
-                    let bare = TextPrep { prefix: String::new(), ..prep.clone() }.apply(&prompt);
-                    let ids = model.tokenizer.encode_all(&[bare], max_length)?.remove(0);
+                    let bare = TextPrep { prefix: String::new(), ..prep.clone() };
+                    let ids = bare.tokenize(&model.tokenizer, std::slice::from_ref(&prompt), max_length)?.remove(0);
                     ids.len() - usize::from(ids.last().is_some_and(|&id| model.tokenizer.is_special(id)))
                 };
                 (prep, Head::SentenceTransformers { modules: st.modules, prompt_len })
@@ -333,11 +369,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn strip_follows_the_library_versions() {
-        assert_eq!(st_strips("5.1.2", "4.56.2"), Some(true));
-        assert_eq!(st_strips("5.4.0", "4.56.2"), Some(false));
-        assert_eq!(st_strips("6.2.0", "5.24.0"), Some(true));
-        assert_eq!(st_strips("dev", "4.56"), None);
+    fn lowercase_per_version() {
+        let prep = |lowercase| TextPrep { prefix: String::new(), strip: false, lowercase };
+        // Python's str.lower() knows the final sigma; a per-character lowercase does not.
+        assert_eq!(prep(Lowercase::Python).apply("ΟΔΟΣ Α"), "οδος α");
+        // From 5.4 the tokenizer lowercases (TextPrep::tokenize), not the text preparation.
+        assert_eq!(prep(Lowercase::Normalizer).apply("ΟΔΟΣ Α"), "ΟΔΟΣ Α");
+        assert_eq!(prep(Lowercase::No).apply("ΟΔΟΣ"), "ΟΔΟΣ");
     }
 
     #[test]

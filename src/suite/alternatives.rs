@@ -10,7 +10,7 @@ use crate::compare::{Alternatives, Subject};
 use crate::embed::for_each_batch;
 use crate::error::{Error, Result};
 use crate::model::{dtype_name, Model};
-use crate::pipeline::{OutputKind, Pipeline, StConfig, TextPrep, Vector};
+use crate::pipeline::{Lowercase, OutputKind, Pipeline, StConfig, TextPrep, Vector};
 
 /// How many failing texts per pipeline get alternatives computed (each costs several encoder passes).
 pub const DIAGNOSIS_BUDGET: usize = 64;
@@ -41,7 +41,7 @@ impl<'a> ModelAlternatives<'a> {
 
     /// Runs `pipeline` on one text alone with `model`; also returns the hidden rows.
     fn single(model: &Model, pipeline: &Pipeline, text: &str) -> Result<(Vector, Vec<f32>, usize)> {
-        let ids = model.tokenizer.encode_all(&[pipeline.prep.apply(text)], pipeline.max_length)?;
+        let ids = pipeline.prep.tokenize(&model.tokenizer, &[text.to_string()], pipeline.max_length)?;
         let mut out = None;
         for_each_batch(model, &ids, 1, |_, tokens, h| {
             out = Some((pipeline.apply(tokens, &ids[0], h)?, tokens.to_vec(), h));
@@ -87,7 +87,7 @@ impl Alternatives for ModelAlternatives<'_> {
     }
 
     fn truncation_lengths(&mut self, index: usize) -> Result<Vec<usize>> {
-        let n = self.model.tokenizer.encode_all(&[self.pipeline.prep.apply(&self.texts[index])], self.model.config.max_tokens())?[0].len();
+        let n = self.pipeline.prep.tokenize(&self.model.tokenizer, &self.texts[index..=index], self.model.config.max_tokens())?[0].len();
         // The reference's own max length first, then the usual settings of libraries and servers.
         let mut out: Vec<usize> = self.reference_max_length.into_iter().collect();
         out.extend((3..14).map(|k| 1usize << k).chain([384, 768]));
@@ -113,7 +113,11 @@ impl Alternatives for ModelAlternatives<'_> {
                 if base.strip { "the text not stripped of leading/trailing whitespace" } else { "the text stripped of leading/trailing whitespace" }.into(),
                 TextPrep { strip: !base.strip, ..base.clone() },
             ),
-            (if base.lowercase { "the text not lowercased" } else { "the text lowercased" }.into(), TextPrep { lowercase: !base.lowercase, ..base.clone() }),
+            if base.lowercase == Lowercase::No {
+                ("the text lowercased".into(), TextPrep { lowercase: Lowercase::Python, ..base.clone() })
+            } else {
+                ("the text not lowercased".into(), TextPrep { lowercase: Lowercase::No, ..base.clone() })
+            },
         ];
         if base.prefix.is_empty() {
             for p in &self.prompts {
@@ -123,10 +127,12 @@ impl Alternatives for ModelAlternatives<'_> {
             variants.push((format!("the text without the prefix {:?}", base.prefix), TextPrep { prefix: String::new(), ..base.clone() }));
         }
         let mut out = Vec::new();
-        let mut seen = vec![base.apply(text)];
+        // What the tokenizer is given: the prepared text, and whether its normalizer lowercases.
+        let input = |p: &TextPrep| (p.apply(text), p.lowercase == Lowercase::Normalizer);
+        let mut seen = vec![input(&base)];
         for (name, prep) in variants {
             // An alternative that gives the same input as the pipeline itself proves nothing.
-            let prepared = prep.apply(text);
+            let prepared = input(&prep);
             if seen.contains(&prepared) {
                 continue;
             }
@@ -144,7 +150,7 @@ impl Alternatives for ModelAlternatives<'_> {
             }
             let name = dtype_name(dt);
             if !self.others.contains_key(name) {
-                let m = Model::from_files(self.model.files.clone(), dt)?;
+                let m = Model::from_files_for(self.model.files.clone(), dt, self.model.stack)?;
                 self.others.insert(name, m);
             }
             let (v, _, _) = Self::single(&self.others[name], self.pipeline, &self.texts[index])?;

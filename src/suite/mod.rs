@@ -120,14 +120,16 @@ impl Suite {
         }
     }
 
-    /// The suite's pipeline options, with sentence-transformers' strip following the library versions the
-    /// reference records unless the suite says otherwise.
-    fn options(&self, metadata: &BTreeMap<String, String>) -> crate::pipeline::PipelineOptions {
-        let mut options = self.spec.options.clone();
-        if options.st_strip.is_none() {
-            options.st_strip = reference_st_strip(metadata);
-        }
-        options
+    /// The suite's pipeline options (what the Python stack did follows from the model's `stack`).
+    fn options(&self) -> crate::pipeline::PipelineOptions {
+        self.spec.options.clone()
+    }
+
+    /// Loads the suite's model as the Python stack the reference was made with loads it (its recorded
+    /// library versions).
+    fn load_model(&self, files: ModelFiles, metadata: &BTreeMap<String, String>) -> Result<Model> {
+        let stack = crate::model::Stack::from_reference(metadata).map_err(|e| Error::input(self.spec.reference_path(), e.to_string()))?;
+        Model::from_files_for(files, self.spec.dtype, stack)
     }
 
     /// Runs every pipeline of the suite with embcheck's own pipelines; a missing model is an error.
@@ -158,8 +160,8 @@ impl Suite {
             Err(e) => return Err(e),
         };
         report.changed_files = crate::fixture::provenance::model_file_changes(&report.reference_metadata, &files.dir)?;
-        let model = Model::from_files(files, spec.dtype)?;
-        let options = self.options(&data.metadata);
+        let model = self.load_model(files, &data.metadata)?;
+        let options = self.options();
         let pipelines = kinds.iter().map(|&k| Pipeline::build(k, &model, &options)).collect::<Result<Vec<_>>>()?;
         let strings = data.strings();
         let batch = BatchOptions { batch_size: spec.batch_size, progress: opts.progress };
@@ -234,9 +236,9 @@ impl Suite {
         let expected = Side::new(&want.vectors, want.input_ids.as_deref());
         let strings = data.strings();
         let ids = data.ids();
-        let options = self.options(&data.metadata);
+        let options = self.options();
         let model = match ModelFiles::resolve(&spec.model_location) {
-            Ok(files) => Some(Model::from_files(files, spec.dtype)?),
+            Ok(files) => Some(self.load_model(files, &data.metadata)?),
             Err(e) => {
                 report.notes.push(format!(
                     "the suite's model is not at hand ({e}): only model-free diagnoses (non-finite, token ids, normalization) were possible"
@@ -287,15 +289,9 @@ fn expectations(pipeline: &Pipeline) -> Vec<String> {
     if pipeline.prep.strip {
         out.push("the reference stripped leading and trailing whitespace from every text (sentence-transformers does): your system is expected to do the same".into());
     }
-    if pipeline.prep.lowercase {
+    if pipeline.prep.lowercase != crate::pipeline::Lowercase::No {
         out.push("the reference lowercased every text (do_lower_case): your system is expected to do the same".into());
     }
     out.push(format!("the reference cut texts at {} tokens", pipeline.max_length));
     out
-}
-
-/// Whether sentence-transformers stripped the texts, from the library versions the reference records.
-fn reference_st_strip(metadata: &BTreeMap<String, String>) -> Option<bool> {
-    let libs: BTreeMap<String, String> = serde_json::from_str(metadata.get("libraries")?).ok()?;
-    crate::pipeline::st_strips(libs.get("sentence-transformers")?, libs.get("transformers")?)
 }
