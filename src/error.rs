@@ -59,6 +59,19 @@ impl Error {
         Error::Io { path: path.as_ref().to_path_buf(), source }
     }
 
+    /// The message on one line (candle's and some parsers' messages span several), for terminals and
+    /// reports: line breaks become `; `.
+    pub fn one_line(&self) -> String {
+        let text = self.to_string();
+        text.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ")
+    }
+
+    /// Whether this is a write to a closed pipe (`embcheck diff a b | head`): the reader has gone, which is
+    /// not an error worth a message.
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+
     /// An [`Error::Model`] about `model`.
     pub fn model(model: impl Into<String>, message: impl Into<String>) -> Self {
         Error::Model { model: model.into(), message: message.into() }

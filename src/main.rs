@@ -14,12 +14,20 @@ use embcheck::pipeline::OutputKind;
 use embcheck::model::{dtype_name, parse_dtype};
 use embcheck::{embed_many, BatchOptions, Error, Model, Pipeline, PipelineKind, PipelineOptions, Result, RunOptions, Status, Suite, SuiteReport};
 
+/// `println!` that ends quietly when stdout is a closed pipe (`embcheck check | head`) instead of panicking.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("embcheck: error: {e}");
+            eprintln!("embcheck: error: {}", e.one_line());
             ExitCode::from(exit::ERROR)
         }
     }
@@ -104,8 +112,9 @@ fn check(args: CheckArgs) -> Result<u8> {
                 reports.push(r);
             }
             Err(e) => {
-                eprintln!("embcheck: error: suite {}: {e}", dir.display());
+                eprintln!("embcheck: error: suite {}: {}", dir.display(), e.one_line());
                 errors += 1;
+                reports.push(SuiteReport::errored(dir, &e));
             }
         }
     }
@@ -114,7 +123,7 @@ fn check(args: CheckArgs) -> Result<u8> {
         embcheck::atomic::append(std::path::Path::new(&path), &embcheck::report::markdown_summary(&reports))?;
     }
     let count = |s: Status| reports.iter().filter(|r| r.status() == s).count();
-    println!(
+    say!(
         "\n{} suites: {} passed, {} failed, {} skipped, {} errors; {} report files in {}",
         dirs.len(),
         count(Status::Passed),
@@ -139,17 +148,17 @@ fn check(args: CheckArgs) -> Result<u8> {
 
 fn print_suite(r: &SuiteReport) {
     if let Some(why) = &r.skipped {
-        println!("SKIP {}: {why}", r.suite);
+        say!("SKIP {}: {why}", r.suite);
         return;
     }
     for change in &r.changed_files {
-        println!("WARN {}: model file changed since the reference was made: {change}", r.suite);
+        say!("WARN {}: model file changed since the reference was made: {change}", r.suite);
     }
     for p in &r.pipelines {
-        println!("{} {} {}: {}", status_word(p), r.suite, p.pipeline, figures(&p.summary));
+        say!("{} {} {}: {}", status_word(p), r.suite, p.pipeline, figures(&p.summary));
         for row in p.rows.iter().filter(|x| !x.pass()).take(5) {
             let (k, d) = row.diagnosis.as_ref().map_or(("unknown", ""), |d| (d.stage.keyword(), d.detail.as_str()));
-            println!("    {}: cosine {:.9}, rel L2 {:.3e} [{k}] {d}", row.id, row.metrics.cosine, row.metrics.rel_l2);
+            say!("    {}: cosine {:.9}, rel L2 {:.3e} [{k}] {d}", row.id, row.metrics.cosine, row.metrics.rel_l2);
         }
     }
 }
@@ -198,23 +207,22 @@ fn diff(args: DiffArgs) -> Result<u8> {
     let dt = dtype_arg(&args.dtype)?;
     let (kind_a, a, ids) = read_side(&args.actual, pipeline)?;
     let (kind_e, e, _) = read_side(&args.expected, pipeline)?;
-    if kind_a != kind_e || a.vectors.len() != e.vectors.len() {
+    if kind_a != kind_e || a.vectors.len() != e.vectors.len() || a.dim() != e.dim() {
         return Err(Error::Usage(format!(
-            "{} and {} do not hold the same kind and number of vectors ({:?} x {} vs {:?} x {})",
+            "{} and {} do not hold the same kind, number and dimension of vectors ({:?} x {} of dim {:?} vs {:?} x {} of dim {:?})",
             args.actual.display(),
             args.expected.display(),
             kind_a,
             a.vectors.len(),
+            a.dim(),
             kind_e,
-            e.vectors.len()
+            e.vectors.len(),
+            e.dim()
         )));
     }
-    let tol = Tolerance::default_for(dt, kind_a).with(&ToleranceOverride {
-        min_cosine: args.min_cosine,
-        max_rel_l2: args.max_rel_l2,
-        max_abs: args.max_abs,
-        min_jaccard: None,
-    });
+    let overrides = ToleranceOverride { min_cosine: args.min_cosine, max_rel_l2: args.max_rel_l2, max_abs: args.max_abs, min_jaccard: None };
+    embcheck::fixture::suite::validate_tolerance(&overrides).map_err(|m| Error::Usage(format!("--{}", m.replace('_', "-"))))?;
+    let tol = Tolerance::default_for(dt, kind_a).with(&overrides);
     let label = pipeline.unwrap_or(match kind_a {
         OutputKind::Dense => PipelineKind::NormalizedCls,
         OutputKind::Sparse => PipelineKind::M3Sparse,
@@ -234,7 +242,11 @@ fn diff(args: DiffArgs) -> Result<u8> {
             embcheck::report::write_csv(&mut buf, "diff", &[&result])?;
             embcheck::atomic::write(path, &buf)?;
         }
-        None => embcheck::report::write_csv(std::io::stdout().lock(), "diff", &[&result])?,
+        // A reader that stops early (`| head`) is no error: the verdict below still stands.
+        None => match embcheck::report::write_csv(std::io::stdout().lock(), "diff", &[&result]) {
+            Err(e) if !e.is_broken_pipe() => return Err(e),
+            _ => {}
+        },
     }
     eprintln!("embcheck: {}: {}", status_word(&result), figures(&result.summary));
     Ok(if result.passed() { exit::PASS } else { exit::FAIL })

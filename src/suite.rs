@@ -58,6 +58,8 @@ pub struct SuiteReport {
     pub skipped: Option<String>,
     /// Model files that differ from those the reference was made with (by sha256).
     pub changed_files: Vec<String>,
+    /// Why the suite could not be checked, if it errored (bad input, missing model): never a pass.
+    pub error: Option<String>,
 }
 
 /// Pass, fail or skip.
@@ -70,12 +72,16 @@ pub enum Status {
     Failed,
     /// Not run (its model is missing and skipping was asked for).
     Skipped,
+    /// Could not be checked: an input or configuration error (exit code 2).
+    Error,
 }
 
 impl SuiteReport {
     /// The suite's status.
     pub fn status(&self) -> Status {
-        if self.skipped.is_some() {
+        if self.error.is_some() {
+            Status::Error
+        } else if self.skipped.is_some() {
             Status::Skipped
         } else if self.pipelines.iter().all(PipelineResult::passed) {
             Status::Passed
@@ -99,6 +105,9 @@ impl SuiteReport {
 
     /// What [`SuiteReport::assert_passed`] panics with (empty when the suite passed).
     pub fn failure_message(&self) -> String {
+        if let Some(why) = &self.error {
+            return format!("suite {} could not be checked: {why}", self.suite);
+        }
         if let Some(why) = &self.skipped {
             return format!("suite {} was skipped, not passed: {why}", self.suite);
         }
@@ -107,6 +116,24 @@ impl SuiteReport {
             out.push_str(&pipeline_failure(&self.suite, p));
         }
         out
+    }
+}
+
+impl SuiteReport {
+    /// The report of a suite that could not be checked: `error` says why. Its name is the directory's.
+    pub fn errored(dir: &Path, error: &Error) -> Self {
+        SuiteReport {
+            suite: dir.file_name().map_or_else(|| dir.to_string_lossy().into_owned(), |n| n.to_string_lossy().into_owned()),
+            dir: dir.to_path_buf(),
+            model: String::new(),
+            dtype: String::new(),
+            max_length: BTreeMap::new(),
+            reference_metadata: BTreeMap::new(),
+            pipelines: Vec::new(),
+            skipped: None,
+            changed_files: Vec::new(),
+            error: Some(error.one_line()),
+        }
     }
 }
 
@@ -189,12 +216,14 @@ impl Suite {
             pipelines: Vec::new(),
             skipped: None,
             changed_files: Vec::new(),
+            error: None,
         };
         if kinds.is_empty() {
             let asked: Vec<_> = opts.pipelines.iter().map(|p| p.name()).collect();
             report.skipped = Some(format!("none of the requested pipelines ({}) is in this suite", asked.join(", ")));
             return Ok(report);
         }
+        crate::fixture::provenance::check_texts(&report.reference_metadata, &spec.texts_path())?;
         // Read every expected value before the (slow) model: a bad reference fails fast.
         let mut expected = Vec::new();
         for &k in &kinds {

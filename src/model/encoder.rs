@@ -19,10 +19,11 @@ pub struct Dense {
 }
 
 impl Dense {
-    /// Loads `weight` `[out, in]` and `bias` `[out]`.
+    /// Loads `weight` `[out, in]` and `bias` `[out]`. Every BERT / XLM-R linear layer has a bias: a missing
+    /// one is an error naming the tensor, never a layer silently computed without it.
     pub fn load(vb: &VarBuilder, d_in: usize, d_out: usize) -> candle_core::Result<Self> {
         let weight = vb.get((d_out, d_in), "weight")?;
-        let bias = vb.get(d_out, "bias").ok();
+        let bias = Some(vb.get(d_out, "bias")?);
         Ok(Dense { weight, bias })
     }
 
