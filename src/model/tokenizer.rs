@@ -38,6 +38,8 @@ pub struct TextTokenizer {
     /// Behind a lock because truncation is set per call (to the caller's max length), not copied per call:
     /// a clone would copy the whole vocabulary.
     inner: Mutex<Tokenizer>,
+    /// `tokenizer.json`, for messages.
+    path: std::path::PathBuf,
     /// The special token ids read from special_tokens_map.json / tokenizer_config.json.
     pub special: SpecialIds,
 }
@@ -65,7 +67,7 @@ impl TextTokenizer {
             inner.token_to_id(name)
         };
         let special = SpecialIds { cls: lookup("cls_token"), eos: lookup("eos_token"), pad: lookup("pad_token"), unk: lookup("unk_token") };
-        Ok(TextTokenizer { inner: Mutex::new(inner), special })
+        Ok(TextTokenizer { inner: Mutex::new(inner), path: path.to_path_buf(), special })
     }
 
     /// Token ids of each text, special tokens added, truncated (longest-first, from the right) to
@@ -82,9 +84,20 @@ impl TextTokenizer {
         texts
             .iter()
             .map(|t| {
-                tk.encode(t.as_str(), true)
+                let ids = tk
+                    .encode(t.as_str(), true)
                     .map(|e| e.get_ids().to_vec())
-                    .map_err(|e| Error::Usage(format!("cannot tokenize {t:?}: {e}")))
+                    .map_err(|e| Error::Usage(format!("cannot tokenize {t:?}: {e}")))?;
+                // Only a tokenizer that adds no special tokens (`"post_processor": null`) gets here, on an
+                // empty or whitespace-only text. transformers would embed padding, with a result that depends
+                // on the batch: no answer to compare against.
+                if ids.is_empty() {
+                    return Err(Error::input(
+                        &self.path,
+                        format!("the text {t:?} tokenizes to no tokens (this tokenizer adds no special tokens), so it has no embedding; expected at least one token per text"),
+                    ));
+                }
+                Ok(ids)
             })
             .collect()
     }
