@@ -86,17 +86,6 @@ impl Error {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn one_line_joins_lines_and_drops_a_backtrace() {
-        let e = Error::input("f.toml", "first\n  second\n\n   0: candle_core::error::Error::bt\n      at src/x.rs:1\n   1: main");
-        assert_eq!(e.one_line(), "f.toml: first; second");
-    }
-}
-
 /// Adds context to candle errors.
 pub(crate) trait ComputeContext<T> {
     fn context(self, what: impl FnOnce() -> String) -> Result<T>;
@@ -117,4 +106,15 @@ pub(crate) fn read_to_string(path: &Path) -> Result<String> {
 pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let text = read_to_string(path)?;
     serde_json::from_str(&text).map_err(|e| Error::input(path, format!("invalid JSON: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_joins_lines_and_drops_a_backtrace() {
+        let e = Error::input("f.toml", "first\n  second\n\n   0: candle_core::error::Error::bt\n      at src/x.rs:1\n   1: main");
+        assert_eq!(e.one_line(), "f.toml: first; second");
+    }
 }

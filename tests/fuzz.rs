@@ -12,6 +12,9 @@ use embcheck::pipeline::{OutputKind, PipelineKind, Vector};
 use proptest::prelude::*;
 use safetensors::Dtype;
 
+/// A generated tensor: name, dtype, shape, raw values.
+type Spec = (String, Dtype, Vec<usize>, Vec<i64>);
+
 /// Every way the comparison reads values from a file: the `embed` names and each pipeline's reference names.
 fn all_reads() -> Vec<(OutputKind, Names)> {
     let mut out: Vec<(OutputKind, Names)> =
@@ -71,7 +74,7 @@ const DTYPES: &[Dtype] = &[Dtype::F32, Dtype::F16, Dtype::BF16, Dtype::F64, Dtyp
 
 /// A tensor: name, dtype, shape, and raw values (an index into a small set of interesting numbers, or a
 /// plain small integer) that are encoded in its dtype.
-fn tensor() -> impl Strategy<Value = (String, Dtype, Vec<usize>, Vec<i64>)> {
+fn tensor() -> impl Strategy<Value = Spec> {
     (0..NAMES.len(), 0..DTYPES.len(), prop::collection::vec(0usize..6, 0..4)).prop_flat_map(|(n, d, shape)| {
         let count: usize = shape.iter().product();
         (Just(NAMES[n].to_string()), Just(DTYPES[d]), Just(shape), prop::collection::vec(-3i64..40, count))
@@ -114,7 +117,7 @@ fn encode(dtype: Dtype, values: &[i64]) -> Vec<u8> {
         .collect()
 }
 
-fn safetensors_file(tensors: &[(String, Dtype, Vec<usize>, Vec<i64>)], metadata: HashMap<String, String>) -> Vec<u8> {
+fn safetensors_file(tensors: &[Spec], metadata: HashMap<String, String>) -> Vec<u8> {
     let mut owned: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
     for (name, dtype, shape, values) in tensors {
         if owned.iter().any(|(n, ..)| n == name) {
@@ -193,7 +196,7 @@ fn texts_line() -> impl Strategy<Value = Vec<u8>> {
 /// A well-formed `embed` file of `kind` for `lengths.len()` texts (each length is the text's nonzero count:
 /// sparse weights, ColBERT rows, token ids), then one mutation of one tensor: the near-misses a parser
 /// must catch.
-fn near_miss() -> impl Strategy<Value = (OutputKind, Vec<(String, Dtype, Vec<usize>, Vec<i64>)>, bool)> {
+fn near_miss() -> impl Strategy<Value = (OutputKind, Vec<Spec>, bool)> {
     let kind = prop_oneof![Just(OutputKind::Dense), Just(OutputKind::Sparse), Just(OutputKind::Multi)];
     (kind, prop::collection::vec(0usize..4, 1..5), 1usize..4, 0usize..8, 0usize..7, -2i64..6).prop_map(
         |(kind, lengths, dim, mutation, target, value)| {
@@ -203,7 +206,7 @@ fn near_miss() -> impl Strategy<Value = (OutputKind, Vec<(String, Dtype, Vec<usi
             for l in &lengths {
                 offsets.push(offsets.last().unwrap() + *l as i64);
             }
-            let mut t: Vec<(String, Dtype, Vec<usize>, Vec<i64>)> = match kind {
+            let mut t: Vec<Spec> = match kind {
                 OutputKind::Dense => vec![("embeddings".into(), Dtype::F32, vec![n, dim], vec![2; n * dim])],
                 OutputKind::Sparse => {
                     let ids: Vec<i64> = lengths.iter().flat_map(|&l| (0..l as i64).map(|k| 3 * k + 1)).collect();
@@ -357,7 +360,8 @@ proptest! {
         a in prop::collection::btree_map(any::<u32>(), any::<f32>(), 0..12),
         e in prop::collection::btree_map(any::<u32>(), any::<f32>(), 0..12),
     ) {
-        let (a, e): (Vec<(u32, f32)>, Vec<(u32, f32)>) = (a.into_iter().collect(), e.into_iter().collect());
+        let a: Vec<(u32, f32)> = a.into_iter().collect();
+        let e: Vec<(u32, f32)> = e.into_iter().collect();
         let m = metrics::sparse(&a, &e);
         let j = m.jaccard.unwrap();
         prop_assert!((0.0..=1.0).contains(&j));
