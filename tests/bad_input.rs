@@ -361,6 +361,21 @@ fn embed_of_an_empty_texts_file_writes_nothing() {
     assert!(!out.exists());
 }
 
+#[test]
+fn embed_to_an_unwritable_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let texts = tmp.path().join("texts.jsonl");
+    std::fs::write(&texts, b"{\"text\": \"hello\"}\n").unwrap();
+    // Missing directories are created; a regular file in the way is not replaced.
+    let blocker = tmp.path().join("a-file");
+    std::fs::write(&blocker, b"keep").unwrap();
+    let out = blocker.join("out.safetensors");
+    let model = root().join("fixtures/models/tiny-bert-mean");
+    let o = embcheck(&["embed", "--model", model.to_str().unwrap(), "--pipeline", "raw-cls", "--input", texts.to_str().unwrap(), "--output", out.to_str().unwrap()]);
+    assert_input_error(&o, "a-file", &[]);
+    assert_eq!(std::fs::read(&blocker).unwrap(), b"keep");
+}
+
 // ---- suite.toml, flags, the report directory ----------------------------------------------------------
 
 #[test]
