@@ -47,6 +47,11 @@ G=("$PY" scripts/generate_fixtures.py)
   --note "+ Strip + Replace, pre-tokenizer Metaspace; texts written for it (fixtures/texts/unseen.jsonl). The fast tokenizer" \
   --note "that all three libraries use differs from SentencePiece itself on ja-halfwidth-katakana, ko-jamo," \
   --note "vi-decomposed-nfd and long-mixed-over-512-tokens (its Precompiled normalizer leaves some sequences uncomposed)."
+"${G[@]}" --model fixtures/models/tiny-bert-mean --texts fixtures/texts/edge.jsonl --out "$S/tiny-bert-edge-texts" \
+  --note "Empty, whitespace-only and separator-only texts and a 200,000-word text (truncated to max length)."
+"${G[@]}" --model fixtures/models/tiny-xlmr-m3 --texts fixtures/texts/edge.jsonl --out "$S/tiny-xlmr-m3-edge-texts" \
+  --max-length 2560 --batch-size 2 \
+  --note "Empty, whitespace-only and separator-only texts and a 200,000-word text (truncated to 2560 tokens)."
 "${G[@]}" --model fixtures/models/tiny-bert-mean --texts "$S/tiny-bert-mean/texts.jsonl" \
   --out fixtures/corruptions/tiny-bert-mean-max24 --max-length 24 \
   --note "A corruption for tests/check_cli.rs: the tiny-bert-mean suite's texts with references made at max length 24 instead of 64."

@@ -77,7 +77,8 @@ pub fn for_each_batch(
 ) -> Result<()> {
     let mut order: Vec<usize> = (0..ids.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(ids[i].len()));
-    for chunk in batches(&order, ids, batch_size) {
+    let budget = Budget::for_heads(model.config.num_attention_heads);
+    for chunk in batches(&order, ids, batch_size, budget) {
         let batch: Vec<Vec<u32>> = chunk.iter().map(|&i| ids[i].clone()).collect();
         let hidden = model.hidden_states(&batch)?;
         let (_, l, h) = hidden.dims3().context(|| "hidden states".into())?;
@@ -90,11 +91,44 @@ pub fn for_each_batch(
     Ok(())
 }
 
-/// Cuts the length-sorted `order` into batches of at most `batch_size` texts whose padding stays small:
-/// a text joins the batch only while padded slots stay within 5/4 of the real tokens. On a CPU the padding
+/// Most padded tokens (texts × longest) in one encoder call. Hidden states and feed-forward activations
+/// grow with it: 16,384 tokens of bge-m3 (hidden 1024, feed-forward 4096) are 64 MiB per hidden-state
+/// tensor and 256 MiB of activations. Normal batches stay far below (32 × 512 = 16,384).
+const TOKEN_BUDGET: usize = 16_384;
+
+/// Most attention scores (texts × heads × longest²) in one encoder call: 2^27 f32 are 512 MiB per copy, and
+/// a layer holds about three (scores, scaled scores, probabilities). 32 texts of 512 tokens with 16 heads
+/// fit; an 8192-token bge-m3 text (16 heads: 2^30 scores) goes alone, as it must.
+const ATTENTION_BUDGET: usize = 1 << 27;
+
+/// What one encoder call may hold, from the model's head count.
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    tokens: usize,
+    scores: usize,
+    heads: usize,
+}
+
+impl Budget {
+    fn for_heads(heads: usize) -> Self {
+        Budget { tokens: TOKEN_BUDGET, scores: ATTENTION_BUDGET, heads: heads.max(1) }
+    }
+
+    /// Whether `texts` sequences padded to `longest` tokens fit. A single text always does: it cannot be
+    /// split, and the position table already bounds its length.
+    fn fits(&self, texts: usize, longest: usize) -> bool {
+        texts <= 1
+            || texts.saturating_mul(longest) <= self.tokens
+                && texts.saturating_mul(self.heads).saturating_mul(longest).saturating_mul(longest) <= self.scores
+    }
+}
+
+/// Cuts the length-sorted `order` into batches of at most `batch_size` texts whose padding stays small
+/// and whose memory stays within [`Budget`]: a text joins the batch only while padded slots stay within
+/// 5/4 of the real tokens and the padded batch fits the token and attention budgets. On a CPU the padding
 /// is pure cost (a few long texts would otherwise pad 31 short ones to their length), and the outputs do
 /// not depend on batch composition beyond f32 noise.
-fn batches<'a>(order: &'a [usize], ids: &[Vec<u32>], batch_size: usize) -> Vec<&'a [usize]> {
+fn batches<'a>(order: &'a [usize], ids: &[Vec<u32>], batch_size: usize, budget: Budget) -> Vec<&'a [usize]> {
     let mut out = Vec::new();
     let mut start = 0;
     while start < order.len() {
@@ -102,7 +136,7 @@ fn batches<'a>(order: &'a [usize], ids: &[Vec<u32>], batch_size: usize) -> Vec<&
         let (mut end, mut real) = (start + 1, longest);
         while end < order.len() && end - start < batch_size.max(1) {
             let n = ids[order[end]].len();
-            if 4 * (end - start + 1) * longest > 5 * (real + n) {
+            if 4 * (end - start + 1) * longest > 5 * (real + n) || !budget.fits(end - start + 1, longest) {
                 break;
             }
             real += n;
@@ -123,4 +157,36 @@ fn progress_bar(show: bool, len: u64) -> ProgressBar {
         bar.set_style(style);
     }
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sizes(lengths: &[usize], batch_size: usize, heads: usize) -> Vec<usize> {
+        let ids: Vec<Vec<u32>> = lengths.iter().map(|&n| vec![5; n]).collect();
+        let order: Vec<usize> = (0..ids.len()).collect();
+        batches(&order, &ids, batch_size, Budget::for_heads(heads)).iter().map(|b| b.len()).collect()
+    }
+
+    #[test]
+    fn batches_respect_the_token_and_attention_budgets() {
+        // Short texts: only the batch size limits.
+        assert_eq!(sizes(&[64; 70], 32, 12), [32, 32, 6]);
+        // 512 tokens, 16 heads: 32 × 16 × 512² = 2^27 scores, exactly the budget.
+        assert_eq!(sizes(&[512; 40], 32, 16), [32, 8]);
+        // 8192 tokens (bge-m3): one text per call whatever the batch size.
+        assert_eq!(sizes(&[8192; 3], 32, 16), [1, 1, 1]);
+        // 2048 tokens with 4 heads: the token budget (8 × 2048) binds before the scores (8 × 4 × 2048² = 2^27).
+        assert_eq!(sizes(&[2048; 10], 32, 4), [8, 2]);
+        for (lengths, heads) in [(vec![3000; 7], 16), (vec![1000, 900, 800, 700, 600], 24)] {
+            let ids: Vec<Vec<u32>> = lengths.iter().map(|&n| vec![5; n]).collect();
+            let order: Vec<usize> = (0..ids.len()).collect();
+            let b = Budget::for_heads(heads);
+            for chunk in batches(&order, &ids, 64, b) {
+                let longest = chunk.iter().map(|&i| ids[i].len()).max().unwrap();
+                assert!(b.fits(chunk.len(), longest), "{} x {longest}", chunk.len());
+            }
+        }
+    }
 }

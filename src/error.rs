@@ -59,6 +59,27 @@ impl Error {
         Error::Io { path: path.as_ref().to_path_buf(), source }
     }
 
+    /// The message on one line (candle's and some parsers' messages span several), for terminals and
+    /// reports: line breaks become `; `.
+    ///
+    /// With `RUST_BACKTRACE` set, candle appends a backtrace to its messages (frame `0:` first): that is for
+    /// debugging embcheck, not for the user's line, and is cut.
+    pub fn one_line(&self) -> String {
+        let text = self.to_string();
+        text.lines()
+            .map(str::trim)
+            .take_while(|l| !l.starts_with("0: "))
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// Whether this is a write to a closed pipe (`embcheck diff a b | head`): the reader has gone, which is
+    /// not an error worth a message.
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+
     /// An [`Error::Model`] about `model`.
     pub fn model(model: impl Into<String>, message: impl Into<String>) -> Self {
         Error::Model { model: model.into(), message: message.into() }
@@ -85,4 +106,15 @@ pub(crate) fn read_to_string(path: &Path) -> Result<String> {
 pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let text = read_to_string(path)?;
     serde_json::from_str(&text).map_err(|e| Error::input(path, format!("invalid JSON: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_joins_lines_and_drops_a_backtrace() {
+        let e = Error::input("f.toml", "first\n  second\n\n   0: candle_core::error::Error::bt\n      at src/x.rs:1\n   1: main");
+        assert_eq!(e.one_line(), "f.toml: first; second");
+    }
 }

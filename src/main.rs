@@ -16,12 +16,20 @@ use embcheck::{SourceConfig, SourceSpec};
 use embcheck::model::{dtype_name, parse_dtype};
 use embcheck::{embed_many, BatchOptions, Error, Model, Pipeline, PipelineKind, PipelineOptions, Result, RunOptions, Status, Suite, SuiteReport};
 
+/// `println!` that ends quietly when stdout is a closed pipe (`embcheck check | head`) instead of panicking.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("embcheck: error: {e}");
+            eprintln!("embcheck: error: {}", e.one_line());
             ExitCode::from(exit::ERROR)
         }
     }
@@ -182,8 +190,9 @@ fn check(args: CheckArgs) -> Result<u8> {
                 reports.push(r);
             }
             Err(e) => {
-                eprintln!("embcheck: error: suite {}: {e}", dir.display());
+                eprintln!("embcheck: error: suite {}: {}", dir.display(), e.one_line());
                 errors += 1;
+                reports.push(SuiteReport::errored(dir, &e));
             }
         }
     }
@@ -192,7 +201,7 @@ fn check(args: CheckArgs) -> Result<u8> {
         embcheck::atomic::append(std::path::Path::new(&path), &embcheck::report::markdown_summary(&reports))?;
     }
     let count = |s: Status| reports.iter().filter(|r| r.status() == s).count();
-    println!(
+    say!(
         "\n{} suites: {} passed, {} failed, {} skipped, {} errors; {} report files in {}",
         dirs.len(),
         count(Status::Passed),
@@ -217,24 +226,24 @@ fn check(args: CheckArgs) -> Result<u8> {
 
 fn print_suite(r: &SuiteReport) {
     if let Some(why) = &r.skipped {
-        println!("SKIP {}: {why}", r.suite);
+        say!("SKIP {}: {why}", r.suite);
         return;
     }
     for change in &r.changed_files {
-        println!("WARN {}: model file changed since the reference was made: {change}", r.suite);
+        say!("WARN {}: model file changed since the reference was made: {change}", r.suite);
     }
     if r.source.is_external() {
         let details: Vec<String> = r.source.details.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        println!("CHECK {}: {} {} {}", r.suite, r.source.kind, r.source.location, details.join(" "));
+        say!("CHECK {}: {} {} {}", r.suite, r.source.kind, r.source.location, details.join(" "));
     }
     for n in &r.notes {
-        println!("NOTE {}: {n}", r.suite);
+        say!("NOTE {}: {n}", r.suite);
     }
     for p in &r.pipelines {
-        println!("{} {} {}: {}", status_word(p), r.suite, p.pipeline, figures(&p.summary));
+        say!("{} {} {}: {}", status_word(p), r.suite, p.pipeline, figures(&p.summary));
         for row in p.rows.iter().filter(|x| !x.pass()).take(5) {
             let (k, d) = row.diagnosis.as_ref().map_or(("unknown", ""), |d| (d.stage.keyword(), d.detail.as_str()));
-            println!("    {}: cosine {:.9}, rel L2 {:.3e} [{k}] {d}", row.id, row.metrics.cosine, row.metrics.rel_l2);
+            say!("    {}: cosine {:.9}, rel L2 {:.3e} [{k}] {d}", row.id, row.metrics.cosine, row.metrics.rel_l2);
         }
     }
 }
@@ -301,12 +310,9 @@ fn diff(args: DiffArgs) -> Result<u8> {
             format!("vectors of width {:?}, {} has width {:?}: the dimensions differ", widths(&av), args.expected.display(), widths(&ev)),
         ));
     }
-    let tol = Tolerance::default_for(dt, a.kind).with(&ToleranceOverride {
-        min_cosine: args.min_cosine,
-        max_rel_l2: args.max_rel_l2,
-        max_abs: args.max_abs,
-        min_jaccard: None,
-    });
+    let overrides = ToleranceOverride { min_cosine: args.min_cosine, max_rel_l2: args.max_rel_l2, max_abs: args.max_abs, min_jaccard: None };
+    embcheck::fixture::suite::validate_tolerance(&overrides).map_err(|m| Error::Usage(format!("--{}", m.replace('_', "-"))))?;
+    let tol = Tolerance::default_for(dt, a.kind).with(&overrides);
     let result = compare_pipeline(
         pipeline.unwrap_or(label(a.kind)),
         &ids,
@@ -321,7 +327,11 @@ fn diff(args: DiffArgs) -> Result<u8> {
             embcheck::report::write_csv(&mut buf, "diff", &[&result])?;
             embcheck::atomic::write(path, &buf)?;
         }
-        None => embcheck::report::write_csv(std::io::stdout().lock(), "diff", &[&result])?,
+        // A reader that stops early (`| head`) is no error: the verdict below still stands.
+        None => match embcheck::report::write_csv(std::io::stdout().lock(), "diff", &[&result]) {
+            Err(e) if !e.is_broken_pipe() => return Err(e),
+            _ => {}
+        },
     }
     eprintln!("embcheck: {}: {}", status_word(&result), figures(&result.summary));
     Ok(if result.passed() { exit::PASS } else { exit::FAIL })

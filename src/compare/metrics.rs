@@ -59,12 +59,10 @@ fn norm(v: &[f32]) -> f64 {
     v.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>().sqrt()
 }
 
-/// Cosine of two vectors in f64; 1 when both are zero, 0 when one is.
+/// Cosine of two vectors in f64; 0 when either is zero (both zero included: a direction that does not exist
+/// is not agreement, so all-zero vectors on both sides fail the cosine check instead of passing vacuously).
 pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
     let (na, nb) = (norm(a), norm(b));
-    if na == 0.0 && nb == 0.0 {
-        return 1.0;
-    }
     if na == 0.0 || nb == 0.0 {
         return 0.0;
     }
@@ -122,6 +120,10 @@ pub fn sparse(a: &[(u32, f32)], e: &[(u32, f32)]) -> Metrics {
     let av: Vec<f32> = ids.iter().map(|&i| get(a, i)).collect();
     let ev: Vec<f32> = ids.iter().map(|&i| get(e, i)).collect();
     let mut m = dense(&av, &ev);
+    if ids.is_empty() {
+        // Both maps empty: FlagEmbedding's output for a text whose every weight is <= 0, identical here.
+        m.cosine = 1.0;
+    }
     m.max_abs_index = ids.iter().nth(m.max_abs_index).copied().unwrap_or(0) as usize;
     let common = a.iter().filter(|(i, _)| e.binary_search_by_key(i, |(j, _)| *j).is_ok()).count();
     m.jaccard = Some(if ids.is_empty() { 1.0 } else { common as f64 / ids.len() as f64 });
@@ -136,7 +138,9 @@ pub fn multi(a: &[Vec<f32>], e: &[Vec<f32>]) -> Metrics {
     let (fa, fe) = (flat(a), flat(e));
     let mut m = if same_shape { dense(&fa, &fe) } else { dense(&[], &[]) };
     if same_shape {
-        m.cosine = a.iter().zip(e).map(|(x, y)| cosine(x, y)).fold(1.0, f64::min);
+        // No rows at all on either side compares nothing: not a pass.
+        let start = if e.is_empty() { 0.0 } else { 1.0 };
+        m.cosine = a.iter().zip(e).map(|(x, y)| cosine(x, y)).fold(start, f64::min);
     } else {
         m.cosine = 0.0;
         m.rel_l2 = f64::INFINITY;
@@ -234,6 +238,17 @@ mod tests {
         assert_eq!(m.jaccard, Some(1.0 / 3.0));
         assert_eq!(m.max_abs_diff, 0.25);
         assert_eq!(m.max_abs_index, 7);
+    }
+
+    #[test]
+    fn all_zero_and_empty_values_do_not_pass_vacuously() {
+        let m = dense(&[0.0; 4], &[0.0; 4]);
+        assert_eq!((m.cosine, m.rel_l2), (0.0, 0.0));
+        assert_eq!(multi(&[vec![0.0, 0.0]], &[vec![0.0, 0.0]]).cosine, 0.0);
+        assert_eq!(multi(&[], &[]).cosine, 0.0);
+        // Two empty sparse maps are what FlagEmbedding gives when every weight is <= 0: equal.
+        assert_eq!(sparse(&[], &[]).cosine, 1.0);
+        assert_eq!(sparse(&[], &[(3, 0.5)]).cosine, 0.0);
     }
 
     #[test]

@@ -44,6 +44,25 @@ pub struct EncoderConfig {
     pub pad_token_id: u32,
 }
 
+/// The `hidden_act` names of transformers' `ACT2FN` that candle computes the same way. Others (e.g.
+/// `quick_gelu`, `gelu_fast`, `tanh`) are refused rather than approximated.
+const ACTIVATIONS: &[(&str, Activation)] = &[
+    ("gelu", Activation::Gelu),
+    ("gelu_new", Activation::NewGelu),
+    ("gelu_pytorch_tanh", Activation::GeluPytorchTanh),
+    ("relu", Activation::Relu),
+    ("relu2", Activation::Relu2),
+    ("relu6", Activation::Relu6),
+    ("silu", Activation::Silu),
+    ("swish", Activation::Swish),
+    ("sigmoid", Activation::Sigmoid),
+    ("mish", Activation::Mish),
+];
+
+fn activation(name: &str) -> Option<Activation> {
+    ACTIVATIONS.iter().find(|(n, _)| *n == name).map(|(_, a)| *a)
+}
+
 #[derive(Deserialize)]
 struct Raw {
     model_type: Option<String>,
@@ -71,7 +90,7 @@ impl EncoderConfig {
             other => {
                 return Err(Error::input(
                     path,
-                    format!("model_type {other:?} is not supported (expected \"bert\" or \"xlm-roberta\")"),
+                    format!("model_type {other:?} is not supported (expected one of bert, xlm-roberta, roberta, camembert)"),
                 ))
             }
         };
@@ -82,8 +101,9 @@ impl EncoderConfig {
         }
         let hidden_act = match raw.hidden_act {
             None => Activation::Gelu,
-            Some(v) => serde_json::from_value(v.clone()).map_err(|_| {
-                Error::input(path, format!("hidden_act {v} is not supported (expected gelu, gelu_new, relu, ...)"))
+            Some(v) => v.as_str().and_then(activation).ok_or_else(|| {
+                let names: Vec<&str> = ACTIVATIONS.iter().map(|(n, _)| *n).collect();
+                Error::input(path, format!("hidden_act {v} is not supported (expected one of {})", names.join(", ")))
             })?,
         };
         // transformers' BertConfig / XLMRobertaConfig defaults.
@@ -103,7 +123,28 @@ impl EncoderConfig {
                 Family::XlmRoberta => 1,
             }),
         };
-        if cfg.num_attention_heads == 0 || cfg.hidden_size % cfg.num_attention_heads != 0 {
+        for (key, value) in [
+            ("vocab_size", cfg.vocab_size),
+            ("hidden_size", cfg.hidden_size),
+            ("num_attention_heads", cfg.num_attention_heads),
+            ("intermediate_size", cfg.intermediate_size),
+            ("max_position_embeddings", cfg.max_position_embeddings),
+            ("type_vocab_size", cfg.type_vocab_size),
+        ] {
+            if value == 0 {
+                return Err(Error::input(path, format!("{key} is 0, expected at least 1")));
+            }
+        }
+        if !(cfg.layer_norm_eps.is_finite() && cfg.layer_norm_eps >= 0.0) {
+            return Err(Error::input(path, format!("layer_norm_eps {} is not a finite number >= 0", cfg.layer_norm_eps)));
+        }
+        if cfg.max_tokens() == 0 {
+            return Err(Error::input(
+                path,
+                format!("max_position_embeddings {} leaves no position for a token after pad_token_id {}", cfg.max_position_embeddings, cfg.pad_token_id),
+            ));
+        }
+        if cfg.hidden_size % cfg.num_attention_heads != 0 {
             return Err(Error::input(
                 path,
                 format!("hidden_size {} is not a multiple of num_attention_heads {}", cfg.hidden_size, cfg.num_attention_heads),

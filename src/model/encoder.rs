@@ -19,10 +19,11 @@ pub struct Dense {
 }
 
 impl Dense {
-    /// Loads `weight` `[out, in]` and `bias` `[out]`.
+    /// Loads `weight` `[out, in]` and `bias` `[out]`. Every BERT / XLM-R linear layer has a bias: a missing
+    /// one is an error naming the tensor, never a layer silently computed without it.
     pub fn load(vb: &VarBuilder, d_in: usize, d_out: usize) -> candle_core::Result<Self> {
         let weight = vb.get((d_out, d_in), "weight")?;
-        let bias = vb.get(d_out, "bias").ok();
+        let bias = Some(vb.get(d_out, "bias")?);
         Ok(Dense { weight, bias })
     }
 
@@ -87,12 +88,7 @@ impl Layer {
         let q = split(self.query.forward(x)?)?;
         let k = split(self.key.forward(x)?)?;
         let v = split(self.value.forward(x)?)?;
-        let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let scores = (q.matmul(&k.t()?)? * scale)?;
-        // Softmax in f32 whatever the model dtype, as fused GPU attention kernels do. Masking by length
-        // never forms `(1 − m) · min` in half precision, which is what turns candle's BERT mask into NaN.
-        let probs = super::softmax::masked_softmax(&scores.to_dtype(DType::F32)?, lengths)?.to_dtype(x.dtype())?;
-        let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, l, h))?;
+        let ctx = attention(&q, &k, &v, lengths, self.head_dim, SCORE_BLOCK)?.transpose(1, 2)?.reshape((b, l, h))?;
         let attn = self.attn_norm.forward(&(self.attn_out.forward(&ctx)? + x)?)?;
         let pre = self.intermediate.forward(&attn)?;
         let inter = match self.act {
@@ -101,6 +97,36 @@ impl Layer {
         };
         self.out_norm.forward(&(self.output.forward(&inter)? + attn)?)
     }
+}
+
+/// Most attention scores (batch × heads × query rows × keys) formed at once: 2^25 f32 = 128 MiB per copy.
+/// Past it the queries are taken in blocks of rows, so one 8192-token bge-m3 text (16 heads: 2^30 scores,
+/// 4 GiB per copy) needs 128 MiB per copy instead. Each query row's scores, softmax and weighted sum are
+/// the same arithmetic either way.
+const SCORE_BLOCK: usize = 1 << 25;
+
+/// `softmax(q kᵀ / √d, keys past each length masked) v` for `[B, heads, L, d]` inputs, in blocks of query
+/// rows when the whole score matrix would exceed `limit` scores ([`SCORE_BLOCK`]).
+fn attention(q: &Tensor, k: &Tensor, v: &Tensor, lengths: &[usize], head_dim: usize, limit: usize) -> candle_core::Result<Tensor> {
+    let (b, heads, l, _) = q.dims4()?;
+    let scale = 1.0 / (head_dim as f64).sqrt();
+    let kt = k.t()?;
+    let block = |q: &Tensor| -> candle_core::Result<Tensor> {
+        let scores = (q.matmul(&kt)? * scale)?;
+        // Softmax in f32 whatever the model dtype, as fused GPU attention kernels do. Masking by length
+        // never forms `(1 − m) · min` in half precision, which is what turns candle's BERT mask into NaN.
+        let probs = super::softmax::masked_softmax(&scores.to_dtype(DType::F32)?, lengths)?.to_dtype(q.dtype())?;
+        probs.matmul(v)
+    };
+    let rows = (limit / (b * heads * l).max(1)).max(1);
+    if rows >= l {
+        return block(q);
+    }
+    let mut parts = Vec::with_capacity(l.div_ceil(rows));
+    for start in (0..l).step_by(rows) {
+        parts.push(block(&q.narrow(2, start, rows.min(l - start))?.contiguous()?)?);
+    }
+    Tensor::cat(&parts, 2)
 }
 
 /// A loaded encoder: embeddings, then `num_hidden_layers` transformer layers.
@@ -221,3 +247,26 @@ impl Encoder {
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Attention in blocks of query rows is the same computation as all rows at once.
+    #[test]
+    fn attention_in_row_blocks_equals_attention_at_once() {
+        let (b, heads, l, d) = (2usize, 3usize, 11usize, 4usize);
+        let t = |seed: usize| {
+            let data: Vec<f32> = (0..b * heads * l * d).map(|i| (((i * 7919 + seed * 104_729) % 997) as f32 / 997.0 - 0.5) * 3.0).collect();
+            Tensor::from_vec(data, (b, heads, l, d), &Device::Cpu).unwrap()
+        };
+        let (q, k, v) = (t(1), t(2), t(3));
+        let lengths = [11usize, 6];
+        let whole = attention(&q, &k, &v, &lengths, d, usize::MAX).unwrap();
+        for rows in [1usize, 3, 4, 10] {
+            let blocked = attention(&q, &k, &v, &lengths, d, b * heads * l * rows).unwrap();
+            let diff = (&blocked - &whole).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+            assert!(diff <= 1e-6, "{rows} rows per block: max difference {diff}");
+        }
+    }
+}

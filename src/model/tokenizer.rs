@@ -42,6 +42,8 @@ pub struct TextTokenizer {
     /// The same tokenizer with a `Lowercase` normalizer in front of its own, as sentence-transformers 5.4+
     /// sets it up for `do_lower_case`; built on first use.
     lowercased: Mutex<Option<Tokenizer>>,
+    /// `tokenizer.json`, for messages.
+    path: std::path::PathBuf,
     /// The special token ids read from special_tokens_map.json / tokenizer_config.json.
     pub special: SpecialIds,
 }
@@ -75,14 +77,14 @@ impl TextTokenizer {
             inner.token_to_id(name)
         };
         let special = SpecialIds { cls: lookup("cls_token"), eos: lookup("eos_token"), pad: lookup("pad_token"), unk: lookup("unk_token") };
-        Ok(TextTokenizer { inner: Mutex::new(inner), lowercased: Mutex::new(None), special })
+        Ok(TextTokenizer { inner: Mutex::new(inner), lowercased: Mutex::new(None), path: path.to_path_buf(), special })
     }
 
     /// Token ids of each text, special tokens added, truncated (longest-first, from the right) to
     /// `max_length` tokens counting the special tokens: `tokenizer(texts, truncation=True, max_length=N)`.
     pub fn encode_all(&self, texts: &[String], max_length: usize) -> Result<Vec<Vec<u32>>> {
         let mut tk = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        encode_truncated(&mut tk, texts, max_length)
+        encode_truncated(&mut tk, texts, max_length, &self.path)
     }
 
     /// [`encode_all`](Self::encode_all) with a `Lowercase` normalizer put in front of the tokenizer's own, as
@@ -98,7 +100,7 @@ impl TextTokenizer {
                 .map_err(|e| Error::Usage(format!("cannot add a Lowercase normalizer: {e}")))?;
             *slot = Some(tk);
         }
-        encode_truncated(slot.as_mut().expect("built above"), texts, max_length)
+        encode_truncated(slot.as_mut().expect("built above"), texts, max_length, &self.path)
     }
 
     /// Whether the normalizer is, or contains, a `Lowercase` normalizer (sentence-transformers 5.4+ then adds
@@ -119,7 +121,8 @@ impl TextTokenizer {
 }
 
 /// Sets truncation to `max_length` (longest-first, from the right) and encodes each text with special tokens.
-fn encode_truncated(tk: &mut Tokenizer, texts: &[String], max_length: usize) -> Result<Vec<Vec<u32>>> {
+/// `path` names tokenizer.json in errors.
+fn encode_truncated(tk: &mut Tokenizer, texts: &[String], max_length: usize, path: &Path) -> Result<Vec<Vec<u32>>> {
     tk.with_truncation(Some(TruncationParams {
         direction: TruncationDirection::Right,
         max_length,
@@ -130,9 +133,20 @@ fn encode_truncated(tk: &mut Tokenizer, texts: &[String], max_length: usize) -> 
     texts
         .iter()
         .map(|t| {
-            tk.encode(t.as_str(), true)
+            let ids = tk
+                .encode(t.as_str(), true)
                 .map(|e| e.get_ids().to_vec())
-                .map_err(|e| Error::Usage(format!("cannot tokenize {t:?}: {e}")))
+                .map_err(|e| Error::Usage(format!("cannot tokenize {t:?}: {e}")))?;
+            // Only a tokenizer that adds no special tokens (`"post_processor": null`) gets here, on an
+            // empty or whitespace-only text. transformers would embed padding, with a result that depends
+            // on the batch: no answer to compare against.
+            if ids.is_empty() {
+                return Err(Error::input(
+                    path,
+                    format!("the text {t:?} tokenizes to no tokens (this tokenizer adds no special tokens), so it has no embedding; expected at least one token per text"),
+                ));
+            }
+            Ok(ids)
         })
         .collect()
 }

@@ -187,6 +187,15 @@ fn load_dense(dir: &Path) -> Result<DenseModule> {
             format!("linear.weight has shape {:?}, expected [{}, {}]", weight.dims(), cfg.out_features, cfg.in_features),
         ));
     }
-    let bias = if cfg.bias { get("linear.bias")? } else { None };
+    let bias = if cfg.bias {
+        // config.json says the layer has a bias: loading without it would give other vectors, silently.
+        let b = get("linear.bias")?.ok_or_else(|| Error::input(dir, "Dense module has bias: true but no tensor linear.bias"))?;
+        if b.dims() != [cfg.out_features] {
+            return Err(Error::input(dir, format!("linear.bias has shape {:?}, expected [{}]", b.dims(), cfg.out_features)));
+        }
+        Some(b)
+    } else {
+        None
+    };
     Ok(DenseModule { layer: Dense::new(weight, bias), tanh })
 }

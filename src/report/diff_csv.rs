@@ -38,7 +38,11 @@ const HEADER: [&str; 20] = [
 /// passing row; `first_token_diff` the first position where the token ids differ; `failed_checks` the
 /// failed checks joined with `;`. Empty cells mean "does not apply".
 pub fn write_csv<W: Write>(w: W, suite: &str, results: &[&PipelineResult]) -> Result<()> {
-    let fail = |e: csv::Error| Error::io("CSV output", e.into());
+    // Keep the OS error as it is (a closed pipe must stay recognizable as one).
+    let fail = |e: csv::Error| match e.into_kind() {
+        csv::ErrorKind::Io(io) => Error::io("CSV output", io),
+        other => Error::io("CSV output", std::io::Error::other(format!("{other:?}"))),
+    };
     let mut out = csv::Writer::from_writer(w);
     out.write_record(HEADER).map_err(fail)?;
     for p in results {

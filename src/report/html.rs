@@ -88,6 +88,7 @@ pub(super) fn page(s: &SuiteReport) -> String {
         Status::Passed => ("pass", "PASSED"),
         Status::Failed => ("fail", "FAILED"),
         Status::Skipped => ("skip", "SKIPPED"),
+        Status::Error => ("fail", "ERROR"),
     };
     let mut o = String::new();
     let _ = write!(
@@ -104,6 +105,13 @@ pub(super) fn page(s: &SuiteReport) -> String {
         let _ = write!(meta, " · max length {}", l.join(", "));
     }
     let _ = writeln!(o, r#"<p class="meta">{meta}</p>"#);
+    if let Some(why) = &s.error {
+        let _ = writeln!(
+            o,
+            r#"<div class="banner"><b>ERROR — this suite could not be checked; it did not pass.</b><br>{}</div>"#,
+            esc(why)
+        );
+    }
     if let Some(why) = &s.skipped {
         let _ = writeln!(
             o,
@@ -133,7 +141,7 @@ pub(super) fn page(s: &SuiteReport) -> String {
         o.push_str("</table></details>");
     }
     o.push_str("</header>\n");
-    if s.skipped.is_none() && s.pipelines.is_empty() {
+    if s.skipped.is_none() && s.error.is_none() && s.pipelines.is_empty() {
         o.push_str("<p>No pipelines were selected.</p>");
     }
     for p in &s.pipelines {

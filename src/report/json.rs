@@ -6,7 +6,8 @@ use super::Totals;
 use crate::error::{Error, Result};
 use crate::suite::{Status, SuiteReport};
 
-/// The document: `{"status": "passed|failed|skipped-only", "totals": {...}, "suites": [...]}`.
+/// The document: `{"status": "error|failed|passed|skipped-only", "totals": {...}, "suites": [...]}`; a suite
+/// that could not be checked has `"status": "error"` and its message in `"error"`.
 ///
 /// JSON has no NaN or Infinity, and serde_json writes every non-finite float as `null`. So a `null` metric
 /// (`cosine`, `rel_l2`, a summary's `min_cosine`, ...) means NaN or ±inf; the row's `metrics.finite`,

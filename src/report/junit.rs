@@ -15,14 +15,19 @@ use crate::suite::SuiteReport;
 const FAILING_LISTED: usize = 200;
 
 /// The XML. A skipped suite's testcases are marked skipped with the reason (when no pipeline ran, one
-/// testcase named `all-pipelines` stands for them), never passed.
+/// testcase named `all-pipelines` stands for them), never passed; a suite that could not be checked is one
+/// `all-pipelines` testcase in error, with the message.
 pub(super) fn render(suites: &[SuiteReport], path: &Path) -> Result<Vec<u8>> {
     let mut report = Report::new("embcheck");
     for s in suites {
         let mut ts = TestSuite::new(s.suite.as_str());
         ts.add_property(Property::new("model", s.model.as_str()));
         ts.add_property(Property::new("dtype", s.dtype.as_str()));
-        if let Some(why) = &s.skipped {
+        if let Some(why) = &s.error {
+            let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
+            status.set_type("error").set_message(format!("suite could not be checked: {why}"));
+            ts.add_test_case(case(&s.suite, "all-pipelines", status));
+        } else if let Some(why) = &s.skipped {
             let mut names: Vec<&str> = s.pipelines.iter().map(|p| p.pipeline.name()).collect();
             if names.is_empty() {
                 names.push("all-pipelines");

@@ -18,6 +18,7 @@ pub fn summary(suites: &[SuiteReport]) -> String {
     let t = Totals::of(suites);
     let mut out = String::new();
     let headline = match t.status() {
+        "error" => "⛔ ERROR (a suite could not be checked)",
         "failed" => "❌ FAILED",
         "passed" => "✅ passed",
         _ => "⏭ nothing verified (every suite SKIPPED)",
@@ -28,8 +29,8 @@ pub fn summary(suites: &[SuiteReport]) -> String {
     }
     let _ = writeln!(
         out,
-        "\n**Totals:** suites {} passed, {} failed, {} skipped · pipelines {} failed of {} · texts {} failed of {}\n",
-        t.suites_passed, t.suites_failed, t.suites_skipped, t.pipelines_failed, t.pipelines, t.rows_failed, t.rows
+        "\n**Totals:** suites {} passed, {} failed, {} skipped, {} errors · pipelines {} failed of {} · texts {} failed of {}\n",
+        t.suites_passed, t.suites_failed, t.suites_skipped, t.suites_errored, t.pipelines_failed, t.pipelines, t.rows_failed, t.rows
     );
     for s in suites {
         section(&mut out, s, 2);
@@ -46,6 +47,10 @@ pub(super) fn suite_page(s: &SuiteReport) -> String {
 
 fn status_lines(out: &mut String, s: &SuiteReport) {
     let name = md(&s.suite);
+    if let Some(why) = &s.error {
+        let _ = writeln!(out, "- ⛔ **ERROR** {name}: {}", md(why));
+        return;
+    }
     if let Some(why) = &s.skipped {
         let _ = writeln!(out, "- ⏭ **SKIPPED** {name}: {}", md(why));
         return;
@@ -74,8 +79,13 @@ fn section(out: &mut String, s: &SuiteReport, level: usize) {
         Status::Passed => ("✅", "passed"),
         Status::Failed => ("❌", "FAILED"),
         Status::Skipped => ("⏭", "SKIPPED"),
+        Status::Error => ("⛔", "ERROR"),
     };
     let _ = writeln!(out, "{h} {icon} {} — {word}\n", md(&s.suite));
+    if let Some(why) = &s.error {
+        let _ = writeln!(out, "> **⛔ ERROR — this suite could not be checked, it did not pass.**  \n> {}\n", md(why));
+        return;
+    }
     if let Some(why) = &s.skipped {
         let _ = writeln!(out, "> **⚠️ SKIPPED — this suite was not verified, it did not pass.**  \n> {}\n", md(why));
     }

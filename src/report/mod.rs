@@ -35,7 +35,7 @@ pub use markdown::summary as markdown_summary;
 /// Writes every report for `suites` under `dir`; returns the paths written.
 ///
 /// A suite's files go to `dir/<suite>/` (the name made safe for a path, and made unique when two suites
-/// share it); a skipped suite still gets all three, saying it was skipped. `$GITHUB_STEP_SUMMARY` is left
+/// share it); a skipped or errored suite still gets all three, saying it was skipped or why it errored. `$GITHUB_STEP_SUMMARY` is left
 /// to the caller (see [`markdown_summary`]).
 pub fn write_all(dir: &Path, suites: &[SuiteReport]) -> Result<Vec<PathBuf>> {
     let mut written = Vec::new();
@@ -67,6 +67,7 @@ struct Totals {
     suites_passed: usize,
     suites_failed: usize,
     suites_skipped: usize,
+    suites_errored: usize,
     pipelines: usize,
     pipelines_failed: usize,
     rows: usize,
@@ -81,6 +82,7 @@ impl Totals {
                 Status::Passed => t.suites_passed += 1,
                 Status::Failed => t.suites_failed += 1,
                 Status::Skipped => t.suites_skipped += 1,
+                Status::Error => t.suites_errored += 1,
             }
             for p in &s.pipelines {
                 t.pipelines += 1;
@@ -92,10 +94,13 @@ impl Totals {
         t
     }
 
-    /// `failed` if any suite failed; `passed` if at least one passed and none failed; else `skipped-only`
-    /// (every suite skipped, or no suite at all: nothing was verified).
+    /// `error` if any suite could not be checked (exit code 2); else `failed` if any suite failed; `passed`
+    /// if at least one passed and none failed; else `skipped-only` (every suite skipped, or no suite at all:
+    /// nothing was verified). The same precedence as the exit code.
     fn status(&self) -> &'static str {
-        if self.suites_failed > 0 {
+        if self.suites_errored > 0 {
+            "error"
+        } else if self.suites_failed > 0 {
             "failed"
         } else if self.suites_passed > 0 {
             "passed"

@@ -51,6 +51,7 @@ fn suite(name: &str, pipelines: Vec<PipelineResult>, skipped: Option<&str>) -> S
         skipped: skipped.map(str::to_string),
         changed_files: Vec::new(),
         notes: Vec::new(),
+        error: None,
     }
 }
 
@@ -291,4 +292,44 @@ fn demo() {
     for p in write_all(&dir, &[report, skipped_suite()]).unwrap() {
         println!("{}", p.display());
     }
+}
+
+/// A suite that could not be checked appears in every report as an error with its message, and makes the
+/// whole document's status `error` even beside a passing suite: the reports agree with exit code 2.
+#[test]
+fn errored_suite_is_an_error_in_every_report() {
+    let err = crate::Error::input("fixtures/suites/broken/texts.jsonl", "line 3: invalid JSON: expected value");
+    let errored = SuiteReport::errored(std::path::Path::new("fixtures/suites/broken"), &err);
+    assert_eq!(errored.status(), crate::suite::Status::Error);
+    assert!(!errored.passed());
+    let dir = tempfile::tempdir().unwrap();
+    write_all(dir.path(), &[passing_suite(), errored]).unwrap();
+    let read = |p: &str| std::fs::read_to_string(dir.path().join(p)).unwrap();
+    let message = "texts.jsonl: line 3: invalid JSON: expected value";
+
+    let v: serde_json::Value = serde_json::from_str(&read("summary.json")).unwrap();
+    assert_eq!(v["status"], "error");
+    assert_eq!(v["totals"]["suites_errored"], 1);
+    assert_eq!(v["suites"][1]["status"], "error");
+    assert!(v["suites"][1]["error"].as_str().unwrap().contains(message));
+
+    let md = read("summary.md");
+    assert!(md.contains("ERROR") && md.contains(&md_escaped(message)) && md.contains("1 errors"), "{md}");
+    let page = read("broken/summary.md");
+    assert!(page.contains("could not be checked"), "{page}");
+
+    let xml = read("junit.xml");
+    let report = quick_junit::Report::deserialize_from_str(&xml).unwrap();
+    let case = &report.test_suites[1].test_cases[0];
+    assert_eq!(case.name.as_str(), "all-pipelines");
+    assert!(
+        matches!(&case.status, quick_junit::TestCaseStatus::NonSuccess { kind: quick_junit::NonSuccessKind::Error, message: Some(m), .. } if m.contains(message)),
+        "{xml}"
+    );
+    let html = read("broken/report.html");
+    assert!(html.contains("ERROR") && html.contains("could not be checked"), "{html}");
+}
+
+fn md_escaped(s: &str) -> String {
+    s.replace('_', "\\_")
 }

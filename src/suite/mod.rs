@@ -100,7 +100,10 @@ impl Suite {
     fn load_data(&self) -> Result<Loaded> {
         let texts = read_texts(&self.spec.texts_path())?;
         let reference = TensorFile::read(&self.spec.reference_path())?;
-        Ok(Loaded { texts, metadata: reference.metadata(), reference })
+        let metadata = reference.metadata();
+        // A texts.jsonl edited since the reference was made is an input error, not a failure.
+        crate::fixture::provenance::check_texts(&metadata, &self.spec.texts_path())?;
+        Ok(Loaded { texts, metadata, reference })
     }
 
     fn empty_report(&self, data: &Loaded, source: SourceInfo) -> SuiteReport {
@@ -116,6 +119,7 @@ impl Suite {
             pipelines: Vec::new(),
             skipped: None,
             changed_files: Vec::new(),
+            error: None,
             notes: Vec::new(),
         }
     }

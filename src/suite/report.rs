@@ -1,11 +1,12 @@
 //! The outcome of checking a suite, and the failure message `assert_passed` panics with.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
 use crate::compare::{PipelineResult, RowResult};
+use crate::error::Error;
 use crate::source::SourceInfo;
 
 /// The outcome of one suite.
@@ -31,6 +32,8 @@ pub struct SuiteReport {
     pub skipped: Option<String>,
     /// Model files that differ from those the reference was made with (by sha256).
     pub changed_files: Vec<String>,
+    /// Why the suite could not be checked, if it errored (bad input, missing model): never a pass.
+    pub error: Option<String>,
     /// What the reader must know to read the figures: what the system under test is expected to do (add a
     /// prompt, strip text), and what could not be diagnosed (no model at hand).
     pub notes: Vec<String>,
@@ -46,12 +49,16 @@ pub enum Status {
     Failed,
     /// Not run (its model is missing and skipping was asked for).
     Skipped,
+    /// Could not be checked: an input or configuration error (exit code 2).
+    Error,
 }
 
 impl SuiteReport {
     /// The suite's status.
     pub fn status(&self) -> Status {
-        if self.skipped.is_some() {
+        if self.error.is_some() {
+            Status::Error
+        } else if self.skipped.is_some() {
             Status::Skipped
         } else if self.pipelines.iter().all(PipelineResult::passed) {
             Status::Passed
@@ -75,6 +82,9 @@ impl SuiteReport {
 
     /// What [`SuiteReport::assert_passed`] panics with (empty when the suite passed).
     pub fn failure_message(&self) -> String {
+        if let Some(why) = &self.error {
+            return format!("suite {} could not be checked: {why}", self.suite);
+        }
         if let Some(why) = &self.skipped {
             return format!("suite {} was skipped, not passed: {why}", self.suite);
         }
@@ -86,6 +96,26 @@ impl SuiteReport {
             out.push_str(&format!("note: {n}\n"));
         }
         out
+    }
+}
+
+impl SuiteReport {
+    /// The report of a suite that could not be checked: `error` says why. Its name is the directory's.
+    pub fn errored(dir: &Path, error: &Error) -> Self {
+        SuiteReport {
+            suite: dir.file_name().map_or_else(|| dir.to_string_lossy().into_owned(), |n| n.to_string_lossy().into_owned()),
+            dir: dir.to_path_buf(),
+            model: String::new(),
+            dtype: String::new(),
+            source: SourceInfo::default(),
+            max_length: BTreeMap::new(),
+            reference_metadata: BTreeMap::new(),
+            pipelines: Vec::new(),
+            skipped: None,
+            changed_files: Vec::new(),
+            error: Some(error.one_line()),
+            notes: Vec::new(),
+        }
     }
 }
 
