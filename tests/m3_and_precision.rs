@@ -20,11 +20,17 @@ fn fp16_reference_passes_in_f16_and_is_precision_against_f32() {
     std::fs::write(dir.join("suite.toml"), toml).unwrap();
     let report = embcheck::Suite::load(&dir).unwrap().run().unwrap();
     assert!(!report.passed());
-    let dense = report.pipelines.iter().find(|p| p.pipeline == embcheck::PipelineKind::NormalizedCls).unwrap();
-    assert!(dense.summary.failed > 0);
-    for row in dense.rows.iter().filter(|r| !r.pass()) {
-        let d = row.diagnosis.as_ref().unwrap();
-        assert_eq!(d.stage.keyword(), "precision", "{}: {}", row.id, d.detail);
+    // `precision` is named only where a lower precision is shown to move embcheck's value towards the
+    // reference; on a 32-wide model a text or two stays `unknown` (not proven), never another keyword.
+    for p in report.pipelines.iter().filter(|p| p.pipeline != embcheck::PipelineKind::M3Sparse) {
+        let failing: Vec<_> = p.rows.iter().filter(|r| !r.pass()).collect();
+        assert!(!failing.is_empty(), "{}", p.pipeline);
+        let precision = failing.iter().filter(|r| r.diagnosis.as_ref().unwrap().stage.keyword() == "precision").count();
+        for row in &failing {
+            let d = row.diagnosis.as_ref().unwrap();
+            assert!(["precision", "unknown"].contains(&d.stage.keyword()), "{}: {}", row.id, d.detail);
+        }
+        assert!(precision * 10 >= failing.len() * 9, "{}: precision proven on {precision} of {} failing texts", p.pipeline, failing.len());
     }
 }
 

@@ -8,6 +8,7 @@ pub mod simd;
 pub mod softmax;
 pub mod stack;
 pub mod tokenizer;
+mod rounded;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -69,6 +70,18 @@ impl Model {
 
     /// Loads a model whose files are known, its tokenizer built as `stack`'s transformers builds it.
     pub fn from_files_for(files: ModelFiles, dtype: DType, stack: Stack) -> Result<Self> {
+        let vb = weights(&files, dtype)?;
+        Self::with_weights(files, vb, stack)
+    }
+
+    /// The model with every weight rounded to `storage` (f16, bf16) and computed in f32, as a checkpoint
+    /// saved in that precision and run in f32 computes.
+    pub fn from_files_rounded(files: ModelFiles, storage: DType, stack: Stack) -> Result<Self> {
+        let vb = rounded::f32_through(weights(&files, storage)?);
+        Self::with_weights(files, vb, stack)
+    }
+
+    fn with_weights(files: ModelFiles, vb: VarBuilder<'static>, stack: Stack) -> Result<Self> {
         let config = EncoderConfig::load(&files.config)?;
         let defaults: &[(&str, &str)] = match config.family {
             // XLMRobertaTokenizer's constructor defaults, for files that do not name them.
@@ -77,13 +90,6 @@ impl Model {
         };
         let tokenizer = TextTokenizer::load(&files.tokenizer, defaults, loads_as_bert_tokenizer(&files, config.family)?, &stack)?;
         let pad_id = tokenizer.special.pad.unwrap_or(config.pad_token_id);
-        let device = Device::Cpu;
-        let vb = match &files.weights {
-            // SAFETY: the files are memory-mapped read-only; embcheck does not write model files while running.
-            WeightFiles::Safetensors(paths) => unsafe { VarBuilder::from_mmaped_safetensors(paths, dtype, &device) }
-                .map_err(|e| Error::model(&files.name, format!("cannot read {}: {e}", paths[0].display())))?,
-            WeightFiles::Pytorch(path) => VarBuilder::from_pth(path, dtype, &device).map_err(|e| pth_error(&files.name, path, e))?,
-        };
         let encoder = Encoder::load(vb, &config, &files.name)?;
         Ok(Model { files, config, tokenizer, encoder, pad_id, stack })
     }
@@ -112,6 +118,17 @@ impl Model {
     /// Hidden states `[B, L, H]` (f32) of a right-padded batch of token-id sequences.
     pub fn hidden_states(&self, ids: &[Vec<u32>]) -> Result<Tensor> {
         self.encoder.forward(ids, self.pad_id)
+    }
+}
+
+/// The model's weights read in `dtype`, named in errors.
+fn weights(files: &ModelFiles, dtype: DType) -> Result<VarBuilder<'static>> {
+    let device = Device::Cpu;
+    match &files.weights {
+        // SAFETY: the files are memory-mapped read-only; embcheck does not write model files while running.
+        WeightFiles::Safetensors(paths) => unsafe { VarBuilder::from_mmaped_safetensors(paths, dtype, &device) }
+            .map_err(|e| Error::model(&files.name, format!("cannot read {}: {e}", paths[0].display()))),
+        WeightFiles::Pytorch(path) => VarBuilder::from_pth(path, dtype, &device).map_err(|e| pth_error(&files.name, path, e)),
     }
 }
 

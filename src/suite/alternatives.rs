@@ -24,7 +24,8 @@ pub struct ModelAlternatives<'a> {
     reference_max_length: Option<usize>,
     /// Prompts and instructions the suite's model or settings know of, for the preprocessing alternatives.
     prompts: Vec<String>,
-    others: HashMap<&'static str, Model>,
+    /// The model loaded in other precisions, by alternative name (loaded on first use).
+    others: HashMap<String, Model>,
     examined: Vec<usize>,
 }
 
@@ -143,18 +144,23 @@ impl Alternatives for ModelAlternatives<'_> {
     }
 
     fn other_precisions(&mut self, index: usize) -> Result<Vec<(String, Vector)>> {
+        let here = self.model.encoder.dtype();
         let mut out = Vec::new();
-        for dt in [DType::F32, DType::F16, DType::BF16] {
-            if dt == self.model.encoder.dtype() {
-                continue;
+        // Computing in another precision; and, from f32, the weights stored in a lower one and computed in f32
+        // (the rounding every f16 computation of this model shares).
+        let mut variants: Vec<(String, DType, bool)> =
+            [DType::F32, DType::F16, DType::BF16].into_iter().filter(|&dt| dt != here).map(|dt| (format!("computing in {}", dtype_name(dt)), dt, false)).collect();
+        if here == DType::F32 {
+            variants.extend([DType::F16, DType::BF16].map(|dt| (format!("{} weights computed in f32", dtype_name(dt)), dt, true)));
+        }
+        for (name, dt, rounded) in variants {
+            if !self.others.contains_key(&name) {
+                let (files, stack) = (self.model.files.clone(), self.model.stack);
+                let m = if rounded { Model::from_files_rounded(files, dt, stack)? } else { Model::from_files_for(files, dt, stack)? };
+                self.others.insert(name.clone(), m);
             }
-            let name = dtype_name(dt);
-            if !self.others.contains_key(name) {
-                let m = Model::from_files_for(self.model.files.clone(), dt, self.model.stack)?;
-                self.others.insert(name, m);
-            }
-            let (v, _, _) = Self::single(&self.others[name], self.pipeline, &self.texts[index])?;
-            out.push((name.to_string(), v));
+            let (v, _, _) = Self::single(&self.others[&name], self.pipeline, &self.texts[index])?;
+            out.push((name, v));
         }
         Ok(out)
     }
