@@ -112,6 +112,13 @@ def default_max_length(model_dir: Path) -> int:
     return n - 2 if cfg.get("model_type") in ("xlm-roberta", "roberta", "camembert") else n
 
 
+def position_limit(model_dir: Path) -> int:
+    """The most tokens the model's position table holds (XLM-R-style models lose 2 to the pad offset)."""
+    cfg = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    n = int(cfg.get("max_position_embeddings", 1 << 30))
+    return n - 2 if cfg.get("model_type") in ("xlm-roberta", "roberta", "camembert") else n
+
+
 class Refused(SystemExit):
     """A fault that would change nothing for this model and pipeline."""
 
@@ -133,6 +140,8 @@ class Pipeline:
         self.n = args.max_length or default_max_length(self.dir)
         self.prefix, self.lowercase = args.prefix, args.lowercase
         self.strip, self.force_normalize, self.pooling = args.strip, args.normalize, args.pooling
+        if self.n > position_limit(self.dir):
+            raise Refused(f"--max-length {self.n}: the model has only {position_limit(self.dir)} positions")
         self.m3 = (self.dir / "sparse_linear.pt").is_file() and (self.dir / "colbert_linear.pt").is_file()
         self.faults: list[str] = []
         self._m3_model = None
@@ -346,7 +355,8 @@ def _unstripped_tokenize(module):
 class State:
     def __init__(self, args, pipe: Pipeline):
         self.args, self.pipe = args, pipe
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # the request counter and the one-time status
+        self.model_lock = threading.Lock()
         self.first_status_pending = args.status_on_first is not None
         self.requests = 0
         self.served_name = args.served_model_name or pipe.dir.name
@@ -368,7 +378,7 @@ def make_handler(state: State):
         def log_message(self, fmt, *a):  # one line per request from _send; nothing from the base class
             pass
 
-        def _send(self, status: int, body, extra_headers=(), n_inputs=None):
+        def _send(self, status: int, body, extra_headers=(), n_inputs=None, message=None):
             data = body if isinstance(body, bytes) else json.dumps(body).encode("utf-8")
             self.send_response(status)
             self.send_header("Content-Type", "application/json" if not isinstance(body, bytes) else "text/plain")
@@ -378,12 +388,13 @@ def make_handler(state: State):
             self.end_headers()
             self.wfile.write(data)
             n = "" if n_inputs is None else f" inputs={n_inputs}"
-            print(f"serve: {self.command} {self.path} -> {status}{n}", file=sys.stderr, flush=True)
+            why = f": {message}" if message else ""
+            print(f"serve: {self.command} {self.path} -> {status}{n}{why}", file=sys.stderr, flush=True)
 
         def _error(self, openai: bool, status: int, error_type: str, message: str, extra=(), n_inputs=None):
             body = ({"message": message, "code": status, "type": error_type} if openai
                     else {"error": message, "error_type": error_type})
-            self._send(status, body, extra, n_inputs)
+            self._send(status, body, extra, n_inputs, message)
 
         def _authorized(self, openai: bool) -> bool:
             for name, value in state.required:
@@ -457,7 +468,10 @@ def make_handler(state: State):
                     if args.fail_text_containing is not None and any(args.fail_text_containing in t for t in texts):
                         raise RequestError(500, "Backend", "Inference failed: this server is set to fail on a text "
                                                            f"containing {args.fail_text_containing!r}")
-                body = self._answer(path, openai, req, texts)
+                # One request at a time in the libraries: a fast tokenizer shared between threads raises
+                # "Already borrowed", and torch runs its own threads anyway.
+                with state.model_lock:
+                    body = self._answer(path, openai, req, texts)
             except RequestError as e:
                 self._error(openai, e.status, e.error_type, e.message, n_inputs=n)
                 return
@@ -488,11 +502,10 @@ def make_handler(state: State):
                     if c > pipe.n:
                         raise RequestError(args.validation_status, "Validation",
                                            f"`inputs` must have less than {pipe.n} tokens. Given: {c}")
-            with state.lock:
-                if path == "/embed_sparse":
-                    return pipe.sparse(prepared)
-                normalize = None if openai or "normalize" not in req else bool(req["normalize"])
-                vecs = pipe.embed(prepared, normalize)
+            if path == "/embed_sparse":
+                return pipe.sparse(prepared)
+            normalize = None if openai or "normalize" not in req else bool(req["normalize"])
+            vecs = pipe.embed(prepared, normalize)
             if not openai:
                 return vecs.tolist()
             b64 = req.get("encoding_format", "float") == "base64"
