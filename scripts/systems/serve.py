@@ -13,6 +13,7 @@ Served on 127.0.0.1 only (ThreadingHTTPServer; one model call at a time):
               {"input": str | [str], "model": any, "encoding_format": "float" | "base64"}
               -> {"object": "list", "data": [{"object": "embedding", "embedding": [...] | "<base64>",
                   "index": i}, ...], "model": ..., "usage": {"prompt_tokens": n, "total_tokens": n}}
+              GET /v1/models and GET /models list the one served model.
               `data` is deliberately SHUFFLED (never in input order when there are 2+ inputs): a client must
               order by `index`. base64 is the little-endian float32 bytes, as TEI and OpenAI send them.
   TEI native  POST /embed         {"inputs": str | [str], "normalize": bool, "truncate": bool,
@@ -408,6 +409,9 @@ def make_handler(state: State):
                 return
             if path == "/health":
                 self._send(200, b"")
+            elif path in ("/v1/models", "/models"):  # OpenAI: the served model, for clients that ask first
+                self._send(200, {"object": "list", "data": [
+                    {"id": state.served_name, "object": "model", "created": 0, "owned_by": "embcheck-stand-in"}]})
             elif path == "/info":
                 self._send(200, {
                     "model_id": state.served_name, "model_sha": None, "model_dtype": "float32",

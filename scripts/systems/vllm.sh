@@ -36,7 +36,7 @@ done
 if ! "$VENV/bin/python" -c 'import vllm' 2>/dev/null; then
   echo "installing $PKG into $VENV (takes minutes) ..." >&2
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-  "$VENV/bin/python" -m pip install -q --upgrade pip >&2
+  "$VENV/bin/python" -m pip install -q --upgrade pip packaging >&2
   "$VENV/bin/python" -m pip install -q --no-deps "$PKG" >&2
   reqs=$(mktemp)
   # The package's own requirements (markers evaluated for this machine), torch replaced by the pinned build.
