@@ -70,6 +70,11 @@ Stand-in, not TEI:
   - "dimensions" is not supported (422); token-id inputs are not supported (422);
   - text is preprocessed as the chosen Python library does, not as TEI does (TEI does not strip).
 
+Without HTTP (--stdio): the same pipeline and faults as a program for `embcheck check --against cmd:...`:
+  reads {"id", "text"} JSON Lines on stdin, writes {"id", "embedding": [...]} (--stdio-output sparse:
+  {"id", "sparse": {"token_id": weight}}; --token-ids adds "token_ids", the ids the model received) per text,
+  flushed per batch; --fail-text-containing S answers {"id", "error": ...} for those texts only.
+
 Start: prints "LISTENING <port>" on stdout once the model is loaded and the socket is listening (--port 0,
 the default, picks a free port); logs one line per request on stderr.
 
@@ -528,6 +533,59 @@ def make_handler(state: State):
     return Handler
 
 
+def run_stdio(args, pipe: Pipeline) -> int:
+    """The --stdio protocol: JSON Lines in, one answer line per text out, batch by batch."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from automodel_cls import Lines  # the same batching reader as the AutoModel seed scenario
+
+    out = sys.stdout
+
+    def run(batch):
+        keep = [k for k, (_, t) in enumerate(batch)
+                if args.fail_text_containing is None or args.fail_text_containing not in t]
+        prepared = pipe.prepare([batch[k][1] for k in keep])
+        rows = {}
+        if keep and args.stdio_output == "sparse":
+            for k, w in zip(keep, pipe.sparse(prepared)):
+                rows[k] = {"id": batch[k][0], "sparse": {str(x["index"]): x["value"] for x in w}}
+        elif keep:
+            for k, v in zip(keep, pipe.embed(prepared, None)):
+                rows[k] = {"id": batch[k][0], "embedding": v.tolist()}
+        if args.token_ids:
+            for k, t in zip(keep, prepared):
+                rows[k]["token_ids"] = pipe.tokenizer(pipe.library_text(t), truncation=True,
+                                                      max_length=pipe.n)["input_ids"]
+        for k, (i, _) in enumerate(batch):
+            row = rows.get(k) or {"id": i, "error": "this program is set to fail on a text containing "
+                                                    f"{args.fail_text_containing!r}"}
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        out.flush()
+
+    lines, batch, lineno = Lines(sys.stdin.fileno()), [], 0
+    while True:
+        line = lines.next(block=not batch)
+        if line is None:
+            if batch:
+                run(batch)
+                batch = []
+                continue
+            return 0
+        lineno += 1
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line.decode("utf-8"))
+            if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
+                raise ValueError('expected an object with a string "text"')
+        except (UnicodeDecodeError, ValueError) as e:
+            print(f"serve --stdio: stdin line {lineno}: {e}", file=sys.stderr)
+            return 2
+        batch.append((obj.get("id", lineno - 1), obj["text"]))
+        if len(batch) >= 32:
+            run(batch)
+            batch = []
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, help="model directory")
@@ -538,6 +596,9 @@ def main() -> int:
     ap.add_argument("--no-auto-truncate", action="store_true",
                     help="a text over the max length is an error unless the request says truncate: true")
     ap.add_argument("--validation-status", type=int, choices=[413, 422], default=422)
+    ap.add_argument("--stdio", action="store_true", help="JSON Lines on stdin/stdout instead of HTTP (for cmd:)")
+    ap.add_argument("--stdio-output", choices=["dense", "sparse"], default="dense")
+    ap.add_argument("--token-ids", action="store_true", help="--stdio: add the ids the model received")
     ap.add_argument("--faithful", action="store_true", help="no fault (the default; refuses any fault flag)")
     f = ap.add_argument_group("faults")
     f.add_argument("--no-normalize", action="store_true")
@@ -561,8 +622,11 @@ def main() -> int:
     if args.max_length is not None and args.max_length < 2:
         ap.error("--max-length must be at least 2")
 
+    if args.stdio and (args.status_on_first or args.require_header):
+        ap.error("--status-on-first and --require-header are HTTP faults; not with --stdio")
     t0 = time.time()
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), None)  # bound now: the port is ours while loading
+    # Bound before loading: the port is ours while the model loads.
+    server = None if args.stdio else ThreadingHTTPServer(("127.0.0.1", args.port), None)
     try:
         pipe = Pipeline(args)
     except Refused as e:
@@ -571,6 +635,10 @@ def main() -> int:
     if args.faithful and pipe.faults:
         print(f"serve: --faithful with faults: {pipe.faults}", file=sys.stderr)
         return 2
+    if args.stdio:
+        print(f"serve --stdio: {pipe.kind}: {pipe.call}; faults: {', '.join(pipe.faults) or 'none (faithful)'}",
+              file=sys.stderr, flush=True)
+        return run_stdio(args, pipe)
     state = State(args, pipe)
     server.RequestHandlerClass = make_handler(state)
     import sentence_transformers
