@@ -67,6 +67,7 @@ def main() -> int:
     ap.add_argument("--pipeline", choices=[serve.ST, serve.FLAG], default=serve.ST)
     ap.add_argument("--max-length", type=int, help="the faithful max length (default: the model's)")
     ap.add_argument("--texts", action="append", required=True, help="JSONL {id, text} (repeatable)")
+    ap.add_argument("--try-prefix", action="append", default=[], help="also try this prefix (repeatable)")
     ap.add_argument("--json", help="also write the per-text figures here")
     args = ap.parse_args()
     api = args.api or ("tei" if args.url.rstrip("/").endswith("/embed") else "openai")
@@ -78,18 +79,21 @@ def main() -> int:
 
     faithful = pipeline(args.model, args.pipeline, args.max_length)
     n = faithful.n
-    alts: dict[str, np.ndarray] = {"faithful": faithful.embed(texts, None)}
+    alts: dict[str, np.ndarray] = {"faithful": faithful.embed(faithful.prepare(texts), None)}
     counts = [faithful.token_count(t) for t in texts]
     tried = [("no-normalize", {"no_normalize": True}), ("normalize", {"normalize": True}),
              ("pooling cls", {"pooling": "cls"}), ("pooling mean", {"pooling": "mean"}), ("pooling max", {"pooling": "max"}),
              ("no-strip", {"no_strip": True}), ("strip", {"strip": True}), ("lowercase", {"lowercase": True})]
-    tried += [(f"max-length {m}", {"max_length": m}) for m in (128, 256, 512) if m != n]
+    tried += [(f"prefix {p!r}", {"prefix": p}) for p in args.try_prefix]
+    limit = serve.position_limit(Path(args.model))
+    lengths = sorted({32, 64, 128, 256, 512, serve.default_max_length(Path(args.model)), limit})
+    tried += [(f"max-length {m}", {"max_length": m}) for m in lengths if m != n and m <= limit]
     for name, faults in tried:
         try:
             p = pipeline(args.model, args.pipeline, faults.pop("max_length", args.max_length), **faults)
         except serve.Refused:
             continue  # that fault is no fault for this model
-        alts[name] = p.embed(texts, None)
+        alts[name] = p.embed(p.prepare(texts), None)  # prepare(): the text faults, as serve.py applies them
     ref = alts["faithful"]
     c = cos(got, ref)
     print(f"server {args.url} ({api}); faithful = {faithful.call}")

@@ -13,6 +13,7 @@ Served on 127.0.0.1 only (ThreadingHTTPServer; one model call at a time):
               {"input": str | [str], "model": any, "encoding_format": "float" | "base64"}
               -> {"object": "list", "data": [{"object": "embedding", "embedding": [...] | "<base64>",
                   "index": i}, ...], "model": ..., "usage": {"prompt_tokens": n, "total_tokens": n}}
+              GET /v1/models and GET /models list the one served model.
               `data` is deliberately SHUFFLED (never in input order when there are 2+ inputs): a client must
               order by `index`. base64 is the little-endian float32 bytes, as TEI and OpenAI send them.
   TEI native  POST /embed         {"inputs": str | [str], "normalize": bool, "truncate": bool,
@@ -69,6 +70,11 @@ Stand-in, not TEI:
   - "dimensions" is not supported (422); token-id inputs are not supported (422);
   - text is preprocessed as the chosen Python library does, not as TEI does (TEI does not strip).
 
+Without HTTP (--stdio): the same pipeline and faults as a program for `embcheck check --against cmd:...`:
+  reads {"id", "text"} JSON Lines on stdin, writes {"id", "embedding": [...]} (--stdio-output sparse:
+  {"id", "sparse": {"token_id": weight}}; --token-ids adds "token_ids", the ids the model received) per text,
+  flushed per batch; --fail-text-containing S answers {"id", "error": ...} for those texts only.
+
 Start: prints "LISTENING <port>" on stdout once the model is loaded and the socket is listening (--port 0,
 the default, picks a free port); logs one line per request on stderr.
 
@@ -112,6 +118,13 @@ def default_max_length(model_dir: Path) -> int:
     return n - 2 if cfg.get("model_type") in ("xlm-roberta", "roberta", "camembert") else n
 
 
+def position_limit(model_dir: Path) -> int:
+    """The most tokens the model's position table holds (XLM-R-style models lose 2 to the pad offset)."""
+    cfg = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    n = int(cfg.get("max_position_embeddings", 1 << 30))
+    return n - 2 if cfg.get("model_type") in ("xlm-roberta", "roberta", "camembert") else n
+
+
 class Refused(SystemExit):
     """A fault that would change nothing for this model and pipeline."""
 
@@ -133,6 +146,8 @@ class Pipeline:
         self.n = args.max_length or default_max_length(self.dir)
         self.prefix, self.lowercase = args.prefix, args.lowercase
         self.strip, self.force_normalize, self.pooling = args.strip, args.normalize, args.pooling
+        if self.n > position_limit(self.dir):
+            raise Refused(f"--max-length {self.n}: the model has only {position_limit(self.dir)} positions")
         self.m3 = (self.dir / "sparse_linear.pt").is_file() and (self.dir / "colbert_linear.pt").is_file()
         self.faults: list[str] = []
         self._m3_model = None
@@ -140,8 +155,7 @@ class Pipeline:
             self._load_st(args)
         else:
             self._load_flag(args)
-        if args.max_length and args.max_length != default_max_length(self.dir):
-            self.faults.append(f"max length {self.n} (model default {default_max_length(self.dir)})")
+        # The max length is not listed as a fault: whether N is one depends on the suite it is checked against.
         if self.prefix:
             self.faults.append(f"prefix {self.prefix!r}")
         if self.lowercase:
@@ -346,7 +360,8 @@ def _unstripped_tokenize(module):
 class State:
     def __init__(self, args, pipe: Pipeline):
         self.args, self.pipe = args, pipe
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # the request counter and the one-time status
+        self.model_lock = threading.Lock()
         self.first_status_pending = args.status_on_first is not None
         self.requests = 0
         self.served_name = args.served_model_name or pipe.dir.name
@@ -368,7 +383,7 @@ def make_handler(state: State):
         def log_message(self, fmt, *a):  # one line per request from _send; nothing from the base class
             pass
 
-        def _send(self, status: int, body, extra_headers=(), n_inputs=None):
+        def _send(self, status: int, body, extra_headers=(), n_inputs=None, message=None):
             data = body if isinstance(body, bytes) else json.dumps(body).encode("utf-8")
             self.send_response(status)
             self.send_header("Content-Type", "application/json" if not isinstance(body, bytes) else "text/plain")
@@ -378,12 +393,13 @@ def make_handler(state: State):
             self.end_headers()
             self.wfile.write(data)
             n = "" if n_inputs is None else f" inputs={n_inputs}"
-            print(f"serve: {self.command} {self.path} -> {status}{n}", file=sys.stderr, flush=True)
+            why = f": {message}" if message else ""
+            print(f"serve: {self.command} {self.path} -> {status}{n}{why}", file=sys.stderr, flush=True)
 
         def _error(self, openai: bool, status: int, error_type: str, message: str, extra=(), n_inputs=None):
             body = ({"message": message, "code": status, "type": error_type} if openai
                     else {"error": message, "error_type": error_type})
-            self._send(status, body, extra, n_inputs)
+            self._send(status, body, extra, n_inputs, message)
 
         def _authorized(self, openai: bool) -> bool:
             for name, value in state.required:
@@ -398,6 +414,9 @@ def make_handler(state: State):
                 return
             if path == "/health":
                 self._send(200, b"")
+            elif path in ("/v1/models", "/models"):  # OpenAI: the served model, for clients that ask first
+                self._send(200, {"object": "list", "data": [
+                    {"id": state.served_name, "object": "model", "created": 0, "owned_by": "embcheck-stand-in"}]})
             elif path == "/info":
                 self._send(200, {
                     "model_id": state.served_name, "model_sha": None, "model_dtype": "float32",
@@ -457,7 +476,10 @@ def make_handler(state: State):
                     if args.fail_text_containing is not None and any(args.fail_text_containing in t for t in texts):
                         raise RequestError(500, "Backend", "Inference failed: this server is set to fail on a text "
                                                            f"containing {args.fail_text_containing!r}")
-                body = self._answer(path, openai, req, texts)
+                # One request at a time in the libraries: a fast tokenizer shared between threads raises
+                # "Already borrowed", and torch runs its own threads anyway.
+                with state.model_lock:
+                    body = self._answer(path, openai, req, texts)
             except RequestError as e:
                 self._error(openai, e.status, e.error_type, e.message, n_inputs=n)
                 return
@@ -488,11 +510,10 @@ def make_handler(state: State):
                     if c > pipe.n:
                         raise RequestError(args.validation_status, "Validation",
                                            f"`inputs` must have less than {pipe.n} tokens. Given: {c}")
-            with state.lock:
-                if path == "/embed_sparse":
-                    return pipe.sparse(prepared)
-                normalize = None if openai or "normalize" not in req else bool(req["normalize"])
-                vecs = pipe.embed(prepared, normalize)
+            if path == "/embed_sparse":
+                return pipe.sparse(prepared)
+            normalize = None if openai or "normalize" not in req else bool(req["normalize"])
+            vecs = pipe.embed(prepared, normalize)
             if not openai:
                 return vecs.tolist()
             b64 = req.get("encoding_format", "float") == "base64"
@@ -512,6 +533,59 @@ def make_handler(state: State):
     return Handler
 
 
+def run_stdio(args, pipe: Pipeline) -> int:
+    """The --stdio protocol: JSON Lines in, one answer line per text out, batch by batch."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from automodel_cls import Lines  # the same batching reader as the AutoModel seed scenario
+
+    out = sys.stdout
+
+    def run(batch):
+        keep = [k for k, (_, t) in enumerate(batch)
+                if args.fail_text_containing is None or args.fail_text_containing not in t]
+        prepared = pipe.prepare([batch[k][1] for k in keep])
+        rows = {}
+        if keep and args.stdio_output == "sparse":
+            for k, w in zip(keep, pipe.sparse(prepared)):
+                rows[k] = {"id": batch[k][0], "sparse": {str(x["index"]): x["value"] for x in w}}
+        elif keep:
+            for k, v in zip(keep, pipe.embed(prepared, None)):
+                rows[k] = {"id": batch[k][0], "embedding": v.tolist()}
+        if args.token_ids:
+            for k, t in zip(keep, prepared):
+                rows[k]["token_ids"] = pipe.tokenizer(pipe.library_text(t), truncation=True,
+                                                      max_length=pipe.n)["input_ids"]
+        for k, (i, _) in enumerate(batch):
+            row = rows.get(k) or {"id": i, "error": "this program is set to fail on a text containing "
+                                                    f"{args.fail_text_containing!r}"}
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        out.flush()
+
+    lines, batch, lineno = Lines(sys.stdin.fileno()), [], 0
+    while True:
+        line = lines.next(block=not batch)
+        if line is None:
+            if batch:
+                run(batch)
+                batch = []
+                continue
+            return 0
+        lineno += 1
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line.decode("utf-8"))
+            if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
+                raise ValueError('expected an object with a string "text"')
+        except (UnicodeDecodeError, ValueError) as e:
+            print(f"serve --stdio: stdin line {lineno}: {e}", file=sys.stderr)
+            return 2
+        batch.append((obj.get("id", lineno - 1), obj["text"]))
+        if len(batch) >= 32:
+            run(batch)
+            batch = []
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, help="model directory")
@@ -522,6 +596,9 @@ def main() -> int:
     ap.add_argument("--no-auto-truncate", action="store_true",
                     help="a text over the max length is an error unless the request says truncate: true")
     ap.add_argument("--validation-status", type=int, choices=[413, 422], default=422)
+    ap.add_argument("--stdio", action="store_true", help="JSON Lines on stdin/stdout instead of HTTP (for cmd:)")
+    ap.add_argument("--stdio-output", choices=["dense", "sparse"], default="dense")
+    ap.add_argument("--token-ids", action="store_true", help="--stdio: add the ids the model received")
     ap.add_argument("--faithful", action="store_true", help="no fault (the default; refuses any fault flag)")
     f = ap.add_argument_group("faults")
     f.add_argument("--no-normalize", action="store_true")
@@ -545,8 +622,11 @@ def main() -> int:
     if args.max_length is not None and args.max_length < 2:
         ap.error("--max-length must be at least 2")
 
+    if args.stdio and (args.status_on_first or args.require_header):
+        ap.error("--status-on-first and --require-header are HTTP faults; not with --stdio")
     t0 = time.time()
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), None)  # bound now: the port is ours while loading
+    # Bound before loading: the port is ours while the model loads.
+    server = None if args.stdio else ThreadingHTTPServer(("127.0.0.1", args.port), None)
     try:
         pipe = Pipeline(args)
     except Refused as e:
@@ -555,6 +635,10 @@ def main() -> int:
     if args.faithful and pipe.faults:
         print(f"serve: --faithful with faults: {pipe.faults}", file=sys.stderr)
         return 2
+    if args.stdio:
+        print(f"serve --stdio: {pipe.kind}: {pipe.call}; faults: {', '.join(pipe.faults) or 'none (faithful)'}",
+              file=sys.stderr, flush=True)
+        return run_stdio(args, pipe)
     state = State(args, pipe)
     server.RequestHandlerClass = make_handler(state)
     import sentence_transformers
