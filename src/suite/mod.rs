@@ -293,7 +293,7 @@ fn expectations(pipeline: &Pipeline) -> Vec<String> {
 }
 
 /// Whether sentence-transformers stripped the texts, from the library versions the reference records.
-fn reference_st_strip(metadata: &BTreeMap<String, String>) -> Option<bool> {
+pub(crate) fn reference_st_strip(metadata: &BTreeMap<String, String>) -> Option<bool> {
     let libs: BTreeMap<String, String> = serde_json::from_str(metadata.get("libraries")?).ok()?;
     crate::pipeline::st_strips(libs.get("sentence-transformers")?, libs.get("transformers")?)
 }
