@@ -371,14 +371,19 @@ fn gate_pipeline(
     }
     let retrieval = retrieval.map(|r| gate_retrieval(r, ids, &s_base, &s_cand, t));
     if let Some(r) = &retrieval {
-        checks.push(Check::at_most(format!("nDCG@{} drop, upper bound of the {:.0}% interval", r.k, t.confidence * 100.0), -r.ndcg_diff.low, t.max_ndcg_drop));
+        checks.push(Check::at_most(format!("nDCG@{} drop, upper bound of the {:.0}% interval", r.k, t.confidence * 100.0), drop(r.ndcg_diff), t.max_ndcg_drop));
         checks.push(Check::at_most(
             format!("recall@{} drop, upper bound of the {:.0}% interval", r.k, t.confidence * 100.0),
-            -r.recall_diff.low,
+            drop(r.recall_diff),
             t.max_recall_drop,
         ));
     }
     PipelineGate { pipeline: kind, k, texts, drift, not_comparable, jaccard_mean, jaccard_min, spearman, retrieval, checks }
+}
+
+/// The upper bound of a drop: minus the lower bound of candidate − baseline (+ 0.0 so no drop reads 0, not −0).
+fn drop(diff: Interval) -> f64 {
+    -diff.low + 0.0
 }
 
 fn finite(v: &Vector) -> bool {

@@ -35,6 +35,9 @@ pub fn write_all(dir: &Path, report: &GateReport) -> Result<Vec<PathBuf>> {
 fn num(x: f64) -> String {
     if x.is_nan() {
         "NaN".into()
+    } else if x == x.trunc() && x.abs() < 1e15 {
+        // Counts and exact 0 / 1 read as such ("+ 0.0" turns −0 into 0).
+        format!("{}", x + 0.0)
     } else {
         format!("{x:.6}")
     }
