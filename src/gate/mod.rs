@@ -371,10 +371,10 @@ fn gate_pipeline(
     }
     let retrieval = retrieval.map(|r| gate_retrieval(r, ids, &s_base, &s_cand, t));
     if let Some(r) = &retrieval {
-        checks.push(Check::at_most(format!("nDCG@{} drop, upper bound of the {:.0}% interval", r.k, t.confidence * 100.0), drop(r.ndcg_diff), t.max_ndcg_drop));
+        checks.push(Check::at_most(format!("nDCG@{} drop, upper bound of the {:.0}% interval", r.k, t.confidence * 100.0), drop_bound(r.ndcg_diff), t.max_ndcg_drop));
         checks.push(Check::at_most(
             format!("recall@{} drop, upper bound of the {:.0}% interval", r.k, t.confidence * 100.0),
-            drop(r.recall_diff),
+            drop_bound(r.recall_diff),
             t.max_recall_drop,
         ));
     }
@@ -382,7 +382,7 @@ fn gate_pipeline(
 }
 
 /// The upper bound of a drop: minus the lower bound of candidate − baseline (+ 0.0 so no drop reads 0, not −0).
-fn drop(diff: Interval) -> f64 {
+fn drop_bound(diff: Interval) -> f64 {
     -diff.low + 0.0
 }
 
