@@ -255,3 +255,88 @@ fn minilm_same_and_f16_pass_noised_fails() {
     let c = checks(&j, "sentence-transformers");
     assert!(value(&c, "nDCG@10 drop") > 0.05, "{c:?}");
 }
+
+/// A minimal OpenAI-style embedding server on 127.0.0.1 answering from a table text → vector; `GET /info`
+/// and anything else is 404. One request per connection (`Connection: close`).
+fn serve_openai(table: std::collections::HashMap<String, Vec<f32>>) -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v1/embeddings", listener.local_addr().unwrap());
+    let table = std::sync::Arc::new(table);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let table = table.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request_line = String::new();
+                reader.read_line(&mut request_line).unwrap();
+                let mut length = 0usize;
+                loop {
+                    let mut h = String::new();
+                    reader.read_line(&mut h).unwrap();
+                    if h.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = h.split_once(':') {
+                        if k.eq_ignore_ascii_case("content-length") {
+                            length = v.trim().parse().unwrap();
+                        }
+                    }
+                }
+                let mut body = vec![0u8; length];
+                reader.read_exact(&mut body).unwrap();
+                let (status, reply) = if request_line.starts_with("POST /v1/embeddings") {
+                    let req: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                    let data: Vec<serde_json::Value> = req["input"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .enumerate()
+                        .map(|(i, t)| serde_json::json!({"index": i, "embedding": table[t.as_str().unwrap()]}))
+                        .collect();
+                    ("200 OK", serde_json::json!({"object": "list", "model": "fake", "data": data}).to_string())
+                } else {
+                    ("404 Not Found", "{\"error\": \"not found\"}".to_string())
+                };
+                let mut s = stream;
+                let _ = write!(s, "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}", reply.len());
+            });
+        }
+    });
+    url
+}
+
+#[test]
+fn a_candidate_served_over_http_is_gated_the_same_way() {
+    // The f16-rounded model's vectors served by a fake OpenAI server: passes; the noised model's: fails.
+    let tmp = tempfile::tempdir().unwrap();
+    let base = suite("tiny-bert-mean-retrieval");
+    let texts: Vec<String> = std::fs::read_to_string(base.join("texts.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["text"].as_str().unwrap().to_string())
+        .collect();
+    let served = |model: &Path, name: &str| -> String {
+        let file = tmp.path().join(format!("{name}.safetensors"));
+        let o = embcheck(&[
+            "embed", "--model", model.to_str().unwrap(), "--pipeline", "sentence-transformers", "--max-length", "64",
+            "--input", base.join("texts.jsonl").to_str().unwrap(), "--output", file.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", show(&o));
+        let (shape, v) = read_tensors(&file).f32s.remove("embeddings").unwrap();
+        let table = texts.iter().cloned().zip(v.chunks(shape[1]).map(<[f32]>::to_vec)).collect();
+        serve_openai(table)
+    };
+    let good = served(&f16_rounded(&root().join(TINY), &tmp.path().join("f16")), "f16");
+    let reports = tmp.path().join("r");
+    let o = gate(&base, &good, &reports, &["--pipeline", "sentence-transformers", "--model-name", "fake"]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let j = json(&reports);
+    assert_eq!(j["candidate"]["kind"], "http");
+    assert!(j["candidate"]["location"].as_str().unwrap().ends_with("/v1/embeddings"));
+    let bad = served(&noised(&root().join(TINY), &tmp.path().join("noisy"), 1.0), "noisy");
+    let o = gate(&base, &bad, &reports, &["--pipeline", "sentence-transformers", "--model-name", "fake"]);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert!(value(&checks(&json(&reports), "sentence-transformers"), "mean Jaccard@10") < 0.8);
+}
