@@ -108,9 +108,9 @@ pub fn spearman(a: &[f64], b: &[f64]) -> f64 {
 pub fn upper_triangle(m: &[Vec<f64>]) -> Vec<f64> {
     let n = m.len();
     let mut out = Vec::with_capacity(n * n.saturating_sub(1) / 2);
-    for i in 0..n {
-        for j in i + 1..n {
-            out.push((m[i][j] + m[j][i]) / 2.0);
+    for (i, row) in m.iter().enumerate() {
+        for (j, &x) in row.iter().enumerate().skip(i + 1) {
+            out.push((x + m[j][i]) / 2.0);
         }
     }
     out

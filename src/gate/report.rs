@@ -109,7 +109,7 @@ fn check_line(c: &Check) -> String {
 
 /// The texts whose neighbours moved most (lowest Jaccard@k first, ties in suite order).
 fn worst(p: &PipelineGate) -> Vec<&super::TextGate> {
-    let mut v: Vec<&super::TextGate> = p.texts.iter().filter(|t| !(t.jaccard >= 1.0)).collect();
+    let mut v: Vec<&super::TextGate> = p.texts.iter().filter(|t| t.jaccard < 1.0 || t.jaccard.is_nan()).collect();
     v.sort_by(|a, b| a.jaccard.total_cmp(&b.jaccard));
     v.truncate(WORST_LISTED);
     v
