@@ -340,3 +340,23 @@ fn a_candidate_served_over_http_is_gated_the_same_way() {
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));
     assert!(value(&checks(&json(&reports), "sentence-transformers"), "mean Jaccard@10") < 0.8);
 }
+
+#[test]
+fn sparse_and_colbert_are_gated_by_their_own_scores() {
+    // m3-sparse neighbours by the lexical score, m3-colbert by the ColBERT score: the same model passes,
+    // the encoder's weights with heavy noise fail both (the heads' .pt files are left as they are).
+    let tmp = tempfile::tempdir().unwrap();
+    let base = suite("tiny-xlmr-m3");
+    let args = ["--pipeline", "m3-sparse", "--pipeline", "m3-colbert"];
+    let o = gate(&base, "fixtures/models/tiny-xlmr-m3", &tmp.path().join("same"), &args);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let noisy = noised(&root().join("fixtures/models/tiny-xlmr-m3"), &tmp.path().join("m"), 1.0);
+    let reports = tmp.path().join("noisy");
+    let o = gate(&base, noisy.to_str().unwrap(), &reports, &args);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    let j = json(&reports);
+    for p in ["m3-sparse", "m3-colbert"] {
+        let c = checks(&j, p);
+        assert!(value(&c, "mean Jaccard@10") < 0.8, "{p}: {c:?}");
+    }
+}
