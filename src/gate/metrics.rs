@@ -296,3 +296,68 @@ mod tests {
         assert_eq!(n[1].jaccard, 1.0);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn scores() -> impl Strategy<Value = Vec<f64>> {
+        prop::collection::vec(-1.0f64..1.0, 2..40)
+    }
+
+    proptest! {
+        #[test]
+        fn spearman_is_within_bounds_one_with_itself_and_rank_invariant(a in scores()) {
+            let r = spearman(&a, &a);
+            prop_assert!((r - 1.0).abs() < 1e-12, "{r}");
+            // A strictly increasing transform keeps every rank.
+            let b: Vec<f64> = a.iter().map(|x| x.exp() * 3.0 + 1.0).collect();
+            prop_assert!((spearman(&a, &b) - 1.0).abs() < 1e-12);
+            let c: Vec<f64> = a.iter().rev().copied().collect();
+            let s = spearman(&a, &c);
+            prop_assert!((-1.0 - 1e-12..=1.0 + 1e-12).contains(&s), "{s}");
+        }
+
+        #[test]
+        fn jaccard_at_k_is_one_for_the_same_matrix_and_within_bounds(rows in prop::collection::vec(scores(), 3..12), k in 1usize..6) {
+            let n = rows.len();
+            let m: Vec<Vec<f64>> = (0..n).map(|i| (0..n).map(|j| rows[i][j % rows[i].len()]).collect()).collect();
+            let k = k.min(n - 1);
+            for o in neighbour_overlap(&m, &m, k) {
+                prop_assert_eq!(o.jaccard, 1.0);
+                prop_assert!(o.lost.is_empty() && o.gained.is_empty());
+            }
+            let flipped: Vec<Vec<f64>> = m.iter().map(|r| r.iter().map(|x| -x).collect()).collect();
+            for o in neighbour_overlap(&m, &flipped, k) {
+                prop_assert!((0.0..=1.0).contains(&o.jaccard));
+                prop_assert_eq!(o.lost.len(), o.gained.len());
+            }
+        }
+
+        #[test]
+        fn ndcg_and_recall_are_within_unit_interval(perm in Just((0usize..20).collect::<Vec<_>>()).prop_shuffle(), rel in prop::collection::vec((0usize..20, 1.0f64..3.0), 1..5), k in 1usize..25) {
+            let mut rel = rel;
+            rel.sort_by_key(|r| r.0);
+            rel.dedup_by_key(|r| r.0);
+            let n = ndcg_at_k(&perm, &rel, k);
+            let r = recall_at_k(&perm, &rel, k);
+            prop_assert!((0.0..=1.0 + 1e-12).contains(&n), "{n}");
+            prop_assert!((0.0..=1.0).contains(&r), "{r}");
+            // The ideal ranking scores 1.
+            let mut ideal = rel.clone();
+            ideal.sort_by(|a, b| b.1.total_cmp(&a.1));
+            let best: Vec<usize> = ideal.iter().map(|r| r.0).collect();
+            prop_assert!((ndcg_at_k(&best, &rel, k) - 1.0).abs() < 1e-12);
+        }
+
+        #[test]
+        fn bootstrap_interval_brackets_the_mean(base in prop::collection::vec(0.0f64..1.0, 1..60), shift in -0.2f64..0.2, seed in any::<u64>()) {
+            let cand: Vec<f64> = base.iter().enumerate().map(|(i, b)| b + if i % 2 == 0 { shift } else { 0.0 }).collect();
+            let iv = paired_bootstrap(&base, &cand, 200, 0.95, seed);
+            prop_assert!(iv.low <= iv.mean + 1e-12 && iv.mean <= iv.high + 1e-12, "{iv:?}");
+            prop_assert_eq!(iv, paired_bootstrap(&base, &cand, 200, 0.95, seed));
+        }
+    }
+}

@@ -456,3 +456,58 @@ fn gate_retrieval(r: &RetrievalSet, ids: &[String], s_base: &[Vec<f64>], s_cand:
         queries,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(n: usize) -> (Vec<String>, Vec<Vector>) {
+        let ids = (0..n).map(|i| format!("t{i}")).collect();
+        let v = (0..n).map(|i| Vector::Dense(vec![1.0, i as f32, (i * i) as f32 / 7.0])).collect();
+        (ids, v)
+    }
+
+    #[test]
+    fn same_vectors_pass_every_check() {
+        let (ids, base) = texts(6);
+        let cand: Outputs = base.iter().cloned().map(Ok).collect();
+        let p = gate_pipeline(PipelineKind::RawCls, &ids, &base, &cand, None, &Thresholds::default());
+        assert!(p.passed(), "{:?}", p.checks);
+        assert_eq!(p.k, 5, "k is capped at n - 1");
+        assert_eq!(p.drift.as_ref().unwrap().max_rel_l2, 0.0);
+    }
+
+    #[test]
+    fn a_rejected_text_or_a_nan_fails_even_when_neighbours_agree() {
+        let (ids, base) = texts(6);
+        let mut cand: Outputs = base.iter().cloned().map(Ok).collect();
+        cand[2] = Err("413 payload too large".into());
+        let p = gate_pipeline(PipelineKind::RawCls, &ids, &base, &cand, None, &Thresholds::default());
+        assert!(!p.passed());
+        assert_eq!(p.texts[2].rejected.as_deref(), Some("413 payload too large"));
+        assert!(p.checks.iter().any(|c| c.name.starts_with("texts the candidate rejected") && !c.passed));
+
+        let mut cand: Outputs = base.iter().cloned().map(Ok).collect();
+        cand[4] = Ok(Vector::Dense(vec![f32::NAN, 0.0, 0.0]));
+        let p = gate_pipeline(PipelineKind::RawCls, &ids, &base, &cand, None, &Thresholds::default());
+        assert!(!p.passed());
+        assert!(p.texts[4].non_finite);
+        assert!(p.drift.as_ref().unwrap().min_cosine.is_nan(), "a NaN is never hidden by the summary");
+    }
+
+    #[test]
+    fn other_widths_are_not_comparable_but_still_judged() {
+        let (ids, base) = texts(6);
+        let cand: Outputs = base
+            .iter()
+            .map(|v| match v {
+                Vector::Dense(d) => Ok(Vector::Dense(d.iter().chain(d).copied().collect())),
+                other => Ok(other.clone()),
+            })
+            .collect();
+        let p = gate_pipeline(PipelineKind::RawCls, &ids, &base, &cand, None, &Thresholds::default());
+        assert!(p.drift.is_none() && p.not_comparable.as_deref().unwrap_or("").contains("width"));
+        // Doubling every vector keeps every cosine: the neighbours agree.
+        assert!(p.passed(), "{:?}", p.checks);
+    }
+}
