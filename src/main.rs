@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use cli::{exit, CheckArgs, Cli, Command, DiffArgs, EmbedArgs, HttpArgs, PipelineArgs};
+use cli::{exit, CheckArgs, Cli, Command, DiffArgs, EmbedArgs, GateArgs, HttpArgs, PipelineArgs};
 use embcheck::compare::{compare_pipeline, NoAlternatives, PipelineResult, Side, Summary, Tolerance, ToleranceOverride};
 use embcheck::fixture::{format, parse_texts, read_texts, Names, TextItem};
 use embcheck::pipeline::{OutputKind, Vector};
@@ -40,6 +40,7 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Embed(args) => embed(args),
         Command::Check(args) => check(args),
         Command::Diff(args) => diff(args),
+        Command::Gate(args) => gate(args),
     }
 }
 
@@ -344,4 +345,34 @@ fn label(kind: OutputKind) -> PipelineKind {
         OutputKind::Sparse => PipelineKind::M3Sparse,
         OutputKind::Multi => PipelineKind::M3Colbert,
     }
+}
+
+/// `embcheck gate`: a candidate against a suite's baseline; exit 0 pass, 1 fail, 2 input error.
+fn gate(args: GateArgs) -> Result<u8> {
+    use embcheck::gate::{self, Candidate};
+    let mut pipelines = args.pipelines.iter().map(|p| p.parse::<PipelineKind>()).collect::<Result<Vec<_>>>()?;
+    let candidate = if gate::names_a_model(&args.candidate) {
+        Candidate::Model(args.candidate.clone())
+    } else {
+        // A server, command or file answers for one pipeline at a time: the suite's only one by default.
+        if pipelines.is_empty() {
+            let suite = Suite::load(&args.baseline)?;
+            match suite.spec.pipelines.as_slice() {
+                [only] => pipelines.push(*only),
+                many => {
+                    let names: Vec<_> = many.iter().map(|p| p.name()).collect();
+                    return Err(Error::Usage(format!("--candidate {} needs --pipeline: suite {} has {}", args.candidate, suite.spec.name, names.join(", "))));
+                }
+            }
+        }
+        Candidate::Source(source_config(&args.candidate, &args.http)?)
+    };
+    let report = gate::run(&args.baseline, &candidate, &pipelines, true)?;
+    print!("{}", gate::report::terminal(&report));
+    let written = gate::report::write_all(&args.report_dir, &report)?;
+    if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY") {
+        embcheck::atomic::append(std::path::Path::new(&path), &gate::report::markdown(&report))?;
+    }
+    println!("\ngate {}: {}; {} report files in {}", report.suite, if report.passed() { "passed" } else { "FAILED" }, written.len(), args.report_dir.display());
+    Ok(if report.passed() { exit::PASS } else { exit::FAIL })
 }

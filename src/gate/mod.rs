@@ -1,0 +1,512 @@
+//! `embcheck gate`: is a candidate (a new model revision, f16 weights, another serving stack, another
+//! model) as good as the baseline a suite's Python references record, and does search still return the
+//! same neighbours?
+//!
+//! Baseline: the suite's reference vectors, per pipeline. Candidate: embcheck's own pipeline on a model
+//! directory or hub id, or any system under test [`crate::source::collect`] reads (server, command, file).
+//! Per pipeline the gate measures drift per text (only where the spaces compare), top-k neighbour overlap
+//! among the suite's texts (Jaccard@k), the Spearman correlation of the pairwise similarities and, when the
+//! suite carries a retrieval set, recall@k and nDCG@k of both sides with a paired bootstrap interval of the
+//! difference. [`Thresholds`] decide.
+
+pub mod metrics;
+pub mod report;
+pub mod retrieval;
+pub mod thresholds;
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+pub use retrieval::RetrievalSet;
+pub use thresholds::Thresholds;
+
+use crate::embed::{embed_many, BatchOptions};
+use crate::error::{Error, Result};
+use crate::fixture::{read_texts, Names, SuiteSpec, TensorFile, TextItem};
+use crate::model::{HubId, Model};
+use crate::pipeline::{Pipeline, PipelineKind, Vector};
+use crate::source::{self, SourceConfig, SourceInfo};
+use metrics::{Drift, Interval};
+
+/// What is gated against the baseline.
+#[derive(Debug, Clone)]
+pub enum Candidate {
+    /// A model directory or hub id, computed with embcheck's own pipelines and the suite's options.
+    Model(String),
+    /// A system under test.
+    Source(SourceConfig),
+}
+
+/// Whether a `--candidate` value names a model (an existing directory, or a hub id that is not an existing
+/// file) rather than a server, command or vectors file.
+pub fn names_a_model(arg: &str) -> bool {
+    if arg.starts_with("http://") || arg.starts_with("https://") || arg.starts_with("cmd:") {
+        return false;
+    }
+    let p = Path::new(arg);
+    p.is_dir() || (!p.exists() && HubId::parse(arg).is_some())
+}
+
+/// One check of a pipeline against a limit.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    /// What is checked (`mean Jaccard@10`, `nDCG@10 drop (upper bound)`, ...).
+    pub name: String,
+    /// The measured value.
+    pub value: f64,
+    /// `>=` or `<=`.
+    pub op: &'static str,
+    /// The limit.
+    pub limit: f64,
+    /// Whether the value is within the limit (NaN never is).
+    pub passed: bool,
+}
+
+impl Check {
+    fn at_least(name: impl Into<String>, value: f64, limit: f64) -> Self {
+        Check { name: name.into(), value, op: ">=", limit, passed: value >= limit }
+    }
+
+    fn at_most(name: impl Into<String>, value: f64, limit: f64) -> Self {
+        Check { name: name.into(), value, op: "<=", limit, passed: value <= limit }
+    }
+}
+
+/// One text's figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct TextGate {
+    /// The text's id.
+    pub id: String,
+    /// Drift from the baseline, where the spaces compare.
+    pub drift: Option<Drift>,
+    /// Jaccard@k of its neighbours.
+    pub jaccard: f64,
+    /// Ids of baseline neighbours the candidate lost.
+    pub lost: Vec<String>,
+    /// Ids of candidate neighbours the baseline did not have.
+    pub gained: Vec<String>,
+    /// The candidate's message when it rejected the text.
+    pub rejected: Option<String>,
+    /// Whether the candidate's value holds a NaN or infinity.
+    pub non_finite: bool,
+}
+
+/// Drift's distribution over the texts.
+#[derive(Debug, Clone, Serialize)]
+pub struct DriftSummary {
+    /// Lowest cosine.
+    pub min_cosine: f64,
+    /// Median cosine.
+    pub median_cosine: f64,
+    /// Median relative L2.
+    pub median_rel_l2: f64,
+    /// 95th percentile of relative L2.
+    pub p95_rel_l2: f64,
+    /// Largest relative L2.
+    pub max_rel_l2: f64,
+}
+
+/// One query's retrieval figures on both sides.
+#[derive(Debug, Clone, Serialize)]
+pub struct QueryGate {
+    /// The query's id.
+    pub id: String,
+    /// nDCG@k of the baseline.
+    pub ndcg_baseline: f64,
+    /// nDCG@k of the candidate.
+    pub ndcg_candidate: f64,
+    /// recall@k of the baseline.
+    pub recall_baseline: f64,
+    /// recall@k of the candidate.
+    pub recall_candidate: f64,
+}
+
+/// Retrieval quality of both sides on the suite's retrieval set.
+#[derive(Debug, Clone, Serialize)]
+pub struct RetrievalGate {
+    /// The set's directory.
+    pub dir: PathBuf,
+    /// The rank cut-off.
+    pub k: usize,
+    /// Mean nDCG@k of the baseline.
+    pub ndcg_baseline: f64,
+    /// Mean nDCG@k of the candidate.
+    pub ndcg_candidate: f64,
+    /// Candidate − baseline nDCG@k, with its bootstrap interval.
+    pub ndcg_diff: Interval,
+    /// Mean recall@k of the baseline.
+    pub recall_baseline: f64,
+    /// Mean recall@k of the candidate.
+    pub recall_candidate: f64,
+    /// Candidate − baseline recall@k, with its bootstrap interval.
+    pub recall_diff: Interval,
+    /// Passages searched.
+    pub corpus: usize,
+    /// Queries without relevant passages, left out.
+    pub unjudged: usize,
+    /// Per query.
+    pub queries: Vec<QueryGate>,
+}
+
+/// One pipeline's gate.
+#[derive(Debug, Clone, Serialize)]
+pub struct PipelineGate {
+    /// Which pipeline.
+    pub pipeline: PipelineKind,
+    /// Neighbours per text (the threshold's k capped at n − 1).
+    pub k: usize,
+    /// Per text, in suite order.
+    pub texts: Vec<TextGate>,
+    /// Drift's distribution, where the spaces compare.
+    pub drift: Option<DriftSummary>,
+    /// Why drift is not measured, when it is not.
+    pub not_comparable: Option<String>,
+    /// Mean Jaccard@k.
+    pub jaccard_mean: f64,
+    /// Lowest Jaccard@k.
+    pub jaccard_min: f64,
+    /// Spearman correlation of the pairwise similarities.
+    pub spearman: f64,
+    /// Retrieval quality, when the suite carries a retrieval set.
+    pub retrieval: Option<RetrievalGate>,
+    /// Every check made; the pipeline passes when all do.
+    pub checks: Vec<Check>,
+}
+
+impl PipelineGate {
+    /// Whether every check passed.
+    pub fn passed(&self) -> bool {
+        self.checks.iter().all(|c| c.passed)
+    }
+}
+
+/// A gate's outcome for one suite.
+#[derive(Debug, Clone, Serialize)]
+pub struct GateReport {
+    /// The baseline suite's name.
+    pub suite: String,
+    /// Its directory.
+    pub dir: PathBuf,
+    /// The model the baseline was made from.
+    pub baseline_model: String,
+    /// The candidate.
+    pub candidate: SourceInfo,
+    /// The limits applied.
+    pub thresholds: Thresholds,
+    /// Per pipeline.
+    pub pipelines: Vec<PipelineGate>,
+    /// Things a reader should know (a candidate's settings, queries left out).
+    pub notes: Vec<String>,
+}
+
+impl GateReport {
+    /// Whether every pipeline passed.
+    pub fn passed(&self) -> bool {
+        self.pipelines.iter().all(PipelineGate::passed)
+    }
+}
+
+/// Gates `candidate` against the suite in `dir`, for `pipelines` (all of the suite's when empty).
+pub fn run(dir: &Path, candidate: &Candidate, pipelines: &[PipelineKind], progress: bool) -> Result<GateReport> {
+    let spec = SuiteSpec::load(dir)?;
+    let thresholds = Thresholds::from_toml(spec.gate.as_ref(), &dir.join("suite.toml"))?;
+    let texts = read_texts(&spec.texts_path())?;
+    let reference = TensorFile::read(&spec.reference_path())?;
+    let kinds: Vec<PipelineKind> = if pipelines.is_empty() { spec.pipelines.clone() } else { pipelines.to_vec() };
+    for k in &kinds {
+        if !spec.pipelines.contains(k) {
+            let have: Vec<_> = spec.pipelines.iter().map(|p| p.name()).collect();
+            return Err(Error::Usage(format!("suite {} has no {k} reference (it has: {})", spec.name, have.join(", "))));
+        }
+    }
+    if texts.len() < 3 {
+        return Err(Error::input(spec.texts_path(), format!("{} texts: the gate needs at least 3 to compare neighbours", texts.len())));
+    }
+    let baselines = kinds
+        .iter()
+        .map(|&k| {
+            let stored = reference.vectors(k.output(), &Names::reference(k))?;
+            if stored.vectors.len() != texts.len() {
+                return Err(Error::input(
+                    spec.reference_path(),
+                    format!("tensor {:?} holds {} texts, texts.jsonl has {}", k.name(), stored.vectors.len(), texts.len()),
+                ));
+            }
+            Ok(stored.vectors)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let retrieval = spec.retrieval.as_deref().map(|d| RetrievalSet::load(d, &texts)).transpose()?;
+    let mut notes = Vec::new();
+    if let Some(r) = &retrieval {
+        if r.unjudged > 0 {
+            notes.push(format!("{} queries of {} have no relevant passage and are left out", r.unjudged, r.dir.display()));
+        }
+    }
+    let (candidates, info) = candidate_outputs(&spec, &reference, candidate, &kinds, &texts, progress, &mut notes)?;
+    let ids: Vec<String> = texts.iter().map(|t| t.id.clone()).collect();
+    let pipelines = kinds
+        .iter()
+        .zip(&baselines)
+        .zip(candidates)
+        .map(|((&k, base), cand)| gate_pipeline(k, &ids, base, &cand, retrieval.as_ref(), &thresholds))
+        .collect();
+    Ok(GateReport {
+        suite: spec.name.clone(),
+        dir: spec.dir.clone(),
+        baseline_model: spec.model.clone(),
+        candidate: info,
+        thresholds,
+        pipelines,
+        notes,
+    })
+}
+
+/// The candidate's values per pipeline: `Err(message)` for a text it rejected.
+type Outputs = Vec<std::result::Result<Vector, String>>;
+
+fn candidate_outputs(
+    spec: &SuiteSpec,
+    reference: &TensorFile,
+    candidate: &Candidate,
+    kinds: &[PipelineKind],
+    texts: &[TextItem],
+    progress: bool,
+    notes: &mut Vec<String>,
+) -> Result<(Vec<Outputs>, SourceInfo)> {
+    match candidate {
+        Candidate::Model(location) => {
+            // The Python stack the baseline was made with decides tokenization and text handling.
+            let stack = crate::model::Stack::from_reference(&reference.metadata()).map_err(|e| Error::input(spec.reference_path(), e.to_string()))?;
+            let model = Model::from_files_for(crate::model::ModelFiles::resolve(location)?, spec.dtype, stack)?;
+            let options = spec.options.clone();
+            let pipelines = kinds.iter().map(|&k| Pipeline::build(k, &model, &options)).collect::<Result<Vec<_>>>()?;
+            let strings: Vec<String> = texts.iter().map(|t| t.text.clone()).collect();
+            let out = embed_many(&model, &pipelines, &strings, BatchOptions { batch_size: spec.batch_size, progress })?;
+            notes.push(format!(
+                "the candidate ran through embcheck's own pipelines with the suite's settings (max length {}, dtype {})",
+                pipelines.first().map_or(0, |p| p.max_length),
+                crate::model::dtype_name(spec.dtype)
+            ));
+            let mut info = SourceInfo::own_pipeline(location);
+            info.details.insert("model".into(), location.clone());
+            Ok((out.into_iter().map(|e| e.vectors.into_iter().map(Ok).collect()).collect(), info))
+        }
+        Candidate::Source(config) => {
+            let mut all = Vec::new();
+            let mut info = SourceInfo::default();
+            for &k in kinds {
+                let (outputs, i) = source::collect(config, k, texts)?;
+                if outputs.len() != texts.len() {
+                    return Err(Error::Usage(format!("{} outputs for {} texts from {}", outputs.len(), texts.len(), i.location)));
+                }
+                all.push(
+                    outputs
+                        .into_iter()
+                        .map(|o| o.value.and_then(|v| source::check_kind(k, &v).map(|_| v)))
+                        .collect(),
+                );
+                info = i;
+            }
+            Ok((all, info))
+        }
+    }
+}
+
+fn gate_pipeline(
+    kind: PipelineKind,
+    ids: &[String],
+    base: &[Vector],
+    cand: &Outputs,
+    retrieval: Option<&RetrievalSet>,
+    t: &Thresholds,
+) -> PipelineGate {
+    let n = ids.len();
+    // A rejected text has no value; an empty one of the right kind scores 0 against everything, so it
+    // counts against the candidate (and the rejection alone fails the gate).
+    let empty = |b: &Vector| match b {
+        Vector::Dense(_) => Vector::Dense(Vec::new()),
+        Vector::Sparse(_) => Vector::Sparse(Vec::new()),
+        Vector::Multi(_) => Vector::Multi(Vec::new()),
+    };
+    let values: Vec<Vector> = cand.iter().zip(base).map(|(c, b)| c.clone().unwrap_or_else(|_| empty(b))).collect();
+    let not_comparable = metrics::incomparable(&values, base);
+    let k = t.k.min(n - 1);
+    let s_base = metrics::similarity_matrix(base);
+    let s_cand = metrics::similarity_matrix(&values);
+    let overlap = metrics::neighbour_overlap(&s_base, &s_cand, k);
+    let spearman = metrics::spearman(&metrics::upper_triangle(&s_base), &metrics::upper_triangle(&s_cand));
+    let names = |v: &[usize]| v.iter().map(|&j| ids[j].clone()).collect::<Vec<_>>();
+    let texts: Vec<TextGate> = (0..n)
+        .map(|i| TextGate {
+            id: ids[i].clone(),
+            drift: not_comparable.is_none().then(|| metrics::drift(&values[i], &base[i])),
+            jaccard: overlap[i].jaccard,
+            lost: names(&overlap[i].lost),
+            gained: names(&overlap[i].gained),
+            rejected: cand[i].as_ref().err().cloned(),
+            non_finite: !finite(&values[i]),
+        })
+        .collect();
+    let jaccards: Vec<f64> = overlap.iter().map(|o| o.jaccard).collect();
+    let jaccard_mean = jaccards.iter().sum::<f64>() / n as f64;
+    let jaccard_min = jaccards.iter().copied().fold(f64::INFINITY, f64::min);
+    let drift = not_comparable.is_none().then(|| summarize_drift(&texts));
+
+    let mut checks = Vec::new();
+    let rejected = texts.iter().filter(|x| x.rejected.is_some()).count();
+    let non_finite = texts.iter().filter(|x| x.non_finite).count();
+    checks.push(Check::at_most("texts the candidate rejected", rejected as f64, 0.0));
+    checks.push(Check::at_most("texts with NaN or infinite values", non_finite as f64, 0.0));
+    checks.push(Check::at_least(format!("mean Jaccard@{k} of neighbours"), jaccard_mean, t.min_jaccard_at_k));
+    checks.push(Check::at_least("Spearman of pairwise similarities", spearman, t.min_spearman));
+    if let Some(d) = &drift {
+        if let Some(limit) = t.min_drift_cosine {
+            checks.push(Check::at_least("lowest drift cosine", d.min_cosine, limit));
+        }
+        if let Some(limit) = t.max_drift_rel_l2 {
+            checks.push(Check::at_most("largest drift relative L2", d.max_rel_l2, limit));
+        }
+    }
+    let retrieval = retrieval.map(|r| gate_retrieval(r, ids, &s_base, &s_cand, t));
+    if let Some(r) = &retrieval {
+        checks.push(Check::at_most(format!("nDCG@{} drop, upper bound of the {:.0}% interval", r.k, t.confidence * 100.0), drop_bound(r.ndcg_diff), t.max_ndcg_drop));
+        checks.push(Check::at_most(
+            format!("recall@{} drop, upper bound of the {:.0}% interval", r.k, t.confidence * 100.0),
+            drop_bound(r.recall_diff),
+            t.max_recall_drop,
+        ));
+    }
+    PipelineGate { pipeline: kind, k, texts, drift, not_comparable, jaccard_mean, jaccard_min, spearman, retrieval, checks }
+}
+
+/// The upper bound of a drop: minus the lower bound of candidate − baseline (+ 0.0 so no drop reads 0, not −0).
+fn drop_bound(diff: Interval) -> f64 {
+    -diff.low + 0.0
+}
+
+fn finite(v: &Vector) -> bool {
+    match v {
+        Vector::Dense(d) => d.iter().all(|x| x.is_finite()),
+        Vector::Sparse(s) => s.iter().all(|(_, w)| w.is_finite()),
+        Vector::Multi(m) => m.iter().flatten().all(|x| x.is_finite()),
+    }
+}
+
+/// The value at quantile `q` of sorted `v` (nearest rank).
+fn quantile(v: &[f64], q: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v[((q * (v.len() - 1) as f64).round() as usize).min(v.len() - 1)]
+}
+
+fn summarize_drift(texts: &[TextGate]) -> DriftSummary {
+    // NaN sorts last (total order): it shows as the maximum relative L2 and, for cosine, as the median
+    // only if most are NaN; the non-finite check fails the gate either way.
+    let mut cos: Vec<f64> = texts.iter().filter_map(|t| t.drift.map(|d| d.cosine)).collect();
+    let mut rel: Vec<f64> = texts.iter().filter_map(|t| t.drift.map(|d| d.rel_l2)).collect();
+    cos.sort_by(f64::total_cmp);
+    rel.sort_by(f64::total_cmp);
+    DriftSummary {
+        min_cosine: if cos.iter().any(|c| c.is_nan()) { f64::NAN } else { quantile(&cos, 0.0) },
+        median_cosine: quantile(&cos, 0.5),
+        median_rel_l2: quantile(&rel, 0.5),
+        p95_rel_l2: quantile(&rel, 0.95),
+        max_rel_l2: quantile(&rel, 1.0),
+    }
+}
+
+fn gate_retrieval(r: &RetrievalSet, ids: &[String], s_base: &[Vec<f64>], s_cand: &[Vec<f64>], t: &Thresholds) -> RetrievalGate {
+    let k = t.retrieval_k.min(r.corpus.len());
+    let rank = |s: &[Vec<f64>], q: usize| -> Vec<usize> {
+        let row: Vec<f64> = r.corpus.iter().map(|&d| s[q][d]).collect();
+        metrics::top_k(&row, r.corpus.len(), None)
+    };
+    let queries: Vec<QueryGate> = r
+        .queries
+        .iter()
+        .map(|(q, judged)| {
+            let (rb, rc) = (rank(s_base, *q), rank(s_cand, *q));
+            QueryGate {
+                id: ids[*q].clone(),
+                ndcg_baseline: metrics::ndcg_at_k(&rb, judged, k),
+                ndcg_candidate: metrics::ndcg_at_k(&rc, judged, k),
+                recall_baseline: metrics::recall_at_k(&rb, judged, k),
+                recall_candidate: metrics::recall_at_k(&rc, judged, k),
+            }
+        })
+        .collect();
+    let col = |f: fn(&QueryGate) -> f64| queries.iter().map(f).collect::<Vec<f64>>();
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let (nb, nc) = (col(|q| q.ndcg_baseline), col(|q| q.ndcg_candidate));
+    let (rb, rc) = (col(|q| q.recall_baseline), col(|q| q.recall_candidate));
+    RetrievalGate {
+        dir: r.dir.clone(),
+        k,
+        ndcg_baseline: mean(&nb),
+        ndcg_candidate: mean(&nc),
+        ndcg_diff: metrics::paired_bootstrap(&nb, &nc, t.bootstrap_resamples, t.confidence, t.seed),
+        recall_baseline: mean(&rb),
+        recall_candidate: mean(&rc),
+        recall_diff: metrics::paired_bootstrap(&rb, &rc, t.bootstrap_resamples, t.confidence, t.seed.wrapping_add(1)),
+        corpus: r.corpus.len(),
+        unjudged: r.unjudged,
+        queries,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(n: usize) -> (Vec<String>, Vec<Vector>) {
+        let ids = (0..n).map(|i| format!("t{i}")).collect();
+        let v = (0..n).map(|i| Vector::Dense(vec![1.0, i as f32, (i * i) as f32 / 7.0])).collect();
+        (ids, v)
+    }
+
+    #[test]
+    fn same_vectors_pass_every_check() {
+        let (ids, base) = texts(6);
+        let cand: Outputs = base.iter().cloned().map(Ok).collect();
+        let p = gate_pipeline(PipelineKind::RawCls, &ids, &base, &cand, None, &Thresholds::default());
+        assert!(p.passed(), "{:?}", p.checks);
+        assert_eq!(p.k, 5, "k is capped at n - 1");
+        assert_eq!(p.drift.as_ref().unwrap().max_rel_l2, 0.0);
+    }
+
+    #[test]
+    fn a_rejected_text_or_a_nan_fails_even_when_neighbours_agree() {
+        let (ids, base) = texts(6);
+        let mut cand: Outputs = base.iter().cloned().map(Ok).collect();
+        cand[2] = Err("413 payload too large".into());
+        let p = gate_pipeline(PipelineKind::RawCls, &ids, &base, &cand, None, &Thresholds::default());
+        assert!(!p.passed());
+        assert_eq!(p.texts[2].rejected.as_deref(), Some("413 payload too large"));
+        assert!(p.checks.iter().any(|c| c.name.starts_with("texts the candidate rejected") && !c.passed));
+
+        let mut cand: Outputs = base.iter().cloned().map(Ok).collect();
+        cand[4] = Ok(Vector::Dense(vec![f32::NAN, 0.0, 0.0]));
+        let p = gate_pipeline(PipelineKind::RawCls, &ids, &base, &cand, None, &Thresholds::default());
+        assert!(!p.passed());
+        assert!(p.texts[4].non_finite);
+        assert!(p.drift.as_ref().unwrap().min_cosine.is_nan(), "a NaN is never hidden by the summary");
+    }
+
+    #[test]
+    fn other_widths_are_not_comparable_but_still_judged() {
+        let (ids, base) = texts(6);
+        let cand: Outputs = base
+            .iter()
+            .map(|v| match v {
+                Vector::Dense(d) => Ok(Vector::Dense(d.iter().chain(d).copied().collect())),
+                other => Ok(other.clone()),
+            })
+            .collect();
+        let p = gate_pipeline(PipelineKind::RawCls, &ids, &base, &cand, None, &Thresholds::default());
+        assert!(p.drift.is_none() && p.not_comparable.as_deref().unwrap_or("").contains("width"));
+        // Doubling every vector keeps every cosine: the neighbours agree.
+        assert!(p.passed(), "{:?}", p.checks);
+    }
+}
