@@ -37,6 +37,21 @@ pub enum Command {
     /// Compare two vectors files (.safetensors, .npy, .jsonl) with the same metrics and exit codes.
     #[command(after_help = EXIT_CODES)]
     Diff(DiffArgs),
+    /// Inject known faults into embcheck's own pipeline on the bundled models and print which are caught,
+    /// with which diagnosis (the detection matrix); exit 0 when every row is as expected.
+    #[command(after_help = EXIT_CODES)]
+    Selftest(SelftestArgs),
+}
+
+/// Arguments of `embcheck selftest`.
+#[derive(Debug, Args)]
+pub struct SelftestArgs {
+    /// The directory holding the bundled `suites/` and `models/`.
+    #[arg(long, default_value = "fixtures")]
+    pub fixtures: PathBuf,
+    /// Also print the first diagnosis detail of every failing row.
+    #[arg(long)]
+    pub verbose: bool,
 }
 
 /// Arguments of `embcheck check`.

@@ -29,6 +29,7 @@ pub mod fixture;
 pub mod model;
 pub mod pipeline;
 pub mod report;
+pub mod selftest;
 pub mod source;
 pub mod suite;
 

@@ -1,0 +1,185 @@
+//! `embcheck selftest`: the detection matrix. Each row checks, through [`Suite::check_embedder`], a system
+//! that is embcheck's own pipeline on a bundled model with exactly one thing changed (see [`mutations`]),
+//! against the unmutated Python references. A fault beyond tolerance must fail, and every failing text must
+//! carry the expected diagnosis; a benign change must pass. Where no alternative embcheck computes explains a
+//! fault (weight noise, a dropped layer, shifted positions), the expected diagnosis is `unknown`: the gate
+//! must not name a cause it has not shown.
+
+pub mod mutations;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use candle_core::DType;
+
+use crate::error::{Error, Result};
+use crate::model::ModelFiles;
+use crate::pipeline::{Pipeline, PipelineKind};
+use crate::suite::Suite;
+pub use mutations::{FileChange, RunChange};
+
+/// What a row must show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// Every text within tolerance.
+    Pass,
+    /// At least one text out of tolerance, and every failing text diagnosed with this keyword.
+    Fail(&'static str),
+}
+
+/// One injected fault or benign change.
+#[derive(Debug, Clone)]
+pub struct Mutation {
+    /// What was changed, for the table.
+    pub name: &'static str,
+    /// The bundled suite (directory name under `fixtures/suites`).
+    pub suite: &'static str,
+    /// Its pipeline checked.
+    pub pipeline: PipelineKind,
+    /// The change to the model's files.
+    pub files: FileChange,
+    /// The dtype the mutated system computes in.
+    pub dtype: DType,
+    /// The change to how the pipeline is run.
+    pub run: RunChange,
+    /// What the check must find.
+    pub expect: Expect,
+}
+
+const MEAN: &str = "tiny-bert-mean";
+const CLS: &str = "tiny-bert-cls";
+const M3: &str = "tiny-xlmr-m3";
+
+/// The matrix: every fault class embcheck is meant to catch, and the changes it must not flag.
+pub fn matrix() -> Vec<Mutation> {
+    use FileChange as F;
+    use PipelineKind::{M3Colbert, M3Sparse, NormalizedCls, SentenceTransformers as St};
+    use RunChange as R;
+    let m = |name, suite, pipeline, files, dtype, run, expect| Mutation { name, suite, pipeline, files, dtype, run, expect };
+    let f32 = DType::F32;
+    vec![
+        m("normalization dropped", MEAN, St, F::None, f32, R::Pooling("mean pooling"), Expect::Fail("normalization")),
+        m("normalization dropped (raw CLS)", M3, NormalizedCls, F::None, f32, R::Head(PipelineKind::RawCls), Expect::Fail("normalization")),
+        m("pooling mean -> cls", MEAN, St, F::None, f32, R::Pooling("cls pooling, normalized"), Expect::Fail("pooling")),
+        m("pooling cls -> mean", CLS, St, F::None, f32, R::Pooling("mean pooling"), Expect::Fail("pooling")),
+        m("max length 64 -> 16", MEAN, St, F::None, f32, R::MaxLength(16), Expect::Fail("truncation")),
+        m("max length 128 -> 16", M3, M3Sparse, F::None, f32, R::MaxLength(16), Expect::Fail("truncation")),
+        m("pad id 1 -> 0 (positions from it)", M3, NormalizedCls, F::PadId(0), f32, R::None, Expect::Fail("unknown")),
+        m("lowercasing dropped", CLS, St, F::None, f32, R::Lowercase, Expect::Fail("preprocessing")),
+        m("stripping dropped", M3, St, F::None, f32, R::Strip, Expect::Fail("preprocessing")),
+        m("prompt \"query: \" added", MEAN, St, F::None, f32, R::Prefix("query: "), Expect::Fail("preprocessing")),
+        m("weights rounded to f16", MEAN, St, F::Round { f16: true }, f32, R::None, Expect::Fail("precision")),
+        m("weights rounded to bf16", MEAN, St, F::Round { f16: false }, f32, R::None, Expect::Fail("precision")),
+        m("weights rounded to f16", M3, M3Colbert, F::Round { f16: true }, f32, R::None, Expect::Fail("precision")),
+        m("computed in f16", MEAN, St, F::None, DType::F16, R::None, Expect::Fail("precision")),
+        m("computed in bf16", M3, NormalizedCls, F::None, DType::BF16, R::None, Expect::Fail("precision")),
+        m("weight noise 1e-6 relative", MEAN, St, F::Noise(1e-6), f32, R::None, Expect::Pass),
+        m("weight noise 1e-3 relative", MEAN, St, F::Noise(1e-3), f32, R::None, Expect::Fail("unknown")),
+        m("weight noise 1e-1 relative", MEAN, St, F::Noise(1e-1), f32, R::None, Expect::Fail("unknown")),
+        m("weight noise 1e-1 relative", M3, M3Sparse, F::Noise(1e-1), f32, R::None, Expect::Fail("unknown")),
+        m("last layer dropped", MEAN, St, F::DropLayer, f32, R::None, Expect::Fail("unknown")),
+        m("last layer dropped", M3, M3Sparse, F::DropLayer, f32, R::None, Expect::Fail("unknown")),
+        m("tokenizer of tiny-bert-dense", MEAN, St, F::Tokenizer("tiny-bert-dense"), f32, R::None, Expect::Fail("tokenization")),
+        m("batch size 1", MEAN, St, F::None, f32, R::BatchSize(1), Expect::Pass),
+        m("batch size 7", M3, M3Sparse, F::None, f32, R::BatchSize(7), Expect::Pass),
+        m("input order reversed", M3, M3Colbert, F::None, f32, R::Reversed, Expect::Pass),
+        m("RAYON_NUM_THREADS=1 (child process)", MEAN, St, F::None, f32, R::Threads(1), Expect::Pass),
+    ]
+}
+
+/// What one row found.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The mutation.
+    pub mutation: Mutation,
+    /// Texts out of tolerance, of all.
+    pub failed: usize,
+    /// Texts checked.
+    pub total: usize,
+    /// Diagnosis keyword → number of failing texts, with the first detail seen.
+    pub keywords: BTreeMap<&'static str, (usize, String)>,
+}
+
+impl Outcome {
+    /// Whether the row shows what was expected.
+    pub fn matches(&self) -> bool {
+        match self.mutation.expect {
+            Expect::Pass => self.failed == 0,
+            Expect::Fail(k) => self.failed > 0 && self.keywords.len() == 1 && self.keywords.contains_key(k),
+        }
+    }
+
+    fn verdict(&self) -> String {
+        if self.failed == 0 {
+            format!("pass 0/{}", self.total)
+        } else {
+            format!("FAIL {}/{}", self.failed, self.total)
+        }
+    }
+
+    fn diagnoses(&self) -> String {
+        if self.keywords.is_empty() {
+            return "-".into();
+        }
+        self.keywords.iter().map(|(k, (n, _))| format!("{k} x{n}")).collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// Runs one row: builds the mutated system and checks it against the suite's references.
+pub fn run_one(fixtures: &Path, m: &Mutation, exe: Option<&Path>) -> Result<Outcome> {
+    let suite = Suite::load(fixtures.join("suites").join(m.suite))?;
+    let source = ModelFiles::resolve(&suite.spec.model_location)?.dir;
+    let tmp = mutations::TempDir::new(m.suite)?;
+    let model = mutations::load_mutated(&source, &m.files, m.dtype, &tmp, &fixtures.join("models"))?;
+    let options = suite.spec.options.clone();
+    let pipeline = Pipeline::build(m.pipeline, &model, &options)?;
+    let mut system = mutations::MutatedSystem::new(model, pipeline, m.run.clone(), &options, exe.map(Path::to_path_buf))?;
+    let report = suite.check_embedder(m.pipeline, &mut system)?;
+    let result = report
+        .pipelines
+        .first()
+        .ok_or_else(|| Error::Usage(format!("selftest: suite {} gave no result for {}", m.suite, m.pipeline)))?;
+    let mut keywords: BTreeMap<&'static str, (usize, String)> = BTreeMap::new();
+    for row in result.rows.iter().filter(|r| !r.pass()) {
+        let (k, d) = row.diagnosis.as_ref().map_or(("(none)", String::new()), |d| (d.stage.keyword(), format!("{}: {}", row.id, d.detail)));
+        keywords.entry(k).or_insert((0, d)).0 += 1;
+    }
+    Ok(Outcome { mutation: m.clone(), failed: result.summary.failed, total: result.rows.len(), keywords })
+}
+
+/// Runs every row of the [`matrix`]. `fixtures` is the directory holding `suites/` and `models/`; `exe`
+/// the `embcheck` binary (for the thread-count row). `progress` is called after each row.
+pub fn run(fixtures: &Path, exe: Option<PathBuf>, mut progress: impl FnMut(&Outcome)) -> Result<Vec<Outcome>> {
+    let mut out = Vec::new();
+    for m in matrix() {
+        let o = run_one(fixtures, &m, exe.as_deref())?;
+        progress(&o);
+        out.push(o);
+    }
+    Ok(out)
+}
+
+/// The matrix as a Markdown table: mutation × suite/pipeline × expected × verdict × diagnoses × match.
+pub fn render(outcomes: &[Outcome]) -> String {
+    let mut s = String::from("| mutation | suite / pipeline | expected | verdict (failed/texts) | diagnoses of failing texts | match |\n");
+    s.push_str("|---|---|---|---|---|---|\n");
+    for o in outcomes {
+        let m = &o.mutation;
+        let expected = match m.expect {
+            Expect::Pass => "pass".to_string(),
+            Expect::Fail(k) => format!("fail: {k}"),
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} / {} | {expected} | {} | {} | {} |",
+            m.name,
+            m.suite,
+            m.pipeline,
+            o.verdict(),
+            o.diagnoses(),
+            if o.matches() { "yes" } else { "NO" }
+        );
+    }
+    s
+}
