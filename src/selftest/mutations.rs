@@ -54,6 +54,9 @@ pub enum RunChange {
     BatchSize(usize),
     /// Each batch embedded in reverse order.
     Reversed,
+    /// The batch padded before the encoder sees it, so the pad tokens are attended to (no attention mask):
+    /// a text's value depends on the longest text of its batch.
+    PadsAttended,
     /// The pipeline run by the `embcheck embed` binary in a child process with `RAYON_NUM_THREADS` set to this.
     Threads(usize),
 }
@@ -234,6 +237,27 @@ impl MutatedSystem {
             .collect())
     }
 
+    /// One batch, padded by hand with the model's pad id and run with no mask, in the order given.
+    fn embed_unmasked(&self, texts: &[String]) -> Result<Vec<Output>> {
+        let prepared: Vec<String> = texts.iter().map(|t| self.pipeline.prep.apply(t)).collect();
+        let ids = self.model.tokenizer.encode_all(&prepared, self.pipeline.max_length)?;
+        let l = ids.iter().map(Vec::len).max().unwrap_or(0);
+        let padded: Vec<Vec<u32>> = ids.iter().map(|s| s.iter().copied().chain(std::iter::repeat(self.model.pad_id)).take(l).collect()).collect();
+        let hidden = self.model.hidden_states(&padded)?;
+        let h = self.model.config.hidden_size;
+        let flat: Vec<f32> = hidden
+            .flatten_all()
+            .and_then(|t| t.to_vec1())
+            .map_err(|source| Error::Compute { context: "selftest: hidden states".into(), source })?;
+        ids.into_iter()
+            .enumerate()
+            .map(|(j, ids)| {
+                let v = self.pipeline.apply(&flat[j * l * h..(j * l + ids.len()) * h], &ids, h)?;
+                Ok(Output { value: Ok(v), token_ids: Some(ids) })
+            })
+            .collect()
+    }
+
     fn embed_in_child(&self, texts: &[String], threads: usize) -> Result<Vec<Output>> {
         let exe = self.exe.as_ref().ok_or_else(|| Error::Usage("selftest: the thread-count check needs the embcheck binary".into()))?;
         let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
@@ -260,6 +284,7 @@ impl Embedder for MutatedSystem {
                 Ok(out)
             }
             RunChange::Threads(n) => self.embed_in_child(texts, n),
+            RunChange::PadsAttended => self.embed_unmasked(texts),
             _ => self.embed_here(texts, texts.len()),
         }
     }
