@@ -99,6 +99,8 @@ pub struct Outcome {
     pub failed: usize,
     /// Texts checked.
     pub total: usize,
+    /// The largest relative L2 distance of any text from the reference.
+    pub max_rel_l2: f64,
     /// Diagnosis keyword → number of failing texts, with the first detail seen.
     pub keywords: BTreeMap<&'static str, (usize, String)>,
 }
@@ -147,7 +149,13 @@ pub fn run_one(fixtures: &Path, m: &Mutation, exe: Option<&Path>) -> Result<Outc
         let (k, d) = row.diagnosis.as_ref().map_or(("(none)", String::new()), |d| (d.stage.keyword(), format!("{}: {}", row.id, d.detail)));
         keywords.entry(k).or_insert((0, d)).0 += 1;
     }
-    Ok(Outcome { mutation: m.clone(), failed: result.summary.failed, total: result.rows.len(), keywords })
+    Ok(Outcome {
+        mutation: m.clone(),
+        failed: result.summary.failed,
+        total: result.rows.len(),
+        max_rel_l2: result.summary.max_rel_l2,
+        keywords,
+    })
 }
 
 /// Runs every row of the [`matrix`]. `fixtures` is the directory holding `suites/` and `models/`; `exe`
@@ -162,10 +170,11 @@ pub fn run(fixtures: &Path, exe: Option<PathBuf>, mut progress: impl FnMut(&Outc
     Ok(out)
 }
 
-/// The matrix as a Markdown table: mutation × suite/pipeline × expected × verdict × diagnoses × match.
+/// The matrix as a Markdown table: mutation × suite/pipeline × expected × verdict × max relative L2 ×
+/// diagnoses × match.
 pub fn render(outcomes: &[Outcome]) -> String {
-    let mut s = String::from("| mutation | suite / pipeline | expected | verdict (failed/texts) | diagnoses of failing texts | match |\n");
-    s.push_str("|---|---|---|---|---|---|\n");
+    let mut s = String::from("| mutation | suite / pipeline | expected | verdict (failed/texts) | max rel L2 | diagnoses of failing texts | match |\n");
+    s.push_str("|---|---|---|---|---|---|---|\n");
     for o in outcomes {
         let m = &o.mutation;
         let expected = match m.expect {
@@ -174,14 +183,67 @@ pub fn render(outcomes: &[Outcome]) -> String {
         };
         let _ = writeln!(
             s,
-            "| {} | {} / {} | {expected} | {} | {} | {} |",
+            "| {} | {} / {} | {expected} | {} | {:.1e} | {} | {} |",
             m.name,
             m.suite,
             m.pipeline,
             o.verdict(),
+            o.max_rel_l2,
             o.diagnoses(),
             if o.matches() { "yes" } else { "NO" }
         );
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(expect: Expect, failed: usize, keywords: &[(&'static str, usize)]) -> Outcome {
+        let mutation = Mutation {
+            name: "x",
+            suite: MEAN,
+            pipeline: PipelineKind::SentenceTransformers,
+            files: FileChange::None,
+            dtype: DType::F32,
+            run: RunChange::None,
+            expect,
+        };
+        let keywords = keywords.iter().map(|&(k, n)| (k, (n, String::new()))).collect();
+        Outcome { mutation, failed, total: 42, max_rel_l2: 0.0, keywords }
+    }
+
+    #[test]
+    fn a_row_matches_only_when_every_failing_text_has_the_expected_keyword() {
+        assert!(outcome(Expect::Pass, 0, &[]).matches());
+        assert!(!outcome(Expect::Pass, 1, &[("unknown", 1)]).matches());
+        assert!(outcome(Expect::Fail("pooling"), 42, &[("pooling", 42)]).matches());
+        // Caught, but one text named another cause: not a match.
+        assert!(!outcome(Expect::Fail("unknown"), 42, &[("precision", 1), ("unknown", 41)]).matches());
+        // Not caught at all: not a match, whatever the keywords.
+        assert!(!outcome(Expect::Fail("unknown"), 0, &[]).matches());
+        let table = render(&[outcome(Expect::Fail("unknown"), 42, &[("precision", 1), ("unknown", 41)])]);
+        assert!(table.contains("| fail: unknown | FAIL 42/42 | 0.0e0 | precision x1, unknown x41 | NO |"), "{table}");
+    }
+
+    #[test]
+    fn every_fault_class_of_the_issue_is_in_the_matrix() {
+        let rows = matrix();
+        let has = |f: &dyn Fn(&Mutation) -> bool| rows.iter().any(f);
+        assert!(has(&|m| matches!(m.files, FileChange::Round { f16: true })));
+        assert!(has(&|m| matches!(m.files, FileChange::Round { f16: false })));
+        assert!(has(&|m| matches!(m.files, FileChange::DropLayer)));
+        assert!(has(&|m| matches!(m.files, FileChange::PadId(_))));
+        assert!(has(&|m| matches!(m.files, FileChange::Tokenizer(_))));
+        assert!(rows.iter().filter(|m| matches!(m.files, FileChange::Noise(_))).count() >= 3);
+        for run in [RunChange::Lowercase, RunChange::Strip, RunChange::Reversed, RunChange::Threads(1)] {
+            assert!(has(&|m| m.run == run), "{run:?}");
+        }
+        assert!(has(&|m| matches!(m.run, RunChange::MaxLength(_))));
+        assert!(has(&|m| matches!(m.run, RunChange::Prefix(_))));
+        assert!(has(&|m| matches!(m.run, RunChange::Pooling(_))));
+        assert!(has(&|m| matches!(m.run, RunChange::BatchSize(1))));
+        assert!(has(&|m| m.dtype == DType::F16));
+    }
 }

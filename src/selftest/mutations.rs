@@ -294,6 +294,37 @@ impl Embedder for MutatedSystem {
 mod tests {
     use super::*;
 
+    fn bundled(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/models").join(name)
+    }
+
+    #[test]
+    fn mutated_copies_change_only_what_they_say() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/models");
+        let src = bundled("tiny-bert-mean");
+        let orig = Model::from_files(ModelFiles::from_dir("orig", &src).unwrap(), DType::F32).unwrap();
+        let tmp = TempDir::new("unit").unwrap();
+        let m = load_mutated(&src, &FileChange::DropLayer, DType::F32, &tmp, &root).unwrap();
+        assert_eq!(m.config.num_hidden_layers + 1, orig.config.num_hidden_layers);
+        let tmp = TempDir::new("unit").unwrap();
+        let m = load_mutated(&src, &FileChange::PadId(7), DType::F32, &tmp, &root).unwrap();
+        assert_eq!((m.pad_id, m.config.pad_token_id), (7, 7));
+        // Rounded weights are f16 values; the bundled file is left as it was.
+        let tmp = TempDir::new("unit").unwrap();
+        load_mutated(&src, &FileChange::Round { f16: true }, DType::F32, &tmp, &root).unwrap();
+        let bytes = std::fs::read(tmp.path().join("model/model.safetensors")).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let w = st.tensor("embeddings.word_embeddings.weight").unwrap();
+        let vals: Vec<f32> = w.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        assert!(vals.iter().all(|&x| half::f16::from_f32(x).to_f32() == x));
+        let orig_bytes = std::fs::read(src.join("model.safetensors")).unwrap();
+        let ost = safetensors::SafeTensors::deserialize(&orig_bytes).unwrap();
+        assert_ne!(ost.tensor("embeddings.word_embeddings.weight").unwrap().data(), w.data());
+        let dir = tmp.path().to_path_buf();
+        drop(tmp);
+        assert!(!dir.exists(), "the temporary copy is removed");
+    }
+
     #[test]
     fn noise_is_uniform_in_the_unit_interval_and_repeatable() {
         let draw = || {
