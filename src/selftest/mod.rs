@@ -50,6 +50,7 @@ pub struct Mutation {
 const MEAN: &str = "tiny-bert-mean";
 const CLS: &str = "tiny-bert-cls";
 const M3: &str = "tiny-xlmr-m3";
+const M3_QUERY: &str = "tiny-xlmr-m3-query";
 
 /// The matrix: every fault class embcheck is meant to catch, and the changes it must not flag.
 pub fn matrix() -> Vec<Mutation> {
@@ -66,9 +67,11 @@ pub fn matrix() -> Vec<Mutation> {
         m("max length 64 -> 16", MEAN, St, F::None, f32, R::MaxLength(16), Expect::Fail("truncation")),
         m("max length 128 -> 16", M3, M3Sparse, F::None, f32, R::MaxLength(16), Expect::Fail("truncation")),
         m("pad id 1 -> 0 (positions from it)", M3, NormalizedCls, F::PadId(0), f32, R::None, Expect::Fail("unknown")),
+        m("pad id 0 -> 1 (pads masked)", MEAN, St, F::PadId(1), f32, R::BatchSize(7), Expect::Pass),
         m("lowercasing dropped", CLS, St, F::None, f32, R::Lowercase, Expect::Fail("preprocessing")),
         m("stripping dropped", M3, St, F::None, f32, R::Strip, Expect::Fail("preprocessing")),
         m("prompt \"query: \" added", MEAN, St, F::None, f32, R::Prefix("query: "), Expect::Fail("preprocessing")),
+        m("instruction \"query: \" dropped", M3_QUERY, NormalizedCls, F::None, f32, R::DropPrefix, Expect::Fail("preprocessing")),
         m("weights rounded to f16", MEAN, St, F::Round { f16: true }, f32, R::None, Expect::Fail("precision")),
         m("weights rounded to bf16", MEAN, St, F::Round { f16: false }, f32, R::None, Expect::Fail("precision")),
         m("weights rounded to f16", M3, M3Colbert, F::Round { f16: true }, f32, R::None, Expect::Fail("precision")),

@@ -50,6 +50,8 @@ pub enum RunChange {
     Strip,
     /// This prefix added to every text.
     Prefix(&'static str),
+    /// The suite's instruction or prompt left out.
+    DropPrefix,
     /// Texts fed to the encoder in batches of this size.
     BatchSize(usize),
     /// Each batch embedded in reverse order.
@@ -211,6 +213,7 @@ impl MutatedSystem {
             RunChange::Lowercase => pipeline.prep.lowercase = !pipeline.prep.lowercase,
             RunChange::Strip => pipeline.prep.strip = !pipeline.prep.strip,
             RunChange::Prefix(p) => pipeline.prep.prefix = format!("{p}{}", pipeline.prep.prefix),
+            RunChange::DropPrefix => pipeline.prep.prefix.clear(),
             _ => {}
         }
         Ok(MutatedSystem { model, pipeline, run, exe })
