@@ -41,6 +41,10 @@ pub enum Command {
     /// baseline by drift, neighbour agreement and retrieval quality.
     #[command(after_help = EXIT_CODES)]
     Gate(GateArgs),
+    /// Inject known faults into embcheck's own pipeline on the bundled models and print which are caught,
+    /// with which diagnosis (the detection matrix); exit 0 when every row is as expected.
+    #[command(after_help = EXIT_CODES)]
+    Selftest(SelftestArgs),
 }
 
 /// Arguments of `embcheck gate`.
@@ -62,6 +66,17 @@ pub struct GateArgs {
     pub report_dir: PathBuf,
     #[command(flatten)]
     pub http: HttpArgs,
+}
+
+/// Arguments of `embcheck selftest`.
+#[derive(Debug, Args)]
+pub struct SelftestArgs {
+    /// The directory holding the bundled `suites/` and `models/`.
+    #[arg(long, default_value = "fixtures")]
+    pub fixtures: PathBuf,
+    /// Also print the first diagnosis detail of every failing row.
+    #[arg(long)]
+    pub verbose: bool,
 }
 
 /// Arguments of `embcheck check`.

@@ -30,6 +30,7 @@ pub mod gate;
 pub mod model;
 pub mod pipeline;
 pub mod report;
+pub mod selftest;
 pub mod source;
 pub mod suite;
 

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use cli::{exit, CheckArgs, Cli, Command, DiffArgs, EmbedArgs, GateArgs, HttpArgs, PipelineArgs};
+use cli::{exit, CheckArgs, Cli, Command, DiffArgs, EmbedArgs, GateArgs, HttpArgs, PipelineArgs, SelftestArgs};
 use embcheck::compare::{compare_pipeline, NoAlternatives, PipelineResult, Side, Summary, Tolerance, ToleranceOverride};
 use embcheck::fixture::{format, parse_texts, read_texts, Names, TextItem};
 use embcheck::pipeline::{OutputKind, Vector};
@@ -41,6 +41,7 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Check(args) => check(args),
         Command::Diff(args) => diff(args),
         Command::Gate(args) => gate(args),
+        Command::Selftest(args) => selftest(args),
     }
 }
 
@@ -375,4 +376,22 @@ fn gate(args: GateArgs) -> Result<u8> {
     }
     println!("\ngate {}: {}; {} report files in {}", report.suite, if report.passed() { "passed" } else { "FAILED" }, written.len(), args.report_dir.display());
     Ok(if report.passed() { exit::PASS } else { exit::FAIL })
+}
+
+/// The detection matrix: every injected fault caught with its diagnosis, every benign change passing.
+fn selftest(args: SelftestArgs) -> Result<u8> {
+    use embcheck::selftest;
+    let exe = std::env::current_exe().ok();
+    let outcomes = selftest::run(&args.fixtures, exe, |o| {
+        eprintln!("embcheck: selftest: {} / {} {}: {}", o.mutation.suite, o.mutation.pipeline, o.mutation.name, if o.matches() { "as expected" } else { "NOT as expected" });
+        if args.verbose || !o.matches() {
+            for (k, (_, detail)) in &o.keywords {
+                eprintln!("    [{k}] {detail}");
+            }
+        }
+    })?;
+    print!("{}", selftest::render(&outcomes));
+    let bad = outcomes.iter().filter(|o| !o.matches()).count();
+    println!("\n{} rows: {} as expected, {} not", outcomes.len(), outcomes.len() - bad, bad);
+    Ok(if bad == 0 { exit::PASS } else { exit::FAIL })
 }

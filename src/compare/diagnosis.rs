@@ -240,7 +240,8 @@ pub fn diagnose(row: &RowResult, actual: &Vector, expected: &Vector, tol: &Toler
     if let TokenMatch::Differ { position, actual_len, expected_len, .. } = row.tokens {
         let shorter = actual_len.min(expected_len);
         // Truncation keeps a prefix and then adds the closing special token: the ids agree up to it.
-        if actual_len != expected_len && position + 1 >= shorter {
+        // A cut at 2 tokens keeps no text: no setting cuts there, so such ids are not read as a truncation.
+        if actual_len != expected_len && position + 1 >= shorter && shorter >= 3 {
             let n = if external { actual_len } else { expected_len };
             match alt.with_max_length(row.index, n)? {
                 Some(v) if passes(&v, subject, tol) => {
