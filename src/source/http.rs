@@ -128,6 +128,15 @@ impl Client {
                     return Err(Error::Usage(format!("the OpenAI embeddings API returns dense vectors only; pipeline {pipeline} needs --api tei or another source")));
                 }
                 client.endpoint = if trimmed.ends_with("/embeddings") { trimmed.clone() } else { format!("{base}/v1/embeddings") };
+                // Infinity serves the API at /embeddings unless started with --url-prefix /v1.
+                if !trimmed.ends_with("/embeddings") {
+                    let probe = json!({"input": ["a"], "model": opts.model_name.clone().unwrap_or_else(|| "default".into())});
+                    if matches!(client.request("POST", &client.endpoint, Some(probe.clone()))?, Reply::Refused(404 | 405, _))
+                        && matches!(client.request("POST", &format!("{base}/embeddings"), Some(probe))?, Reply::Ok(_))
+                    {
+                        client.endpoint = format!("{base}/embeddings");
+                    }
+                }
                 client.model_name = match &opts.model_name {
                     Some(m) => m.clone(),
                     None => match client.request("GET", &format!("{base}/v1/models"), None)? {

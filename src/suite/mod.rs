@@ -228,6 +228,10 @@ impl Suite {
         if outputs.len() != data.texts.len() {
             return Err(Error::Usage(format!("{} outputs for {} texts from {}", outputs.len(), data.texts.len(), info.location)));
         }
+        // A system that refused every text (a wrong URL path, a missing key) was not checked at all.
+        if let Some(Err(first)) = outputs.first().map(|o| &o.value).filter(|_| outputs.iter().all(|o| o.value.is_err())) {
+            return Err(Error::Usage(format!("{} rejected every text; the first answer: {first}", info.location)));
+        }
         let want = data.expected(spec, kind)?;
         let mut report = self.empty_report(data, info);
         let placeholder = Vector::Dense(Vec::new());
