@@ -31,6 +31,25 @@ impl Dense {
         Dense { weight, bias }
     }
 
+    /// One layer computing the outputs of `parts` side by side (weights stacked along the output axis; a
+    /// missing bias counts as zeros).
+    pub fn fused(parts: &[Dense]) -> candle_core::Result<Self> {
+        let weight = Tensor::cat(&parts.iter().map(|d| &d.weight).collect::<Vec<_>>(), 0)?;
+        let bias = if parts.iter().all(|d| d.bias.is_none()) {
+            None
+        } else {
+            let biases = parts
+                .iter()
+                .map(|d| match &d.bias {
+                    Some(b) => Ok(b.clone()),
+                    None => Tensor::zeros(d.weight.dim(0)?, d.weight.dtype(), d.weight.device()),
+                })
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            Some(Tensor::cat(&biases, 0)?)
+        };
+        Ok(Dense { weight, bias })
+    }
+
     /// `x W^T + b`.
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let dims = x.dims().to_vec();
@@ -48,9 +67,9 @@ impl Dense {
 }
 
 struct Layer {
-    query: Dense,
-    key: Dense,
-    value: Dense,
+    /// Query, key and value projections as one `[3H, H]` matmul: one pass over the activations, one
+    /// layout change for all three.
+    qkv: Dense,
     attn_out: Dense,
     attn_norm: LayerNorm,
     intermediate: Dense,
@@ -66,9 +85,7 @@ impl Layer {
         let h = cfg.hidden_size;
         let att = vb.pp("attention");
         Ok(Layer {
-            query: Dense::load(&att.pp("self").pp("query"), h, h)?,
-            key: Dense::load(&att.pp("self").pp("key"), h, h)?,
-            value: Dense::load(&att.pp("self").pp("value"), h, h)?,
+            qkv: Dense::fused(&["query", "key", "value"].map(|n| Dense::load(&att.pp("self").pp(n), h, h)).into_iter().collect::<candle_core::Result<Vec<_>>>()?)?,
             attn_out: Dense::load(&att.pp("output").pp("dense"), h, h)?,
             attn_norm: candle_nn::layer_norm(h, cfg.layer_norm_eps, att.pp("output").pp("LayerNorm"))?,
             intermediate: Dense::load(&vb.pp("intermediate").pp("dense"), h, cfg.intermediate_size)?,
@@ -83,20 +100,19 @@ impl Layer {
     /// `x`: `[B, L, H]`; `lengths`: the real tokens of each sequence (keys past them are masked).
     fn forward(&self, x: &Tensor, lengths: &[usize]) -> candle_core::Result<Tensor> {
         let (b, l, h) = x.dims3()?;
-        let split = |t: Tensor| t.reshape((b, l, self.heads, self.head_dim))?.transpose(1, 2)?.contiguous();
-        let q = split(self.query.forward(x)?)?;
-        let k = split(self.key.forward(x)?)?;
-        let v = split(self.value.forward(x)?)?;
-        let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let scores = (q.matmul(&k.t()?)? * scale)?;
-        // Softmax in f32 whatever the model dtype, as fused GPU attention kernels do. Masking by length
-        // never forms `(1 − m) · min` in half precision, which is what turns candle's BERT mask into NaN.
-        let probs = super::softmax::masked_softmax(&scores.to_dtype(DType::F32)?, lengths)?.to_dtype(x.dtype())?;
+        // [B, L, 3H] → [3, B, heads, L, head_dim] in one copy; q, k, v are views into it.
+        let qkv = self.qkv.forward(x)?.reshape((b, l, 3, self.heads, self.head_dim))?.permute((2, 0, 3, 1, 4))?.contiguous()?;
+        let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
+        let scale = (1.0 / (self.head_dim as f64).sqrt()) as f32;
+        // Softmax in f32 whatever the model dtype, as fused GPU attention kernels do, with the 1/√d scale
+        // applied inside it (one pass less over the scores). Masking by length never forms `(1 − m) · min`
+        // in half precision, which is what turns candle's BERT mask into NaN.
+        let probs = super::softmax::masked_softmax(q.matmul(&k.t()?)?, lengths, scale)?.to_dtype(x.dtype())?;
         let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, l, h))?;
         let attn = self.attn_norm.forward(&(self.attn_out.forward(&ctx)? + x)?)?;
         let pre = self.intermediate.forward(&attn)?;
         let inter = match self.act {
-            Activation::Gelu => super::gelu::gelu_erf(&pre)?,
+            Activation::Gelu => super::gelu::gelu_erf(pre)?,
             act => act.forward(&pre)?,
         };
         self.out_norm.forward(&(self.output.forward(&inter)? + attn)?)
@@ -189,7 +205,8 @@ impl Encoder {
             self.cfg.position_ids(&padded, &mut positions);
             flat_ids.extend_from_slice(&padded);
         }
-        let run = || -> candle_core::Result<Tensor> {
+        // On candle's thread pool, so that its matmuls and our row-parallel ops share one set of workers.
+        let run = move || -> candle_core::Result<Tensor> {
             let ids_t = Tensor::from_vec(flat_ids, (b, l), &self.device)?;
             let pos_t = Tensor::from_vec(positions, (b, l), &self.device)?;
             let types = Tensor::zeros((b, l), DType::U32, &self.device)?;
@@ -201,7 +218,7 @@ impl Encoder {
             }
             x.to_dtype(DType::F32)
         };
-        run().context(|| format!("encoder forward on a batch of {b} x {l} tokens"))
+        self.device.with_context(run).context(|| format!("encoder forward on a batch of {b} x {l} tokens"))
     }
 }
 

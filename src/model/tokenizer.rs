@@ -79,14 +79,18 @@ impl TextTokenizer {
             stride: 0,
         }))
         .map_err(|e| Error::Usage(format!("cannot truncate to {max_length} tokens: {e}")))?;
-        texts
-            .iter()
-            .map(|t| {
-                tk.encode(t.as_str(), true)
-                    .map(|e| e.get_ids().to_vec())
-                    .map_err(|e| Error::Usage(format!("cannot tokenize {t:?}: {e}")))
-            })
-            .collect()
+        // encode_batch spreads the texts over the cores (rayon), on candle's pool like the encoder.
+        let inputs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        match candle_core::Device::Cpu.with_context(|| tk.encode_batch(inputs, true)) {
+            Ok(encodings) => Ok(encodings.iter().map(|e| e.get_ids().to_vec()).collect()),
+            // One at a time, to name the text that fails.
+            Err(batch_error) => {
+                for t in texts {
+                    tk.encode(t.as_str(), true).map_err(|e| Error::Usage(format!("cannot tokenize {t:?}: {e}")))?;
+                }
+                Err(Error::Usage(format!("cannot tokenize: {batch_error}")))
+            }
+        }
     }
 
     /// Whether `id` is a special added token (`[CLS]`, `</s>`, `<mask>`, ...), as `all_special_ids` says.
