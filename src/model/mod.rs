@@ -3,6 +3,7 @@
 pub mod config;
 pub mod encoder;
 pub mod files;
+pub mod fused;
 pub mod gelu;
 pub mod simd;
 pub mod softmax;
