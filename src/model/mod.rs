@@ -1,5 +1,6 @@
 //! A model: its files, `config.json`, tokenizer and encoder, loaded once.
 
+pub mod attention;
 pub mod config;
 pub mod encoder;
 pub mod files;
