@@ -20,6 +20,41 @@ pub fn par_rows_mut(data: &mut [f32], width: usize, min_rows: usize, f: impl Fn(
     data.par_chunks_mut(part_rows * width).enumerate().for_each(|(k, chunk)| f(k * part_rows, chunk));
 }
 
+/// Lanes of the explicit vector reductions below: one AVX-512 register of f32.
+const LANES: usize = 16;
+
+/// The sum of `xs` in 16 interleaved partial sums (element i into lane i mod 16), then lane 0 + 1 + ... +
+/// 15, then the remainder in order. A fixed order, so the same on every CPU path; vectorizable, unlike
+/// the strictly sequential sum (one add latency per element).
+#[inline(always)]
+pub fn sum_lanes(xs: &[f32]) -> f32 {
+    let mut lanes = [0f32; LANES];
+    let chunks = xs.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (l, x) in lanes.iter_mut().zip(c) {
+            *l += x;
+        }
+    }
+    lanes.iter().chain(rest).fold(0.0, |a, x| a + x)
+}
+
+/// The largest value of `xs`, NaN if any is NaN (as `torch.max`; `f32::max` would drop the NaN). Exact
+/// whatever the order, so computed in vector lanes.
+#[inline(always)]
+pub fn nan_max(xs: &[f32]) -> f32 {
+    let pick = |m: f32, x: f32| if x > m || x.is_nan() { x } else { m };
+    let mut lanes = [f32::NEG_INFINITY; LANES];
+    let chunks = xs.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (l, &x) in lanes.iter_mut().zip(c) {
+            *l = pick(*l, x);
+        }
+    }
+    lanes.iter().chain(rest).fold(f32::NEG_INFINITY, |m, &x| pick(m, x))
+}
+
 /// Replaces every element `x` of `data` by `f(x)`.
 #[inline]
 pub fn map_inplace(data: &mut [f32], f: impl Fn(f32) -> f32 + Copy) {
@@ -70,6 +105,23 @@ mod tests {
             map_generic(&mut b, f);
             assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
         }
+    }
+
+    #[test]
+    fn lane_reductions() {
+        let xs: Vec<f32> = (0..37).map(|i| (i as f32 * 0.37).sin()).collect();
+        let seq = xs.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+        assert_eq!(nan_max(&xs), seq);
+        let mut with_nan = xs.clone();
+        with_nan[3] = f32::NAN;
+        assert!(nan_max(&with_nan).is_nan());
+        with_nan[3] = 0.0;
+        with_nan[36] = f32::NAN;
+        assert!(nan_max(&with_nan).is_nan());
+        assert_eq!(nan_max(&[]), f32::NEG_INFINITY);
+        let exact: f64 = xs.iter().map(|&x| x as f64).sum();
+        assert!((sum_lanes(&xs) as f64 - exact).abs() <= 1e-5);
+        assert_eq!(sum_lanes(&[1.5, 2.0]), 3.5);
     }
 
     #[test]
