@@ -158,17 +158,18 @@ impl Layer {
     fn forward(&self, x: &Tensor, lengths: &[usize]) -> candle_core::Result<Tensor> {
         let (b, l, h) = x.dims3()?;
         let qkv = self.qkv.forward(x)?;
-        let scale = (1.0 / (self.head_dim as f64).sqrt()) as f32;
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
         let ctx = if qkv.dtype() == DType::F32 && matches!(qkv.device(), Device::Cpu) {
-            super::attention::attention(&qkv, lengths, self.heads, scale)?
+            super::attention::attention(&qkv, lengths, self.heads, scale as f32)?
         } else {
             // [B, L, 3H] → [3, B, heads, L, head_dim] in one copy; q, k, v are views into it.
             let qkv = qkv.reshape((b, l, 3, self.heads, self.head_dim))?.permute((2, 0, 3, 1, 4))?.contiguous()?;
             let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
-            // Softmax in f32 whatever the model dtype, as fused GPU attention kernels do, with the 1/√d
-            // scale applied inside it. Masking by length never forms `(1 − m) · min` in half precision,
-            // which is what turns candle's BERT mask into NaN.
-            let probs = super::softmax::masked_softmax(q.matmul(&k.t()?)?, lengths, scale)?.to_dtype(x.dtype())?;
+            // Scores scaled in the model dtype (as PyTorch's eager attention does), then the softmax in f32
+            // whatever the model dtype, as fused GPU attention kernels do. Masking by length never forms
+            // `(1 − m) · min` in half precision, which is what turns candle's BERT mask into NaN.
+            let scores = (q.matmul(&k.t()?)? * scale)?;
+            let probs = super::softmax::masked_softmax(scores, lengths, 1.0)?.to_dtype(x.dtype())?;
             probs.matmul(&v)?.transpose(1, 2)?.reshape((b, l, h))?
         };
         let attn = self.attn_out.forward_add_norm(&ctx, x, &self.attn_norm, self.attn_add_norm.as_ref())?;
