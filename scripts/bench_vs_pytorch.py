@@ -95,6 +95,17 @@ def cpu_model():
     return platform.processor() or "unknown CPU"
 
 
+def busy_warning():
+    """Other work on the machine skews the ratio (PyTorch's OpenMP threads suffer more from sharing): say so."""
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return
+    if load > 0.5:
+        print(f"WARNING: load average {load:.1f} before/after the runs on {os.cpu_count()} CPUs: the machine is not "
+              "quiet, so the rates and the ratio are not reliable; report them as contended")
+
+
 def make_xlmr_layout(dest):
     """An XLM-R in bge-m3's layout with MiniLM's layer sizes; tokenizer and ST files from tiny-xlmr-spm."""
     from transformers import XLMRobertaConfig, XLMRobertaModel
@@ -161,6 +172,7 @@ def main():
         name = "XLM-R in bge-m3 layout (384x6, random weights)" if a.xlmr_layout else os.path.basename(model.rstrip("/"))
         import sentence_transformers
         print(f"CPU: {cpu_model()}, {os.cpu_count()} logical CPUs; threads: {threads} (torch) / {threads} (embcheck)")
+        busy_warning()
         print(f"model: {name}; torch {torch.__version__}, sentence-transformers {sentence_transformers.__version__}; "
               f"{a.repeat} repetitions, median (fastest)")
         failed = False
@@ -195,6 +207,7 @@ def main():
             print(f"  ratio embcheck / PyTorch: {py_t / rs_t:.2f}x (fastest runs: {best(py, 0) / best(rs, 0):.2f}x)")
             print(f"  outputs {'agree' if ok else 'DISAGREE'} within the f32 parity tolerance: min cosine {cmin:.9f}, "
                   f"max rel L2 {rmax:.3e}, max abs {amax:.3e}")
+        busy_warning()
         sys.exit(1 if failed else 0)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
