@@ -20,6 +20,9 @@ const EXIT_CODES: &str = "Exit codes:\n  0  everything within tolerance\n  1  at
 #[derive(Debug, Parser)]
 #[command(name = "embcheck", version, about, after_help = EXIT_CODES)]
 pub struct Cli {
+    /// Threads to compute with (default: RAYON_NUM_THREADS, else every logical CPU).
+    #[arg(long, global = true, value_parser = clap::value_parser!(u64).range(1..))]
+    pub threads: Option<u64>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,

@@ -36,6 +36,7 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<u8> {
+    embcheck::model::set_threads(cli.threads.map(|n| n as usize))?;
     match cli.command {
         Command::Embed(args) => embed(args),
         Command::Check(args) => check(args),

@@ -16,6 +16,8 @@ use crate::error::{ComputeContext, Error, Result};
 pub struct Dense {
     weight: Tensor,
     bias: Option<Tensor>,
+    /// The bias as f32 values when the layer runs in f32 on the CPU: added in place (no new buffer).
+    fast_bias: Option<Vec<f32>>,
 }
 
 impl Dense {
@@ -24,40 +26,108 @@ impl Dense {
     pub fn load(vb: &VarBuilder, d_in: usize, d_out: usize) -> candle_core::Result<Self> {
         let weight = vb.get((d_out, d_in), "weight")?;
         let bias = Some(vb.get(d_out, "bias")?);
-        Ok(Dense { weight, bias })
+        Self::build(weight, bias)
     }
 
     /// Wraps tensors already loaded.
     pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
-        Dense { weight, bias }
+        let fast_bias = bias.as_ref().and_then(|b| super::fused::f32_values(b).ok().flatten());
+        Dense { weight, bias, fast_bias }
+    }
+
+    fn build(weight: Tensor, bias: Option<Tensor>) -> candle_core::Result<Self> {
+        let fast_bias = match &bias {
+            Some(b) => super::fused::f32_values(b)?,
+            None => None,
+        };
+        Ok(Dense { weight, bias, fast_bias })
+    }
+
+    /// One layer computing the outputs of `parts` side by side (weights stacked along the output axis; a
+    /// missing bias counts as zeros).
+    pub fn fused(parts: &[Dense]) -> candle_core::Result<Self> {
+        let weight = Tensor::cat(&parts.iter().map(|d| &d.weight).collect::<Vec<_>>(), 0)?;
+        let bias = if parts.iter().all(|d| d.bias.is_none()) {
+            None
+        } else {
+            let biases = parts
+                .iter()
+                .map(|d| match &d.bias {
+                    Some(b) => Ok(b.clone()),
+                    None => Tensor::zeros(d.weight.dim(0)?, d.weight.dtype(), d.weight.device()),
+                })
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            Some(Tensor::cat(&biases, 0)?)
+        };
+        Self::build(weight, bias)
     }
 
     /// `x W^T + b`.
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let dims = x.dims().to_vec();
+        let (y, dims) = self.matmul(x)?;
+        let y = match (&self.fast_bias, &self.bias) {
+            (Some(fast), _) => {
+                // y is the matmul's fresh output: nothing else holds it.
+                y.inplace_op1(&super::fused::AddBias(fast))?;
+                y
+            }
+            (None, Some(b)) => y.broadcast_add(b)?,
+            (None, None) => y,
+        };
+        y.reshape(dims)
+    }
+
+    /// `x W^T` as `[rows, out]` and the output's full shape.
+    fn matmul(&self, x: &Tensor) -> candle_core::Result<(Tensor, Vec<usize>)> {
+        let mut dims = x.dims().to_vec();
         let d_in = *dims.last().unwrap_or(&0);
         let rows = x.elem_count() / d_in.max(1);
         let y = x.reshape((rows, d_in))?.matmul(&self.weight.t()?)?;
-        let y = match &self.bias {
-            Some(b) => y.broadcast_add(b)?,
-            None => y,
-        };
-        let mut out_dims = dims;
-        *out_dims.last_mut().unwrap() = self.weight.dim(0)?;
-        y.reshape(out_dims)
+        if let Some(last) = dims.last_mut() {
+            *last = self.weight.dim(0)?;
+        }
+        Ok((y, dims))
+    }
+
+    /// `LayerNorm(x W^T + b + residual)` in one pass when in f32 on the CPU (`fused` built by
+    /// [`add_norm`]), else with candle's ops.
+    fn forward_add_norm(&self, x: &Tensor, residual: &Tensor, norm: &LayerNorm, fused: Option<&super::fused::AddNorm>) -> candle_core::Result<Tensor> {
+        match fused {
+            Some(op) => {
+                let (y, dims) = self.matmul(x)?;
+                op.apply(y, residual)?.reshape(dims)
+            }
+            None => norm.forward(&(self.forward(x)? + residual)?),
+        }
     }
 }
 
+/// The fused bias + residual + LayerNorm of `dense` and `norm`, when both are f32 on the CPU.
+fn add_norm(dense: &Dense, norm: &LayerNorm, eps: f64) -> candle_core::Result<Option<super::fused::AddNorm>> {
+    let (Some(gamma), Some(beta)) = (super::fused::f32_values(norm.weight())?, norm.bias().map(super::fused::f32_values).transpose()?.flatten()) else {
+        return Ok(None);
+    };
+    let Some(bias) = (match &dense.bias {
+        Some(_) => dense.fast_bias.clone(),
+        None => super::fused::f32_values(&dense.weight)?.map(|_| vec![0f32; gamma.len()]),
+    }) else {
+        return Ok(None);
+    };
+    Ok(Some(super::fused::AddNorm { bias, gamma, beta, eps: eps as f32 }))
+}
+
 struct Layer {
-    query: Dense,
-    key: Dense,
-    value: Dense,
+    /// Query, key and value projections as one `[3H, H]` matmul: one pass over the activations, one
+    /// layout change for all three.
+    qkv: Dense,
     attn_out: Dense,
     attn_norm: LayerNorm,
+    attn_add_norm: Option<super::fused::AddNorm>,
     intermediate: Dense,
     act: Activation,
     output: Dense,
     out_norm: LayerNorm,
+    out_add_norm: Option<super::fused::AddNorm>,
     heads: usize,
     head_dim: usize,
 }
@@ -66,16 +136,20 @@ impl Layer {
     fn load(vb: VarBuilder, cfg: &EncoderConfig) -> candle_core::Result<Self> {
         let h = cfg.hidden_size;
         let att = vb.pp("attention");
+        let attn_out = Dense::load(&att.pp("output").pp("dense"), h, h)?;
+        let attn_norm = candle_nn::layer_norm(h, cfg.layer_norm_eps, att.pp("output").pp("LayerNorm"))?;
+        let output = Dense::load(&vb.pp("output").pp("dense"), cfg.intermediate_size, h)?;
+        let out_norm = candle_nn::layer_norm(h, cfg.layer_norm_eps, vb.pp("output").pp("LayerNorm"))?;
         Ok(Layer {
-            query: Dense::load(&att.pp("self").pp("query"), h, h)?,
-            key: Dense::load(&att.pp("self").pp("key"), h, h)?,
-            value: Dense::load(&att.pp("self").pp("value"), h, h)?,
-            attn_out: Dense::load(&att.pp("output").pp("dense"), h, h)?,
-            attn_norm: candle_nn::layer_norm(h, cfg.layer_norm_eps, att.pp("output").pp("LayerNorm"))?,
+            qkv: Dense::fused(&["query", "key", "value"].map(|n| Dense::load(&att.pp("self").pp(n), h, h)).into_iter().collect::<candle_core::Result<Vec<_>>>()?)?,
+            attn_add_norm: add_norm(&attn_out, &attn_norm, cfg.layer_norm_eps)?,
+            attn_out,
+            attn_norm,
             intermediate: Dense::load(&vb.pp("intermediate").pp("dense"), h, cfg.intermediate_size)?,
             act: cfg.hidden_act,
-            output: Dense::load(&vb.pp("output").pp("dense"), cfg.intermediate_size, h)?,
-            out_norm: candle_nn::layer_norm(h, cfg.layer_norm_eps, vb.pp("output").pp("LayerNorm"))?,
+            out_add_norm: add_norm(&output, &out_norm, cfg.layer_norm_eps)?,
+            output,
+            out_norm,
             heads: cfg.num_attention_heads,
             head_dim: h / cfg.num_attention_heads,
         })
@@ -84,18 +158,23 @@ impl Layer {
     /// `x`: `[B, L, H]`; `lengths`: the real tokens of each sequence (keys past them are masked).
     fn forward(&self, x: &Tensor, lengths: &[usize]) -> candle_core::Result<Tensor> {
         let (b, l, h) = x.dims3()?;
-        let split = |t: Tensor| t.reshape((b, l, self.heads, self.head_dim))?.transpose(1, 2)?.contiguous();
-        let q = split(self.query.forward(x)?)?;
-        let k = split(self.key.forward(x)?)?;
-        let v = split(self.value.forward(x)?)?;
-        let ctx = attention(&q, &k, &v, lengths, self.head_dim, SCORE_BLOCK)?.transpose(1, 2)?.reshape((b, l, h))?;
-        let attn = self.attn_norm.forward(&(self.attn_out.forward(&ctx)? + x)?)?;
+        let qkv = self.qkv.forward(x)?;
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let ctx = if qkv.dtype() == DType::F32 && matches!(qkv.device(), Device::Cpu) {
+            super::attention::attention(&qkv, lengths, self.heads, scale as f32)?
+        } else {
+            // [B, L, 3H] → [3, B, heads, L, head_dim] in one copy; q, k, v are views into it.
+            let qkv = qkv.reshape((b, l, 3, self.heads, self.head_dim))?.permute((2, 0, 3, 1, 4))?.contiguous()?;
+            let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
+            attention(&q, &k, &v, lengths, self.head_dim, SCORE_BLOCK)?.transpose(1, 2)?.reshape((b, l, h))?
+        };
+        let attn = self.attn_out.forward_add_norm(&ctx, x, &self.attn_norm, self.attn_add_norm.as_ref())?;
         let pre = self.intermediate.forward(&attn)?;
         let inter = match self.act {
-            Activation::Gelu => super::gelu::gelu_erf(&pre)?,
+            Activation::Gelu => super::gelu::gelu_erf(pre)?,
             act => act.forward(&pre)?,
         };
-        self.out_norm.forward(&(self.output.forward(&inter)? + attn)?)
+        self.output.forward_add_norm(&inter, &attn, &self.out_norm, self.out_add_norm.as_ref())
     }
 }
 
@@ -106,16 +185,18 @@ impl Layer {
 const SCORE_BLOCK: usize = 1 << 25;
 
 /// `softmax(q kᵀ / √d, keys past each length masked) v` for `[B, heads, L, d]` inputs, in blocks of query
-/// rows when the whole score matrix would exceed `limit` scores ([`SCORE_BLOCK`]).
+/// rows when the whole score matrix would exceed `limit` scores ([`SCORE_BLOCK`]). Half precision only: f32
+/// takes the fused [`super::attention`] op, whose scratch is bounded per task.
 fn attention(q: &Tensor, k: &Tensor, v: &Tensor, lengths: &[usize], head_dim: usize, limit: usize) -> candle_core::Result<Tensor> {
     let (b, heads, l, _) = q.dims4()?;
     let scale = 1.0 / (head_dim as f64).sqrt();
     let kt = k.t()?;
     let block = |q: &Tensor| -> candle_core::Result<Tensor> {
+        // Scores scaled in the model dtype (as PyTorch's eager attention does), then the softmax in f32
+        // whatever the model dtype, as fused GPU attention kernels do. Masking by length never forms
+        // `(1 − m) · min` in half precision, which is what turns candle's BERT mask into NaN.
         let scores = (q.matmul(&kt)? * scale)?;
-        // Softmax in f32 whatever the model dtype, as fused GPU attention kernels do. Masking by length
-        // never forms `(1 − m) · min` in half precision, which is what turns candle's BERT mask into NaN.
-        let probs = super::softmax::masked_softmax(&scores.to_dtype(DType::F32)?, lengths)?.to_dtype(q.dtype())?;
+        let probs = super::softmax::masked_softmax(scores, lengths, 1.0)?.to_dtype(q.dtype())?;
         probs.matmul(v)
     };
     let rows = (limit / (b * heads * l).max(1)).max(1);
@@ -231,7 +312,8 @@ impl Encoder {
             self.cfg.position_ids(&padded, &mut positions);
             flat_ids.extend_from_slice(&padded);
         }
-        let run = || -> candle_core::Result<Tensor> {
+        // On candle's thread pool, so that its matmuls and our row-parallel ops share one set of workers.
+        let run = move || -> candle_core::Result<Tensor> {
             let ids_t = Tensor::from_vec(flat_ids, (b, l), &self.device)?;
             let pos_t = Tensor::from_vec(positions, (b, l), &self.device)?;
             let types = Tensor::zeros((b, l), DType::U32, &self.device)?;
@@ -243,7 +325,7 @@ impl Encoder {
             }
             x.to_dtype(DType::F32)
         };
-        run().context(|| format!("encoder forward on a batch of {b} x {l} tokens"))
+        self.device.with_context(run).context(|| format!("encoder forward on a batch of {b} x {l} tokens"))
     }
 }
 

@@ -4,7 +4,7 @@
 //! all-MiniLM-L6-v2. The approximation (Eigen's and XLA's f32 erf) is within 1.1e-7 of the exact erf
 //! (checked against f64 below), the size of f32 rounding. Other dtypes and devices use candle's op.
 
-use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, DType, Device, InplaceOp1, Layout, Tensor};
 
 /// erf(x) for f32, |error| ≤ 1.1e-7 (about an f32 ulp near ±1). Plain multiply-adds: `mul_add` without
 /// the FMA target feature is a slow library call.
@@ -26,33 +26,42 @@ pub fn erf(x: f32) -> f32 {
     (x * p / q) as f32
 }
 
-/// `0.5 x (1 + erf(x / √2))`.
+/// `0.5 x (1 + erf(x / √2))`; NaN for NaN and for ±inf, as PyTorch's vectorized CPU kernel gives (it
+/// handles every tensor of a model; only its scalar path, for a handful of elements, returns +inf at +inf).
 #[inline]
 pub fn gelu(x: f32) -> f32 {
-    0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
+    let y = 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
+    if x.is_infinite() {
+        f32::NAN
+    } else {
+        y
+    }
 }
 
 struct GeluErf;
 
-impl CustomOp1 for GeluErf {
+impl InplaceOp1 for GeluErf {
     fn name(&self) -> &'static str {
         "gelu-erf-f32"
     }
 
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
         let (CpuStorage::F32(v), Some((start, end))) = (storage, layout.contiguous_offsets()) else {
             candle_core::bail!("gelu-erf-f32 needs a contiguous f32 tensor")
         };
         // Split across the cores: the op is a large share of encoding time and otherwise runs on one.
-        let out = super::simd::par_rows(&v[start..end], 1, 1 << 14, |_, i, o| super::simd::map(i, o, gelu));
-        Ok((CpuStorage::F32(out), layout.shape().clone()))
+        super::simd::par_rows_mut(&mut v[start..end], 1, 1 << 14, |_, part| super::simd::map_inplace(part, gelu));
+        Ok(())
     }
 }
 
-/// GELU (erf form): the fast path for contiguous f32 on the CPU, candle's op otherwise.
-pub fn gelu_erf(x: &Tensor) -> candle_core::Result<Tensor> {
+/// GELU (erf form): the fast path for contiguous f32 on the CPU, computed in place (`x` is overwritten:
+/// pass a tensor nothing else holds, such as a fresh matmul output), candle's op otherwise.
+pub fn gelu_erf(x: Tensor) -> candle_core::Result<Tensor> {
     if x.dtype() == DType::F32 && matches!(x.device(), Device::Cpu) {
-        x.contiguous()?.apply_op1_no_bwd(&GeluErf)
+        let x = x.contiguous()?;
+        x.inplace_op1(&GeluErf)?;
+        Ok(x)
     } else {
         x.gelu_erf()
     }
@@ -83,6 +92,21 @@ mod tests {
             let got = gelu(x as f32) as f64;
             assert!((got - exact).abs() <= 3e-7 * (1.0 + x.abs()), "x {x}: {got} vs {exact}");
         }
+    }
+
+    /// torch.nn.functional.gelu (erf form) on a 64-element tensor (torch 2.9): NaN, +inf and -inf → NaN;
+    /// ±1e30 → 1e30 and -0.
+    #[test]
+    fn nan_and_inf_propagate_like_pytorch() {
+        assert!(gelu(f32::NAN).is_nan());
+        assert!(gelu(f32::INFINITY).is_nan());
+        assert!(gelu(f32::NEG_INFINITY).is_nan());
+        assert_eq!(gelu(1e30), 1e30);
+        assert_eq!(gelu(-1e30), 0.0);
+        assert!(erf(f32::NAN).is_nan());
+        let t = Tensor::new(&[1.0f32, f32::NAN, -2.0], &Device::Cpu).unwrap();
+        let out = gelu_erf(t).unwrap().to_vec1::<f32>().unwrap();
+        assert!(out[0].is_finite() && out[1].is_nan() && out[2].is_finite(), "{out:?}");
     }
 
     fn libm_erf(x: f64) -> f64 {

@@ -1,8 +1,10 @@
 //! A model: its files, `config.json`, tokenizer and encoder, loaded once.
 
+pub mod attention;
 pub mod config;
 pub mod encoder;
 pub mod files;
+pub mod fused;
 pub mod gelu;
 pub mod simd;
 pub mod softmax;
@@ -54,6 +56,28 @@ pub fn dtype_name(d: DType) -> &'static str {
         DType::BF16 => "bf16",
         _ => "f32",
     }
+}
+
+/// Sets how many threads embcheck computes with, everywhere (tokenization, matmuls, the row-parallel ops):
+/// `n`, else `RAYON_NUM_THREADS`, else every logical CPU. Returns the count. Call it first thing, before any
+/// model is loaded or any thread started: it sets `RAYON_NUM_THREADS` and `CANDLE_NUM_THREADS`, which candle
+/// reads once.
+///
+/// Why not candle's default: it counts *physical* cores, so on a 2-vCPU machine with SMT (one core, two
+/// hyperthreads — common on cloud Intel machines) it computes on one thread and leaves the other vCPU idle,
+/// while PyTorch uses both.
+pub fn set_threads(n: Option<usize>) -> Result<usize> {
+    let from_env = std::env::var("RAYON_NUM_THREADS").ok().and_then(|s| s.trim().parse::<usize>().ok()).filter(|&n| n > 0);
+    let n = match n {
+        Some(0) => return Err(Error::Usage("--threads 0: expected at least 1".into())),
+        Some(n) => n,
+        None => from_env.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+    };
+    std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
+    // The global pool serves rayon work started outside candle's pool; an error means it already exists.
+    let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+    Ok(n)
 }
 
 impl Model {

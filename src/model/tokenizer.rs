@@ -130,13 +130,24 @@ fn encode_truncated(tk: &mut Tokenizer, texts: &[String], max_length: usize, pat
         stride: 0,
     }))
     .map_err(|e| Error::Usage(format!("cannot truncate to {max_length} tokens: {e}")))?;
+    // encode_batch spreads the texts over the cores (rayon), on candle's pool like the encoder.
+    let inputs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let tk = &*tk;
+    let encodings = match candle_core::Device::Cpu.with_context(|| tk.encode_batch(inputs, true)) {
+        Ok(encodings) => encodings,
+        // One at a time, to name the text that fails.
+        Err(batch_error) => {
+            for t in texts {
+                tk.encode(t.as_str(), true).map_err(|e| Error::Usage(format!("cannot tokenize {t:?}: {e}")))?;
+            }
+            return Err(Error::Usage(format!("cannot tokenize: {batch_error}")));
+        }
+    };
     texts
         .iter()
-        .map(|t| {
-            let ids = tk
-                .encode(t.as_str(), true)
-                .map(|e| e.get_ids().to_vec())
-                .map_err(|e| Error::Usage(format!("cannot tokenize {t:?}: {e}")))?;
+        .zip(encodings)
+        .map(|(t, e)| {
+            let ids = e.get_ids().to_vec();
             // Only a tokenizer that adds no special tokens (`"post_processor": null`) gets here, on an
             // empty or whitespace-only text. transformers would embed padding, with a result that depends
             // on the batch: no answer to compare against.

@@ -160,7 +160,10 @@ pub fn pool_one(mode: Pool, tokens: &[f32], h: usize, skip: usize) -> Vec<f32> {
             let mut acc = vec![-1e9f32; h];
             for i in masked {
                 for (a, &x) in acc.iter_mut().zip(row(i)) {
-                    *a = a.max(x);
+                    // NaN wins, as in torch.max (f32::max would drop it).
+                    if x > *a || x.is_nan() {
+                        *a = x;
+                    }
                 }
             }
             acc
@@ -187,9 +190,11 @@ pub fn pool_one(mode: Pool, tokens: &[f32], h: usize, skip: usize) -> Vec<f32> {
     }
 }
 
-/// `x / max(‖x‖, 1e-12)`, as `torch.nn.functional.normalize` and the `Normalize` module compute it.
+/// `x / max(‖x‖, 1e-12)`, as `torch.nn.functional.normalize` and the `Normalize` module compute it: a NaN
+/// norm stays NaN (torch's clamp keeps it; `f64::max` would not), so one NaN makes the whole vector NaN.
 pub fn normalize(x: &mut [f32]) {
-    let norm = x.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>().sqrt().max(1e-12);
+    let norm = x.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>().sqrt();
+    let norm = if norm.is_nan() { norm } else { norm.max(1e-12) };
     for v in x.iter_mut() {
         *v = (*v as f64 / norm) as f32;
     }
@@ -223,5 +228,28 @@ mod tests {
         approx::assert_relative_eq!(pool_one(Pool::MeanSqrtLen, &t, 2, 0)[0], 9.0 / 3f32.sqrt());
         // A masked prompt drops the first rows from the mean.
         assert_eq!(pool_one(Pool::Mean, &t, 2, 1), vec![4.0, -1.0]);
+    }
+
+    /// What sentence-transformers' Pooling and Normalize give under torch 2.9: a NaN in a token poisons
+    /// that dimension of every pooled mode but cls/lasttoken when elsewhere; torch.max propagates NaN;
+    /// F.normalize of a vector holding NaN is all NaN, of one holding inf is NaN there and 0 elsewhere.
+    #[test]
+    fn nan_and_inf_propagate_like_pytorch() {
+        let nan = f32::NAN;
+        let t = [1.0, 10.0, nan, -2.0, 5.0, 0.0];
+        for mode in [Pool::Max, Pool::Mean, Pool::MeanSqrtLen, Pool::WeightedMean] {
+            let p = pool_one(mode, &t, 2, 0);
+            assert!(p[0].is_nan() && p[1].is_finite(), "{mode:?}: {p:?}");
+        }
+        // NaN first, then larger values: the max must not forget it.
+        let t = [nan, 1.0, 5.0, 2.0];
+        assert!(pool_one(Pool::Max, &t, 2, 0)[0].is_nan());
+        assert_eq!(pool_one(Pool::Cls, &[1.0, 2.0, nan, 4.0], 2, 0), vec![1.0, 2.0]);
+        let mut v = [3.0, nan, 4.0];
+        normalize(&mut v);
+        assert!(v.iter().all(|x| x.is_nan()), "{v:?}");
+        let mut v = [f32::INFINITY, 1.0];
+        normalize(&mut v);
+        assert!(v[0].is_nan() && v[1] == 0.0, "{v:?}");
     }
 }
