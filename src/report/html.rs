@@ -104,7 +104,14 @@ pub(super) fn page(s: &SuiteReport) -> String {
         let l: Vec<String> = s.max_length.iter().map(|(p, n)| format!("{} {n}", esc(p))).collect();
         let _ = write!(meta, " · max length {}", l.join(", "));
     }
+    if s.source.is_external() {
+        let details: Vec<String> = s.source.details.iter().map(|(k, v)| format!("{}={}", esc(k), esc(v))).collect();
+        let _ = write!(meta, " · system under test: {} <b>{}</b> {}", esc(&s.source.kind), esc(&s.source.location), details.join(" "));
+    }
     let _ = writeln!(o, r#"<p class="meta">{meta}</p>"#);
+    for n in &s.notes {
+        let _ = writeln!(o, r#"<p class="meta">Note: {}</p>"#, esc(n));
+    }
     if let Some(why) = &s.error {
         let _ = writeln!(
             o,

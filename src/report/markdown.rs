@@ -98,6 +98,13 @@ fn section(out: &mut String, s: &SuiteReport, level: usize) {
     for change in &s.changed_files {
         let _ = writeln!(out, "> ⚠️ model file changed since the reference was made: {}\n", md(change));
     }
+    if s.source.is_external() {
+        let details: Vec<String> = s.source.details.iter().map(|(k, v)| format!("{}={}", md(k), md(v))).collect();
+        let _ = writeln!(out, "System under test: {} `{}` {}\n", md(&s.source.kind), s.source.location.replace('`', "'"), details.join(" "));
+    }
+    for n in &s.notes {
+        let _ = writeln!(out, "> Note: {}\n", md(n));
+    }
     if !s.reference_metadata.is_empty() {
         let _ = writeln!(out, "<details><summary>Reference metadata</summary>\n\n| key | value |\n|---|---|");
         for (k, v) in &s.reference_metadata {

@@ -164,6 +164,7 @@ impl Suite {
             Err(e) => return Err(e),
         };
         report.changed_files = crate::fixture::provenance::model_file_changes(&report.reference_metadata, &files.dir)?;
+        let hashed_files = crate::fixture::provenance::recorded_model_files(&report.reference_metadata, &files.dir);
         let model = self.load_model(files, &data.metadata)?;
         let options = self.options();
         let pipelines = kinds.iter().map(|&k| Pipeline::build(k, &model, &options)).collect::<Result<Vec<_>>>()?;
@@ -184,6 +185,15 @@ impl Suite {
                 tol,
                 &mut alt,
             )?);
+        }
+        if !report.passed() {
+            report.notes.push(if !report.changed_files.is_empty() {
+                "model changed: model files differ from those the reference was made from (see the WARN lines), so the comparison is not like for like".to_string()
+            } else if hashed_files > 0 {
+                format!("code changed: the {hashed_files} model files the reference records are byte for byte the same (sha256), so the difference comes from how they are computed (embcheck, candle, tokenizers, or the suite's settings)")
+            } else {
+                "the reference records no sha256 of the model files: whether the model or the code changed cannot be told".to_string()
+            });
         }
         Ok(report)
     }
