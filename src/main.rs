@@ -290,14 +290,9 @@ fn diff(args: DiffArgs) -> Result<u8> {
             (ids, a.rows)
         }
     };
-    let unpack = |rows: &[embcheck::Output]| -> (Vec<Vector>, Vec<Option<String>>, Option<Vec<Vec<u32>>>) {
-        let vectors = rows.iter().map(|o| o.value.clone().unwrap_or(Vector::Dense(Vec::new()))).collect();
-        let rejected = rows.iter().map(|o| o.value.as_ref().err().cloned()).collect();
-        let tokens = rows.iter().map(|o| o.token_ids.clone()).collect();
-        (vectors, rejected, tokens)
-    };
-    let (av, arej, atok) = unpack(&a_rows);
-    let (ev, erej, etok) = unpack(&e.rows);
+    let (a_split, e_split) = (embcheck::source::Split::of(&a_rows), embcheck::source::Split::of(&e.rows));
+    let (av, arej, atok) = (&a_split.vectors, &a_split.rejected, a_split.tokens.as_deref());
+    let (ev, erej, etok) = (&e_split.vectors, &e_split.rejected, e_split.tokens.as_deref());
     if let Some((i, m)) = erej.iter().enumerate().find_map(|(i, m)| m.as_ref().map(|m| (i, m))) {
         return Err(Error::input(&args.expected, format!("row {i} ({}) is an error, not a value: {m}", ids[i])));
     }
@@ -307,10 +302,10 @@ fn diff(args: DiffArgs) -> Result<u8> {
         w.dedup();
         w
     };
-    if a.kind == OutputKind::Dense && widths(&av) != widths(&ev) {
+    if a.kind == OutputKind::Dense && widths(av) != widths(ev) {
         return Err(Error::input(
             &args.actual,
-            format!("vectors of width {:?}, {} has width {:?}: the dimensions differ", widths(&av), args.expected.display(), widths(&ev)),
+            format!("vectors of width {:?}, {} has width {:?}: the dimensions differ", widths(av), args.expected.display(), widths(ev)),
         ));
     }
     let overrides = ToleranceOverride { min_cosine: args.min_cosine, max_rel_l2: args.max_rel_l2, max_abs: args.max_abs, min_jaccard: None };
@@ -319,8 +314,8 @@ fn diff(args: DiffArgs) -> Result<u8> {
     let result = compare_pipeline(
         pipeline.unwrap_or(label(a.kind)),
         &ids,
-        Side { vectors: &av, tokens: atok.as_deref(), rejected: Some(&arej) },
-        Side::new(&ev, etok.as_deref()),
+        Side { vectors: av, tokens: atok, rejected: Some(arej) },
+        Side::new(ev, etok),
         tol,
         &mut NoAlternatives,
     )?;

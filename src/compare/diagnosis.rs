@@ -149,8 +149,11 @@ fn normalized(v: &Vector) -> Option<Vector> {
     }
 }
 
+/// Rounds an f32 through a storage precision and back.
+type Round = fn(f32) -> f32;
+
 /// `v` with every component rounded through `round` (a storage precision); `None` for sparse values.
-fn rounded(v: &Vector, round: fn(f32) -> f32) -> Option<Vector> {
+fn rounded(v: &Vector, round: Round) -> Option<Vector> {
     let r = |x: &f32| round(*x);
     match v {
         Vector::Dense(d) => Some(Vector::Dense(d.iter().map(r).collect())),
@@ -296,7 +299,7 @@ pub fn diagnose(row: &RowResult, actual: &Vector, expected: &Vector, tol: &Toler
     // must also have embcheck's own value match the reference, so that precision is all that is left.
     let ours_matches = ours.as_ref().is_some_and(|o| passes(o, expected, tol) || !external);
     if let Some(base) = ours.as_ref().filter(|_| ours_matches) {
-        let storage: [(&str, fn(f32) -> f32); 2] = [("f16", |x| half::f16::from_f32(x).to_f32()), ("bf16", |x| half::bf16::from_f32(x).to_f32())];
+        let storage: [(&str, Round); 2] = [("f16", |x| half::f16::from_f32(x).to_f32()), ("bf16", |x| half::bf16::from_f32(x).to_f32())];
         let mut candidates = alt.other_precisions(row.index)?;
         candidates.extend(storage.into_iter().filter_map(|(name, round)| rounded(base, round).map(|v| (format!("storing the value in {name}"), v))));
         let (lo, hi) = PRECISION_BAND;

@@ -64,6 +64,8 @@ impl CustomOp1 for Attention {
             }
         }
         tasks.into_par_iter().for_each(|(s, head, q0, q1, n)| {
+            // Captures the whole Send wrapper, not its raw-pointer field (closures capture fields apart).
+            #[allow(clippy::redundant_locals)]
             let dst = dst;
             let m = q1 - q0;
             let base = s * l * h3 + head * d;

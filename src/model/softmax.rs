@@ -191,7 +191,7 @@ mod tests {
         softmax_row(&mut row, 3, 1.0);
         assert!(row.iter().all(|x| x.is_nan()), "{row:?}");
         // Whole tensors: a NaN score in the first sequence makes its row NaN and leaves the others alone.
-        let mut data = vec![0.5f32; 2 * 1 * 3 * 3];
+        let mut data = vec![0.5f32; 2 * 3 * 3];
         data[4] = f32::NAN;
         let scores = Tensor::from_vec(data, (2, 1, 3, 3), &Device::Cpu).unwrap();
         let p = masked_softmax(scores, &[3, 3], 1.0).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();

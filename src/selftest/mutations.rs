@@ -275,7 +275,7 @@ impl MutatedSystem {
             self.pipeline.max_length
         );
         let items: Vec<TextItem> = texts.iter().enumerate().map(|(i, t)| TextItem { id: format!("t{i}"), text: t.clone() }).collect();
-        command::run(&cmd, self.pipeline.kind, &items, texts.len())
+        command::run(&cmd, self.pipeline.kind, &items)
     }
 }
 

@@ -16,7 +16,7 @@ use crate::pipeline::PipelineKind;
 /// Runs `cmd` over every text and returns one output per text, in order. A text the command answers with
 /// an `"error"`, a malformed line, or not at all fails with a message; a command that cannot start or
 /// answers nothing is an error.
-pub fn run(cmd: &str, pipeline: PipelineKind, texts: &[TextItem], _batch_size: usize) -> Result<Vec<Output>> {
+pub fn run(cmd: &str, pipeline: PipelineKind, texts: &[TextItem]) -> Result<Vec<Output>> {
     let what = || format!("cmd:{cmd}");
     let mut child = Command::new("sh")
         .arg("-c")

@@ -44,6 +44,33 @@ impl Output {
     }
 }
 
+/// A source's outputs split into what comparison takes: a value per text (an empty placeholder for a
+/// rejected one), the rejection messages, and the token ids (`None` when no text has them; an empty list for
+/// a text without them, which comparison reads as "unknown").
+#[derive(Debug, Clone)]
+pub struct Split {
+    /// One value per text.
+    pub vectors: Vec<Vector>,
+    /// Per text, the system's message when it rejected the text.
+    pub rejected: Vec<Option<String>>,
+    /// Per text, the token ids, when any text has them.
+    pub tokens: Option<Vec<Vec<u32>>>,
+}
+
+impl Split {
+    /// Splits `outputs`.
+    pub fn of(outputs: &[Output]) -> Self {
+        Split {
+            vectors: outputs.iter().map(|o| o.value.clone().unwrap_or(Vector::Dense(Vec::new()))).collect(),
+            rejected: outputs.iter().map(|o| o.value.as_ref().err().cloned()).collect(),
+            tokens: outputs
+                .iter()
+                .any(|o| o.token_ids.is_some())
+                .then(|| outputs.iter().map(|o| o.token_ids.clone().unwrap_or_default()).collect()),
+        }
+    }
+}
+
 /// Where the vectors of a report came from, for the reports.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SourceInfo {
@@ -103,7 +130,7 @@ pub struct SourceConfig {
     pub spec: SourceSpec,
     /// HTTP client settings (ignored by other sources).
     pub http: http::HttpOptions,
-    /// Texts per request or per write to a command.
+    /// Texts per HTTP request (a command gets every text on its standard input and batches as it likes).
     pub batch_size: usize,
 }
 
@@ -118,7 +145,7 @@ pub fn collect(config: &SourceConfig, pipeline: PipelineKind, texts: &[TextItem]
             Ok((outputs, SourceInfo { kind: "file".into(), location: path.display().to_string(), details: BTreeMap::new() }))
         }
         SourceSpec::Command(cmd) => {
-            let outputs = command::run(cmd, pipeline, texts, config.batch_size)?;
+            let outputs = command::run(cmd, pipeline, texts)?;
             Ok((outputs, SourceInfo { kind: "command".into(), location: cmd.clone(), details: BTreeMap::new() }))
         }
         SourceSpec::Http(url) => {

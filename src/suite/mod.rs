@@ -37,7 +37,7 @@ use crate::embed::{embed_many, BatchOptions};
 use crate::error::{Error, Result};
 use crate::fixture::{read_texts, Names, StoredVectors, SuiteSpec, TensorFile, TextItem};
 use crate::model::{dtype_name, Model, ModelFiles};
-use crate::pipeline::{Pipeline, PipelineKind, Vector};
+use crate::pipeline::{Pipeline, PipelineKind};
 use crate::source::{self, Embedder, Output, SourceConfig, SourceInfo};
 
 /// A suite on disk.
@@ -124,11 +124,6 @@ impl Suite {
         }
     }
 
-    /// The suite's pipeline options (what the Python stack did follows from the model's `stack`).
-    fn options(&self) -> crate::pipeline::PipelineOptions {
-        self.spec.options.clone()
-    }
-
     /// Loads the suite's model as the Python stack the reference was made with loads it (its recorded
     /// library versions).
     fn load_model(&self, files: ModelFiles, metadata: &BTreeMap<String, String>) -> Result<Model> {
@@ -166,7 +161,7 @@ impl Suite {
         report.changed_files = crate::fixture::provenance::model_file_changes(&report.reference_metadata, &files.dir)?;
         let hashed_files = crate::fixture::provenance::recorded_model_files(&report.reference_metadata, &files.dir);
         let model = self.load_model(files, &data.metadata)?;
-        let options = self.options();
+        let options = spec.options.clone();
         let pipelines = kinds.iter().map(|&k| Pipeline::build(k, &model, &options)).collect::<Result<Vec<_>>>()?;
         let strings = data.strings();
         let batch = BatchOptions { batch_size: spec.batch_size, progress: opts.progress };
@@ -244,17 +239,13 @@ impl Suite {
         }
         let want = data.expected(spec, kind)?;
         let mut report = self.empty_report(data, info);
-        let placeholder = Vector::Dense(Vec::new());
-        let rejected: Vec<Option<String>> = outputs.iter().map(|o| o.value.as_ref().err().cloned()).collect();
-        let vectors: Vec<Vector> = outputs.iter().map(|o| o.value.clone().unwrap_or_else(|_| placeholder.clone())).collect();
-        // Ids for the texts the system gave them for; an empty list is "unknown" for the others.
-        let tokens: Option<Vec<Vec<u32>>> =
-            outputs.iter().any(|o| o.token_ids.is_some()).then(|| outputs.iter().map(|o| o.token_ids.clone().unwrap_or_default()).collect());
-        let actual = Side { vectors: &vectors, tokens: tokens.as_deref(), rejected: Some(&rejected) };
+        let split = source::Split::of(&outputs);
+        let tokens = split.tokens.as_deref();
+        let actual = Side { vectors: &split.vectors, tokens, rejected: Some(&split.rejected) };
         let expected = Side::new(&want.vectors, want.input_ids.as_deref());
         let strings = data.strings();
         let ids = data.ids();
-        let options = self.options();
+        let options = spec.options.clone();
         let model = match ModelFiles::resolve(&spec.model_location) {
             Ok(files) => Some(self.load_model(files, &data.metadata)?),
             Err(e) => {
@@ -287,7 +278,7 @@ impl Suite {
                 compare_pipeline(kind, &ids, actual, expected, spec.tolerance_for(kind), &mut NoAlternatives)?
             }
         };
-        if tokens.is_none() {
+        if split.tokens.is_none() {
             report.notes.push("the system under test gave no token ids, so no claim is made about its tokenization".into());
         }
         report.pipelines.push(result);
