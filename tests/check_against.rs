@@ -335,3 +335,25 @@ fn tei_sparse_and_token_ids_from_tokenize() {
     assert_eq!(code, Some(1), "{out}");
     assert_all_failing_are(&rows, "truncation", &out);
 }
+
+#[test]
+fn an_unusual_cut_off_without_token_ids_is_found_among_the_texts_own() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (values, _) = embed_jsonl(tmp.path(), "fixtures/models/tiny-bert-mean", "sentence-transformers", "tiny-bert-mean", &["--max-length", "11"]);
+    // The system says nothing of its tokens: only recomputation can show where it cut.
+    let stripped: Vec<String> = std::fs::read_to_string(&values)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v.as_object_mut().unwrap().remove("token_ids");
+            v.to_string()
+        })
+        .collect();
+    let file = tmp.path().join("no-ids.jsonl");
+    std::fs::write(&file, stripped.join("\n")).unwrap();
+    let (code, rows, out) = check_against("tiny-bert-mean", file.to_str().unwrap(), "sentence-transformers", &[], &tmp.path().join("r"));
+    assert_eq!(code, Some(1), "{out}");
+    assert_all_failing_are(&rows, "truncation", &out);
+    assert!(out.contains("max length 11"), "{out}");
+}

@@ -107,6 +107,12 @@ pub trait Alternatives {
     fn truncation_lengths(&mut self, _index: usize) -> Result<Vec<usize>> {
         Ok(Vec::new())
     }
+    /// How many tokens text `index` has untruncated (up to what the model allows), special tokens included.
+    fn token_count(&mut self, _index: usize) -> Result<Option<usize>> {
+        Ok(None)
+    }
+    /// A max length proven for one text: later texts try it first (a system cuts every text at one length).
+    fn confirm_truncation(&mut self, _max_length: usize) {}
     /// Other poolings of the same hidden states, named.
     fn poolings(&mut self, _index: usize) -> Result<Vec<(String, Vector)>> {
         Ok(Vec::new())
@@ -272,6 +278,7 @@ pub fn diagnose(row: &RowResult, actual: &Vector, expected: &Vector, tol: &Toler
     for n in alt.truncation_lengths(row.index)? {
         if let Some(v) = alt.with_max_length(row.index, n)? {
             if passes(&v, subject, tol) {
+                alt.confirm_truncation(n);
                 return Ok(Diagnosis::new(Stage::Truncation, format!("{who} matches this text recomputed with max length {n}")));
             }
             tried.push(format!("max length {n}"));
@@ -279,6 +286,14 @@ pub fn diagnose(row: &RowResult, actual: &Vector, expected: &Vector, tol: &Toler
     }
     if let Some(name) = first_matching(alt.preprocessings(row.index)?, subject, tol, &mut tried) {
         return Ok(Diagnosis::new(Stage::Preprocessing, format!("{who} matches {name}")));
+    }
+    // The text's own cut-offs: a service may truncate at any length, not only the usual ones.
+    if let Some(n) = search_cutoff(row.index, subject, tol, alt)? {
+        alt.confirm_truncation(n);
+        return Ok(Diagnosis::new(
+            Stage::Truncation,
+            format!("{who} matches this text recomputed with max length {n} (found among the text's own cut-offs)"),
+        ));
     }
     if !external {
         if let Some(alone) = &ours {
@@ -325,6 +340,36 @@ pub fn diagnose(row: &RowResult, actual: &Vector, expected: &Vector, tol: &Toler
         }
     }
     Ok(Diagnosis::new(Stage::Unknown, format!("cosine {:.7}, relative L2 {:.3e}; no alternative matched{}", m.cosine, m.rel_l2, tried_note(&tried))))
+}
+
+/// Texts up to this many tokens have every cut-off tried; longer ones a grid, then around its closest point.
+const CUTOFF_SCAN: usize = 64;
+
+/// The max length below the text's own token count at which embcheck's pipeline matches `subject`, if any:
+/// every cut-off for short texts; for long ones about 32 evenly spaced cut-offs, then every cut-off around the
+/// one closest to the subject (the representation changes gradually as tokens are added).
+fn search_cutoff(index: usize, subject: &Vector, tol: &Tolerance, alt: &mut dyn Alternatives) -> Result<Option<usize>> {
+    let Some(n) = alt.token_count(index)? else { return Ok(None) };
+    let distance = |alt: &mut dyn Alternatives, m: usize| -> Result<Option<(bool, f64)>> {
+        Ok(alt.with_max_length(index, m)?.map(|v| (passes(&v, subject, tol), metrics::compare(&v, subject).rel_l2)))
+    };
+    let step = if n <= CUTOFF_SCAN { 1 } else { n.div_ceil(32) };
+    let mut best: Option<(usize, f64)> = None;
+    for m in (3..n).step_by(step) {
+        match distance(alt, m)? {
+            Some((true, _)) => return Ok(Some(m)),
+            Some((false, d)) if best.is_none_or(|(_, b)| d < b) => best = Some((m, d)),
+            _ => {}
+        }
+    }
+    if let (Some((center, _)), true) = (best, step > 1) {
+        for m in center.saturating_sub(step).max(3)..(center + step).min(n) {
+            if let Some((true, _)) = distance(alt, m)? {
+                return Ok(Some(m));
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// The name of the first alternative that passes against `subject`; the others are recorded as tried.

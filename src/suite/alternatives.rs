@@ -26,6 +26,8 @@ pub struct ModelAlternatives<'a> {
     prompts: Vec<String>,
     /// The model loaded in other precisions, by alternative name (loaded on first use).
     others: HashMap<String, Model>,
+    /// Max lengths proven on earlier texts, tried first.
+    confirmed: Vec<usize>,
     examined: Vec<usize>,
 }
 
@@ -37,7 +39,7 @@ impl<'a> ModelAlternatives<'a> {
         prompts.retain(|p| !p.is_empty());
         prompts.sort();
         prompts.dedup();
-        ModelAlternatives { model, pipeline, texts, subject, reference_max_length, prompts, others: HashMap::new(), examined: Vec::new() }
+        ModelAlternatives { model, pipeline, texts, subject, reference_max_length, prompts, others: HashMap::new(), confirmed: Vec::new(), examined: Vec::new() }
     }
 
     /// Runs `pipeline` on one text alone with `model`; also returns the hidden rows.
@@ -88,14 +90,30 @@ impl Alternatives for ModelAlternatives<'_> {
     }
 
     fn truncation_lengths(&mut self, index: usize) -> Result<Vec<usize>> {
-        let n = self.pipeline.prep.tokenize(&self.model.tokenizer, &self.texts[index..=index], self.model.config.max_tokens())?[0].len();
-        // The reference's own max length first, then the usual settings of libraries and servers.
-        let mut out: Vec<usize> = self.reference_max_length.into_iter().collect();
-        out.extend((3..14).map(|k| 1usize << k).chain([384, 768]));
-        out.retain(|&m| m >= 2 && m < n && m != self.pipeline.max_length);
-        out.sort_unstable();
-        out.dedup();
+        let n = self.token_count(index)?.unwrap_or(0);
+        // Lengths proven on earlier texts, the reference's own max length, then the usual settings of
+        // libraries and servers.
+        let mut usual: Vec<usize> = self.reference_max_length.into_iter().collect();
+        usual.extend((3..14).map(|k| 1usize << k).chain([384, 768]));
+        usual.sort_unstable();
+        let mut out = self.confirmed.clone();
+        for m in usual {
+            if !out.contains(&m) {
+                out.push(m);
+            }
+        }
+        out.retain(|&m| m >= 3 && m < n && m != self.pipeline.max_length);
         Ok(out)
+    }
+
+    fn token_count(&mut self, index: usize) -> Result<Option<usize>> {
+        Ok(Some(self.pipeline.prep.tokenize(&self.model.tokenizer, &self.texts[index..=index], self.model.config.max_tokens())?[0].len()))
+    }
+
+    fn confirm_truncation(&mut self, max_length: usize) {
+        if !self.confirmed.contains(&max_length) {
+            self.confirmed.push(max_length);
+        }
     }
 
     fn poolings(&mut self, index: usize) -> Result<Vec<(String, Vector)>> {
