@@ -48,6 +48,21 @@ pub enum Command {
     /// with which diagnosis (the detection matrix); exit 0 when every row is as expected.
     #[command(after_help = EXIT_CODES)]
     Selftest(SelftestArgs),
+    /// Combine the report directories of a CI matrix's `check --partition` jobs into one set of reports with
+    /// one verdict, as a single run would have written.
+    #[command(after_help = EXIT_CODES)]
+    MergeReports(MergeArgs),
+}
+
+/// Arguments of `embcheck merge-reports`.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The report directories of the shards (each written by `check`, holding shard.cbor).
+    #[arg(required = true)]
+    pub shards: Vec<PathBuf>,
+    /// Where to write the merged reports.
+    #[arg(long, default_value = "reports")]
+    pub report_dir: PathBuf,
 }
 
 /// Arguments of `embcheck gate`.
@@ -101,6 +116,10 @@ pub struct CheckArgs {
     /// (.safetensors, .npy, .jsonl). Needs one suite and one --pipeline (unless the suite has one).
     #[arg(long, value_name = "SOURCE")]
     pub against: Option<String>,
+    /// Check only the suites of partition hash:M/N (by a stable hash of the suite directory's name), for the
+    /// jobs of a CI matrix; `merge-reports` combines their report directories.
+    #[arg(long, value_name = "hash:M/N")]
+    pub partition: Option<String>,
     #[command(flatten)]
     pub http: HttpArgs,
 }

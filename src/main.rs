@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use cli::{exit, CheckArgs, Cli, Command, DiffArgs, EmbedArgs, GateArgs, HttpArgs, PipelineArgs, SelftestArgs};
+use cli::{exit, CheckArgs, Cli, Command, DiffArgs, EmbedArgs, GateArgs, HttpArgs, MergeArgs, PipelineArgs, SelftestArgs};
 use embcheck::compare::{compare_pipeline, NoAlternatives, PipelineResult, Side, Summary, Tolerance, ToleranceOverride};
 use embcheck::fixture::{format, parse_texts, read_texts, Names, TextItem};
 use embcheck::pipeline::{OutputKind, Vector};
@@ -43,6 +43,7 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Diff(args) => diff(args),
         Command::Gate(args) => gate(args),
         Command::Selftest(args) => selftest(args),
+        Command::MergeReports(args) => merge_reports(args),
     }
 }
 
@@ -155,6 +156,10 @@ fn source_config(against: &str, http: &HttpArgs) -> Result<SourceConfig> {
 
 fn check(args: CheckArgs) -> Result<u8> {
     let dirs = if args.suites.is_empty() { default_suites()? } else { args.suites.clone() };
+    let dirs = match &args.partition {
+        Some(spec) => partition(dirs, spec)?,
+        None => dirs,
+    };
     let pipelines = args.pipelines.iter().map(|p| p.parse::<PipelineKind>()).collect::<Result<Vec<_>>>()?;
     let against = match &args.against {
         None => None,
@@ -170,7 +175,6 @@ fn check(args: CheckArgs) -> Result<u8> {
     };
     let opts = RunOptions { pipelines: pipelines.clone(), skip_missing: args.skip_missing, progress: true };
     let mut reports = Vec::new();
-    let mut errors = 0usize;
     // One suite's error does not stop the others; it decides the exit code.
     for dir in &dirs {
         let result = Suite::load(dir).and_then(|s| match &against {
@@ -194,27 +198,33 @@ fn check(args: CheckArgs) -> Result<u8> {
             }
             Err(e) => {
                 eprintln!("embcheck: error: suite {}: {}", dir.display(), e.one_line());
-                errors += 1;
                 reports.push(SuiteReport::errored(dir, &e));
             }
         }
     }
-    let written = embcheck::report::write_all(&args.report_dir, &reports)?;
+    finish(&reports, &args.report_dir, args.partition.is_some())
+}
+
+/// Writes every report, prints the totals and decides the exit code (for `check` and `merge-reports`).
+/// `shard`: one job of a CI matrix, which may hold no suite at all.
+fn finish(reports: &[SuiteReport], report_dir: &std::path::Path, shard: bool) -> Result<u8> {
+    let written = embcheck::report::write_all(report_dir, reports)?;
     if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY") {
-        embcheck::atomic::append(std::path::Path::new(&path), &embcheck::report::markdown_summary(&reports))?;
+        embcheck::atomic::append(std::path::Path::new(&path), &embcheck::report::markdown_summary(reports))?;
     }
     let count = |s: Status| reports.iter().filter(|r| r.status() == s).count();
+    let errors = count(Status::Error);
     say!(
         "\n{} suites: {} passed, {} failed, {} skipped, {} errors; {} report files in {}",
-        dirs.len(),
+        reports.len(),
         count(Status::Passed),
         count(Status::Failed),
         count(Status::Skipped),
         errors,
         written.len(),
-        args.report_dir.display()
+        report_dir.display()
     );
-    if errors == 0 && count(Status::Passed) + count(Status::Failed) == 0 {
+    if errors == 0 && count(Status::Passed) + count(Status::Failed) == 0 && !(shard && reports.is_empty()) {
         eprintln!("embcheck: error: no suite was checked (all {} skipped)", reports.len());
         return Ok(exit::ERROR);
     }
@@ -225,6 +235,39 @@ fn check(args: CheckArgs) -> Result<u8> {
     } else {
         exit::PASS
     })
+}
+
+/// `embcheck merge-reports`: the reports of a CI matrix's shards as one set, with one verdict.
+fn merge_reports(args: MergeArgs) -> Result<u8> {
+    let mut reports = Vec::new();
+    for dir in &args.shards {
+        reports.extend(embcheck::report::read_shard(dir)?);
+    }
+    // The order of a single run over the same suites: by suite directory.
+    reports.sort_by(|a, b| a.dir.cmp(&b.dir));
+    for r in &reports {
+        print_suite(r);
+    }
+    finish(&reports, &args.report_dir, false)
+}
+
+/// Keeps the suites of partition `hash:M/N`: those whose directory name hashes (FNV-1a, 64 bits) to M − 1
+/// modulo N. Stable across machines and runs, so the jobs of a CI matrix split the suites between them.
+fn partition(dirs: Vec<std::path::PathBuf>, spec: &str) -> Result<Vec<std::path::PathBuf>> {
+    let bad = || Error::Usage(format!("--partition {spec:?}: expected hash:M/N with 1 <= M <= N"));
+    let (m, n) = spec.strip_prefix("hash:").and_then(|r| r.split_once('/')).ok_or_else(bad)?;
+    let (m, n): (u64, u64) = (m.parse().map_err(|_| bad())?, n.parse().map_err(|_| bad())?);
+    if n == 0 || m == 0 || m > n {
+        return Err(bad());
+    }
+    let fnv = |s: &str| s.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100000001b3));
+    Ok(dirs
+        .into_iter()
+        .filter(|d| {
+            let name = d.file_name().map_or_else(|| d.to_string_lossy(), |n| n.to_string_lossy());
+            fnv(&name) % n == m - 1
+        })
+        .collect())
 }
 
 fn print_suite(r: &SuiteReport) {

@@ -9,14 +9,14 @@
 //! the reference is the odd one out (it was made some other way); when a system under test is checked, its
 //! vectors are.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{failed_checks, metrics, RowResult, TokenMatch, Tolerance};
 use crate::error::Result;
 use crate::pipeline::{normalize, Vector};
 
 /// The stage a mismatch comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Stage {
     /// The system under test rejected the text (an HTTP error, a malformed line): its message is the detail.
@@ -60,7 +60,7 @@ impl Stage {
 }
 
 /// A stage and the evidence for it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Diagnosis {
     /// The stage.
     pub stage: Stage,

@@ -3,7 +3,7 @@
 use crate::pipeline::Vector;
 
 /// How one text's actual value compares with the expected one.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Metrics {
     /// Cosine similarity (ColBERT: the lowest per-row cosine; sparse: over the union of ids).
     pub cosine: f64,

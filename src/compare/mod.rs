@@ -5,7 +5,7 @@ pub mod diagnosis;
 pub mod metrics;
 pub mod tolerance;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use diagnosis::{Alternatives, Diagnosis, NoAlternatives, Stage, Subject};
 pub use metrics::Metrics;
@@ -14,7 +14,7 @@ pub use tolerance::{Tolerance, ToleranceOverride};
 use crate::pipeline::{PipelineKind, Vector};
 
 /// Whether the token ids of a text agree.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "kebab-case")]
 pub enum TokenMatch {
     /// Identical ids.
@@ -65,7 +65,7 @@ impl TokenMatch {
 }
 
 /// One text of one pipeline.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RowResult {
     /// Position in the suite's texts.
     pub index: usize,
@@ -80,6 +80,7 @@ pub struct RowResult {
     pub tokens: TokenMatch,
     /// The checks that failed (empty: pass): rejected, non-finite, zero-norm, shape, cosine, rel_l2,
     /// max_abs, jaccard, score, tokens.
+    #[serde(deserialize_with = "checks::deserialize")]
     pub failed: Vec<&'static str>,
     /// Why it failed, when it did.
     pub diagnosis: Option<Diagnosis>,
@@ -94,6 +95,21 @@ impl RowResult {
     /// Whether the system under test rejected this text (no value to compare).
     pub fn is_rejected(&self) -> bool {
         self.failed.first() == Some(&"rejected")
+    }
+}
+
+/// The names of the checks, as `RowResult::failed` holds them.
+pub mod checks {
+    /// Every check, in the order they are made.
+    pub const ALL: [&str; 10] = ["rejected", "non-finite", "zero-norm", "shape", "cosine", "rel_l2", "max_abs", "jaccard", "score", "tokens"];
+
+    /// Reads check names back (from a shard file) as the static names.
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<&'static str>, D::Error> {
+        let names: Vec<String> = serde::Deserialize::deserialize(d)?;
+        names
+            .iter()
+            .map(|n| ALL.iter().find(|c| **c == n.as_str()).copied().ok_or_else(|| serde::de::Error::custom(format!("unknown check {n:?}"))))
+            .collect()
     }
 }
 
@@ -138,7 +154,7 @@ pub fn failed_checks(m: &Metrics, tokens: &TokenMatch, score_diff: Option<f64>, 
 }
 
 /// Per-pipeline figures.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Summary {
     /// Texts compared.
     pub rows: usize,
@@ -202,7 +218,7 @@ impl Summary {
 }
 
 /// One pipeline's comparison.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PipelineResult {
     /// Which pipeline.
     pub pipeline: PipelineKind,

@@ -8,6 +8,7 @@
 //! | `<suite>/diff.csv` | one row per text × pipeline, every number at full precision |
 //! | `<suite>/summary.md` | that suite's section of `summary.md` |
 //! | `<suite>/report.html` | one self-contained page: tables, histograms, the worst texts |
+//! | `shard.cbor` | every [`SuiteReport`] exactly (CBOR keeps NaN), for `embcheck merge-reports` |
 //!
 //! Every file is written through [`crate::atomic::write`], so a crash never leaves half a report.
 
@@ -31,6 +32,16 @@ use crate::suite::{Status, SuiteReport};
 
 pub use diff_csv::write_csv;
 pub use markdown::summary as markdown_summary;
+
+/// The file `write_all` keeps every report in, exactly, for [`read_shard`].
+pub const SHARD: &str = "shard.cbor";
+
+/// The reports a `check` run wrote under `dir` (its [`SHARD`] file), to merge shards of a CI matrix.
+pub fn read_shard(dir: &Path) -> Result<Vec<SuiteReport>> {
+    let path = dir.join(SHARD);
+    let bytes = std::fs::read(&path).map_err(|e| crate::Error::io(&path, e))?;
+    ciborium::from_reader(bytes.as_slice()).map_err(|e| crate::Error::input(&path, format!("not an embcheck shard report: {e}")))
+}
 
 /// Writes every report for `suites` under `dir`; returns the paths written.
 ///
@@ -57,6 +68,9 @@ pub fn write_all(dir: &Path, suites: &[SuiteReport]) -> Result<Vec<PathBuf>> {
     write(dir.join("summary.md"), markdown_summary(suites).as_bytes())?;
     write(dir.join("summary.json"), &json::render(suites)?)?;
     write(dir.join("junit.xml"), &junit::render(suites, &dir.join("junit.xml"))?)?;
+    let mut shard = Vec::new();
+    ciborium::into_writer(suites, &mut shard).map_err(|e| crate::Error::Usage(format!("cannot encode {}: {e}", dir.join(SHARD).display())))?;
+    write(dir.join(SHARD), &shard)?;
     Ok(written)
 }
 

@@ -129,7 +129,10 @@ fn writes_every_report_and_nothing_else() {
     let mut written = write_all(dir.path(), &suites).unwrap();
     written.sort();
     assert_eq!(written, all_files(dir.path()), "no stray temporary files, every file reported");
-    assert_eq!(written.len(), 3 * 3 + 3);
+    assert_eq!(written.len(), 3 * 3 + 4, "three per suite; summary.md, summary.json, junit.xml, shard.cbor");
+    // The shard file gives back exactly what was written (NaN included), for merge-reports.
+    let back = super::read_shard(dir.path()).unwrap();
+    assert_eq!(serde_json::to_string(&back).unwrap(), serde_json::to_string(&suites).unwrap());
     for name in ["tiny-bert-mean", "bge-small__en_", "bge-m3"] {
         for f in ["diff.csv", "summary.md", "report.html"] {
             assert!(dir.path().join(name).join(f).is_file(), "{name}/{f}");

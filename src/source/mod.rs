@@ -72,7 +72,7 @@ impl Split {
 }
 
 /// Where the vectors of a report came from, for the reports.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct SourceInfo {
     /// `pipeline` (embcheck's own), `embedder` (a function), `http`, `command` or `file`.
     pub kind: String,

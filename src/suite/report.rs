@@ -3,14 +3,14 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::compare::{PipelineResult, RowResult};
 use crate::error::Error;
 use crate::source::SourceInfo;
 
 /// The outcome of one suite.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SuiteReport {
     /// The suite's name.
     pub suite: String,
