@@ -757,6 +757,9 @@ def main() -> int:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1, reproducible)")
     ap.add_argument("--note", action="append", default=[], help="comment line for suite.toml (repeatable)")
+    ap.add_argument("--pending", action="store_true",
+                    help="write only reference.safetensors.new into an existing suite (same texts), for review with "
+                         "embcheck accept / reject; the current reference stays what check compares against")
     ap.add_argument("--retrieval", type=Path, default=None, metavar="DIR",
                     help="a retrieval set (queries.jsonl, corpus.jsonl, qrels.tsv) for embcheck gate: written to "
                          "suite.toml as retrieval = DIR relative to the suite; pass its queries and corpus as --texts")
@@ -1088,6 +1091,15 @@ def main() -> int:
         metadata["include_prompt"] = json.dumps(st["include_prompt"])
         metadata["prompt_pipelines"] = json.dumps(["sentence-transformers"])
     notes = list(args.note)
+    if args.pending:
+        # A reference for review (`embcheck accept` / `reject`): the suite's texts must be the same, and
+        # nothing but reference.safetensors.new is written, so `check` keeps comparing with the current one.
+        current = (out_dir / "texts.jsonl").read_bytes() if (out_dir / "texts.jsonl").is_file() else None
+        if current != texts_bytes:
+            sys.exit(f"--pending: {out_dir}/texts.jsonl is missing or differs from --texts; a pending reference is for the same texts")
+        atomic_save_safetensors(out_dir / "reference.safetensors.new", tensors, metadata)
+        print(f"  wrote {out_dir}/reference.safetensors.new: review it with embcheck check, then embcheck accept or reject")
+        return 0
     atomic_write_bytes(out_dir / "texts.jsonl", texts_bytes)
     atomic_write_bytes(out_dir / "suite.toml",
                        suite_toml(name, suite_model, n, pipelines, notes, len(texts), args.dtype,

@@ -52,6 +52,23 @@ pub enum Command {
     /// one verdict, as a single run would have written.
     #[command(after_help = EXIT_CODES)]
     MergeReports(MergeArgs),
+    /// Promote a suite's pending reference (reference.safetensors.new, made by
+    /// scripts/generate_fixtures.py --pending) and log who, why, when and both sha256; refused with CI set.
+    #[command(after_help = EXIT_CODES)]
+    Accept(ReviewArgs),
+    /// Remove a suite's pending reference; refused with CI set.
+    #[command(after_help = EXIT_CODES)]
+    Reject(ReviewArgs),
+}
+
+/// Arguments of `embcheck accept` and `embcheck reject`.
+#[derive(Debug, Args)]
+pub struct ReviewArgs {
+    /// The suite directory.
+    pub suite: PathBuf,
+    /// Why (accept only): recorded in the suite's provenance.jsonl.
+    #[arg(long)]
+    pub reason: Option<String>,
 }
 
 /// Arguments of `embcheck merge-reports`.

@@ -44,6 +44,16 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Gate(args) => gate(args),
         Command::Selftest(args) => selftest(args),
         Command::MergeReports(args) => merge_reports(args),
+        Command::Accept(args) => {
+            let entry = embcheck::fixture::review::accept(&args.suite, args.reason.as_deref())?;
+            say!("accepted the pending reference of {}: {entry}", args.suite.display());
+            Ok(exit::PASS)
+        }
+        Command::Reject(args) => {
+            let removed = embcheck::fixture::review::reject(&args.suite)?;
+            say!("removed {}", removed.display());
+            Ok(exit::PASS)
+        }
     }
 }
 

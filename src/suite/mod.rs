@@ -143,6 +143,9 @@ impl Suite {
         let kinds: Vec<PipelineKind> =
             spec.pipelines.iter().copied().filter(|p| opts.pipelines.is_empty() || opts.pipelines.contains(p)).collect();
         let mut report = self.empty_report(&data, SourceInfo::own_pipeline(&spec.model));
+        if let Some(p) = crate::fixture::review::pending(&spec.dir) {
+            report.notes.push(format!("{} is pending review (embcheck accept / reject); this check compares with the current reference", p.display()));
+        }
         if kinds.is_empty() {
             let asked: Vec<_> = opts.pipelines.iter().map(|p| p.name()).collect();
             report.skipped = Some(format!("none of the requested pipelines ({}) is in this suite", asked.join(", ")));
