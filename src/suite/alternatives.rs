@@ -29,6 +29,9 @@ pub struct ModelAlternatives<'a> {
     /// Max lengths proven on earlier texts, tried first.
     confirmed: Vec<usize>,
     examined: Vec<usize>,
+    /// The pipeline's own pass on the text last asked about (its value and hidden rows): `ours` and
+    /// `poolings` both need it.
+    last: Option<(usize, Vector, Vec<f32>, usize)>,
 }
 
 impl<'a> ModelAlternatives<'a> {
@@ -39,7 +42,7 @@ impl<'a> ModelAlternatives<'a> {
         prompts.retain(|p| !p.is_empty());
         prompts.sort();
         prompts.dedup();
-        ModelAlternatives { model, pipeline, texts, subject, reference_max_length, prompts, others: HashMap::new(), confirmed: Vec::new(), examined: Vec::new() }
+        ModelAlternatives { model, pipeline, texts, subject, reference_max_length, prompts, others: HashMap::new(), confirmed: Vec::new(), examined: Vec::new(), last: None }
     }
 
     /// Runs `pipeline` on one text alone with `model`; also returns the hidden rows.
@@ -51,6 +54,15 @@ impl<'a> ModelAlternatives<'a> {
             Ok(())
         })?;
         out.ok_or_else(|| Error::Usage("the encoder returned no output for a single text".into()))
+    }
+
+    /// The pipeline's own pass on text `index`, computed once while that text is diagnosed.
+    fn own_pass(&mut self, index: usize) -> Result<&(usize, Vector, Vec<f32>, usize)> {
+        if self.last.as_ref().is_none_or(|l| l.0 != index) {
+            let (v, rows, h) = Self::single(self.model, self.pipeline, &self.texts[index])?;
+            self.last = Some((index, v, rows, h));
+        }
+        Ok(self.last.as_ref().expect("set above"))
     }
 
     fn with_prep(&self, index: usize, prep: TextPrep) -> Result<Vector> {
@@ -77,7 +89,7 @@ impl Alternatives for ModelAlternatives<'_> {
     }
 
     fn ours(&mut self, index: usize) -> Result<Option<Vector>> {
-        Ok(Some(Self::single(self.model, self.pipeline, &self.texts[index])?.0))
+        Ok(Some(self.own_pass(index)?.1.clone()))
     }
 
     fn with_max_length(&mut self, index: usize, max_length: usize) -> Result<Option<Vector>> {
@@ -120,8 +132,9 @@ impl Alternatives for ModelAlternatives<'_> {
         if self.pipeline.kind.output() != OutputKind::Dense {
             return Ok(Vec::new());
         }
-        let (_, tokens, h) = Self::single(self.model, self.pipeline, &self.texts[index])?;
-        self.pipeline.other_poolings(&tokens, h)
+        let pipeline = self.pipeline;
+        let (_, _, tokens, h) = self.own_pass(index)?;
+        pipeline.other_poolings(tokens, *h)
     }
 
     fn preprocessings(&mut self, index: usize) -> Result<Vec<(String, Vector)>> {
