@@ -275,6 +275,9 @@ pub fn diagnose(row: &RowResult, actual: &Vector, expected: &Vector, tol: &Toler
     if let Some(name) = first_matching(alt.poolings(row.index)?, subject, tol, &mut tried) {
         return Ok(Diagnosis::new(Stage::Pooling, format!("{who} matches {name} of the same hidden states")));
     }
+    // Lengths recomputed without a match, and how far each was from the subject: the cut-off search below
+    // starts from them instead of recomputing them.
+    let mut cut: Vec<(usize, f64)> = Vec::new();
     for n in alt.truncation_lengths(row.index)? {
         if let Some(v) = alt.with_max_length(row.index, n)? {
             if passes(&v, subject, tol) {
@@ -282,13 +285,14 @@ pub fn diagnose(row: &RowResult, actual: &Vector, expected: &Vector, tol: &Toler
                 return Ok(Diagnosis::new(Stage::Truncation, format!("{who} matches this text recomputed with max length {n}")));
             }
             tried.push(format!("max length {n}"));
+            cut.push((n, metrics::compare(&v, subject).rel_l2));
         }
     }
     if let Some(name) = first_matching(alt.preprocessings(row.index)?, subject, tol, &mut tried) {
         return Ok(Diagnosis::new(Stage::Preprocessing, format!("{who} matches {name}")));
     }
     // The text's own cut-offs: a service may truncate at any length, not only the usual ones.
-    if let Some(n) = search_cutoff(row.index, subject, tol, alt)? {
+    if let Some(n) = search_cutoff(row.index, subject, tol, &cut, alt)? {
         alt.confirm_truncation(n);
         return Ok(Diagnosis::new(
             Stage::Truncation,
@@ -347,25 +351,36 @@ const CUTOFF_SCAN: usize = 64;
 
 /// The max length below the text's own token count at which embcheck's pipeline matches `subject`, if any:
 /// every cut-off for short texts; for long ones about 32 evenly spaced cut-offs, then every cut-off around the
-/// one closest to the subject (the representation changes gradually as tokens are added).
-fn search_cutoff(index: usize, subject: &Vector, tol: &Tolerance, alt: &mut dyn Alternatives) -> Result<Option<usize>> {
+/// one closest to the subject (the representation changes gradually as tokens are added). `known`: lengths
+/// already recomputed without a match, with their distance to the subject; they are not recomputed.
+fn search_cutoff(index: usize, subject: &Vector, tol: &Tolerance, known: &[(usize, f64)], alt: &mut dyn Alternatives) -> Result<Option<usize>> {
     let Some(n) = alt.token_count(index)? else { return Ok(None) };
-    let distance = |alt: &mut dyn Alternatives, m: usize| -> Result<Option<(bool, f64)>> {
-        Ok(alt.with_max_length(index, m)?.map(|v| (passes(&v, subject, tol), metrics::compare(&v, subject).rel_l2)))
+    let mut seen: Vec<(usize, f64)> = known.to_vec();
+    // Recomputes cut-off `m` unless seen; `Some(m)` when it matches.
+    let try_at = |alt: &mut dyn Alternatives, seen: &mut Vec<(usize, f64)>, m: usize| -> Result<Option<usize>> {
+        if seen.iter().any(|(s, _)| *s == m) {
+            return Ok(None);
+        }
+        let Some(v) = alt.with_max_length(index, m)? else { return Ok(None) };
+        if passes(&v, subject, tol) {
+            return Ok(Some(m));
+        }
+        seen.push((m, metrics::compare(&v, subject).rel_l2));
+        Ok(None)
     };
     let step = if n <= CUTOFF_SCAN { 1 } else { n.div_ceil(32) };
-    let mut best: Option<(usize, f64)> = None;
     for m in (3..n).step_by(step) {
-        match distance(alt, m)? {
-            Some((true, _)) => return Ok(Some(m)),
-            Some((false, d)) if best.is_none_or(|(_, b)| d < b) => best = Some((m, d)),
-            _ => {}
+        if let Some(found) = try_at(alt, &mut seen, m)? {
+            return Ok(Some(found));
         }
     }
-    if let (Some((center, _)), true) = (best, step > 1) {
-        for m in center.saturating_sub(step).max(3)..(center + step).min(n) {
-            if let Some((true, _)) = distance(alt, m)? {
-                return Ok(Some(m));
+    if step > 1 {
+        let closest = seen.iter().filter(|(m, _)| *m < n).min_by(|a, b| a.1.total_cmp(&b.1)).map(|(m, _)| *m);
+        if let Some(center) = closest {
+            for m in center.saturating_sub(step).max(3)..(center + step).min(n) {
+                if let Some(found) = try_at(alt, &mut seen, m)? {
+                    return Ok(Some(found));
+                }
             }
         }
     }
