@@ -164,8 +164,8 @@ impl Suite {
         report.changed_files = crate::fixture::provenance::model_file_changes(&report.reference_metadata, &files.dir)?;
         let hashed_files = crate::fixture::provenance::recorded_model_files(&report.reference_metadata, &files.dir);
         let model = self.load_model(files, &data.metadata)?;
-        let options = spec.options.clone();
-        let pipelines = kinds.iter().map(|&k| Pipeline::build(k, &model, &options)).collect::<Result<Vec<_>>>()?;
+        let options = &spec.options;
+        let pipelines = kinds.iter().map(|&k| Pipeline::build(k, &model, options)).collect::<Result<Vec<_>>>()?;
         let strings = data.strings();
         let batch = BatchOptions { batch_size: spec.batch_size, progress: opts.progress };
         let actual = embed_many(&model, &pipelines, &strings, batch)?;
@@ -248,7 +248,7 @@ impl Suite {
         let expected = Side::new(&want.vectors, want.input_ids.as_deref());
         let strings = data.strings();
         let ids = data.ids();
-        let options = spec.options.clone();
+        let options = &spec.options;
         let model = match ModelFiles::resolve(&spec.model_location) {
             Ok(files) => Some(self.load_model(files, &data.metadata)?),
             Err(e) => {
@@ -260,7 +260,7 @@ impl Suite {
         };
         let result = match &model {
             Some(model) => {
-                let pipeline = Pipeline::build(kind, model, &options)?;
+                let pipeline = Pipeline::build(kind, model, options)?;
                 report.max_length.insert(kind.name().to_string(), pipeline.max_length);
                 report.notes.extend(expectations(&pipeline));
                 let tol = self.tolerance(&pipeline, model)?;
