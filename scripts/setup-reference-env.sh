@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Python reference stack for transformers 4 (scripts/requirements-reference.txt: every pipeline,
 # FlagEmbedding included) into .venv-ref. The transformers 5 stack: scripts/setup-reference5-env.sh.
-# Only needed to (re)generate references; the tests and CI use the committed ones.
+# Needed to (re)generate references, and by scripts/check-systems.sh (part of the test command), which runs
+# real systems under test on these libraries; the Rust tests read the committed references. ~7.5 GB on disk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${EMBCHECK_REF_VENV:-.venv-ref}

@@ -2,7 +2,12 @@
 
 use std::path::PathBuf;
 
+use candle_core::DType;
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
+use embcheck::model::{parse_dtype, Stack};
+use embcheck::source::http::Api;
+use embcheck::PipelineKind;
 
 /// Exit codes, documented in `--help` and the README.
 pub mod exit {
@@ -15,6 +20,40 @@ pub mod exit {
 }
 
 const EXIT_CODES: &str = "Exit codes:\n  0  everything within tolerance\n  1  at least one comparison out of tolerance\n  2  usage, configuration or input error (bad flag, missing model, malformed file)";
+
+/// For the commands that judge nothing (embed, accept, reject).
+const EXIT_CODES_NO_VERDICT: &str =
+    "Exit codes:\n  0  done\n  2  usage, configuration or input error (bad flag, missing model, malformed file)";
+
+/// `--pipeline`: the names of [`PipelineKind::ALL`], so `--help` lists them.
+fn pipeline() -> impl TypedValueParser<Value = PipelineKind> {
+    PossibleValuesParser::new(PipelineKind::ALL.map(PipelineKind::name)).try_map(|s| s.parse::<PipelineKind>())
+}
+
+/// `--dtype`: f32, f16 or bf16 (the long names float32, float16, bfloat16 too).
+fn dtype() -> impl TypedValueParser<Value = DType> {
+    let names = [("f32", "float32"), ("f16", "float16"), ("bf16", "bfloat16")];
+    PossibleValuesParser::new(names.map(|(n, long)| PossibleValue::new(n).alias(long)))
+        .try_map(|s| parse_dtype(&s).ok_or_else(|| format!("unknown dtype {s:?}")))
+}
+
+/// `--stack`: transformers4 (alias tf4) or transformers5 (alias tf5).
+fn stack() -> impl TypedValueParser<Value = Stack> {
+    PossibleValuesParser::new([
+        PossibleValue::new("transformers4").aliases(["tf4", "4"]).help("transformers 4.56, sentence-transformers 5.1, FlagEmbedding 1.4.2"),
+        PossibleValue::new("transformers5").aliases(["tf5", "5"]).help("transformers 5.24, sentence-transformers 6.2"),
+    ])
+    .try_map(|s| Stack::named(&s))
+}
+
+/// `--api`: openai or tei.
+fn api() -> impl TypedValueParser<Value = Api> {
+    PossibleValuesParser::new([
+        PossibleValue::new("openai").help("POST …/v1/embeddings"),
+        PossibleValue::new("tei").help("text-embeddings-inference: POST /embed, /embed_sparse, /tokenize, GET /info"),
+    ])
+    .try_map(|s| s.parse::<Api>())
+}
 
 /// Verify that text embeddings computed in Rust match the Python libraries.
 #[derive(Debug, Parser)]
@@ -31,8 +70,9 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Compute embeddings through one pipeline and write them to a safetensors file.
-    #[command(after_help = EXIT_CODES)]
+    /// Compute embeddings through one pipeline and write them to a file (.safetensors or .jsonl) or to
+    /// standard output (JSON Lines); with --suite, with that suite's settings.
+    #[command(after_help = EXIT_CODES_NO_VERDICT)]
     Embed(EmbedArgs),
     /// Run suites: compute every listed pipeline, compare with the Python references, write reports.
     #[command(after_help = EXIT_CODES)]
@@ -54,21 +94,28 @@ pub enum Command {
     MergeReports(MergeArgs),
     /// Promote a suite's pending reference (reference.safetensors.new, made by
     /// scripts/generate_fixtures.py --pending) and log who, why, when and both sha256; refused with CI set.
-    #[command(after_help = EXIT_CODES)]
-    Accept(ReviewArgs),
+    #[command(after_help = EXIT_CODES_NO_VERDICT)]
+    Accept(AcceptArgs),
     /// Remove a suite's pending reference; refused with CI set.
-    #[command(after_help = EXIT_CODES)]
-    Reject(ReviewArgs),
+    #[command(after_help = EXIT_CODES_NO_VERDICT)]
+    Reject(RejectArgs),
 }
 
-/// Arguments of `embcheck accept` and `embcheck reject`.
+/// Arguments of `embcheck accept`.
 #[derive(Debug, Args)]
-pub struct ReviewArgs {
+pub struct AcceptArgs {
     /// The suite directory.
     pub suite: PathBuf,
-    /// Why (accept only): recorded in the suite's provenance.jsonl.
+    /// Why: recorded in the suite's provenance.jsonl.
     #[arg(long)]
     pub reason: Option<String>,
+}
+
+/// Arguments of `embcheck reject`.
+#[derive(Debug, Args)]
+pub struct RejectArgs {
+    /// The suite directory.
+    pub suite: PathBuf,
 }
 
 /// Arguments of `embcheck merge-reports`.
@@ -94,8 +141,8 @@ pub struct GateArgs {
     pub candidate: String,
     /// Only these pipelines (repeatable; default: all of the suite's, or its only one for a server,
     /// command or file).
-    #[arg(long = "pipeline")]
-    pub pipelines: Vec<String>,
+    #[arg(long = "pipeline", value_parser = pipeline())]
+    pub pipelines: Vec<PipelineKind>,
     /// Where to write gate.csv, gate.md, gate.json, junit.xml and gate.html.
     #[arg(long, default_value = "reports/gate")]
     pub report_dir: PathBuf,
@@ -122,9 +169,9 @@ pub struct CheckArgs {
     /// Where to write reports.
     #[arg(long, default_value = "reports")]
     pub report_dir: PathBuf,
-    /// Only these pipelines (repeatable).
-    #[arg(long = "pipeline")]
-    pub pipelines: Vec<String>,
+    /// Only these pipelines (repeatable; default: every pipeline of each suite).
+    #[arg(long = "pipeline", value_parser = pipeline())]
+    pub pipelines: Vec<PipelineKind>,
     /// Count a suite whose model is missing as skipped instead of failing with exit code 2.
     #[arg(long)]
     pub skip_missing: bool,
@@ -144,10 +191,9 @@ pub struct CheckArgs {
 /// Options of `check --against http://…`.
 #[derive(Debug, Args, Clone)]
 pub struct HttpArgs {
-    /// The server's API: openai (POST …/v1/embeddings) or tei (POST /embed, /embed_sparse, /tokenize,
-    /// GET /info); detected when absent.
-    #[arg(long)]
-    pub api: Option<String>,
+    /// The server's API (default: detected, TEI when GET /info answers like TEI, else OpenAI).
+    #[arg(long, value_parser = api())]
+    pub api: Option<Api>,
     /// The OpenAI `model` field (default: the first model of GET /v1/models).
     #[arg(long)]
     pub model_name: Option<String>,
@@ -179,12 +225,13 @@ pub struct DiffArgs {
     /// Write the CSV here instead of stdout.
     #[arg(long)]
     pub output: Option<PathBuf>,
-    /// Read the tensors of this pipeline from reference-format files (`<pipeline>`, `<pipeline>.offsets`, ...).
-    #[arg(long)]
-    pub pipeline: Option<String>,
-    /// The dtype whose default tolerances apply (f32, f16, bf16).
-    #[arg(long, default_value = "f32")]
-    pub dtype: String,
+    /// Read the tensors of this pipeline from reference-format files (`<pipeline>`, `<pipeline>.offsets`, ...);
+    /// needed when a file names its tensors after a pipeline (a suite's reference.safetensors).
+    #[arg(long, value_parser = pipeline())]
+    pub pipeline: Option<PipelineKind>,
+    /// The dtype whose default tolerances apply.
+    #[arg(long, default_value = "f32", value_parser = dtype())]
+    pub dtype: DType,
     /// Override the lowest cosine allowed.
     #[arg(long)]
     pub min_cosine: Option<f64>,
@@ -199,23 +246,29 @@ pub struct DiffArgs {
 /// Arguments of `embcheck embed`.
 #[derive(Debug, Args)]
 pub struct EmbedArgs {
-    /// A local model directory in Hugging Face layout, or a hub id `org/name[@revision]`.
-    #[arg(long)]
-    pub model: String,
-    /// raw-cls, normalized-cls, sentence-transformers, m3-sparse or m3-colbert.
-    #[arg(long)]
-    pub pipeline: String,
-    /// JSON Lines, one object per line with "text" (and optional "id"); `-` reads standard input.
-    #[arg(long)]
-    pub input: PathBuf,
+    /// Take the model, texts, pipeline (when the suite has one), max length, prompt, instruction, strip,
+    /// dtype and Python stack from this suite, so the output is comparable with its reference; the flags
+    /// below override each.
+    #[arg(long, value_name = "SUITE_DIR")]
+    pub suite: Option<PathBuf>,
+    /// A local model directory in Hugging Face layout, or a hub id `org/name[@revision]` (default: the suite's).
+    #[arg(long, required_unless_present = "suite")]
+    pub model: Option<String>,
+    /// The pipeline to run (default: the suite's, when it has one).
+    #[arg(long, value_parser = pipeline())]
+    pub pipeline: Option<PipelineKind>,
+    /// JSON Lines, one object per line with "text" (and optional "id"); `-` reads standard input (default:
+    /// the suite's texts.jsonl).
+    #[arg(long, required_unless_present = "suite")]
+    pub input: Option<PathBuf>,
     /// The file to write: .safetensors, or .jsonl ({"id", "embedding" | "sparse" | "colbert", "token_ids"}
     /// per line); `-` writes JSON Lines to standard output.
     #[arg(long)]
     pub output: PathBuf,
-    /// The Python stack to mirror: transformers4 (transformers 4.56 / sentence-transformers 5.1, the default:
-    /// the stack FlagEmbedding runs on) or transformers5 (transformers 5.24 / sentence-transformers 6.2).
-    #[arg(long, default_value = "transformers4")]
-    pub stack: String,
+    /// The Python stack to mirror [default: the one the suite's reference was made with, else transformers4,
+    /// the stack FlagEmbedding runs on].
+    #[arg(long, value_parser = stack())]
+    pub stack: Option<Stack>,
     #[command(flatten)]
     pub common: PipelineArgs,
 }
@@ -223,26 +276,26 @@ pub struct EmbedArgs {
 /// Options shared by the commands that compute embeddings.
 #[derive(Debug, Args, Clone, Default)]
 pub struct PipelineArgs {
-    /// Max tokens per text, special tokens included (default: the model's own setting).
+    /// Max tokens per text, special tokens included [default: the suite's, else the model's own setting].
     #[arg(long)]
     pub max_length: Option<usize>,
-    /// Texts per encoder call.
-    #[arg(long, default_value_t = 32)]
-    pub batch_size: usize,
-    /// f32, f16 or bf16.
-    #[arg(long)]
-    pub dtype: Option<String>,
-    /// FlagEmbedding query instruction, prefixed to every text (normalized-cls, m3-*).
+    /// Texts per encoder call [default: the suite's, else 32].
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub batch_size: Option<usize>,
+    /// The dtype to compute in [default: the suite's, else f32].
+    #[arg(long, value_parser = dtype())]
+    pub dtype: Option<DType>,
+    /// FlagEmbedding query instruction, prefixed to every text (normalized-cls, m3-*) [default: the suite's].
     #[arg(long)]
     pub instruction: Option<String>,
-    /// sentence-transformers prompt name from config_sentence_transformers.json.
+    /// sentence-transformers prompt name from config_sentence_transformers.json [default: the suite's].
     #[arg(long)]
     pub prompt_name: Option<String>,
-    /// sentence-transformers prompt text (wins over --prompt-name).
+    /// sentence-transformers prompt text (wins over --prompt-name) [default: the suite's].
     #[arg(long)]
     pub prompt: Option<String>,
-    /// Whether sentence-transformers strips the text (default: what the stack's version does: true up to
-    /// 5.3, false from 5.4).
+    /// Whether sentence-transformers strips the text [default: the suite's, else what the stack's version
+    /// does: true up to 5.3, false from 5.4].
     #[arg(long)]
     pub st_strip: Option<bool>,
 }

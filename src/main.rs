@@ -7,13 +7,14 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use cli::{exit, CheckArgs, Cli, Command, DiffArgs, EmbedArgs, GateArgs, HttpArgs, MergeArgs, PipelineArgs, SelftestArgs};
+use cli::{exit, CheckArgs, Cli, Command, DiffArgs, EmbedArgs, GateArgs, HttpArgs, MergeArgs, SelftestArgs};
 use embcheck::compare::{compare_pipeline, NoAlternatives, PipelineResult, Side, Summary, Tolerance, ToleranceOverride};
 use embcheck::fixture::{format, parse_texts, read_texts, Names, TextItem};
 use embcheck::pipeline::{OutputKind, Vector};
 use embcheck::source::http::HttpOptions;
 use embcheck::{SourceConfig, SourceSpec};
-use embcheck::model::{dtype_name, parse_dtype};
+use embcheck::fixture::format::TensorFile;
+use embcheck::model::{dtype_name, Stack};
 use embcheck::{embed_many, BatchOptions, Error, Model, Pipeline, PipelineKind, PipelineOptions, Result, RunOptions, Status, Suite, SuiteReport};
 
 /// `println!` that ends quietly when stdout is a closed pipe (`embcheck check | head`) instead of panicking.
@@ -57,40 +58,59 @@ fn run(cli: Cli) -> Result<u8> {
     }
 }
 
-fn dtype_arg(s: &str) -> Result<candle_core::DType> {
-    parse_dtype(s).ok_or_else(|| Error::Usage(format!("--dtype {s:?}: expected f32, f16 or bf16")))
-}
-
-fn dtype(args: &PipelineArgs) -> Result<candle_core::DType> {
-    args.dtype.as_deref().map_or(Ok(candle_core::DType::F32), dtype_arg)
-}
-
-fn options(args: &PipelineArgs) -> PipelineOptions {
-    PipelineOptions {
-        max_length: args.max_length,
-        instruction: args.instruction.clone(),
-        prompt_name: args.prompt_name.clone(),
-        prompt: args.prompt.clone(),
-        st_strip: args.st_strip,
-    }
-}
-
 fn embed(args: EmbedArgs) -> Result<u8> {
-    let kind: PipelineKind = args.pipeline.parse()?;
-    let texts = if args.input.as_os_str() == "-" {
+    // With --suite, every setting defaults to the suite's, so the output is comparable with its reference.
+    let suite = args.suite.as_deref().map(Suite::load).transpose()?;
+    let spec = suite.as_ref().map(|s| &s.spec);
+    let kind = match (args.pipeline, spec.map(|s| s.pipelines.as_slice())) {
+        (Some(k), _) => k,
+        (None, Some([only])) => *only,
+        (None, Some(many)) => {
+            let names: Vec<_> = many.iter().map(|p| p.name()).collect();
+            return Err(Error::Usage(format!("--suite has several pipelines ({}): choose one with --pipeline", names.join(", "))));
+        }
+        (None, None) => return Err(Error::Usage("--pipeline is needed (or --suite with one pipeline)".into())),
+    };
+    // clap requires --model and --input unless --suite is given.
+    let model_arg = match (&args.model, spec) {
+        (Some(m), _) => m.clone(),
+        (None, Some(s)) => s.model_location.clone(),
+        (None, None) => return Err(Error::Usage("--model is needed (or --suite)".into())),
+    };
+    let input = match (&args.input, spec) {
+        (Some(i), _) => i.clone(),
+        (None, Some(s)) => s.texts_path(),
+        (None, None) => return Err(Error::Usage("--input is needed (or --suite)".into())),
+    };
+    let texts = if input.as_os_str() == "-" {
         let mut s = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut s).map_err(|e| Error::io("<standard input>", e))?;
         parse_texts(std::path::Path::new("<standard input>"), &s)?
     } else {
-        read_texts(&args.input)?
+        read_texts(&input)?
     };
-    let dt = dtype(&args.common)?;
-    let stack = embcheck::model::Stack::named(&args.stack)?;
-    let model = Model::from_files_for(embcheck::model::ModelFiles::resolve(&args.model)?, dt, stack)?;
-    let pipeline = Pipeline::build(kind, &model, &options(&args.common))?;
+    let c = &args.common;
+    let dt = c.dtype.or(spec.map(|s| s.dtype)).unwrap_or(candle_core::DType::F32);
+    let stack = match (args.stack, spec) {
+        (Some(st), _) => st,
+        (None, Some(s)) => Stack::from_reference(&TensorFile::read(&s.reference_path())?.metadata())
+            .map_err(|e| Error::input(s.reference_path(), e.to_string()))?,
+        (None, None) => Stack::default(),
+    };
+    let base = spec.map(|s| s.options.clone()).unwrap_or_default();
+    let options = PipelineOptions {
+        max_length: c.max_length.or(base.max_length),
+        instruction: c.instruction.clone().or(base.instruction),
+        prompt_name: c.prompt_name.clone().or(base.prompt_name),
+        prompt: c.prompt.clone().or(base.prompt),
+        st_strip: c.st_strip.or(base.st_strip),
+    };
+    let model = Model::from_files_for(embcheck::model::ModelFiles::resolve(&model_arg)?, dt, stack)?;
+    let pipeline = Pipeline::build(kind, &model, &options)?;
     let strings: Vec<String> = texts.iter().map(|t| t.text.clone()).collect();
     let to_stdout = args.output.as_os_str() == "-";
-    let batch = BatchOptions { batch_size: args.common.batch_size, progress: !to_stdout };
+    let batch_size = c.batch_size.or(spec.map(|s| s.batch_size)).unwrap_or(32);
+    let batch = BatchOptions { batch_size, progress: !to_stdout };
     let out = embed_many(&model, std::slice::from_ref(&pipeline), &strings, batch)?.remove(0);
     let jsonl = to_stdout || args.output.extension().is_some_and(|e| e == "jsonl");
     let bytes = if jsonl {
@@ -99,7 +119,7 @@ fn embed(args: EmbedArgs) -> Result<u8> {
         let metadata: HashMap<String, String> = [
             ("format", "embcheck-embeddings/1".to_string()),
             ("pipeline", kind.name().to_string()),
-            ("model", args.model.clone()),
+            ("model", model_arg.clone()),
             ("max_length", pipeline.max_length.to_string()),
             ("dtype", dtype_name(dt).to_string()),
             ("stack", stack.to_string()),
@@ -153,7 +173,7 @@ fn source_config(against: &str, http: &HttpArgs) -> Result<SourceConfig> {
     Ok(SourceConfig {
         spec: SourceSpec::parse(against)?,
         http: HttpOptions {
-            api: http.api.as_deref().map(str::parse).transpose()?,
+            api: http.api,
             model_name: http.model_name.clone(),
             headers,
             timeout: std::time::Duration::from_secs_f64(http.timeout),
@@ -170,17 +190,31 @@ fn check(args: CheckArgs) -> Result<u8> {
         Some(spec) => partition(dirs, spec)?,
         None => dirs,
     };
-    let pipelines = args.pipelines.iter().map(|p| p.parse::<PipelineKind>()).collect::<Result<Vec<_>>>()?;
+    let pipelines = args.pipelines.clone();
+    // A usage error (several suites, several pipelines, a suite of several pipelines and no --pipeline) is
+    // found before anything runs, so it writes no report.
     let against = match &args.against {
         None => None,
         Some(a) => {
             if dirs.len() != 1 {
                 return Err(Error::Usage(format!("--against checks one suite; {} were given", dirs.len())));
             }
-            if pipelines.len() > 1 {
-                return Err(Error::Usage("--against checks one --pipeline at a time".into()));
-            }
-            Some(source_config(a, &args.http)?)
+            let kind = match pipelines.as_slice() {
+                [k] => Some(*k),
+                [] => match Suite::load(&dirs[0]) {
+                    Ok(s) => match s.spec.pipelines.as_slice() {
+                        [only] => Some(*only),
+                        many => {
+                            let names: Vec<_> = many.iter().map(|p| p.name()).collect();
+                            return Err(Error::Usage(format!("--against needs --pipeline: suite {} has {}", s.spec.name, names.join(", "))));
+                        }
+                    },
+                    // An unreadable suite is reported as that suite's error below.
+                    Err(_) => None,
+                },
+                _ => return Err(Error::Usage("--against checks one --pipeline at a time".into())),
+            };
+            Some((kind, source_config(a, &args.http)?))
         }
     };
     let opts = RunOptions { pipelines: pipelines.clone(), skip_missing: args.skip_missing, progress: true };
@@ -189,17 +223,8 @@ fn check(args: CheckArgs) -> Result<u8> {
     for dir in &dirs {
         let result = Suite::load(dir).and_then(|s| match &against {
             None => s.run_with(&opts),
-            Some(config) => {
-                let kind = match (pipelines.first(), s.spec.pipelines.as_slice()) {
-                    (Some(&k), _) => k,
-                    (None, [only]) => *only,
-                    (None, many) => {
-                        let names: Vec<_> = many.iter().map(|p| p.name()).collect();
-                        return Err(Error::Usage(format!("--against needs --pipeline: suite {} has {}", s.spec.name, names.join(", "))));
-                    }
-                };
-                s.check_source(kind, config)
-            }
+            Some((Some(kind), config)) => s.check_source(*kind, config),
+            Some((None, _)) => Err(Error::Usage(format!("suite {}: no pipeline to check", s.spec.name))),
         });
         match result {
             Ok(r) => {
@@ -321,8 +346,7 @@ fn figures(s: &Summary) -> String {
 }
 
 fn diff(args: DiffArgs) -> Result<u8> {
-    let pipeline = args.pipeline.as_deref().map(str::parse::<PipelineKind>).transpose()?;
-    let dt = dtype_arg(&args.dtype)?;
+    let (pipeline, dt) = (args.pipeline, args.dtype);
     let a = embcheck::source::file::read(&args.actual, pipeline)?;
     let e = embcheck::source::file::read(&args.expected, pipeline)?;
     if a.kind != e.kind {
@@ -400,7 +424,7 @@ fn label(kind: OutputKind) -> PipelineKind {
 /// `embcheck gate`: a candidate against a suite's baseline; exit 0 pass, 1 fail, 2 input error.
 fn gate(args: GateArgs) -> Result<u8> {
     use embcheck::gate::{self, Candidate};
-    let mut pipelines = args.pipelines.iter().map(|p| p.parse::<PipelineKind>()).collect::<Result<Vec<_>>>()?;
+    let mut pipelines = args.pipelines.clone();
     let candidate = if gate::names_a_model(&args.candidate) {
         Candidate::Model(args.candidate.clone())
     } else {

@@ -56,7 +56,7 @@ fn bundled_suites_pass_and_write_every_report() {
     args.extend(["--report-dir".into(), tmp.path().to_string_lossy().into_owned()]);
     let o = embcheck(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
-    for f in ["summary.md", "summary.json", "junit.xml", "tiny-bert-mean/diff.csv", "tiny-bert-mean/summary.md", "tiny-bert-mean/report.html"] {
+    for f in ["index.html", "summary.md", "summary.json", "junit.xml", "tiny-bert-mean/diff.csv", "tiny-bert-mean/summary.md", "tiny-bert-mean/report.html"] {
         assert!(tmp.path().join(f).is_file(), "{f} missing");
     }
     let rows = diagnoses(&tmp.path().join("tiny-xlmr-m3/diff.csv"));
@@ -293,4 +293,83 @@ fn truncation_is_found_by_recomputing_when_the_reference_has_no_token_ids() {
         assert_diagnosed(&rows, p, "truncation", &out);
     }
     assert!(rows.iter().all(|r| r.2 || r.3 == "truncation"));
+}
+
+/// index.html links every suite's page of the run (each link resolving to a written file) and states the totals.
+#[test]
+fn index_links_every_suite_page() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = corrupted(tmp.path(), |t| t.f32s.get_mut("raw-cls").unwrap().1[0] += 0.5);
+    let reports = tmp.path().join("r");
+    let o = embcheck(&["check", suite("tiny-bert-cls").to_str().unwrap(), bad.to_str().unwrap(), "--report-dir", reports.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    let index = std::fs::read_to_string(reports.join("index.html")).unwrap();
+    assert!(index.contains("2 suites: <b>1</b> passed, <b>1</b> failed"), "{index}");
+    for name in ["tiny-bert-cls", "tiny-bert-mean"] {
+        let href = format!("href=\"{name}/report.html\"");
+        assert!(index.contains(&href), "{href} not in {index}");
+        assert!(reports.join(name).join("report.html").is_file());
+    }
+    assert!(index.contains("raw-cls: 1 / 42 failed"), "{index}");
+}
+
+/// `--help` lists the values each typed flag takes, and a bad value is a usage error naming it.
+#[test]
+fn help_lists_valid_values() {
+    let help = |args: &[&str]| String::from_utf8_lossy(&embcheck(args).stdout).into_owned();
+    let check = help(&["check", "--help"]);
+    for v in ["raw-cls", "normalized-cls", "sentence-transformers", "m3-sparse", "m3-colbert", "openai", "tei"] {
+        assert!(check.contains(v), "check --help lacks {v}:\n{check}");
+    }
+    let embed = help(&["embed", "--help"]);
+    for v in ["f32", "f16", "bf16", "transformers4", "transformers5", "--suite"] {
+        assert!(embed.contains(v), "embed --help lacks {v}:\n{embed}");
+    }
+    // embed judges nothing: its help lists no "out of tolerance" exit code; check's does.
+    assert!(!embed.contains("out of tolerance") && check.contains("out of tolerance"), "{embed}");
+    let o = embcheck(&["diff", "a.jsonl", "b.jsonl", "--dtype", "f64"]);
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("f64"), "{}", show(&o));
+    // reject takes no reason (it was accepted and ignored).
+    let o = embcheck(&["reject", "fixtures/suites/tiny-bert-cls", "--reason", "x"]);
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+}
+
+/// A usage error is found before any suite runs: exit 2 and no report directory.
+#[test]
+fn usage_error_writes_no_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reports = tmp.path().join("r");
+    let file = tmp.path().join("x.jsonl");
+    std::fs::write(&file, "").unwrap();
+    let o = embcheck(&["check", suite("tiny-bert-cls").to_str().unwrap(), "--against", file.to_str().unwrap(), "--report-dir", reports.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--pipeline"), "{}", show(&o));
+    assert!(!reports.exists(), "a usage error wrote {}", reports.display());
+}
+
+/// `embed --suite` takes the suite's settings (tiny-xlmr-m3: max length 128, below the model's 2560), so its
+/// output passes that suite; the same model embedded with its own settings fails the long texts.
+#[test]
+fn embed_with_the_suite_settings_is_comparable_with_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = suite("tiny-xlmr-m3");
+    let (with, without) = (tmp.path().join("with.jsonl"), tmp.path().join("without.jsonl"));
+    let o = embcheck(&["embed", "--suite", dir.to_str().unwrap(), "--pipeline", "normalized-cls", "--output", with.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", show(&o));
+    let o = embcheck(&[
+        "embed", "--model", "fixtures/models/tiny-xlmr-m3", "--pipeline", "normalized-cls",
+        "--input", dir.join("texts.jsonl").to_str().unwrap(), "--output", without.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", show(&o));
+    let run = |file: &Path, rep: &str| {
+        let reports = tmp.path().join(rep);
+        let o = embcheck(&["check", dir.to_str().unwrap(), "--against", file.to_str().unwrap(), "--pipeline", "normalized-cls", "--report-dir", reports.to_str().unwrap()]);
+        (o.status.code(), diagnoses(&reports.join("tiny-xlmr-m3/diff.csv")), show(&o))
+    };
+    let (code, _, out) = run(&with, "r1");
+    assert_eq!(code, Some(0), "{out}");
+    let (code, rows, out) = run(&without, "r2");
+    assert_eq!(code, Some(1), "{out}");
+    assert!(rows.iter().any(|r| !r.2), "{out}");
 }

@@ -267,3 +267,60 @@ fn pipeline_section(o: &mut String, p: &PipelineResult) {
     }
     o.push_str("</table></div></section>\n");
 }
+
+/// `index.html`: the run at a glance — totals, then each suite with its status, pipelines and a link to its
+/// page (`dirs[i]` is the folder suite `i` was written to).
+pub(super) fn index(suites: &[SuiteReport], dirs: &[String]) -> String {
+    let t = super::Totals::of(suites);
+    let (class, word) = match t.status() {
+        "passed" => ("pass", "PASSED"),
+        "skipped-only" => ("skip", "NOTHING VERIFIED"),
+        "error" => ("fail", "ERROR"),
+        _ => ("fail", "FAILED"),
+    };
+    let mut o = String::new();
+    let _ = write!(
+        o,
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>embcheck · {} suites · {word}</title><style>{STYLE}</style></head><body>\n",
+        t.suites
+    );
+    let _ = writeln!(o, r#"<header><h1>embcheck check <span class="badge {class}">{word}</span></h1>"#);
+    let _ = writeln!(
+        o,
+        r#"<p class="meta">{} suites: <b>{}</b> passed, <b>{}</b> failed, <b>{}</b> skipped, <b>{}</b> errors · {} of {} pipelines failed · {} of {} texts out of tolerance</p>"#,
+        t.suites, t.suites_passed, t.suites_failed, t.suites_skipped, t.suites_errored, t.pipelines_failed, t.pipelines, t.rows_failed, t.rows
+    );
+    o.push_str(
+        r#"<p class="meta">Also here: <a href="summary.md">summary.md</a> · <a href="summary.json">summary.json</a> · <a href="junit.xml">junit.xml</a></p></header>"#,
+    );
+    o.push_str("\n<section><table><tr><th>suite</th><th>status</th><th>model</th><th>pipelines</th><th>files</th></tr>\n");
+    for (s, dir) in suites.iter().zip(dirs) {
+        let (class, word) = match s.status() {
+            Status::Passed => ("pass", "PASS"),
+            Status::Failed => ("fail", "FAIL"),
+            Status::Skipped => ("skip", "SKIP"),
+            Status::Error => ("fail", "ERROR"),
+        };
+        let pipelines: Vec<String> = if let Some(why) = s.error.as_ref().or(s.skipped.as_ref()) {
+            vec![esc(why)]
+        } else {
+            s.pipelines
+                .iter()
+                .map(|p| format!("{} {}: {} / {} failed", badge(p.passed()), esc(p.pipeline.name()), p.summary.failed, p.summary.rows))
+                .collect()
+        };
+        let href = esc(dir);
+        let _ = writeln!(
+            o,
+            r#"<tr class="{}"><td class="id"><a href="{href}/report.html">{}</a></td><td><span class="badge {class}">{word}</span></td><td class="id long">{}</td><td>{}</td><td><a href="{href}/report.html">page</a> · <a href="{href}/diff.csv">diff.csv</a> · <a href="{href}/summary.md">summary.md</a></td></tr>"#,
+            if class == "pass" { "" } else { "failing" },
+            esc(&s.suite),
+            esc(&s.model),
+            pipelines.join("<br>")
+        );
+    }
+    o.push_str("</table></section>\n<footer>Written by embcheck.</footer>\n</body></html>\n");
+    o
+}

@@ -8,6 +8,7 @@
 //! | `<suite>/diff.csv` | one row per text × pipeline, every number at full precision |
 //! | `<suite>/summary.md` | that suite's section of `summary.md` |
 //! | `<suite>/report.html` | one self-contained page: tables, histograms, the worst texts |
+//! | `index.html` | the run at a glance: totals and every suite with its status, linking its page |
 //! | `shard.cbor` | every [`SuiteReport`] exactly (CBOR keeps NaN), for `embcheck merge-reports` |
 //!
 //! Every file is written through [`crate::atomic::write`], so a crash never leaves half a report.
@@ -56,8 +57,11 @@ pub fn write_all(dir: &Path, suites: &[SuiteReport]) -> Result<Vec<PathBuf>> {
         Ok(())
     };
     let mut used = HashSet::new();
+    let mut dirs = Vec::new();
     for s in suites {
-        let sub = dir.join(unique_dir_name(&s.suite, &mut used));
+        let name = unique_dir_name(&s.suite, &mut used);
+        let sub = dir.join(&name);
+        dirs.push(name);
         let results: Vec<&PipelineResult> = s.pipelines.iter().collect();
         let mut csv = Vec::new();
         write_csv(&mut csv, &s.suite, &results)?;
@@ -65,6 +69,7 @@ pub fn write_all(dir: &Path, suites: &[SuiteReport]) -> Result<Vec<PathBuf>> {
         write(sub.join("summary.md"), markdown::suite_page(s).as_bytes())?;
         write(sub.join("report.html"), html::page(s).as_bytes())?;
     }
+    write(dir.join("index.html"), html::index(suites, &dirs).as_bytes())?;
     write(dir.join("summary.md"), markdown_summary(suites).as_bytes())?;
     write(dir.join("summary.json"), &json::render(suites)?)?;
     write(dir.join("junit.xml"), &junit::render(suites, &dir.join("junit.xml"))?)?;

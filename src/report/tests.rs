@@ -129,7 +129,7 @@ fn writes_every_report_and_nothing_else() {
     let mut written = write_all(dir.path(), &suites).unwrap();
     written.sort();
     assert_eq!(written, all_files(dir.path()), "no stray temporary files, every file reported");
-    assert_eq!(written.len(), 3 * 3 + 4, "three per suite; summary.md, summary.json, junit.xml, shard.cbor");
+    assert_eq!(written.len(), 3 * 3 + 5, "three per suite; index.html, summary.md, summary.json, junit.xml, shard.cbor");
     // The shard file gives back exactly what was written (NaN included), for merge-reports.
     let back = super::read_shard(dir.path()).unwrap();
     assert_eq!(serde_json::to_string(&back).unwrap(), serde_json::to_string(&suites).unwrap());
@@ -255,7 +255,7 @@ fn suite_directory_names_are_safe_and_unique() {
 }
 
 /// Writes a realistic report for looking at: `cargo test --release --lib report::tests::demo -- --ignored`,
-/// then open `$TMPDIR/embcheck-report-demo/<suite>/report.html`.
+/// then open `target/report-demo/<suite>/report.html`.
 #[test]
 #[ignore]
 fn demo() {
@@ -291,7 +291,7 @@ fn demo() {
         vec![pipeline(PipelineKind::RawCls, passing, tol), pipeline(PipelineKind::NormalizedCls, failing, tol)],
         None,
     );
-    let dir = std::env::temp_dir().join("embcheck-report-demo");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/report-demo");
     for p in write_all(&dir, &[report, skipped_suite()]).unwrap() {
         println!("{}", p.display());
     }

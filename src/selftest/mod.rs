@@ -141,7 +141,7 @@ impl Outcome {
 pub fn run_one(fixtures: &Path, m: &Mutation, exe: Option<&Path>) -> Result<Outcome> {
     let suite = Suite::load(fixtures.join("suites").join(m.suite))?;
     let source = ModelFiles::resolve(&suite.spec.model_location)?.dir;
-    let tmp = mutations::TempDir::new(m.suite)?;
+    let tmp = mutations::temp_dir(m.suite)?;
     let model = mutations::load_mutated(&source, &m.files, m.dtype, &tmp, &fixtures.join("models"))?;
     let options = suite.spec.options.clone();
     let pipeline = Pipeline::build(m.pipeline, &model, &options)?;

@@ -63,28 +63,12 @@ pub enum RunChange {
     Threads(usize),
 }
 
-/// A temporary directory removed when dropped.
-pub struct TempDir(PathBuf);
+/// A temporary directory removed when dropped (tempfile's).
+pub type TempDir = tempfile::TempDir;
 
-impl TempDir {
-    /// A fresh directory under the system's temporary directory.
-    pub fn new(tag: &str) -> Result<Self> {
-        let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-        let dir = std::env::temp_dir().join(format!("embcheck-selftest-{}-{stamp}-{tag}", std::process::id()));
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        Ok(TempDir(dir))
-    }
-
-    /// Its path.
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A fresh directory under the system's temporary directory, named after `tag`.
+pub fn temp_dir(tag: &str) -> Result<TempDir> {
+    tempfile::Builder::new().prefix(&format!("embcheck-selftest-{tag}-")).tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))
 }
 
 fn copy_dir(from: &Path, to: &Path) -> Result<()> {
@@ -309,14 +293,14 @@ mod tests {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/models");
         let src = bundled("tiny-bert-mean");
         let orig = Model::from_files(ModelFiles::from_dir("orig", &src).unwrap(), DType::F32).unwrap();
-        let tmp = TempDir::new("unit").unwrap();
+        let tmp = temp_dir("unit").unwrap();
         let m = load_mutated(&src, &FileChange::DropLayer, DType::F32, &tmp, &root).unwrap();
         assert_eq!(m.config.num_hidden_layers + 1, orig.config.num_hidden_layers);
-        let tmp = TempDir::new("unit").unwrap();
+        let tmp = temp_dir("unit").unwrap();
         let m = load_mutated(&src, &FileChange::PadId(7), DType::F32, &tmp, &root).unwrap();
         assert_eq!((m.pad_id, m.config.pad_token_id), (7, 7));
         // Rounded weights are f16 values; the bundled file is left as it was.
-        let tmp = TempDir::new("unit").unwrap();
+        let tmp = temp_dir("unit").unwrap();
         load_mutated(&src, &FileChange::Round { f16: true }, DType::F32, &tmp, &root).unwrap();
         let bytes = std::fs::read(tmp.path().join("model/model.safetensors")).unwrap();
         let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
