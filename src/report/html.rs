@@ -295,7 +295,7 @@ pub(super) fn index(suites: &[SuiteReport], dirs: &[String]) -> String {
     o.push_str(
         r#"<p class="meta">Also here: <a href="summary.md">summary.md</a> · <a href="summary.json">summary.json</a> · <a href="junit.xml">junit.xml</a></p></header>"#,
     );
-    o.push_str("\n<section><table><tr><th>suite</th><th>status</th><th>model</th><th>pipelines</th><th>files</th></tr>\n");
+    o.push_str("\n<section><table><tr><th>suite</th><th>status</th><th>model · system under test</th><th>pipelines</th><th>files</th></tr>\n");
     for (s, dir) in suites.iter().zip(dirs) {
         let (class, word) = match s.status() {
             Status::Passed => ("pass", "PASS"),
@@ -312,12 +312,15 @@ pub(super) fn index(suites: &[SuiteReport], dirs: &[String]) -> String {
                 .collect()
         };
         let href = esc(dir);
+        let mut checked = format!("<code>{}</code>", esc(&s.model));
+        if s.source.is_external() {
+            let _ = write!(checked, "<br>{} <code>{}</code>", esc(&s.source.kind), esc(&s.source.location));
+        }
         let _ = writeln!(
             o,
-            r#"<tr class="{}"><td class="id"><a href="{href}/report.html">{}</a></td><td><span class="badge {class}">{word}</span></td><td class="id long">{}</td><td>{}</td><td><a href="{href}/report.html">page</a> · <a href="{href}/diff.csv">diff.csv</a> · <a href="{href}/summary.md">summary.md</a></td></tr>"#,
+            r#"<tr class="{}"><td class="id"><a href="{href}/report.html">{}</a></td><td><span class="badge {class}">{word}</span></td><td class="detail">{checked}</td><td>{}</td><td><a href="{href}/report.html">page</a> · <a href="{href}/diff.csv">diff.csv</a> · <a href="{href}/summary.md">summary.md</a></td></tr>"#,
             if class == "pass" { "" } else { "failing" },
             esc(&s.suite),
-            esc(&s.model),
             pipelines.join("<br>")
         );
     }
