@@ -23,6 +23,7 @@
 
 pub mod atomic;
 pub mod compare;
+pub mod diff;
 pub mod embed;
 pub mod error;
 pub mod fixture;

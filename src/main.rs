@@ -8,14 +8,13 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use cli::{exit, CheckArgs, Cli, Command, DiffArgs, EmbedArgs, GateArgs, HttpArgs, MergeArgs, SelftestArgs};
-use embcheck::compare::{compare_pipeline, NoAlternatives, PipelineResult, Side, Summary, Tolerance, ToleranceOverride};
-use embcheck::fixture::{format, parse_texts, read_texts, Names, TextItem};
-use embcheck::pipeline::{OutputKind, Vector};
+use embcheck::compare::{PipelineResult, Summary, ToleranceOverride};
+use embcheck::fixture::{format, parse_texts, read_texts, Names};
 use embcheck::source::http::HttpOptions;
 use embcheck::{SourceConfig, SourceSpec};
 use embcheck::fixture::format::TensorFile;
 use embcheck::model::{dtype_name, Stack};
-use embcheck::{embed_many, BatchOptions, Error, Model, Pipeline, PipelineKind, PipelineOptions, Result, RunOptions, Status, Suite, SuiteReport};
+use embcheck::{embed_many, BatchOptions, Error, Model, Pipeline, PipelineOptions, Result, RunOptions, Status, Suite, SuiteReport};
 
 /// `println!` that ends quietly when stdout is a closed pipe (`embcheck check | head`) instead of panicking.
 macro_rules! say {
@@ -346,56 +345,9 @@ fn figures(s: &Summary) -> String {
 }
 
 fn diff(args: DiffArgs) -> Result<u8> {
-    let (pipeline, dt) = (args.pipeline, args.dtype);
-    let a = embcheck::source::file::read(&args.actual, pipeline)?;
-    let e = embcheck::source::file::read(&args.expected, pipeline)?;
-    if a.kind != e.kind {
-        return Err(Error::input(&args.actual, format!("holds {:?} values, {} holds {:?} values", a.kind, args.expected.display(), e.kind)));
-    }
-    // Rows by id when both files name them, else by order.
-    let (ids, a_rows) = match (&a.ids, &e.ids) {
-        (Some(_), Some(e_ids)) => {
-            let texts: Vec<TextItem> = e_ids.iter().map(|id| TextItem { id: id.clone(), text: String::new() }).collect();
-            let kind = pipeline.unwrap_or(label(a.kind));
-            (e_ids.clone(), embcheck::source::file::read_matched(&args.actual, kind, &texts)?)
-        }
-        _ => {
-            if a.rows.len() != e.rows.len() {
-                return Err(Error::input(&args.actual, format!("has {} rows, {} has {}", a.rows.len(), args.expected.display(), e.rows.len())));
-            }
-            let ids = e.ids.clone().or(a.ids.clone()).unwrap_or_else(|| (0..e.rows.len()).map(|i| format!("t{i:04}")).collect());
-            (ids, a.rows)
-        }
-    };
-    let (a_split, e_split) = (embcheck::source::Split::of(&a_rows), embcheck::source::Split::of(&e.rows));
-    let (av, arej, atok) = (&a_split.vectors, &a_split.rejected, a_split.tokens.as_deref());
-    let (ev, erej, etok) = (&e_split.vectors, &e_split.rejected, e_split.tokens.as_deref());
-    if let Some((i, m)) = erej.iter().enumerate().find_map(|(i, m)| m.as_ref().map(|m| (i, m))) {
-        return Err(Error::input(&args.expected, format!("row {i} ({}) is an error, not a value: {m}", ids[i])));
-    }
-    let widths = |v: &[Vector]| -> Vec<usize> {
-        let mut w: Vec<usize> = v.iter().filter_map(|x| if let Vector::Dense(d) = x { Some(d.len()) } else { None }).filter(|&n| n > 0).collect();
-        w.sort_unstable();
-        w.dedup();
-        w
-    };
-    if a.kind == OutputKind::Dense && widths(av) != widths(ev) {
-        return Err(Error::input(
-            &args.actual,
-            format!("vectors of width {:?}, {} has width {:?}: the dimensions differ", widths(av), args.expected.display(), widths(ev)),
-        ));
-    }
-    let overrides = ToleranceOverride { min_cosine: args.min_cosine, max_rel_l2: args.max_rel_l2, max_abs: args.max_abs, min_jaccard: None };
-    embcheck::fixture::suite::validate_tolerance(&overrides).map_err(|m| Error::Usage(format!("--{}", m.replace('_', "-"))))?;
-    let tol = Tolerance::default_for(dt, a.kind).with(&overrides);
-    let result = compare_pipeline(
-        pipeline.unwrap_or(label(a.kind)),
-        &ids,
-        Side { vectors: av, tokens: atok, rejected: Some(arej) },
-        Side::new(ev, etok),
-        tol,
-        &mut NoAlternatives,
-    )?;
+    let tolerance = ToleranceOverride { min_cosine: args.min_cosine, max_rel_l2: args.max_rel_l2, max_abs: args.max_abs, min_jaccard: None };
+    let opts = embcheck::diff::DiffOptions { pipeline: args.pipeline, dtype: args.dtype, tolerance };
+    let result = embcheck::diff::diff_files(&args.actual, &args.expected, &opts)?;
     match &args.output {
         Some(path) => {
             let mut buf = Vec::new();
@@ -410,15 +362,6 @@ fn diff(args: DiffArgs) -> Result<u8> {
     }
     eprintln!("embcheck: {}: {}", status_word(&result), figures(&result.summary));
     Ok(if result.passed() { exit::PASS } else { exit::FAIL })
-}
-
-/// The pipeline name a file's values are reported under when no --pipeline is given.
-fn label(kind: OutputKind) -> PipelineKind {
-    match kind {
-        OutputKind::Dense => PipelineKind::NormalizedCls,
-        OutputKind::Sparse => PipelineKind::M3Sparse,
-        OutputKind::Multi => PipelineKind::M3Colbert,
-    }
 }
 
 /// `embcheck gate`: a candidate against a suite's baseline; exit 0 pass, 1 fail, 2 input error.

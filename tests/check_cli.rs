@@ -223,6 +223,12 @@ fn diff_compares_two_embedding_files() {
 
     let o = embcheck(&["diff", a.to_str().unwrap(), tmp.path().join("absent.safetensors").to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+
+    // A suite's reference names its tensors after the pipelines: the error says to choose one.
+    let o = embcheck(&["diff", a.to_str().unwrap(), suite("tiny-bert-mean").join("reference.safetensors").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("raw-cls, normalized-cls, sentence-transformers: choose one with --pipeline"), "{err}");
 }
 
 #[test]

@@ -105,7 +105,16 @@ fn read_safetensors(path: &Path, pipeline: Option<PipelineKind>) -> Result<FileV
             let kind = [OutputKind::Dense, OutputKind::Sparse, OutputKind::Multi]
                 .into_iter()
                 .find(|k| file.has(Names::embed(*k).values()))
-                .ok_or_else(|| Error::input(path, "has none of the tensors embeddings, weights, vectors (nor one named after the pipeline)"))?;
+                .ok_or_else(|| {
+                    // A suite's reference names its tensors after the pipelines: say which --pipeline reads them.
+                    let named: Vec<&str> = PipelineKind::ALL.iter().map(|p| p.name()).filter(|n| file.has(n)).collect();
+                    let hint = match (pipeline, named.is_empty()) {
+                        (_, true) => String::new(),
+                        (Some(p), false) => format!("; it has no {:?} but holds {}: choose one with --pipeline", p.name(), named.join(", ")),
+                        (None, false) => format!("; it holds the pipelines {}: choose one with --pipeline", named.join(", ")),
+                    };
+                    Error::input(path, format!("has none of the tensors embeddings, weights, vectors (nor one named after the pipeline){hint}"))
+                })?;
             (kind, Names::embed(kind))
         }
     };
