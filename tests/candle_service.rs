@@ -147,3 +147,15 @@ fn a_port_that_cuts_later_than_the_reference_is_diagnosed_truncation() {
     }
     assert!(with_ids.pipelines[0].rows.iter().filter(|x| !x.pass()).all(|x| x.diagnosis.as_ref().unwrap().detail.starts_with("token ids agree up to position 47")));
 }
+
+#[test]
+fn a_raw_cls_port_against_a_mean_and_normalize_reference_is_told_both_differences() {
+    let r = check("tiny-bert-mean", PipelineKind::SentenceTransformers, Service::new("tiny-bert-mean", DType::F32, Pool::Cls, false, Some(64)));
+    let failing: Vec<_> = r.failing_rows().collect();
+    assert_eq!(failing.len(), r.pipelines[0].rows.len(), "{}", r.failure_message());
+    for row in failing {
+        let d = row.diagnosis.as_ref().unwrap();
+        assert_eq!(d.stage, embcheck::Stage::Pooling, "{}", row.failure_line());
+        assert!(d.detail.ends_with("it differs in pooling (cls instead of mean) and in normalization (not normalized instead of L2-normalized)"), "{}", d.detail);
+    }
+}

@@ -461,11 +461,7 @@ fn pooling_diagnosis(found: &PoolingChoice, own: Option<PoolingChoice>, who: &st
         differences.push(format!("normalization ({} instead of {})", norm(found), norm(&own)));
     }
     let stage = if found.modes == own.modes { Stage::Normalization } else { Stage::Pooling };
-    let what = match differences.len() {
-        2 => format!("two differences: {}", differences.join(" and ")),
-        _ => differences.join(""),
-    };
-    Diagnosis::new(stage, format!("{who} matches {found} of the same hidden states, where {other} computes {own}: {what}"))
+    Diagnosis::new(stage, format!("{who} matches {found} of the same hidden states, where {other} computes {own}: it differs in {}", differences.join(" and in ")))
 }
 
 fn tried_note(tried: &[String]) -> String {
@@ -662,7 +658,7 @@ mod tests {
         };
         let got = diagnose_one(d(&a), d(&e), (None, None), &mut alt);
         assert_eq!(got.stage, Stage::Pooling, "{got:?}");
-        assert!(got.detail.contains("pooling (mean instead of cls) and normalization (not normalized instead of L2-normalized)"), "{got:?}");
+        assert!(got.detail.ends_with("it differs in pooling (mean instead of cls) and in normalization (not normalized instead of L2-normalized)"), "{got:?}");
         // A stripped text: preprocessing; a shorter max length: truncation.
         let mut alt = Fixed {
             subject: Some(Subject::SystemUnderTest),

@@ -177,6 +177,10 @@ mod tests {
         // candle's error under RUST_BACKTRACE=1: the message, then the frames.
         let candle = "shape mismatch in matmul, lhs: [2, 32], rhs: [16, 32]\n   0: candle_core::error::Error::bt\n             at /root/.cargo/registry/src/candle-core-0.11.1/src/error.rs:264:25\n   1: candle_core::tensor::Tensor::matmul\n";
         assert_eq!(error_lines(candle), "shape mismatch in matmul, lhs: [2, 32], rhs: [16, 32] (…)");
+        // A real backtrace, as candle's `Error::WithBacktrace` displays it: `{inner}\n{backtrace}`.
+        let real = format!("narrow invalid args start + len > dim_len\n{}", std::backtrace::Backtrace::force_capture());
+        assert!(real.lines().count() > 3, "{real}");
+        assert_eq!(error_lines(&real), "narrow invalid args start + len > dim_len (…)");
         let rust = "model failed\n\nStack backtrace:\n   0: std::backtrace::Backtrace::capture";
         assert_eq!(error_lines(rust), "model failed (…)");
         assert_eq!(error_lines("out of memory\nwhile loading weights"), "out of memory; while loading weights");
