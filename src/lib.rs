@@ -20,6 +20,26 @@
 //! # Ok::<(), embcheck::Error>(())
 //! ```
 //!
+//! Reading a report: a [`SuiteReport`] has a [`Status`], one [`PipelineResult`] per pipeline and one
+//! [`RowResult`] per text, and each failing row a [`Diagnosis`] whose [`Stage`] says where the difference
+//! comes from, proven by recomputation:
+//!
+//! ```
+//! use embcheck::{PipelineKind, Stage, Status, Suite};
+//!
+//! let suite = Suite::load("fixtures/suites/tiny-bert-cls")?;
+//! // A "port" that gives every text the same vector: nothing explains it.
+//! let mut constant = |texts: &[String]| texts.iter().map(|_| vec![0.5f32; 32]).collect::<Vec<_>>();
+//! let report = suite.check_embedder(PipelineKind::NormalizedCls, &mut constant)?;
+//! assert_eq!(report.status(), Status::Failed);
+//! for row in report.failing_rows() {
+//!     let diagnosis = row.diagnosis.as_ref().expect("every failing row is diagnosed");
+//!     assert_eq!(diagnosis.stage, Stage::Unknown); // `keyword: evidence` via Display
+//!     println!("{}", row.failure_line());
+//! }
+//! # Ok::<(), embcheck::Error>(())
+//! ```
+//!
 
 pub mod atomic;
 pub mod compare;
@@ -40,4 +60,5 @@ pub use error::{Error, Result};
 pub use model::Model;
 pub use pipeline::{Pipeline, PipelineKind, PipelineOptions, Vector};
 pub use source::{Embedder, Output, SourceConfig, SourceInfo, SourceSpec};
-pub use suite::{RunOptions, Status, Suite, SuiteReport};
+pub use compare::{Diagnosis, PipelineResult, RowResult, Stage, TokenMatch};
+pub use suite::{RunOptions, Status, Suite, SuiteReport, TextSettings};

@@ -322,8 +322,10 @@ fn print_suite(r: &SuiteReport) {
     for p in &r.pipelines {
         say!("{} {} {}: {}", status_word(p), r.suite, p.pipeline, figures(&p.summary));
         for row in p.rows.iter().filter(|x| !x.pass()).take(5) {
-            let (k, d) = row.diagnosis.as_ref().map_or(("unknown", ""), |d| (d.stage.keyword(), d.detail.as_str()));
-            say!("    {}: cosine {:.9}, rel L2 {:.3e} [{k}] {d}", row.id, row.metrics.cosine, row.metrics.rel_l2);
+            say!("    {}", row.failure_line());
+        }
+        if let Some(more) = embcheck::compare::more_line(5, p.summary.failed, "failing texts (every text is in diff.csv)") {
+            say!("    {more}");
         }
     }
 }

@@ -8,7 +8,7 @@ mod common;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
-use embcheck::{PipelineKind, Suite};
+use embcheck::{Output, PipelineKind, Suite, Vector};
 use tokenizers::{PaddingParams, Tokenizer, TruncationParams};
 
 #[derive(Clone, Copy)]
@@ -44,6 +44,11 @@ impl Service {
     }
 
     fn embed(&self, texts: &[String]) -> Vec<Vec<f32>> {
+        self.embed_with_ids(texts).into_iter().map(|(v, _)| v).collect()
+    }
+
+    /// Each text's vector and the token ids it was encoded as (padding left out).
+    fn embed_with_ids(&self, texts: &[String]) -> Vec<(Vec<f32>, Vec<u32>)> {
         let enc = self.tokenizer.encode_batch(texts.to_vec(), true).unwrap();
         let rows = |f: fn(&tokenizers::Encoding) -> &[u32]| -> Tensor {
             Tensor::stack(&enc.iter().map(|e| Tensor::new(f(e), &Device::Cpu).unwrap()).collect::<Vec<_>>(), 0).unwrap()
@@ -60,7 +65,8 @@ impl Service {
             Pool::Cls => h.narrow(1, 0, 1).unwrap().squeeze(1).unwrap(),
         };
         let pooled = if self.normalize { pooled.broadcast_div(&pooled.sqr().unwrap().sum_keepdim(1).unwrap().sqrt().unwrap()).unwrap() } else { pooled };
-        pooled.to_vec2::<f32>().unwrap()
+        let ids = enc.iter().map(|e| e.get_ids().iter().zip(e.get_attention_mask()).filter(|(_, m)| **m == 1).map(|(i, _)| *i).collect());
+        pooled.to_vec2::<f32>().unwrap().into_iter().zip(ids).collect()
     }
 }
 
@@ -110,4 +116,46 @@ fn candle_bert_in_f16() {
     let k = keywords(&r);
     assert_eq!(k.len(), r.pipelines[0].rows.len(), "{}", r.failure_message());
     assert!(k.iter().all(|(_, kw)| *kw == "non-finite"), "{}", r.failure_message());
+}
+
+#[test]
+fn a_port_that_cuts_later_than_the_reference_is_diagnosed_truncation() {
+    // The suite was made at 48 tokens; the port cuts at the model's 128 positions. Every text longer than 48
+    // tokens fails, and each is `truncation`, with the port's token ids and without them.
+    let suite = Suite::load(common::suite("tiny-bert-cls")).unwrap();
+    let service = Service::new("tiny-bert-cls", DType::F32, Pool::Cls, true, Some(128));
+    let mut plain = |texts: &[String]| service.embed(texts);
+    let without_ids = suite.check_embedder(PipelineKind::NormalizedCls, &mut plain).unwrap();
+    let mut with_ids = |texts: &[String]| -> Vec<Output> {
+        service.embed_with_ids(texts).into_iter().map(|(v, ids)| Output { value: Ok(Vector::Dense(v)), token_ids: Some(ids) }).collect()
+    };
+    let with_ids = suite.check_embedder(PipelineKind::NormalizedCls, &mut with_ids).unwrap();
+    // Which texts the reference cut: those the port (candle's tokenizer, cutting at 128) keeps longer than 48.
+    let texts: Vec<String> = embcheck::fixture::read_texts(&suite.spec.texts_path()).unwrap().into_iter().map(|t| t.text).collect();
+    let cut: Vec<usize> = service.embed_with_ids(&texts).iter().enumerate().filter(|(_, (_, ids))| ids.len() > 48).map(|(i, _)| i).collect();
+    assert!(cut.len() >= 3, "the suite has texts longer than 48 tokens: {cut:?}");
+    for r in [&without_ids, &with_ids] {
+        let failing: Vec<usize> = r.pipelines[0].rows.iter().filter(|x| !x.pass()).map(|x| x.index).collect();
+        assert_eq!(failing, cut, "exactly the texts the reference cut fail\n{}", r.failure_message());
+        let k = keywords(r);
+        assert!(k.iter().all(|(_, kw)| *kw == "truncation"), "{}", r.failure_message());
+        for row in r.pipelines[0].rows.iter().filter(|x| !x.pass()) {
+            let d = &row.diagnosis.as_ref().unwrap().detail;
+            assert!(d.contains("the reference cuts it at 48"), "{d}");
+            assert!(d.contains("which keeps all of its") || d.contains("max length 128, the model's position limit"), "{d}");
+        }
+    }
+    assert!(with_ids.pipelines[0].rows.iter().filter(|x| !x.pass()).all(|x| x.diagnosis.as_ref().unwrap().detail.starts_with("token ids agree up to position 47")));
+}
+
+#[test]
+fn a_raw_cls_port_against_a_mean_and_normalize_reference_is_told_both_differences() {
+    let r = check("tiny-bert-mean", PipelineKind::SentenceTransformers, Service::new("tiny-bert-mean", DType::F32, Pool::Cls, false, Some(64)));
+    let failing: Vec<_> = r.failing_rows().collect();
+    assert_eq!(failing.len(), r.pipelines[0].rows.len(), "{}", r.failure_message());
+    for row in failing {
+        let d = row.diagnosis.as_ref().unwrap();
+        assert_eq!(d.stage, embcheck::Stage::Pooling, "{}", row.failure_line());
+        assert!(d.detail.ends_with("it differs in pooling (cls instead of mean) and in normalization (not normalized instead of L2-normalized)"), "{}", d.detail);
+    }
 }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{failed_checks, metrics, RowResult, TokenMatch, Tolerance};
 use crate::error::Result;
-use crate::pipeline::{normalize, Vector};
+use crate::pipeline::{normalize, PoolingChoice, Vector};
 
 /// The stage a mismatch comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,6 +68,13 @@ pub struct Diagnosis {
     pub detail: String,
 }
 
+impl std::fmt::Display for Diagnosis {
+    /// `keyword: evidence`, as every report words it (terminal, failure message, Markdown, HTML).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.stage.keyword(), self.detail)
+    }
+}
+
 impl Diagnosis {
     /// A stage with its evidence.
     pub fn new(stage: Stage, detail: impl Into<String>) -> Self {
@@ -113,9 +120,22 @@ pub trait Alternatives {
     }
     /// A max length proven for one text: later texts try it first (a system cuts every text at one length).
     fn confirm_truncation(&mut self, _max_length: usize) {}
-    /// Other poolings of the same hidden states, named.
-    fn poolings(&mut self, _index: usize) -> Result<Vec<(String, Vector)>> {
+    /// The most tokens the model's position table encodes: a max length at or above a text's token count
+    /// keeps it whole.
+    fn position_limit(&self) -> Option<usize> {
+        None
+    }
+    /// The max length the suite's pipeline cuts at (the reference's, as the suite describes it).
+    fn pipeline_max_length(&self) -> Option<usize> {
+        None
+    }
+    /// Other poolings of the same hidden states, each with how it pools.
+    fn poolings(&mut self, _index: usize) -> Result<Vec<(PoolingChoice, Vector)>> {
         Ok(Vec::new())
+    }
+    /// How the suite's pipeline pools, to name every difference a matching pooling has from it.
+    fn own_pooling(&self) -> Option<PoolingChoice> {
+        None
     }
     /// The text prepared otherwise (stripped or not, lowercased or not, with or without a prompt), named.
     fn preprocessings(&mut self, _index: usize) -> Result<Vec<(String, Vector)>> {
@@ -198,6 +218,8 @@ pub fn diagnose(row: &RowResult, actual: &Vector, expected: &Vector, tol: &Toler
     }
     let external = alt.subject() == Subject::SystemUnderTest;
     let (who, whose) = if external { ("the system under test", "the system's") } else { ("the reference", "the reference's") };
+    // The side the alternatives are not held against, as the truncation wording names it.
+    let other = if external { "the reference" } else { "embcheck's pipeline" };
     // What the alternatives must match.
     let subject = if external { actual } else { expected };
 
@@ -250,17 +272,16 @@ pub fn diagnose(row: &RowResult, actual: &Vector, expected: &Vector, tol: &Toler
         let shorter = actual_len.min(expected_len);
         // Truncation keeps a prefix and then adds the closing special token: the ids agree up to it.
         // A cut at 2 tokens keeps no text: no setting cuts there, so such ids are not read as a truncation.
+        // Either side may be the longer one: the length to recompute at is read straight from the subject's ids.
         if actual_len != expected_len && position + 1 >= shorter && shorter >= 3 {
             let n = if external { actual_len } else { expected_len };
             match alt.with_max_length(row.index, n)? {
                 Some(v) if passes(&v, subject, tol) => {
+                    let cut = truncation_words(alt, row.index, who, other, n)?;
                     return Ok(Diagnosis::new(
                         Stage::Truncation,
-                        format!(
-                            "token ids agree up to position {position}, then {who} stops at {n} tokens (this side {}, the other {}); recomputed with max length {n}, it matches {who}",
-                            actual_len, expected_len
-                        ),
-                    ))
+                        format!("token ids agree up to position {position} ({actual_len} tokens on the actual side, {expected_len} in the reference); {cut}"),
+                    ));
                 }
                 Some(_) => tried.push(format!("max length {n} (recomputed, still differs)")),
                 None => tried.push(format!("max length {n} (could not be recomputed)")),
@@ -272,8 +293,9 @@ pub fn diagnose(row: &RowResult, actual: &Vector, expected: &Vector, tol: &Toler
         return Ok(Diagnosis::new(Stage::Tokenization, format!("{}{}", token_fact(&row.tokens), tried_note(&tried))));
     }
 
-    if let Some(name) = first_matching(alt.poolings(row.index)?, subject, tol, &mut tried) {
-        return Ok(Diagnosis::new(Stage::Pooling, format!("{who} matches {name} of the same hidden states")));
+    let poolings = alt.poolings(row.index)?;
+    if let Some(k) = first_matching_index(poolings.iter().map(|(c, v)| (c.to_string(), v)), subject, tol, &mut tried) {
+        return Ok(pooling_diagnosis(&poolings[k].0, alt.own_pooling(), who, other));
     }
     // Lengths recomputed without a match, and how far each was from the subject: the cut-off search below
     // starts from them instead of recomputing them.
@@ -282,7 +304,7 @@ pub fn diagnose(row: &RowResult, actual: &Vector, expected: &Vector, tol: &Toler
         if let Some(v) = alt.with_max_length(row.index, n)? {
             if passes(&v, subject, tol) {
                 alt.confirm_truncation(n);
-                return Ok(Diagnosis::new(Stage::Truncation, format!("{who} matches this text recomputed with max length {n}")));
+                return Ok(Diagnosis::new(Stage::Truncation, truncation_words(alt, row.index, who, other, n)?));
             }
             tried.push(format!("max length {n}"));
             cut.push((n, metrics::compare(&v, subject).rel_l2));
@@ -294,10 +316,8 @@ pub fn diagnose(row: &RowResult, actual: &Vector, expected: &Vector, tol: &Toler
     // The text's own cut-offs: a service may truncate at any length, not only the usual ones.
     if let Some(n) = search_cutoff(row.index, subject, tol, &cut, alt)? {
         alt.confirm_truncation(n);
-        return Ok(Diagnosis::new(
-            Stage::Truncation,
-            format!("{who} matches this text recomputed with max length {n} (found among the text's own cut-offs)"),
-        ));
+        let cut = truncation_words(alt, row.index, who, other, n)?;
+        return Ok(Diagnosis::new(Stage::Truncation, format!("{cut} (found among the text's own cut-offs)")));
     }
     if !external {
         if let Some(alone) = &ours {
@@ -346,6 +366,29 @@ pub fn diagnose(row: &RowResult, actual: &Vector, expected: &Vector, tol: &Toler
     Ok(Diagnosis::new(Stage::Unknown, format!("cosine {:.7}, relative L2 {:.3e}; no alternative matched{}", m.cosine, m.rel_l2, tried_note(&tried))))
 }
 
+/// A proven truncation in words: `who` matches text `index` recomputed with max length `m`, and what that
+/// means for this text (cut there, or kept whole, which any longer limit or none gives too) beside what
+/// `other` does with it.
+fn truncation_words(alt: &mut dyn Alternatives, index: usize, who: &str, other: &str, m: usize) -> Result<String> {
+    let count = alt.token_count(index)?;
+    let limit = alt.position_limit();
+    let what = match (count, limit) {
+        // token_count stops at the position limit: a text that reaches it may be longer still.
+        (Some(c), Some(l)) if c >= l && m >= l => ", the model's position limit".to_string(),
+        (Some(c), Some(l)) if m >= c => {
+            format!(", which keeps all of its {c} tokens (so would any max length from {c} up, the model's position limit of {l} among them, or no cut)")
+        }
+        (Some(c), None) if m >= c => format!(", which keeps all of its {c} tokens (so would any max length from {c} up)"),
+        _ => String::new(),
+    };
+    let theirs = match (alt.pipeline_max_length(), count) {
+        (Some(own), Some(c)) if own >= c => format!(", while {other} keeps all {c}"),
+        (Some(own), _) => format!(", while {other} cuts it at {own}"),
+        (None, _) => String::new(),
+    };
+    Ok(format!("{who} matches this text recomputed with max length {m}{what}{theirs}"))
+}
+
 /// Texts up to this many tokens have every cut-off tried; longer ones a grid, then around its closest point.
 const CUTOFF_SCAN: usize = 64;
 
@@ -389,13 +432,36 @@ fn search_cutoff(index: usize, subject: &Vector, tol: &Tolerance, known: &[(usiz
 
 /// The name of the first alternative that passes against `subject`; the others are recorded as tried.
 fn first_matching(alternatives: Vec<(String, Vector)>, subject: &Vector, tol: &Tolerance, tried: &mut Vec<String>) -> Option<String> {
-    for (name, v) in alternatives {
-        if passes(&v, subject, tol) {
-            return Some(name);
+    let k = first_matching_index(alternatives.iter().map(|(n, v)| (n.clone(), v)), subject, tol, tried)?;
+    Some(alternatives[k].0.clone())
+}
+
+/// The position of the first alternative that passes against `subject`; the others are recorded as tried.
+fn first_matching_index<'v>(alternatives: impl Iterator<Item = (String, &'v Vector)>, subject: &Vector, tol: &Tolerance, tried: &mut Vec<String>) -> Option<usize> {
+    for (k, (name, v)) in alternatives.enumerate() {
+        if passes(v, subject, tol) {
+            return Some(k);
         }
         tried.push(name);
     }
     None
+}
+
+/// A matching pooling, with every difference it has from the suite's pipeline named: the modes, and the
+/// normalization when that differs too (a raw CLS vector against a mean + Normalize reference differs in both).
+fn pooling_diagnosis(found: &PoolingChoice, own: Option<PoolingChoice>, who: &str, other: &str) -> Diagnosis {
+    let plain = Diagnosis::new(Stage::Pooling, format!("{who} matches {found} of the same hidden states"));
+    let Some(own) = own.filter(|o| o != found) else { return plain };
+    let norm = |c: &PoolingChoice| if c.normalized { "L2-normalized" } else { "not normalized" };
+    let mut differences = Vec::new();
+    if found.modes != own.modes {
+        differences.push(format!("pooling ({} instead of {})", found.modes, own.modes));
+    }
+    if found.normalized != own.normalized {
+        differences.push(format!("normalization ({} instead of {})", norm(found), norm(&own)));
+    }
+    let stage = if found.modes == own.modes { Stage::Normalization } else { Stage::Pooling };
+    Diagnosis::new(stage, format!("{who} matches {found} of the same hidden states, where {other} computes {own}: it differs in {}", differences.join(" and in ")))
 }
 
 fn tried_note(tried: &[String]) -> String {
@@ -433,7 +499,8 @@ mod tests {
         ours: Option<Vector>,
         at_length: Option<(usize, Vector)>,
         lengths: Vec<usize>,
-        poolings: Vec<(String, Vector)>,
+        poolings: Vec<(PoolingChoice, Vector)>,
+        own_pooling: Option<PoolingChoice>,
         preps: Vec<(String, Vector)>,
         precisions: Vec<(String, Vector)>,
         model: bool,
@@ -459,8 +526,11 @@ mod tests {
         fn truncation_lengths(&mut self, _: usize) -> Result<Vec<usize>> {
             Ok(self.lengths.clone())
         }
-        fn poolings(&mut self, _: usize) -> Result<Vec<(String, Vector)>> {
+        fn poolings(&mut self, _: usize) -> Result<Vec<(PoolingChoice, Vector)>> {
             Ok(self.poolings.clone())
+        }
+        fn own_pooling(&self) -> Option<PoolingChoice> {
+            self.own_pooling.clone()
         }
         fn preprocessings(&mut self, _: usize) -> Result<Vec<(String, Vector)>> {
             Ok(self.preps.clone())
@@ -468,6 +538,10 @@ mod tests {
         fn other_precisions(&mut self, _: usize) -> Result<Vec<(String, Vector)>> {
             Ok(self.precisions.clone())
         }
+    }
+
+    fn pool(modes: &str, normalized: bool) -> PoolingChoice {
+        PoolingChoice { modes: modes.into(), normalized }
     }
 
     fn d(v: &[f32]) -> Vector {
@@ -567,12 +641,24 @@ mod tests {
             subject: Some(Subject::SystemUnderTest),
             model: true,
             ours: Some(d(&ours)),
-            poolings: vec![("cls pooling".into(), d(&e)), ("mean pooling".into(), d(&a))],
+            poolings: vec![(pool("cls", false), d(&e)), (pool("mean", false), d(&a))],
             ..Default::default()
         };
         let got = diagnose_one(d(&a), d(&e), (None, None), &mut alt);
         assert_eq!(got.stage, Stage::Pooling, "{got:?}");
         assert!(got.detail.contains("mean pooling"), "{got:?}");
+        // Against a reference that pools cls and normalizes, both differences are named.
+        let mut alt = Fixed {
+            subject: Some(Subject::SystemUnderTest),
+            model: true,
+            ours: Some(d(&ours)),
+            poolings: vec![(pool("cls", false), d(&e)), (pool("mean", false), d(&a))],
+            own_pooling: Some(pool("cls", true)),
+            ..Default::default()
+        };
+        let got = diagnose_one(d(&a), d(&e), (None, None), &mut alt);
+        assert_eq!(got.stage, Stage::Pooling, "{got:?}");
+        assert!(got.detail.ends_with("it differs in pooling (mean instead of cls) and in normalization (not normalized instead of L2-normalized)"), "{got:?}");
         // A stripped text: preprocessing; a shorter max length: truncation.
         let mut alt = Fixed {
             subject: Some(Subject::SystemUnderTest),
@@ -596,7 +682,7 @@ mod tests {
             subject: Some(Subject::SystemUnderTest),
             model: true,
             ours: Some(d(&a)),
-            poolings: vec![("mean pooling".into(), d(&a))],
+            poolings: vec![(pool("mean", false), d(&a))],
             ..Default::default()
         };
         let got = diagnose_one(d(&a), d(&e), (None, None), &mut alt);

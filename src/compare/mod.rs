@@ -96,6 +96,23 @@ impl RowResult {
     pub fn is_rejected(&self) -> bool {
         self.failed.first() == Some(&"rejected")
     }
+
+    /// A failing text in one line, as the terminal and the failure message show it:
+    /// `id: cosine …, rel L2 …, max abs …, failed [checks]; keyword: evidence`.
+    pub fn failure_line(&self) -> String {
+        let id: String = self.id.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+        let diagnosis = self.diagnosis.as_ref().map_or_else(|| "unknown: not diagnosed".to_string(), ToString::to_string);
+        if self.is_rejected() {
+            return format!("{id}: failed [rejected]; {diagnosis}");
+        }
+        let m = &self.metrics;
+        format!("{id}: cosine {:.9}, rel L2 {:.3e}, max abs {:.3e}, failed [{}]; {diagnosis}", m.cosine, m.rel_l2, m.max_abs_diff, self.failed.join(", "))
+    }
+}
+
+/// The line that closes a cut list: `… and 32 more failing texts`, or `None` when nothing was left out.
+pub fn more_line(shown: usize, total: usize, what: &str) -> Option<String> {
+    (total > shown).then(|| format!("… and {} more {what}", total - shown))
 }
 
 /// The names of the checks, as `RowResult::failed` holds them.

@@ -13,7 +13,7 @@ use std::str::FromStr;
 use crate::error::{Error, Result};
 use crate::model::{Model, TextTokenizer};
 pub use m3::M3Heads;
-pub use pooling::{normalize, Pool, PoolingConfig};
+pub use pooling::{normalize, Pool, PoolingChoice, PoolingConfig};
 pub use st::{StConfig, StModule};
 
 /// The pipelines embcheck knows, named as on the command line and in reference files.
@@ -292,6 +292,26 @@ impl Pipeline {
     /// the alternatives a `pooling` diagnosis is confirmed with. A sentence-transformers chain keeps its
     /// other modules (Dense, ...) after the replaced pooling, so widths stay comparable.
     pub fn other_poolings(&self, tokens: &[f32], h: usize) -> Result<Vec<(String, Vector)>> {
+        Ok(self.pooling_alternatives(tokens, h)?.into_iter().map(|(c, v)| (c.to_string(), v)).collect())
+    }
+
+    /// How this pipeline pools (dense pipelines only): the modes of its Pooling module and whether a Normalize
+    /// module follows.
+    pub fn pooling(&self) -> Option<PoolingChoice> {
+        match &self.head {
+            Head::Cls { normalize } => Some(PoolingChoice { modes: "cls".into(), normalized: *normalize }),
+            Head::SentenceTransformers { modules, .. } => modules.iter().find_map(|m| match m {
+                StModule::Pooling(p) => {
+                    Some(PoolingChoice { modes: p.describe(), normalized: modules.iter().any(|m| matches!(m, StModule::Normalize)) })
+                }
+                _ => None,
+            }),
+            _ => None,
+        }
+    }
+
+    /// [`Pipeline::other_poolings`], each with its [`PoolingChoice`].
+    pub fn pooling_alternatives(&self, tokens: &[f32], h: usize) -> Result<Vec<(PoolingChoice, Vector)>> {
         let (modules, prompt_len): (&[StModule], usize) = match &self.head {
             Head::SentenceTransformers { modules, prompt_len } => (modules, *prompt_len),
             _ => (&[], 0),
@@ -314,8 +334,9 @@ impl Pipeline {
             let plain = run_modules(&chain, tokens, h, prompt_len)?;
             let mut normalized = plain.clone();
             normalize(&mut normalized);
-            out.push((format!("{} pooling", mode.name()), Vector::Dense(plain)));
-            out.push((format!("{} pooling, normalized", mode.name()), Vector::Dense(normalized)));
+            let choice = |normalized| PoolingChoice { modes: mode.name().to_string(), normalized };
+            out.push((choice(false), Vector::Dense(plain)));
+            out.push((choice(true), Vector::Dense(normalized)));
         }
         Ok(out)
     }

@@ -2,6 +2,23 @@
 
 use serde::Deserialize;
 
+/// How a pipeline pools hidden states into one vector, in words: its modes (`cls`, `mean`, `cls+mean`, ...)
+/// and whether the result is L2-normalized.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolingChoice {
+    /// The modes, joined with `+`.
+    pub modes: String,
+    /// Whether the pooled vector is L2-normalized.
+    pub normalized: bool,
+}
+
+impl std::fmt::Display for PoolingChoice {
+    /// `mean pooling`, `cls pooling, normalized`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} pooling{}", self.modes, if self.normalized { ", normalized" } else { "" })
+    }
+}
+
 /// The pooling modes switched on, with the `Pooling` constructor's defaults for missing keys
 /// (`pooling_mode_mean_tokens` defaults to **true**: a config that sets cls but omits mean pools cls+mean).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

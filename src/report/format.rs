@@ -121,6 +121,16 @@ pub(super) fn stage(r: &RowResult) -> &'static str {
     }
 }
 
+/// `keyword: evidence` as every report words it ([`crate::compare::Diagnosis`]'s `Display`), or empty for a
+/// passing row.
+pub(super) fn diagnosis(r: &RowResult) -> String {
+    match &r.diagnosis {
+        _ if r.pass() => String::new(),
+        Some(d) => d.to_string(),
+        None => "unknown: not diagnosed".into(),
+    }
+}
+
 /// The diagnosis's evidence, or empty.
 pub(super) fn detail(r: &RowResult) -> &str {
     r.diagnosis.as_ref().map_or("", |d| d.detail.as_str())

@@ -6,7 +6,7 @@ use super::format::{cosine, detail, exact, percent, sci, short, stage, tokens, t
 use super::histogram::{self, Chart};
 use super::markdown::allclose_message;
 use super::worst_rows;
-use crate::compare::PipelineResult;
+use crate::compare::{more_line, PipelineResult};
 use crate::suite::{Status, SuiteReport};
 
 /// Failing texts listed per pipeline (all of them are in `diff.csv`).
@@ -238,11 +238,13 @@ fn pipeline_section(o: &mut String, p: &PipelineResult) {
          <th>max abs diff</th><th title=\"component of the max abs diff\">at</th><th>‖a‖ / ‖e‖</th><th>tokens</th><th>failed checks</th>\
          <th>diagnosis</th></tr>"
     );
+    let rows_shown = rows.len();
     for r in rows {
         let m = &r.metrics;
+        // The same words as every other report (`keyword: evidence`), the keyword set off.
         let diagnosis = match stage(r) {
             "" => String::new(),
-            kw => format!(r#"<span class="kw">{kw}</span> {}"#, esc(detail(r))),
+            kw => format!(r#"<span class="kw">{kw}</span>: {}"#, esc(detail(r))),
         };
         let _ = writeln!(
             o,
@@ -265,7 +267,13 @@ fn pipeline_section(o: &mut String, p: &PipelineResult) {
             esc(&r.failed.join(", ")),
         );
     }
-    o.push_str("</table></div></section>\n");
+    o.push_str("</table></div>");
+    if !p.passed() {
+        if let Some(more) = more_line(rows_shown, sm.failed, "failing texts (every text is in diff.csv)") {
+            let _ = write!(o, "<p>{}</p>", esc(&more));
+        }
+    }
+    o.push_str("</section>\n");
 }
 
 /// `index.html`: the run at a glance — totals, then each suite with its status, pipelines and a link to its

@@ -5,9 +5,9 @@ use std::path::Path;
 
 use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
 
-use super::format::{cosine, detail, one_line, sci, stage, tokens};
+use super::format::{cosine, diagnosis, one_line, sci, stage, tokens};
 use super::worst_rows;
-use crate::compare::PipelineResult;
+use crate::compare::{more_line, PipelineResult};
 use crate::error::{Error, Result};
 use crate::suite::SuiteReport;
 
@@ -78,7 +78,7 @@ fn pipeline_status(p: &PipelineResult) -> TestCaseStatus {
         let m = &r.metrics;
         let _ = writeln!(
             body,
-            "{}: cosine {}, rel L2 {}, max abs {} (at {}), tokens {}, failed [{}]; {}: {}",
+            "{}: cosine {}, rel L2 {}, max abs {} (at {}), tokens {}, failed [{}]; {}",
             one_line(&r.id),
             cosine(m.cosine),
             sci(m.rel_l2),
@@ -86,12 +86,11 @@ fn pipeline_status(p: &PipelineResult) -> TestCaseStatus {
             m.max_abs_index,
             tokens(&r.tokens),
             r.failed.join(", "),
-            stage(r),
-            detail(r),
+            diagnosis(r),
         );
     }
-    if sm.failed > failing.len() {
-        let _ = writeln!(body, "... and {} more failing texts (see diff.csv)", sm.failed - failing.len());
+    if let Some(more) = more_line(failing.len(), sm.failed, "failing texts (every text is in diff.csv)") {
+        let _ = writeln!(body, "{more}");
     }
     let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
     status

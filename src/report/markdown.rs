@@ -2,9 +2,9 @@
 
 use std::fmt::Write;
 
-use super::format::{cosine, detail, one_line, percent, sci, stage, tokens, tolerance};
+use super::format::{cosine, diagnosis, one_line, percent, sci, stage, tokens, tolerance};
 use super::{worst_by, worst_rows, Totals};
-use crate::compare::{PipelineResult, RowResult};
+use crate::compare::{more_line, PipelineResult, RowResult};
 use crate::suite::{Status, SuiteReport};
 
 /// Failing texts listed per pipeline (all of them are in `diff.csv`).
@@ -155,6 +155,7 @@ fn pipeline_detail(out: &mut String, p: &PipelineResult, h: &str) {
         let _ = writeln!(out, "```text\n{}```\n", allclose_message(p));
     }
     let rows = worst_rows(p, FAILING_SHOWN, PASSING_SHOWN);
+    let shown = rows.len();
     let what = if failing {
         format!("Failing texts, worst first ({} of {}; every text is in diff.csv)", rows.len(), sm.failed)
     } else {
@@ -162,23 +163,27 @@ fn pipeline_detail(out: &mut String, p: &PipelineResult, h: &str) {
     };
     let _ = writeln!(
         out,
-        "{what}:\n\n| id | cosine | rel L2 | max abs diff | tokens | failed checks | diagnosis | detail |\n\
-         |---|--:|--:|--:|---|---|---|---|"
+        "{what}:\n\n| id | cosine | rel L2 | max abs diff | tokens | failed checks | diagnosis |\n\
+         |---|--:|--:|--:|---|---|---|"
     );
     for r in rows {
         let m = &r.metrics;
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} |",
             md(&r.id),
             cosine(m.cosine),
             sci(m.rel_l2),
             sci(m.max_abs_diff),
             md(&tokens(&r.tokens)),
             r.failed.join(", "),
-            stage(r),
-            md(detail(r)),
+            md(&diagnosis(r)),
         );
+    }
+    if failing {
+        if let Some(more) = more_line(shown, sm.failed, "failing texts (every text is in diff.csv)") {
+            let _ = writeln!(out, "\n{more}");
+        }
     }
     let _ = writeln!(out);
 }

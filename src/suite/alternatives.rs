@@ -10,7 +10,7 @@ use crate::compare::{Alternatives, Subject};
 use crate::embed::for_each_batch;
 use crate::error::{Error, Result};
 use crate::model::{dtype_name, Model};
-use crate::pipeline::{Lowercase, OutputKind, Pipeline, StConfig, TextPrep, Vector};
+use crate::pipeline::{Lowercase, OutputKind, Pipeline, PoolingChoice, StConfig, TextPrep, Vector};
 
 /// How many failing texts per pipeline get alternatives computed (each costs several encoder passes).
 pub const DIAGNOSIS_BUDGET: usize = 64;
@@ -115,6 +115,12 @@ impl Alternatives for ModelAlternatives<'_> {
             }
         }
         out.retain(|&m| m >= 3 && m < n && m != self.pipeline.max_length);
+        // A text the pipeline cut may have been kept longer: the usual limits above its length are in the list
+        // above; the model's position limit keeps it whole (or cuts it where the model must).
+        let limit = self.model.config.max_tokens();
+        if n > self.pipeline.max_length && !out.contains(&limit) {
+            out.push(limit);
+        }
         Ok(out)
     }
 
@@ -128,13 +134,25 @@ impl Alternatives for ModelAlternatives<'_> {
         }
     }
 
-    fn poolings(&mut self, index: usize) -> Result<Vec<(String, Vector)>> {
+    fn position_limit(&self) -> Option<usize> {
+        Some(self.model.config.max_tokens())
+    }
+
+    fn pipeline_max_length(&self) -> Option<usize> {
+        Some(self.pipeline.max_length)
+    }
+
+    fn poolings(&mut self, index: usize) -> Result<Vec<(PoolingChoice, Vector)>> {
         if self.pipeline.kind.output() != OutputKind::Dense {
             return Ok(Vec::new());
         }
         let pipeline = self.pipeline;
         let (_, _, tokens, h) = self.own_pass(index)?;
-        pipeline.other_poolings(tokens, *h)
+        pipeline.pooling_alternatives(tokens, *h)
+    }
+
+    fn own_pooling(&self) -> Option<PoolingChoice> {
+        self.pipeline.pooling()
     }
 
     fn preprocessings(&mut self, index: usize) -> Result<Vec<(String, Vector)>> {

@@ -25,12 +25,14 @@
 
 mod alternatives;
 mod report;
+mod settings;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 pub use alternatives::{ModelAlternatives, DIAGNOSIS_BUDGET};
 pub use report::{worst_row, Status, SuiteReport};
+pub use settings::TextSettings;
 
 use crate::compare::{compare_pipeline, Alternatives, NoAlternatives, Side, Subject, Tolerance};
 use crate::embed::{embed_many, BatchOptions};
@@ -95,6 +97,38 @@ impl Suite {
     /// Reads `dir/suite.toml`.
     pub fn load(dir: impl AsRef<Path>) -> Result<Self> {
         Ok(Suite { spec: SuiteSpec::load(dir.as_ref())? })
+    }
+
+    /// The suite's name.
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    /// The suite's model: a local directory (resolved against the suite directory) or a hub id.
+    pub fn model_location(&self) -> &str {
+        &self.spec.model_location
+    }
+
+    /// The max length `suite.toml` sets, if it does (else the model's own default applies: see
+    /// [`Suite::settings`] for the value in force).
+    pub fn max_length(&self) -> Option<usize> {
+        self.spec.options.max_length
+    }
+
+    /// How many texts the harness hands an [`Embedder`] at a time.
+    pub fn batch_size(&self) -> usize {
+        self.spec.batch_size
+    }
+
+    /// How the reference of pipeline `kind` prepared and cut each text — max length, prompt or instruction,
+    /// stripping, lowercasing — as the suite's settings and model files resolve them for the Python stack the
+    /// reference records. A system under test must do the same to match. Loads the suite's model (its
+    /// configuration and tokenizer decide some of these).
+    pub fn settings(&self, kind: PipelineKind) -> Result<TextSettings> {
+        self.require(kind)?;
+        let data = self.load_data()?;
+        let model = self.load_model(ModelFiles::resolve(&self.spec.model_location)?, &data.metadata)?;
+        Ok(TextSettings::of(&Pipeline::build(kind, &model, &self.spec.options)?))
     }
 
     fn load_data(&self) -> Result<Loaded> {

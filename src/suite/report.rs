@@ -5,9 +5,12 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::compare::{PipelineResult, RowResult};
+use crate::compare::{more_line, PipelineResult, RowResult};
 use crate::error::Error;
 use crate::source::SourceInfo;
+
+/// How many failing texts the failure message lists per pipeline.
+const FAILING_LISTED: usize = 10;
 
 /// The outcome of one suite.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -65,6 +68,11 @@ impl SuiteReport {
         } else {
             Status::Failed
         }
+    }
+
+    /// Every failing text of every pipeline, in suite order (each with its [`crate::Diagnosis`]).
+    pub fn failing_rows(&self) -> impl Iterator<Item = &RowResult> {
+        self.pipelines.iter().flat_map(|p| p.rows.iter().filter(|r| !r.pass()))
     }
 
     /// Whether the suite ran and every text passed.
@@ -163,16 +171,11 @@ fn pipeline_failure(suite: &str, p: &PipelineResult) -> String {
             c.metrics.cosine, c.id, a.metrics.max_abs_diff, a.id, a.metrics.max_abs_index, r.metrics.rel_l2, r.id,
         ));
     }
-    for r in p.rows.iter().filter(|r| !r.pass()).take(10) {
-        let (stage, detail) = r.diagnosis.as_ref().map_or(("unknown", ""), |d| (d.stage.keyword(), d.detail.as_str()));
-        out.push_str(&format!(
-            "  {}: cosine {:.9}, rel_l2 {:.3e}, max_abs {:.3e}, failed [{}]; {stage}: {detail}\n",
-            r.id,
-            r.metrics.cosine,
-            r.metrics.rel_l2,
-            r.metrics.max_abs_diff,
-            r.failed.join(", ")
-        ));
+    for r in p.rows.iter().filter(|r| !r.pass()).take(FAILING_LISTED) {
+        out.push_str(&format!("  {}\n", r.failure_line()));
+    }
+    if let Some(more) = more_line(FAILING_LISTED, s.failed, "failing texts (SuiteReport::pipelines holds every row)") {
+        out.push_str(&format!("  {more}\n"));
     }
     out
 }
