@@ -39,4 +39,4 @@ pub use error::{Error, Result};
 pub use model::Model;
 pub use pipeline::{Pipeline, PipelineKind, PipelineOptions, Vector};
 pub use source::{Embedder, Output, SourceConfig, SourceInfo, SourceSpec};
-pub use suite::{RunOptions, Status, Suite, SuiteReport};
+pub use suite::{DiagnosisBudget, RunOptions, Status, Suite, SuiteReport};

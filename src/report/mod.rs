@@ -9,6 +9,7 @@
 //! | `<suite>/summary.md` | that suite's section of `summary.md` |
 //! | `<suite>/report.html` | one self-contained page: tables, histograms, the worst texts |
 //! | `shard.cbor` | every [`SuiteReport`] exactly (CBOR keeps NaN), for `embcheck merge-reports` |
+//! | `partition.json` | with `check --partition`: which job of which matrix wrote them ([`partition`]) |
 //!
 //! Every file is written through [`crate::atomic::write`], so a crash never leaves half a report.
 
@@ -19,6 +20,7 @@ mod html;
 mod json;
 mod junit;
 mod markdown;
+pub mod partition;
 
 use std::cmp::Ordering;
 use std::collections::HashSet;
