@@ -652,6 +652,27 @@ def independent_m3(model_dir: Path, raw_model, tok, texts: list[str], n: int):
     return sparse, colbert
 
 
+# embcheck's NOISE_FLOOR_ULPS (src/pipeline/mod.rs): f32 epsilons of the largest possible term sum.
+NOISE_FLOOR_ULPS = 32
+
+
+@torch.no_grad()
+def sparse_noise_floor(model_arg: str, model_dir: Path) -> float:
+    """The f32 noise floor per m3-sparse weight that embcheck's check applies: NOISE_FLOOR_ULPS f32 epsilons of
+    the largest possible term sum of relu(sparse_linear(h)) = ||w|| * |h| + |b|, |h| bounded by the final
+    LayerNorm (max|gamma| * sqrt(hidden) + ||beta||). Recorded in the metadata so that a check without the
+    model at hand gives the verdict it gives with it."""
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(model_arg, torch_dtype=torch.float32)
+    norm = [m for m in model.modules() if isinstance(m, torch.nn.LayerNorm)][-1]
+    beta = norm.bias.double().norm().item() if norm.bias is not None else 0.0
+    bound = norm.weight.double().abs().max().item() * float(model.config.hidden_size) ** 0.5 + beta
+    head = torch.load(model_dir / "sparse_linear.pt", map_location="cpu", weights_only=True)
+    w, b = head["weight"].double().norm().item(), head["bias"].double().abs().max().item()
+    return NOISE_FLOOR_ULPS * float(np.finfo(np.float32).eps) * (w * bound + b)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Output
 # ---------------------------------------------------------------------------------------------------------
@@ -1076,6 +1097,10 @@ def main() -> int:
         "checks": json.dumps(checks),
         "generated_at": datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat(),
     }
+    if "m3-sparse" in pipelines:
+        floor = sparse_noise_floor(model_arg, model_dir)
+        metadata["noise_floor"] = json.dumps({"m3-sparse": floor})
+        print(f"  m3-sparse noise floor per weight: {floor:.3e}")
     # Query texts: only when given (the metadata of a plain suite is unchanged).
     if instruction is not None:
         metadata["instruction"] = instruction

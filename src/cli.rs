@@ -184,6 +184,11 @@ pub struct CheckArgs {
     /// jobs of a CI matrix; `merge-reports` combines their report directories.
     #[arg(long, value_name = "hash:M/N")]
     pub partition: Option<String>,
+    /// Seconds that diagnosing a pipeline's failures may recompute with the model (default: 0.8 of the time
+    /// the check took to compute its vectors); past it the rest is `unknown` ("budget spent"). 0: no
+    /// recomputation.
+    #[arg(long, value_name = "SECONDS")]
+    pub diagnosis_budget: Option<f64>,
     #[command(flatten)]
     pub http: HttpArgs,
 }
@@ -201,10 +206,15 @@ pub struct HttpArgs {
     /// (e.g. Authorization=EMBED_AUTH); never printed or written to a report. Repeatable.
     #[arg(long = "header", value_name = "NAME=ENV_VAR")]
     pub headers: Vec<String>,
-    /// Per-request timeout in seconds.
+    /// Per-request timeout in seconds; for a cmd: program, the longest wait for its next answer (it is then
+    /// killed and the texts it has not answered fail).
     #[arg(long, default_value_t = 60.0)]
     pub timeout: f64,
-    /// Retries of a request answered 429 or 503, with backoff.
+    /// Seconds the whole collection of vectors from the system under test may take: no request, retry wait
+    /// or program runs past it; texts not answered by then fail.
+    #[arg(long, default_value_t = 3600.0)]
+    pub deadline: f64,
+    /// Retries of a request answered 429 or 503, with backoff (Retry-After honoured within the deadline).
     #[arg(long, default_value_t = 5)]
     pub retries: u32,
     /// Requests in flight at once.

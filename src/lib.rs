@@ -61,4 +61,4 @@ pub use model::Model;
 pub use pipeline::{Pipeline, PipelineKind, PipelineOptions, Vector};
 pub use source::{Embedder, Output, SourceConfig, SourceInfo, SourceSpec};
 pub use compare::{Diagnosis, PipelineResult, RowResult, Stage, TokenMatch};
-pub use suite::{RunOptions, Status, Suite, SuiteReport, TextSettings};
+pub use suite::{DiagnosisBudget, RunOptions, Status, Suite, SuiteReport, TextSettings};

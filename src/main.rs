@@ -156,18 +156,29 @@ fn default_suites() -> Result<Vec<std::path::PathBuf>> {
     Ok(dirs)
 }
 
-/// Resolves `--against` and its HTTP options into a source configuration.
+/// Resolves `--against` and its HTTP options into a source configuration. Header values are secrets: a
+/// message names the header and its variable, never the value.
 fn source_config(against: &str, http: &HttpArgs) -> Result<SourceConfig> {
     let mut headers = Vec::new();
     for h in &http.headers {
         let (name, var) = h
             .split_once('=')
-            .ok_or_else(|| Error::Usage(format!("--header {h:?}: expected NAME=ENV_VAR (the value is read from the environment)")))?;
-        let value = std::env::var(var).map_err(|_| Error::Usage(format!("--header {name}: environment variable {var} is not set")))?;
+            .ok_or_else(|| Error::Usage(format!("--header {:?}: expected NAME=ENV_VAR (the value is read from the environment)", h.split(':').next().unwrap_or(h))))?;
+        let value = match std::env::var(var) {
+            Ok(v) => v,
+            Err(std::env::VarError::NotPresent) => return Err(Error::Usage(format!("--header {name}: environment variable {var} is not set"))),
+            Err(std::env::VarError::NotUnicode(_)) => return Err(Error::Usage(format!("--header {name}: the value of {var} is not valid UTF-8"))),
+        };
+        embcheck::source::secret::validate_header(name, &value, var)?;
         headers.push((name.to_string(), value));
     }
-    if !(http.timeout.is_finite() && http.timeout > 0.0) {
-        return Err(Error::Usage(format!("--timeout {}: expected a positive number of seconds", http.timeout)));
+    let timeout = seconds("--timeout", http.timeout)?;
+    let deadline = seconds("--deadline", http.deadline)?;
+    if !(1..=MAX_CONCURRENCY).contains(&http.concurrency) {
+        return Err(Error::Usage(format!("--concurrency {}: expected 1 to {MAX_CONCURRENCY} requests in flight", http.concurrency)));
+    }
+    if http.client_batch_size == 0 {
+        return Err(Error::Usage("--client-batch-size 0: expected at least 1 text per request".into()));
     }
     Ok(SourceConfig {
         spec: SourceSpec::parse(against)?,
@@ -175,19 +186,38 @@ fn source_config(against: &str, http: &HttpArgs) -> Result<SourceConfig> {
             api: http.api,
             model_name: http.model_name.clone(),
             headers,
-            timeout: std::time::Duration::from_secs_f64(http.timeout),
+            timeout,
+            deadline: Some(embcheck::source::Deadline::after(deadline)),
             retries: http.retries,
-            concurrency: http.concurrency.max(1),
+            concurrency: http.concurrency,
+            normalize: None,
         },
-        batch_size: http.client_batch_size.max(1),
+        batch_size: http.client_batch_size,
     })
 }
 
+/// The most requests in flight `--concurrency` allows (one thread each).
+const MAX_CONCURRENCY: usize = 256;
+
+/// The longest `--timeout` / `--deadline`: a week, far beyond any check, far within what clocks hold.
+const MAX_SECONDS: f64 = 7.0 * 86_400.0;
+
+/// A flag's number of seconds, validated: positive, finite, at most [`MAX_SECONDS`].
+fn seconds(flag: &str, value: f64) -> Result<std::time::Duration> {
+    if !(value.is_finite() && value > 0.0 && value <= MAX_SECONDS) {
+        return Err(Error::Usage(format!("{flag} {value}: expected a number of seconds greater than 0 and at most {MAX_SECONDS}")));
+    }
+    Ok(std::time::Duration::from_secs_f64(value))
+}
+
 fn check(args: CheckArgs) -> Result<u8> {
-    let dirs = if args.suites.is_empty() { default_suites()? } else { args.suites.clone() };
-    let dirs = match &args.partition {
-        Some(spec) => partition(dirs, spec)?,
-        None => dirs,
+    let all_dirs = if args.suites.is_empty() { default_suites()? } else { args.suites.clone() };
+    let (dirs, part) = match &args.partition {
+        Some(spec) => {
+            let (dirs, m, n) = partition(all_dirs.clone(), spec)?;
+            (dirs, Some(embcheck::report::partition::Partition { m, n, suites: all_dirs }))
+        }
+        None => (all_dirs, None),
     };
     let pipelines = args.pipelines.clone();
     // A usage error (several suites, several pipelines, a suite of several pipelines and no --pipeline) is
@@ -219,8 +249,13 @@ fn check(args: CheckArgs) -> Result<u8> {
     let opts = RunOptions { pipelines: pipelines.clone(), skip_missing: args.skip_missing, progress: true };
     let mut reports = Vec::new();
     // One suite's error does not stop the others; it decides the exit code.
+    let budget = match args.diagnosis_budget {
+        None => embcheck::suite::DEFAULT_DIAGNOSIS_BUDGET,
+        Some(0.0) => embcheck::DiagnosisBudget::Time(std::time::Duration::ZERO),
+        Some(b) => embcheck::DiagnosisBudget::Time(seconds("--diagnosis-budget", b)?),
+    };
     for dir in &dirs {
-        let result = Suite::load(dir).and_then(|s| match &against {
+        let result = Suite::load(dir).map(|s| Suite { diagnosis_budget: budget, ..s }).and_then(|s| match &against {
             None => s.run_with(&opts),
             Some((Some(kind), config)) => s.check_source(*kind, config),
             Some((None, _)) => Err(Error::Usage(format!("suite {}: no pipeline to check", s.spec.name))),
@@ -236,7 +271,11 @@ fn check(args: CheckArgs) -> Result<u8> {
             }
         }
     }
-    finish(&reports, &args.report_dir, args.partition.is_some())
+    let code = finish(&reports, &args.report_dir, part.is_some())?;
+    if let Some(p) = &part {
+        embcheck::report::partition::write(&args.report_dir, p)?;
+    }
+    Ok(code)
 }
 
 /// Writes every report, prints the totals and decides the exit code (for `check` and `merge-reports`).
@@ -273,6 +312,9 @@ fn finish(reports: &[SuiteReport], report_dir: &std::path::Path, shard: bool) ->
 
 /// `embcheck merge-reports`: the reports of a CI matrix's shards as one set, with one verdict.
 fn merge_reports(args: MergeArgs) -> Result<u8> {
+    // Every job of one matrix, each once: a shard missing or given twice would change the verdict.
+    let parts = args.shards.iter().map(|d| Ok((d.clone(), embcheck::report::partition::read(d)?))).collect::<Result<Vec<_>>>()?;
+    embcheck::report::partition::check_complete(&parts)?;
     let mut reports = Vec::new();
     for dir in &args.shards {
         reports.extend(embcheck::report::read_shard(dir)?);
@@ -287,7 +329,7 @@ fn merge_reports(args: MergeArgs) -> Result<u8> {
 
 /// Keeps the suites of partition `hash:M/N`: those whose directory name hashes (FNV-1a, 64 bits) to M − 1
 /// modulo N. Stable across machines and runs, so the jobs of a CI matrix split the suites between them.
-fn partition(dirs: Vec<std::path::PathBuf>, spec: &str) -> Result<Vec<std::path::PathBuf>> {
+fn partition(dirs: Vec<std::path::PathBuf>, spec: &str) -> Result<(Vec<std::path::PathBuf>, u64, u64)> {
     let bad = || Error::Usage(format!("--partition {spec:?}: expected hash:M/N with 1 <= M <= N"));
     let (m, n) = spec.strip_prefix("hash:").and_then(|r| r.split_once('/')).ok_or_else(bad)?;
     let (m, n): (u64, u64) = (m.parse().map_err(|_| bad())?, n.parse().map_err(|_| bad())?);
@@ -295,13 +337,14 @@ fn partition(dirs: Vec<std::path::PathBuf>, spec: &str) -> Result<Vec<std::path:
         return Err(bad());
     }
     let fnv = |s: &str| s.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100000001b3));
-    Ok(dirs
+    let mine = dirs
         .into_iter()
         .filter(|d| {
             let name = d.file_name().map_or_else(|| d.to_string_lossy(), |n| n.to_string_lossy());
             fnv(&name) % n == m - 1
         })
-        .collect())
+        .collect();
+    Ok((mine, m, n))
 }
 
 fn print_suite(r: &SuiteReport) {
@@ -320,7 +363,7 @@ fn print_suite(r: &SuiteReport) {
         say!("NOTE {}: {n}", r.suite);
     }
     for p in &r.pipelines {
-        say!("{} {} {}: {}", status_word(p), r.suite, p.pipeline, figures(&p.summary));
+        say!("{} {} {}: {}{}", status_word(p), r.suite, p.pipeline, figures(&p.summary), failed_counts(p));
         for row in p.rows.iter().filter(|x| !x.pass()).take(5) {
             say!("    {}", row.failure_line());
         }
@@ -328,6 +371,22 @@ fn print_suite(r: &SuiteReport) {
             say!("    {more}");
         }
     }
+}
+
+/// `; failed checks: shape 1, cosine 2` (empty when every text passed).
+fn failed_counts(p: &PipelineResult) -> String {
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for check in p.rows.iter().flat_map(|r| r.failed.iter()) {
+        match counts.iter_mut().find(|(c, _)| c == check) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((check, 1)),
+        }
+    }
+    if counts.is_empty() {
+        return String::new();
+    }
+    let parts: Vec<String> = counts.iter().map(|(c, n)| format!("{c} {n}")).collect();
+    format!("; failed checks: {}", parts.join(", "))
 }
 
 fn status_word(p: &PipelineResult) -> &'static str {

@@ -69,7 +69,8 @@ fn a_faithful_command_passes_and_each_change_is_diagnosed() {
     ];
     let model = |suite: &str| if suite == "tiny-bert-mean" { "tiny-bert-mean" } else { "tiny-xlmr-m3" };
     for (suite, sys, flags, checked, keyword) in cases {
-        let (code, rows, out) = check_against(suite, &embed_cmd(model(suite), sys, flags), checked, &[], &rep);
+        // What is tested here is the diagnosis itself: a budget that lets it finish on a loaded machine.
+        let (code, rows, out) = check_against(suite, &embed_cmd(model(suite), sys, flags), checked, &["--diagnosis-budget", "120"], &rep);
         assert_eq!(code, Some(1), "{sys} {flags}\n{out}");
         assert_all_failing_are(&rows, keyword, &out);
     }
@@ -88,17 +89,28 @@ fn a_text_the_command_rejects_fails_alone_and_a_command_that_cannot_start_is_exi
     let first_id: String = serde_json::from_str::<serde_json::Value>(&lines[0]).unwrap()["id"].as_str().unwrap().into();
     let mut edited = lines.clone();
     edited[0] = serde_json::json!({"id": first_id, "error": "input too long"}).to_string();
-    edited[1] = "{not json".into();
+    edited.remove(1);
     let script = tmp.path().join("answers.jsonl");
     std::fs::write(&script, edited.join("\n")).unwrap();
     let (code, rows, out) = check_against("tiny-bert-mean", &format!("cmd:cat > /dev/null; cat {}", script.display()), "sentence-transformers", &[], &rep);
     assert_eq!(code, Some(1), "{out}");
     let failing: Vec<_> = rows.iter().filter(|r| !r.1).collect();
-    assert_eq!(failing.len(), 2, "{out}");
+    assert_eq!(failing.len(), 2, "the rejected text and the unanswered one\n{out}");
     assert!(failing.iter().all(|r| r.2 == "rejected"), "{failing:?}");
-    assert!(std::fs::read_to_string(rep.join("tiny-bert-mean/diff.csv")).unwrap().contains("input too long"));
+    let csv = std::fs::read_to_string(rep.join("tiny-bert-mean/diff.csv")).unwrap();
+    assert!(csv.contains("input too long") && csv.contains("gave no output for this text"), "{csv}");
+
+    // A line that answers no text: the program's output cannot be trusted (exit 2, the line named).
+    edited.insert(1, "{not json".into());
+    std::fs::write(&script, edited.join("\n")).unwrap();
+    let (code, _, out) = check_against("tiny-bert-mean", &format!("cmd:cat > /dev/null; cat {}", script.display()), "sentence-transformers", &[], &rep);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("line 2: invalid JSON"), "{out}");
 
     let (code, _, out) = check_against("tiny-bert-mean", "cmd:exit 3", "sentence-transformers", &[], &rep);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("exit status: 3 after answering 0 of 42 texts"), "{out}");
+    let (code, _, out) = check_against("tiny-bert-mean", "cmd:cat > /dev/null", "sentence-transformers", &[], &rep);
     assert_eq!(code, Some(2), "{out}");
     assert!(out.contains("answered no text"), "{out}");
 }
@@ -184,9 +196,13 @@ fn files_are_matched_by_id_or_by_order_and_bad_ids_are_input_errors() {
     assert!(show(&o).contains("dimensions differ"), "{}", show(&o));
 }
 
-/// A stand-in embedding server for the protocol only: OpenAI `/v1/embeddings` and TEI's `/embed`,
+/// A STAND-IN embedding server for the protocol only: OpenAI `/v1/embeddings` and TEI's `/embed`,
 /// `/embed_sparse`, `/tokenize`, `/info` as TEI's OpenAPI document defines them, with vectors read from a
-/// file `embcheck embed` wrote (real values, looked up by text). It answers 500 for texts containing
+/// file `embcheck embed` wrote (real values, looked up by text). As TEI does, `/embed` L2-normalizes unless
+/// the request says `"normalize": false`, and `/tokenize` does not truncate (its ids come from `tokenize_ids`
+/// when given, a file made without truncation); `"truncate": false` is answered 422 for the texts the values
+/// file cut (the longest ids of the file), as TEI refuses a text over its max length. It answers
+/// `fail_status` (422 by default: a validation error that singles out the text) for texts containing
 /// `fail_on`, 429 to the first `busy` requests, and 401 without the header `x-key: secret` when `auth`.
 struct StandIn {
     url: String,
@@ -195,8 +211,11 @@ struct StandIn {
 #[derive(Clone, Default)]
 struct Behaviour {
     fail_on: Option<String>,
+    fail_status: Option<u16>,
     busy: usize,
     auth: bool,
+    /// Values of the same texts made without truncation: what `/tokenize` answers from.
+    tokenize_ids: Option<PathBuf>,
 }
 
 impl StandIn {
@@ -212,12 +231,25 @@ impl StandIn {
             .collect();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let by_text = Arc::new(by_text);
+        let untruncated: std::collections::HashMap<String, serde_json::Value> = match &b.tokenize_ids {
+            Some(p) => std::fs::read_to_string(texts)
+                .unwrap()
+                .lines()
+                .zip(std::fs::read_to_string(p).unwrap().lines())
+                .map(|(t, v)| {
+                    let t: serde_json::Value = serde_json::from_str(t).unwrap();
+                    (t["text"].as_str().unwrap().to_string(), serde_json::from_str(v).unwrap())
+                })
+                .collect(),
+            None => by_text.clone(),
+        };
+        let cut = by_text.values().filter_map(|v| v["token_ids"].as_array().map(Vec::len)).max().unwrap_or(0);
+        let (by_text, untruncated) = (Arc::new(by_text), Arc::new(untruncated));
         let busy = Arc::new(AtomicUsize::new(b.busy));
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
-                let (by_text, busy, b) = (by_text.clone(), busy.clone(), b.clone());
+                let (by_text, untruncated, busy, b) = (by_text.clone(), untruncated.clone(), busy.clone(), b.clone());
                 std::thread::spawn(move || {
                     let mut reader = BufReader::new(stream.try_clone().unwrap());
                     let mut first = String::new();
@@ -246,17 +278,29 @@ impl StandIn {
                     } else if path != "/info" && busy.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
                         (429, serde_json::json!({"error": "busy"}))
                     } else if b.fail_on.as_ref().is_some_and(|f| inputs.iter().any(|t| t.contains(f.as_str()))) {
-                        (500, serde_json::json!({"error": "model crashed", "error_type": "Backend"}))
+                        (b.fail_status.unwrap_or(422), serde_json::json!({"error": "Input validation error", "error_type": "Validation"}))
+                    } else if path.starts_with("/embed") && req["truncate"] == serde_json::json!(false)
+                        && inputs.iter().any(|t| by_text[t]["token_ids"].as_array().map_or(0, Vec::len) >= cut)
+                    {
+                        (422, serde_json::json!({"error": "Input validation error: inputs must have less tokens", "error_type": "Validation"}))
                     } else {
                         match path.as_str() {
                             "/info" => (200, serde_json::json!({"model_id": "stand-in/tiny", "model_sha": "abc123", "max_client_batch_size": 32})),
                             "/v1/embeddings" => (200, serde_json::json!({"object": "list", "data": inputs.iter().enumerate().rev()
                                 .map(|(i, t)| serde_json::json!({"object": "embedding", "index": i, "embedding": by_text[t]["embedding"]})).collect::<Vec<_>>()})),
-                            "/embed" => (200, serde_json::json!(inputs.iter().map(|t| by_text[t]["embedding"].clone()).collect::<Vec<_>>())),
+                            "/embed" => {
+                                // TEI normalizes unless told not to.
+                                let normalize = req.get("normalize").and_then(|n| n.as_bool()).unwrap_or(true);
+                                (200, serde_json::json!(inputs.iter().map(|t| {
+                                    let v: Vec<f64> = by_text[t]["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+                                    let n = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+                                    if normalize { v.iter().map(|x| x / n).collect() } else { v }
+                                }).collect::<Vec<_>>()))
+                            }
                             "/embed_sparse" => (200, serde_json::json!(inputs.iter().map(|t| by_text[t]["sparse"].as_object().unwrap().iter()
                                 .map(|(k, w)| serde_json::json!({"index": k.parse::<u32>().unwrap(), "value": w})).collect::<Vec<_>>()).collect::<Vec<_>>())),
-                            "/tokenize" if by_text.contains_key(inputs.first().map(String::as_str).unwrap_or("")) => (200, serde_json::json!(inputs.iter()
-                                .map(|t| by_text[t]["token_ids"].as_array().unwrap().iter().map(|id| serde_json::json!({"id": id, "text": "", "special": false, "start": null, "stop": null})).collect::<Vec<_>>()).collect::<Vec<_>>())),
+                            "/tokenize" if untruncated.contains_key(inputs.first().map(String::as_str).unwrap_or("")) => (200, serde_json::json!(inputs.iter()
+                                .map(|t| untruncated[t]["token_ids"].as_array().unwrap().iter().map(|id| serde_json::json!({"id": id, "text": "", "special": false, "start": null, "stop": null})).collect::<Vec<_>>()).collect::<Vec<_>>())),
                             _ => (404, serde_json::json!({"error": "not found"})),
                         }
                     };
@@ -294,13 +338,26 @@ fn servers_over_http_openai_and_tei_protocols() {
     let json = std::fs::read_to_string(rep.join("summary.json")).unwrap();
     assert!(json.contains("abc123"), "the server's revision is in the report");
 
-    // One text answered 500: that text fails with the server's message, the others pass.
+    // One text answered 422: that text fails with the server's message, the others pass.
     let s = StandIn::start(&values, &texts, Behaviour { fail_on: Some("quick brown".into()), ..Default::default() });
     let (code, rows, out) = check_against("tiny-bert-mean", &s.url, "sentence-transformers", &["--api", "openai"], &rep);
     assert_eq!(code, Some(1), "{out}");
     let failing: Vec<_> = rows.iter().filter(|r| !r.1).collect();
     assert!(!failing.is_empty() && failing.len() < 3 && failing.iter().all(|r| r.2 == "rejected"), "{failing:?}\n{out}");
     assert!(rows.iter().filter(|r| r.1).count() >= rows.len() - 2, "{out}");
+    // Answered 500 (which singles out no text): the batch holding it fails, nothing is sent again alone.
+    let s = StandIn::start(&values, &texts, Behaviour { fail_on: Some("quick brown".into()), fail_status: Some(500), ..Default::default() });
+    let (code, rows, out) = check_against("tiny-bert-mean", &s.url, "sentence-transformers", &["--api", "openai", "--client-batch-size", "8"], &rep);
+    assert_eq!(code, Some(1), "{out}");
+    let failing = rows.iter().filter(|r| !r.1).count();
+    assert!((1..=16).contains(&failing), "{failing} failed\n{out}");
+
+    // TEI normalizes unless told not to: raw-cls values pass only because embcheck asks for them as they are.
+    let (raw, _) = embed_jsonl(tmp.path(), "fixtures/models/tiny-bert-mean", "raw-cls", "tiny-bert-mean", &[]);
+    let s = StandIn::start(&raw, &texts, Behaviour::default());
+    let (code, _, out) = check_against("tiny-bert-mean", &s.url, "raw-cls", &["--api", "tei"], &rep);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("normalize=false") && out.contains("truncate=true"), "{out}");
 
     // 429 is retried; a header's value comes from the environment and is never printed.
     let s = StandIn::start(&values, &texts, Behaviour { busy: 2, auth: true, ..Default::default() });
@@ -328,10 +385,19 @@ fn tei_sparse_and_token_ids_from_tokenize() {
     let (code, _, out) = check_against("tiny-xlmr-m3", &s.url, "m3-sparse", &["--api", "tei"], &rep);
     assert_eq!(code, Some(0), "{out}");
     assert!(!out.contains("gave no token ids"), "ids came from /tokenize\n{out}");
+    // TEI's /tokenize does not truncate while /embed does: where the vectors agree, longer ids from
+    // /tokenize are a note, not a failure.
+    let kept = tmp.path().join("m3-sparse-128.jsonl");
+    std::fs::copy(&values, &kept).unwrap();
+    let (untruncated, _) = embed_jsonl(tmp.path(), "fixtures/models/tiny-xlmr-m3", "m3-sparse", "tiny-xlmr-m3", &["--max-length", "2560"]);
+    let s = StandIn::start(&kept, &texts, Behaviour { tokenize_ids: Some(untruncated), ..Default::default() });
+    let (code, _, out) = check_against("tiny-xlmr-m3", &s.url, "m3-sparse", &["--api", "tei"], &rep);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("other token ids from the server's tokenize endpoint"), "{out}");
     // Truncated at 12 tokens: the ids from /tokenize prove it.
     let (values, texts) = embed_jsonl(tmp.path(), "fixtures/models/tiny-xlmr-m3", "m3-sparse", "tiny-xlmr-m3", &["--max-length", "12"]);
     let s = StandIn::start(&values, &texts, Behaviour::default());
-    let (code, rows, out) = check_against("tiny-xlmr-m3", &s.url, "m3-sparse", &[], &rep);
+    let (code, rows, out) = check_against("tiny-xlmr-m3", &s.url, "m3-sparse", &["--diagnosis-budget", "120"], &rep);
     assert_eq!(code, Some(1), "{out}");
     assert_all_failing_are(&rows, "truncation", &out);
 }
@@ -352,7 +418,7 @@ fn an_unusual_cut_off_without_token_ids_is_found_among_the_texts_own() {
         .collect();
     let file = tmp.path().join("no-ids.jsonl");
     std::fs::write(&file, stripped.join("\n")).unwrap();
-    let (code, rows, out) = check_against("tiny-bert-mean", file.to_str().unwrap(), "sentence-transformers", &[], &tmp.path().join("r"));
+    let (code, rows, out) = check_against("tiny-bert-mean", file.to_str().unwrap(), "sentence-transformers", &["--diagnosis-budget", "120"], &tmp.path().join("r"));
     assert_eq!(code, Some(1), "{out}");
     assert_all_failing_are(&rows, "truncation", &out);
     assert!(out.contains("max length 11"), "{out}");

@@ -18,7 +18,10 @@ fn fp16_reference_passes_in_f16_and_is_precision_against_f32() {
     let dir = suite_copy("tiny-xlmr-m3-f16", tmp.path());
     let toml = std::fs::read_to_string(dir.join("suite.toml")).unwrap().replace("dtype = \"f16\"", "dtype = \"f32\"");
     std::fs::write(dir.join("suite.toml"), toml).unwrap();
-    let report = embcheck::Suite::load(&dir).unwrap().run().unwrap();
+    // What is tested is the diagnosis itself: a budget that lets it finish on a loaded machine.
+    let mut suite = embcheck::Suite::load(&dir).unwrap();
+    suite.diagnosis_budget = embcheck::DiagnosisBudget::Time(std::time::Duration::from_secs(300));
+    let report = suite.run().unwrap();
     assert!(!report.passed());
     // `precision` is named only where a lower precision is shown to move embcheck's value towards the
     // reference; on a 32-wide model a text or two stays `unknown` (not proven), never another keyword.

@@ -53,6 +53,19 @@ fn shards_merge_into_the_reports_and_verdict_of_one_run() {
     assert_eq!(code, Some(1), "the merged verdict is the single run's\n{out}");
     same_files(&all, &merged);
 
+    // A shard given twice, or one left out, would change the verdict: refused, naming it.
+    let m = merged.to_str().unwrap();
+    let (code, out) = run(&["merge-reports", "--report-dir", m, &shards[0], &shards[0], &shards[1], &shards[2]]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("hash:1/3 is given twice"), "{out}");
+    let (code, out) = run(&["merge-reports", "--report-dir", m, &shards[0], &shards[2]]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("hash:2/3 is missing"), "{out}");
+    // A plain check's reports are not a shard.
+    let (code, out) = run(&["merge-reports", "--report-dir", m, all.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("partition.json"), "{out}");
+
     let (code, out) = run(&["check", &dirs[0], "--partition", "hash:4/3"]);
     assert_eq!(code, Some(2), "{out}");
     let (code, out) = run(&["merge-reports", tmp.path().join("nope").to_str().unwrap()]);

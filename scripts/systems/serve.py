@@ -63,9 +63,9 @@ Transport faults:
   --require-header NAME=VALUE  answer 401 to any request without that header (repeatable; values never logged)
 
 Stand-in, not TEI:
-  - with "normalize" absent, /embed returns the configured pipeline's vectors (TEI normalizes by default,
-    whatever the model's modules.json says); "normalize": true L2-normalizes them, false returns them without
-    the pipeline's own normalization; the OpenAI routes return the configured pipeline's vectors;
+  - /embed normalizes as TEI does: "normalize" absent or true L2-normalizes the configured pipeline's vectors
+    (whatever the model's modules.json says), false returns them without the pipeline's own normalization;
+    the OpenAI routes return the configured pipeline's vectors;
   - "truncate" absent means auto_truncate (true unless --no-auto-truncate), as TEI 1.9;
   - "dimensions" is not supported (422); token-id inputs are not supported (422);
   - text is preprocessed as the chosen Python library does, not as TEI does (TEI does not strip).
@@ -512,7 +512,8 @@ def make_handler(state: State):
                                            f"`inputs` must have less than {pipe.n} tokens. Given: {c}")
             if path == "/embed_sparse":
                 return pipe.sparse(prepared)
-            normalize = None if openai or "normalize" not in req else bool(req["normalize"])
+            # TEI's /embed normalizes unless the request says "normalize": false, whatever the model's modules.
+            normalize = None if openai else bool(req.get("normalize", True))
             vecs = pipe.embed(prepared, normalize)
             if not openai:
                 return vecs.tolist()

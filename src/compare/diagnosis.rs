@@ -23,6 +23,8 @@ pub enum Stage {
     Rejected,
     /// NaN or Inf on either side.
     NonFinite,
+    /// The value has another shape than the reference's (dense width, ColBERT width): nothing compares.
+    Shape,
     /// Token ids differ.
     Tokenization,
     /// The text was cut at another max length (recomputed at that length, it matches).
@@ -47,6 +49,7 @@ impl Stage {
         match self {
             Stage::Rejected => "rejected",
             Stage::NonFinite => "non-finite",
+            Stage::Shape => "shape",
             Stage::Tokenization => "tokenization",
             Stage::Truncation => "truncation",
             Stage::Preprocessing => "preprocessing",
@@ -188,6 +191,18 @@ fn rounded(v: &Vector, round: Round) -> Option<Vector> {
     }
 }
 
+/// The widths, when they differ: a dense vector of another width, or ColBERT rows of another width (another
+/// row count is a token count, which the stages below explain).
+fn shape_difference(actual: &Vector, expected: &Vector, who: &str) -> Option<String> {
+    let (a, e) = match (actual, expected) {
+        (Vector::Dense(a), Vector::Dense(e)) => (a.len(), e.len()),
+        (Vector::Multi(a), Vector::Multi(e)) => (a.first()?.len(), e.first()?.len()),
+        _ => return None,
+    };
+    let side = if who == "the reference" { ("embcheck's value", "the reference's") } else { ("the system under test answered", "the reference has") };
+    (a != e).then(|| format!("{} {a} values per vector, {} {e}: another model or output layer (Dense, Matryoshka truncation), nothing is compared", side.0, side.1))
+}
+
 fn first_non_finite(v: &Vector) -> Option<usize> {
     match v {
         Vector::Dense(d) => d.iter().position(|x| !x.is_finite()),
@@ -220,6 +235,9 @@ pub fn diagnose(row: &RowResult, actual: &Vector, expected: &Vector, tol: &Toler
     let (who, whose) = if external { ("the system under test", "the system's") } else { ("the reference", "the reference's") };
     // The side the alternatives are not held against, as the truncation wording names it.
     let other = if external { "the reference" } else { "embcheck's pipeline" };
+    if let Some(detail) = shape_difference(actual, expected, who) {
+        return Ok(Diagnosis::new(Stage::Shape, detail));
+    }
     // What the alternatives must match.
     let subject = if external { actual } else { expected };
 
@@ -248,6 +266,24 @@ pub fn diagnose(row: &RowResult, actual: &Vector, expected: &Vector, tol: &Toler
 
     if let Err(why) = alt.begin(row.index) {
         return Ok(match &row.tokens {
+            // A clean cut needs no model to be seen: the ids agree up to the last token of the shorter side,
+            // which ends there (its closing special token where the other side goes on).
+            TokenMatch::Differ { position, actual_len, expected_len, .. }
+                if actual_len != expected_len && position + 1 == *actual_len.min(expected_len) && *actual_len.min(expected_len) >= 3 =>
+            {
+                // The shorter side is the one that was cut.
+                let (n, cut) = if actual_len < expected_len {
+                    (*actual_len, if external { "the system under test" } else { "embcheck's pipeline" })
+                } else {
+                    (*expected_len, "the reference")
+                };
+                Diagnosis::new(
+                    Stage::Truncation,
+                    format!(
+                        "token ids agree up to position {position}, where {cut} ends: a cut at max length {n} ({actual_len} tokens on the actual side, {expected_len} in the reference), read from the ids; {why}"
+                    ),
+                )
+            }
             TokenMatch::Differ { .. } => Diagnosis::new(Stage::Tokenization, format!("{}; {why}", token_fact(&row.tokens))),
             _ => Diagnosis::new(Stage::Unknown, format!("cosine {:.7}, relative L2 {:.3e}; {why}", m.cosine, m.rel_l2)),
         });
@@ -594,9 +630,14 @@ mod tests {
         let got = diagnose_one(d(&a), d(&e), ids.clone(), &mut alt);
         assert_eq!(got.stage, Stage::Tokenization, "{got:?}");
         assert!(got.detail.contains("still differs"), "{got:?}");
-        // Nothing recomputable.
+        // Nothing recomputable, but a clean cut (the ids agree up to the shorter side's closing token): read
+        // from the ids.
         let got = diagnose_one(d(&a), d(&e), ids, &mut Fixed::default());
-        assert_eq!(got.stage, Stage::Tokenization);
+        assert_eq!(got.stage, Stage::Truncation, "{got:?}");
+        assert!(got.detail.contains("max length 4") && got.detail.contains("read from the ids") && got.detail.contains("no model"), "{got:?}");
+        // Nothing recomputable and the ids differ inside the text: only the ids are known.
+        let got = diagnose_one(d(&a), d(&e), (Some(vec![0, 5, 9, 2]), Some(vec![0, 5, 6, 7, 8, 2])), &mut Fixed::default());
+        assert_eq!(got.stage, Stage::Tokenization, "{got:?}");
         assert!(got.detail.contains("no model"), "{got:?}");
     }
 

@@ -73,6 +73,16 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
 /// Metrics of two dense vectors.
 pub fn dense(a: &[f32], e: &[f32]) -> Metrics {
     let same_shape = a.len() == e.len();
+    if !same_shape {
+        // Vectors of different widths do not compare: no figure over the shared prefix.
+        let mut m = dense(&[], &[]);
+        (m.cosine, m.l2, m.rel_l2, m.max_abs_diff) = (0.0, f64::INFINITY, f64::INFINITY, f64::INFINITY);
+        (m.norm_actual, m.norm_expected) = (norm(a), norm(e));
+        m.finite = a.iter().chain(e).all(|x| x.is_finite());
+        m.same_shape = false;
+        m.components = a.len().max(e.len());
+        return m;
+    }
     let mut l2 = 0f64;
     let (mut max_abs, mut at) = (0f64, 0usize);
     for (i, (&x, &y)) in a.iter().zip(e).enumerate() {

@@ -102,10 +102,11 @@ impl RowResult {
     pub fn failure_line(&self) -> String {
         let id: String = self.id.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
         let diagnosis = self.diagnosis.as_ref().map_or_else(|| "unknown: not diagnosed".to_string(), ToString::to_string);
-        if self.is_rejected() {
-            return format!("{id}: failed [rejected]; {diagnosis}");
-        }
         let m = &self.metrics;
+        // Values of another shape have no meaningful metrics over a common prefix: only the checks.
+        if self.is_rejected() || !m.same_shape && m.rows.is_none() {
+            return format!("{id}: failed [{}]; {diagnosis}", self.failed.join(", "));
+        }
         format!("{id}: cosine {:.9}, rel L2 {:.3e}, max abs {:.3e}, failed [{}]; {diagnosis}", m.cosine, m.rel_l2, m.max_abs_diff, self.failed.join(", "))
     }
 }
@@ -336,8 +337,71 @@ pub fn compare_pipeline(
     }
     for row in rows.iter_mut().filter(|r| !r.pass() && r.diagnosis.is_none()) {
         let i = row.index;
-        row.diagnosis = Some(diagnosis::diagnose(row, &actual[i], &expected[i], &tol, alternatives)?);
+        // A diagnosis that cannot be made (its budget spent, a recomputation that failed) leaves the verdict
+        // as it is, with the reason.
+        row.diagnosis = Some(match diagnosis::diagnose(row, &actual[i], &expected[i], &tol, alternatives) {
+            Ok(d) => d,
+            Err(e) => Diagnosis::new(Stage::Unknown, format!("not diagnosed: {}", e.one_line())),
+        });
     }
+    consistent_truncation(&mut rows, expected_tokens);
     let summary = Summary::of(&rows);
     Ok(PipelineResult { pipeline, tolerance: tol, rows, summary })
+}
+
+/// The max length a truncation diagnosis names (every one says "max length N").
+fn truncation_length(d: &Diagnosis) -> Option<usize> {
+    if d.stage != Stage::Truncation {
+        return None;
+    }
+    let rest = &d.detail[d.detail.find("max length ")? + "max length ".len()..];
+    rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+}
+
+/// A system cuts every text at one max length: a length named for one text is withdrawn (made `unknown`,
+/// with the reason) when another text of the run contradicts it — a text longer than that in the reference
+/// whose value agrees, which the system cannot have cut there.
+fn consistent_truncation(rows: &mut [RowResult], expected_tokens: Option<&[Vec<u32>]>) {
+    let Some(tokens) = expected_tokens else { return };
+    let longest_passing = |n: usize, rows: &[RowResult]| {
+        rows.iter().filter(|r| r.pass()).filter_map(|r| Some((r, tokens.get(r.index)?.len()))).filter(|(_, len)| *len > n).max_by_key(|(_, len)| *len).map(|(r, len)| (r.id.clone(), len))
+    };
+    let named: Vec<(usize, usize)> = rows.iter().filter_map(|r| Some((r.index, truncation_length(r.diagnosis.as_ref()?)?))).collect();
+    for (i, n) in named {
+        if let Some((id, len)) = longest_passing(n, rows) {
+            let row = &mut rows[i];
+            let detail = row.diagnosis.as_ref().map_or(String::new(), |d| d.detail.clone());
+            row.diagnosis = Some(Diagnosis::new(
+                Stage::Unknown,
+                format!("{detail}; but text {id} has {len} tokens in the reference and agrees, so the texts were not all cut at {n}: no single max length explains the run"),
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod truncation_tests {
+    use super::*;
+
+    fn row(index: usize, failed: Vec<&'static str>, diagnosis: Option<Diagnosis>) -> RowResult {
+        RowResult { index, id: format!("t{index}"), metrics: Metrics::missing(), score_diff: None, tokens: TokenMatch::Unknown, failed, diagnosis }
+    }
+
+    #[test]
+    fn a_max_length_contradicted_by_another_text_is_withdrawn() {
+        let cut = || Some(Diagnosis::new(Stage::Truncation, "the system under test matches this text recomputed with max length 8"));
+        // Text 1 is 12 tokens long in the reference and passes: the system did not cut it at 8.
+        let tokens: Vec<Vec<u32>> = vec![vec![1; 20], vec![1; 12], vec![1; 5]];
+        let mut rows = vec![row(0, vec!["cosine"], cut()), row(1, vec![], None), row(2, vec![], None)];
+        consistent_truncation(&mut rows, Some(&tokens));
+        let d = rows[0].diagnosis.as_ref().unwrap();
+        assert_eq!(d.stage, Stage::Unknown, "{d:?}");
+        assert!(d.detail.contains("text t1 has 12 tokens") && d.detail.contains("not all cut at 8"), "{d:?}");
+        // Only shorter texts pass: consistent, kept.
+        let tokens: Vec<Vec<u32>> = vec![vec![1; 20], vec![1; 8], vec![1; 5]];
+        let mut rows = vec![row(0, vec!["cosine"], cut()), row(1, vec![], None), row(2, vec![], None)];
+        consistent_truncation(&mut rows, Some(&tokens));
+        assert_eq!(rows[0].diagnosis.as_ref().unwrap().stage, Stage::Truncation);
+        assert_eq!(truncation_length(&Diagnosis::new(Stage::Truncation, "a cut at max length 128 (x)")), Some(128));
+    }
 }

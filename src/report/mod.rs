@@ -10,6 +10,7 @@
 //! | `<suite>/report.html` | one self-contained page: tables, histograms, the worst texts |
 //! | `index.html` | the run at a glance: totals and every suite with its status, linking its page |
 //! | `shard.cbor` | every [`SuiteReport`] exactly (CBOR keeps NaN), for `embcheck merge-reports` |
+//! | `partition.json` | with `check --partition`: which job of which matrix wrote them ([`partition`]) |
 //!
 //! Every file is written through [`crate::atomic::write`], so a crash never leaves half a report.
 
@@ -20,6 +21,7 @@ mod html;
 mod json;
 mod junit;
 mod markdown;
+pub mod partition;
 
 use std::cmp::Ordering;
 use std::collections::HashSet;

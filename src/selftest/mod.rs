@@ -139,7 +139,9 @@ impl Outcome {
 
 /// Runs one row: builds the mutated system and checks it against the suite's references.
 pub fn run_one(fixtures: &Path, m: &Mutation, exe: Option<&Path>) -> Result<Outcome> {
-    let suite = Suite::load(fixtures.join("suites").join(m.suite))?;
+    let mut suite = Suite::load(fixtures.join("suites").join(m.suite))?;
+    // Every row's diagnosis is part of the matrix: none is cut short by a budget.
+    suite.diagnosis_budget = crate::suite::DiagnosisBudget::Unlimited;
     let source = ModelFiles::resolve(&suite.spec.model_location)?.dir;
     let tmp = mutations::temp_dir(m.suite)?;
     let model = mutations::load_mutated(&source, &m.files, m.dtype, &tmp, &fixtures.join("models"))?;

@@ -259,7 +259,8 @@ impl MutatedSystem {
             self.pipeline.max_length
         );
         let items: Vec<TextItem> = texts.iter().enumerate().map(|(i, t)| TextItem { id: format!("t{i}"), text: t.clone() }).collect();
-        command::run(&cmd, self.pipeline.kind, &items)
+        // The child computes the whole batch before its first answer: a generous wait, still bounded.
+        Ok(command::run(&cmd, self.pipeline.kind, &items, std::time::Duration::from_secs(600), None)?.outputs)
     }
 }
 

@@ -2,21 +2,44 @@
 //! `{"id": …, "text": …}` JSON Lines on standard input and writes one `{"id": …, "embedding": […]}` (or
 //! `"sparse"`, `"colbert"`, optional `"token_ids"`, or `"error"`) line per text on standard output. Its
 //! standard error passes through. Any language can be checked this way without writing a server.
+//!
+//! Bounded in time: a program that writes no answer for `timeout` (or past the check's deadline) is killed
+//! with everything it started, and the texts it has not answered fail as rejected ("no answer in N s"). Its
+//! standard input is closed once every text is written; once every text is answered it gets [`GRACE`] to
+//! exit, then is killed. An exit status other than 0 is an error, as is a line that answers no text (invalid
+//! JSON, or an extra line without an id): the program's output cannot be trusted. A text answered twice
+//! fails with both answers named, whatever they hold.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::os::unix::process::CommandExt as _;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant};
 
 use super::file::parse_line;
-use super::Output;
+use super::{Deadline, Output};
 use crate::error::{Error, Result};
 use crate::fixture::TextItem;
 use crate::pipeline::PipelineKind;
 
+/// How long a program may run on after it has answered every text and its input is closed.
+pub const GRACE: Duration = Duration::from_secs(2);
+
+/// What a run of the program gave.
+#[derive(Debug)]
+pub struct Run {
+    /// One output per text, in order.
+    pub outputs: Vec<Output>,
+    /// How the program ended, for the report (`exit status 0`, `killed: …`).
+    pub ended: String,
+}
+
 /// Runs `cmd` over every text and returns one output per text, in order. A text the command answers with
-/// an `"error"`, a malformed line, or not at all fails with a message; a command that cannot start or
-/// answers nothing is an error.
-pub fn run(cmd: &str, pipeline: PipelineKind, texts: &[TextItem]) -> Result<Vec<Output>> {
+/// an `"error"`, answers twice, or does not answer in time fails with a message; a command that cannot
+/// start, answers nothing, writes a line that answers no text or exits with a status other than 0 is an
+/// error.
+pub fn run(cmd: &str, pipeline: PipelineKind, texts: &[TextItem], timeout: Duration, deadline: Option<Deadline>) -> Result<Run> {
     let what = || format!("cmd:{cmd}");
     let mut child = Command::new("sh")
         .arg("-c")
@@ -24,12 +47,15 @@ pub fn run(cmd: &str, pipeline: PipelineKind, texts: &[TextItem]) -> Result<Vec<
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
+        // Its own process group: a timeout kills what the shell started, not only the shell.
+        .process_group(0)
         .spawn()
         .map_err(|e| Error::Usage(format!("{}: cannot start: {e}", what())))?;
     let mut stdin = child.stdin.take().expect("piped");
     let lines: Vec<String> = texts.iter().map(|t| serde_json::json!({"id": t.id, "text": t.text}).to_string()).collect();
     // Written from another thread: a program that answers as it reads would otherwise block on a full pipe.
-    let writer = std::thread::spawn(move || -> std::io::Result<()> {
+    // Neither thread is joined: a program that escaped its process group could hold a pipe open forever.
+    std::thread::spawn(move || -> std::io::Result<()> {
         for l in lines {
             stdin.write_all(l.as_bytes())?;
             stdin.write_all(b"\n")?;
@@ -37,49 +63,126 @@ pub fn run(cmd: &str, pipeline: PipelineKind, texts: &[TextItem]) -> Result<Vec<
         stdin.flush()
         // stdin is dropped here: the program sees end of input.
     });
+    let (tx, rx) = mpsc::channel::<std::io::Result<String>>();
     let stdout = child.stdout.take().expect("piped");
-    let (mut by_id, mut in_order, mut malformed): (HashMap<String, Output>, Vec<Output>, Vec<String>) = Default::default();
-    for (lineno, line) in BufReader::new(stdout).lines().enumerate() {
-        let line = line.map_err(|e| Error::Usage(format!("{}: reading its output: {e}", what())))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let v = match serde_json::from_str::<serde_json::Value>(&line) {
-            Ok(v) => v,
-            Err(e) => {
-                malformed.push(format!("line {}: invalid JSON: {e}", lineno + 1));
-                continue;
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let stop = line.is_err();
+            if tx.send(line).is_err() || stop {
+                return;
             }
+        }
+    });
+
+    let wanted: HashMap<&str, usize> = texts.iter().enumerate().map(|(i, t)| (t.id.as_str(), i)).collect();
+    let mut by_id: HashMap<String, (usize, Output)> = HashMap::new();
+    let mut twice: HashMap<String, Vec<usize>> = HashMap::new();
+    let mut in_order: Vec<Output> = Vec::new();
+    let mut junk: Vec<String> = Vec::new();
+    let mut lineno = 0usize;
+    let mut all_answered_at: Option<Instant> = None;
+    let mut stopped: Option<String> = None;
+    loop {
+        let answered = if by_id.is_empty() { in_order.len() } else { by_id.len() };
+        if all_answered_at.is_none() && answered >= texts.len() {
+            all_answered_at = Some(Instant::now());
+        }
+        let (wait, on_timeout) = match all_answered_at {
+            Some(at) => (GRACE.saturating_sub(at.elapsed()), None),
+            None => match deadline {
+                Some(d) if d.remaining() < timeout => (d.remaining(), Some(format!("no answer before the check's deadline ({} s)", d.total.as_secs_f64()))),
+                _ => (timeout, Some(format!("no answer in {} s", timeout.as_secs_f64()))),
+            },
         };
-        // A line with an id but a bad value fails that text with the reason.
-        match parse_line(&v) {
-            (Some(id), out) => {
-                let out = out.unwrap_or_else(|m| Output::rejected(format!("malformed output line {}: {m}", lineno + 1)));
-                by_id.insert(id, out);
+        match rx.recv_timeout(wait) {
+            Ok(Ok(line)) => {
+                lineno += 1;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let v = match serde_json::from_str::<serde_json::Value>(&line) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        junk.push(format!("line {lineno}: invalid JSON: {e}"));
+                        continue;
+                    }
+                };
+                match parse_line(&v) {
+                    (Some(id), out) => {
+                        let out = out.unwrap_or_else(|m| Output::rejected(format!("malformed output line {lineno}: {m}")));
+                        if !wanted.contains_key(id.as_str()) {
+                            junk.push(format!("line {lineno}: id {id:?} is not a text of the suite"));
+                        } else if let Some((first, _)) = by_id.get(&id) {
+                            twice.entry(id).or_insert_with(|| vec![*first]).push(lineno);
+                        } else {
+                            by_id.insert(id, (lineno, out));
+                        }
+                    }
+                    (None, Ok(out)) => in_order.push(out),
+                    (None, Err(m)) => junk.push(format!("line {lineno}: {m}")),
+                }
             }
-            (None, Ok(out)) => in_order.push(out),
-            (None, Err(m)) => malformed.push(format!("line {}: {m}", lineno + 1)),
+            Ok(Err(e)) => return Err(Error::Usage(format!("{}: reading its output: {e}", what()))),
+            Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) => {
+                stopped = Some(match on_timeout {
+                    Some(m) => m,
+                    None => format!("still running {} s after answering every text with its input closed: killed", GRACE.as_secs_f64()),
+                });
+                break;
+            }
         }
     }
-    let status = child.wait().map_err(|e| Error::Usage(format!("{}: {e}", what())))?;
-    // A program that exits without reading everything closes the pipe: that is its answer, not ours to report.
-    let _ = writer.join();
-    if by_id.is_empty() && in_order.is_empty() {
-        let why = malformed.first().map_or(String::new(), |m| format!("; first malformed output {m}"));
-        return Err(Error::Usage(format!("{}: answered no text (exit status {status}){why}", what())));
-    }
-    let mut unmatched = in_order.into_iter();
-    let use_order = by_id.is_empty();
-    let note = if malformed.is_empty() {
-        String::new()
-    } else {
-        format!("; it wrote {} malformed lines, the first: {}", malformed.len(), malformed[0])
+    // End of output (or a timeout): the program gets what is left of its grace period to exit.
+    let status = match &stopped {
+        Some(_) => kill(&mut child),
+        None => match wait_until(&mut child, Instant::now() + GRACE) {
+            Some(s) => s,
+            None => {
+                stopped = Some(format!("closed its output but was still running {} s later: killed", GRACE.as_secs_f64()));
+                kill(&mut child)
+            }
+        },
     };
-    Ok(texts
+    let ended = match &stopped {
+        Some(m) => m.clone(),
+        None => status.to_string(),
+    };
+    let answered = by_id.len() + in_order.len();
+    if stopped.is_none() && !status.success() {
+        return Err(Error::Usage(format!("{}: {status} after answering {answered} of {} texts: a program under test must exit with status 0", what(), texts.len())));
+    }
+    if !by_id.is_empty() && !in_order.is_empty() {
+        junk.insert(0, format!("{} lines have no \"id\" while {} do", in_order.len(), by_id.len()));
+    }
+    if by_id.is_empty() && in_order.len() > texts.len() {
+        junk.push(format!("{} answers without ids for {} texts", in_order.len(), texts.len()));
+    }
+    if let Some(first) = junk.first() {
+        return Err(Error::Usage(format!(
+            "{}: wrote {} output lines that answer no text, the first: {first}; a program under test writes only answer lines on standard output (logs go to standard error)",
+            what(),
+            junk.len()
+        )));
+    }
+    if answered == 0 && stopped.is_none() {
+        return Err(Error::Usage(format!("{}: answered no text ({status})", what())));
+    }
+    let use_order = by_id.is_empty();
+    let mut unmatched = in_order.into_iter();
+    let missing = match &stopped {
+        Some(m) if all_answered_at.is_none() => m.clone(),
+        _ => format!("the command gave no output for this text ({ended})"),
+    };
+    let outputs = texts
         .iter()
         .map(|t| {
-            let got = if use_order { unmatched.next() } else { by_id.remove(&t.id) };
-            let mut out = got.unwrap_or_else(|| Output::rejected(format!("the command gave no output for this text (exit status {status}){note}")));
+            if let Some(lines) = twice.get(&t.id) {
+                let at: Vec<String> = lines.iter().map(usize::to_string).collect();
+                return Output::rejected(format!("the command answered this text {} times (output lines {})", lines.len(), at.join(", ")));
+            }
+            let got = if use_order { unmatched.next() } else { by_id.remove(&t.id).map(|(_, o)| o) };
+            let mut out = got.unwrap_or_else(|| Output::rejected(missing.clone()));
             if let Ok(v) = &out.value {
                 if let Err(m) = super::check_kind(pipeline, v) {
                     out.value = Err(m);
@@ -87,5 +190,36 @@ pub fn run(cmd: &str, pipeline: PipelineKind, texts: &[TextItem]) -> Result<Vec<
             }
             out
         })
-        .collect())
+        .collect();
+    Ok(Run { outputs, ended })
+}
+
+/// Kills the program's whole process group and reaps it.
+fn kill(child: &mut Child) -> ExitStatus {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        // SAFETY: kill(2) on the process group this module created; no memory is involved.
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+        }
+    }
+    let _ = child.kill();
+    child.wait().unwrap_or_else(|_| std::os::unix::process::ExitStatusExt::from_raw(9))
+}
+
+/// The program's exit status, if it exits before `until`.
+fn wait_until(child: &mut Child, until: Instant) -> Option<ExitStatus> {
+    loop {
+        if let Ok(Some(s)) = child.try_wait() {
+            return Some(s);
+        }
+        if Instant::now() >= until {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Details of a run for the report.
+pub fn details(run: &Run) -> BTreeMap<String, String> {
+    BTreeMap::from([("ended".to_string(), run.ended.clone())])
 }

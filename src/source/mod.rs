@@ -7,10 +7,12 @@ pub mod command;
 pub mod embedder;
 pub mod file;
 pub mod http;
+pub mod secret;
 mod sparse;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -123,6 +125,34 @@ impl SourceSpec {
     }
 }
 
+/// When a whole check must be over (`--deadline`): requests, waits and programs are cut off there.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline {
+    at: Instant,
+    /// The whole allowance, for messages.
+    pub total: Duration,
+}
+
+impl Deadline {
+    /// `total` from now (a `total` too far in the future for the clock means no deadline in practice: the
+    /// furthest instant the clock holds).
+    pub fn after(total: Duration) -> Self {
+        let now = Instant::now();
+        let at = now.checked_add(total).unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400));
+        Deadline { at, total }
+    }
+
+    /// Time left (zero once passed).
+    pub fn remaining(&self) -> Duration {
+        self.at.saturating_duration_since(Instant::now())
+    }
+
+    /// Why a request was not sent.
+    pub fn passed_message(&self) -> String {
+        format!("not sent: the check's deadline ({} s) had passed", self.total.as_secs_f64())
+    }
+}
+
 /// Everything needed to collect vectors from a system under test, parsed once.
 #[derive(Debug, Clone)]
 pub struct SourceConfig {
@@ -145,13 +175,29 @@ pub fn collect(config: &SourceConfig, pipeline: PipelineKind, texts: &[TextItem]
             Ok((outputs, SourceInfo { kind: "file".into(), location: path.display().to_string(), details: BTreeMap::new() }))
         }
         SourceSpec::Command(cmd) => {
-            let outputs = command::run(cmd, pipeline, texts)?;
-            Ok((outputs, SourceInfo { kind: "command".into(), location: cmd.clone(), details: BTreeMap::new() }))
+            let run = command::run(cmd, pipeline, texts, config.http.timeout, config.http.deadline)?;
+            let details = command::details(&run);
+            Ok((run.outputs, SourceInfo { kind: "command".into(), location: cmd.clone(), details }))
         }
         SourceSpec::Http(url) => {
-            let mut client = http::Client::connect(url, pipeline, &config.http)?;
+            // Every message from a server is redacted by the client; this pass covers what it adds on top.
+            let mut secrets = secret::Secrets::default();
+            for (_, v) in &config.http.headers {
+                secrets.add(v);
+            }
+            secret::url_secrets(url, &mut secrets);
+            let redact_err = |e: Error| match e {
+                Error::Usage(m) => Error::Usage(secrets.redact(&m)),
+                other => Error::Usage(secrets.redact(&other.to_string())),
+            };
+            let mut client = http::Client::connect(url, pipeline, &config.http).map_err(redact_err)?;
             let strings: Vec<String> = texts.iter().map(|t| t.text.clone()).collect();
-            let outputs = client.embed_all(&strings, config.batch_size)?;
+            let mut outputs = client.embed_all(&strings, config.batch_size).map_err(redact_err)?;
+            for o in &mut outputs {
+                if let Err(m) = &mut o.value {
+                    *m = client.secrets().redact(m);
+                }
+            }
             Ok((outputs, client.info()))
         }
     }

@@ -3,6 +3,7 @@
 //! otherwise, in other precisions.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use candle_core::DType;
 
@@ -32,6 +33,8 @@ pub struct ModelAlternatives<'a> {
     /// The pipeline's own pass on the text last asked about (its value and hidden rows): `ours` and
     /// `poolings` both need it.
     last: Option<(usize, Vector, Vec<f32>, usize)>,
+    /// When recomputation must stop, and the whole budget (for the message).
+    budget: Option<(Instant, Duration)>,
 }
 
 impl<'a> ModelAlternatives<'a> {
@@ -42,7 +45,25 @@ impl<'a> ModelAlternatives<'a> {
         prompts.retain(|p| !p.is_empty());
         prompts.sort();
         prompts.dedup();
-        ModelAlternatives { model, pipeline, texts, subject, reference_max_length, prompts, others: HashMap::new(), confirmed: Vec::new(), examined: Vec::new(), last: None }
+        ModelAlternatives { model, pipeline, texts, subject, reference_max_length, prompts, others: HashMap::new(), confirmed: Vec::new(), examined: Vec::new(), last: None, budget: None }
+    }
+
+    /// Recomputes until `until` (`budget` long in all, for the message); past it, every alternative is an
+    /// error that the diagnosis reports as `unknown` ("budget spent").
+    pub fn with_budget(mut self, until: Instant, budget: Duration) -> Self {
+        self.budget = Some((until, budget));
+        self
+    }
+
+    /// Why nothing more is recomputed, once the budget is spent.
+    fn spent(&self) -> Option<String> {
+        let (until, total) = self.budget?;
+        (Instant::now() >= until).then(|| format!("not recomputed: the diagnosis budget of {:.3} s is spent (--diagnosis-budget)", total.as_secs_f64()))
+    }
+
+    /// An error once the budget is spent.
+    fn within_budget(&self) -> Result<()> {
+        self.spent().map_or(Ok(()), |m| Err(Error::Usage(m)))
     }
 
     /// Runs `pipeline` on one text alone with `model`; also returns the hidden rows.
@@ -59,6 +80,7 @@ impl<'a> ModelAlternatives<'a> {
     /// The pipeline's own pass on text `index`, computed once while that text is diagnosed.
     fn own_pass(&mut self, index: usize) -> Result<&(usize, Vector, Vec<f32>, usize)> {
         if self.last.as_ref().is_none_or(|l| l.0 != index) {
+            self.within_budget()?;
             let (v, rows, h) = Self::single(self.model, self.pipeline, &self.texts[index])?;
             self.last = Some((index, v, rows, h));
         }
@@ -66,6 +88,7 @@ impl<'a> ModelAlternatives<'a> {
     }
 
     fn with_prep(&self, index: usize, prep: TextPrep) -> Result<Vector> {
+        self.within_budget()?;
         let mut p = self.pipeline.clone();
         p.prep = prep;
         Ok(Self::single(self.model, &p, &self.texts[index])?.0)
@@ -80,6 +103,9 @@ impl Alternatives for ModelAlternatives<'_> {
     fn begin(&mut self, index: usize) -> std::result::Result<(), String> {
         if self.examined.contains(&index) {
             return Ok(());
+        }
+        if let Some(why) = self.spent() {
+            return Err(why);
         }
         if self.examined.len() >= DIAGNOSIS_BUDGET {
             return Err(format!("not recomputed: only the first {DIAGNOSIS_BUDGET} failing texts of a pipeline are diagnosed with the model"));
@@ -96,6 +122,7 @@ impl Alternatives for ModelAlternatives<'_> {
         if max_length == 0 || max_length > self.model.config.max_tokens() {
             return Ok(None);
         }
+        self.within_budget()?;
         let mut p = self.pipeline.clone();
         p.max_length = max_length;
         Ok(Some(Self::single(self.model, &p, &self.texts[index])?.0))
@@ -203,6 +230,7 @@ impl Alternatives for ModelAlternatives<'_> {
             variants.extend([DType::F16, DType::BF16].map(|dt| (format!("{} weights computed in f32", dtype_name(dt)), dt, true)));
         }
         for (name, dt, rounded) in variants {
+            self.within_budget()?;
             if !self.others.contains_key(&name) {
                 let (files, stack) = (self.model.files.clone(), self.model.stack);
                 let m = if rounded { Model::from_files_rounded(files, dt, stack)? } else { Model::from_files_for(files, dt, stack)? };

@@ -47,6 +47,46 @@ use crate::source::{self, Embedder, Output, SourceConfig, SourceInfo};
 pub struct Suite {
     /// Its settings.
     pub spec: SuiteSpec,
+    /// How long diagnoses may recompute.
+    pub diagnosis_budget: DiagnosisBudget,
+}
+
+/// How long diagnosing the failures of a pipeline may recompute with the model. Past it, the rest is
+/// `unknown` ("budget spent"): a noisy system costs a bounded multiple of the check itself.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum DiagnosisBudget {
+    /// This multiple of the time the check took until comparison (loading the suite and the model,
+    /// computing or collecting the vectors).
+    Fraction(f64),
+    /// A fixed time per pipeline.
+    Time(std::time::Duration),
+    /// No limit (the selftest, whose every row must be diagnosed).
+    Unlimited,
+}
+
+/// The default diagnosis budget: 0.8 of the check's own compute, so that diagnosing (and the one
+/// recomputation running when the budget runs out) at most doubles a check's time.
+pub const DEFAULT_DIAGNOSIS_BUDGET: DiagnosisBudget = DiagnosisBudget::Fraction(0.8);
+
+impl DiagnosisBudget {
+    /// When diagnosing must stop, and the budget, from now: `compute` is how long the check took until
+    /// comparison. Shared by every pipeline of the check.
+    fn until(self, compute: std::time::Duration) -> Option<(std::time::Instant, std::time::Duration)> {
+        let budget = match self {
+            DiagnosisBudget::Fraction(f) => compute.mul_f64(f),
+            DiagnosisBudget::Time(t) => t,
+            DiagnosisBudget::Unlimited => return None,
+        };
+        let now = std::time::Instant::now();
+        Some((now.checked_add(budget).unwrap_or(now + std::time::Duration::from_secs(100 * 365 * 86_400)), budget))
+    }
+
+    fn apply(until: Option<(std::time::Instant, std::time::Duration)>, alt: ModelAlternatives<'_>) -> ModelAlternatives<'_> {
+        match until {
+            Some((at, budget)) => alt.with_budget(at, budget),
+            None => alt,
+        }
+    }
 }
 
 /// How to run a suite.
@@ -96,7 +136,7 @@ impl Loaded {
 impl Suite {
     /// Reads `dir/suite.toml`.
     pub fn load(dir: impl AsRef<Path>) -> Result<Self> {
-        Ok(Suite { spec: SuiteSpec::load(dir.as_ref())? })
+        Ok(Suite { spec: SuiteSpec::load(dir.as_ref())?, diagnosis_budget: DEFAULT_DIAGNOSIS_BUDGET })
     }
 
     /// The suite's name.
@@ -135,9 +175,13 @@ impl Suite {
         let texts = read_texts(&self.spec.texts_path())?;
         let reference = TensorFile::read(&self.spec.reference_path())?;
         let metadata = reference.metadata();
+        crate::fixture::provenance::validate(&metadata).map_err(|m| Error::input(self.spec.reference_path(), m))?;
         // A texts.jsonl edited since the reference was made is an input error, not a failure.
         crate::fixture::provenance::check_texts(&metadata, &self.spec.texts_path())?;
-        Ok(Loaded { texts, metadata, reference })
+        let loaded = Loaded { texts, metadata, reference };
+        // Malformed metadata is an input error now, not a check silently left out later.
+        self.recorded_noise_floor(&loaded, PipelineKind::M3Sparse)?;
+        Ok(loaded)
     }
 
     fn empty_report(&self, data: &Loaded, source: SourceInfo) -> SuiteReport {
@@ -172,6 +216,7 @@ impl Suite {
 
     /// Runs the suite's pipelines with embcheck's own pipelines, with options.
     pub fn run_with(&self, opts: &RunOptions) -> Result<SuiteReport> {
+        let started = std::time::Instant::now();
         let spec = &self.spec;
         let data = self.load_data()?;
         let kinds: Vec<PipelineKind> =
@@ -203,12 +248,14 @@ impl Suite {
         let strings = data.strings();
         let batch = BatchOptions { batch_size: spec.batch_size, progress: opts.progress };
         let actual = embed_many(&model, &pipelines, &strings, batch)?;
+        let until = self.diagnosis_budget.until(started.elapsed());
         let ids = data.ids();
         for ((pipeline, got), want) in pipelines.iter().zip(actual).zip(expected) {
             report.max_length.insert(pipeline.kind.name().to_string(), pipeline.max_length);
-            let mut alt =
+            let alt =
                 ModelAlternatives::new(&model, pipeline, &strings, Subject::Reference, data.reference_max_length(), options.instruction.as_deref());
-            let tol = self.tolerance(pipeline, &model)?;
+            let mut alt = DiagnosisBudget::apply(until, alt);
+            let tol = self.tolerance(&data, pipeline, &model)?;
             report.pipelines.push(compare_pipeline(
                 pipeline.kind,
                 &ids,
@@ -230,11 +277,27 @@ impl Suite {
         Ok(report)
     }
 
-    /// The suite's tolerance for a pipeline, with the noise floor of the model's terms.
-    fn tolerance(&self, pipeline: &Pipeline, model: &Model) -> Result<Tolerance> {
+    /// The suite's tolerance for a pipeline, with the noise floor of the model's terms: the one the reference
+    /// records (so that the verdict does not depend on the model being at hand), else the model's.
+    fn tolerance(&self, data: &Loaded, pipeline: &Pipeline, model: &Model) -> Result<Tolerance> {
         let mut tol = self.spec.tolerance_for(pipeline.kind);
-        tol.noise_floor = pipeline.noise_floor(model)?;
+        tol.noise_floor = match self.recorded_noise_floor(data, pipeline.kind)? {
+            Some(floor) => floor,
+            None => pipeline.noise_floor(model)?,
+        };
         Ok(tol)
+    }
+
+    /// The noise floor the reference metadata records for `kind` (`noise_floor`: a JSON object of pipeline
+    /// name → a finite number ≥ 0); malformed is an input error.
+    fn recorded_noise_floor(&self, data: &Loaded, kind: PipelineKind) -> Result<Option<f64>> {
+        let Some(raw) = data.metadata.get("noise_floor") else { return Ok(None) };
+        let bad = |why: &str| Error::input(self.spec.reference_path(), format!("metadata \"noise_floor\" {why}: {}", raw.chars().take(80).collect::<String>()));
+        let map: BTreeMap<String, f64> = serde_json::from_str(raw).map_err(|_| bad("is not a JSON object of pipeline name -> number"))?;
+        if map.values().any(|f| !(f.is_finite() && *f >= 0.0)) {
+            return Err(bad("holds a value that is not a finite number >= 0"));
+        }
+        Ok(map.get(kind.name()).copied())
     }
 
     /// Checks a system under test given as a function of a batch of texts (see [`Embedder`]) against the
@@ -242,19 +305,26 @@ impl Suite {
     /// each exactly as `texts.jsonl` holds it. Failures are diagnosed with the suite's model when it is at
     /// hand.
     pub fn check_embedder(&self, kind: PipelineKind, embedder: &mut dyn Embedder) -> Result<SuiteReport> {
+        let started = std::time::Instant::now();
         let data = self.load_data()?;
         self.require(kind)?;
         let outputs = embedder.embed_all(&data.strings(), self.spec.batch_size)?;
         let info = SourceInfo { kind: "embedder".into(), location: "a Rust function".into(), details: BTreeMap::new() };
-        self.check_outputs(&data, kind, outputs, info)
+        self.check_outputs(&data, kind, outputs, info, started)
     }
 
     /// Checks a system under test named on the command line (a server, a command, a file).
     pub fn check_source(&self, kind: PipelineKind, config: &SourceConfig) -> Result<SuiteReport> {
+        let started = std::time::Instant::now();
         let data = self.load_data()?;
         self.require(kind)?;
-        let (outputs, info) = source::collect(config, kind, &data.texts)?;
-        self.check_outputs(&data, kind, outputs, info)
+        // A server that can normalize (TEI) is asked to do as the reference did.
+        let mut config = config.clone();
+        if config.http.normalize.is_none() {
+            config.http.normalize = reference_is_normalized(&data.expected(&self.spec, kind)?.vectors);
+        }
+        let (outputs, info) = source::collect(&config, kind, &data.texts)?;
+        self.check_outputs(&data, kind, outputs, info, started)
     }
 
     fn require(&self, kind: PipelineKind) -> Result<()> {
@@ -265,7 +335,7 @@ impl Suite {
         Err(Error::Usage(format!("suite {} has no {kind} reference (it has: {})", self.spec.name, have.join(", "))))
     }
 
-    fn check_outputs(&self, data: &Loaded, kind: PipelineKind, outputs: Vec<Output>, info: SourceInfo) -> Result<SuiteReport> {
+    fn check_outputs(&self, data: &Loaded, kind: PipelineKind, outputs: Vec<Output>, info: SourceInfo, started: std::time::Instant) -> Result<SuiteReport> {
         let spec = &self.spec;
         if outputs.len() != data.texts.len() {
             return Err(Error::Usage(format!("{} outputs for {} texts from {}", outputs.len(), data.texts.len(), info.location)));
@@ -297,8 +367,8 @@ impl Suite {
                 let pipeline = Pipeline::build(kind, model, options)?;
                 report.max_length.insert(kind.name().to_string(), pipeline.max_length);
                 report.notes.extend(expectations(&pipeline));
-                let tol = self.tolerance(&pipeline, model)?;
-                let mut alt = ModelAlternatives::new(
+                let tol = self.tolerance(data, &pipeline, model)?;
+                let alt = ModelAlternatives::new(
                     model,
                     &pipeline,
                     &strings,
@@ -306,21 +376,68 @@ impl Suite {
                     data.reference_max_length(),
                     options.instruction.as_deref(),
                 );
+                let mut alt = DiagnosisBudget::apply(self.diagnosis_budget.until(started.elapsed()), alt);
                 compare_pipeline(kind, &ids, actual, expected, tol, &mut alt as &mut dyn Alternatives)?
             }
             None => {
                 for p in [&options.instruction, &options.prompt, &options.prompt_name].into_iter().flatten() {
                     report.notes.push(format!("the reference was made with the prompt or instruction {p:?}: your system is expected to add it"));
                 }
-                compare_pipeline(kind, &ids, actual, expected, spec.tolerance_for(kind), &mut NoAlternatives)?
+                let mut tol = spec.tolerance_for(kind);
+                match self.recorded_noise_floor(data, kind)? {
+                    Some(floor) => tol.noise_floor = floor,
+                    None if kind == PipelineKind::M3Sparse => report.notes.push(
+                        "the reference records no noise floor for m3-sparse (it was made before embcheck recorded one): without the model none is applied, so tiny weights may fail that pass with it; regenerate the reference".into(),
+                    ),
+                    None => {}
+                }
+                compare_pipeline(kind, &ids, actual, expected, tol, &mut NoAlternatives)?
             }
         };
+        let mut result = result;
         if split.tokens.is_none() {
             report.notes.push("the system under test gave no token ids, so no claim is made about its tokenization".into());
+        } else if report.source.kind == "http" {
+            // A server's ids come from /tokenize, not from the request that made the vectors (TEI's does not
+            // truncate, for one): evidence for a diagnosis, not a verdict where the vectors agree.
+            let demoted = ids_as_evidence(&mut result);
+            if !demoted.is_empty() {
+                report.notes.push(format!(
+                    "{} texts whose vectors agree have other token ids from the server's tokenize endpoint than the reference ({}): ids from another endpoint than the one that made the vectors are a note, not a failure",
+                    demoted.len(),
+                    demoted.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+                ));
+            }
         }
         report.pipelines.push(result);
         Ok(report)
     }
+}
+
+/// Passes the rows that failed on token ids alone; returns their ids.
+fn ids_as_evidence(result: &mut crate::compare::PipelineResult) -> Vec<String> {
+    let mut demoted = Vec::new();
+    for row in result.rows.iter_mut().filter(|r| r.failed == ["tokens"]) {
+        row.failed.clear();
+        row.diagnosis = None;
+        demoted.push(row.id.clone());
+    }
+    if !demoted.is_empty() {
+        result.summary = crate::compare::Summary::of(&result.rows);
+    }
+    demoted
+}
+
+/// Whether every dense reference vector has unit norm (`None` for other outputs).
+fn reference_is_normalized(vectors: &[crate::pipeline::Vector]) -> Option<bool> {
+    let norms: Option<Vec<f64>> = vectors
+        .iter()
+        .map(|v| match v {
+            crate::pipeline::Vector::Dense(d) => Some(d.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>().sqrt()),
+            _ => None,
+        })
+        .collect();
+    norms.map(|n| !n.is_empty() && n.iter().all(|x| (x - 1.0).abs() < 1e-4))
 }
 
 /// What a system under test must do itself to match the reference of `pipeline`, for the report.
