@@ -342,6 +342,25 @@ mod tests {
     }
 
     #[test]
+    fn near_ties_below_f32_resolution_follow_the_f64_cosines() {
+        // 600 copies of one vector of width 384, each moved by ~1e-6: their cosines to a query differ by
+        // about as much as f32 rounding, so the f32 order is scrambled and only the margin and the f64
+        // rescoring keep the exact order.
+        let mut s = 3u64;
+        let mut next = || {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        };
+        let base: Vec<f32> = (0..384).map(|_| next()).collect();
+        let q: Vec<f32> = base.iter().map(|x| x + 0.3 * next()).collect();
+        let v: Vec<Vec<f32>> = std::iter::once(q).chain((0..600).map(|_| base.iter().map(|x| x + 2e-6 * next()).collect())).collect();
+        let cols: Vec<usize> = (1..v.len()).collect();
+        assert_eq!(blocked(&v, &[0], &cols, 20, false), reference(&v, &[0], &cols, 20, false));
+        let all: Vec<usize> = (0..v.len()).collect();
+        assert_eq!(blocked(&v, &all, &all, 20, true), reference(&v, &all, &all, 20, true));
+    }
+
+    #[test]
     fn blocks_beyond_one_tile_and_exact_ties_match_the_full_matrix() {
         // 1200 texts (three tiles a side) of width 8 with many exact duplicates: ties everywhere.
         let mut s = 7u64;
