@@ -55,14 +55,19 @@ impl Metrics {
     }
 }
 
-fn norm(v: &[f32]) -> f64 {
+/// ‖v‖₂ in f64.
+pub fn norm(v: &[f32]) -> f64 {
     v.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>().sqrt()
 }
 
 /// Cosine of two vectors in f64; 0 when either is zero (both zero included: a direction that does not exist
 /// is not agreement, so all-zero vectors on both sides fail the cosine check instead of passing vacuously).
 pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let (na, nb) = (norm(a), norm(b));
+    cosine_with_norms(a, b, norm(a), norm(b))
+}
+
+/// [`cosine`] with the norms already computed (`na = norm(a)`, `nb = norm(b)`): the same value, bit for bit.
+pub fn cosine_with_norms(a: &[f32], b: &[f32], na: f64, nb: f64) -> f64 {
     if na == 0.0 || nb == 0.0 {
         return 0.0;
     }

@@ -43,26 +43,28 @@ pub struct Neighbours {
     pub gained: Vec<usize>,
 }
 
+impl Neighbours {
+    /// The overlap of one text's baseline neighbours `b` and candidate neighbours `c`.
+    pub fn of(b: &[usize], c: &[usize]) -> Self {
+        Neighbours {
+            jaccard: jaccard(b, c),
+            lost: b.iter().copied().filter(|x| !c.contains(x)).collect(),
+            gained: c.iter().copied().filter(|x| !b.contains(x)).collect(),
+        }
+    }
+}
+
 /// Jaccard@k of every text's neighbours (the text itself excluded), from the two similarity matrices.
 pub fn neighbour_overlap(base: &[Vec<f64>], cand: &[Vec<f64>], k: usize) -> Vec<Neighbours> {
-    (0..base.len())
-        .map(|i| {
-            let b = top_k(&base[i], k, Some(i));
-            let c = top_k(&cand[i], k, Some(i));
-            Neighbours {
-                jaccard: jaccard(&b, &c),
-                lost: b.iter().copied().filter(|x| !c.contains(x)).collect(),
-                gained: c.iter().copied().filter(|x| !b.contains(x)).collect(),
-            }
-        })
-        .collect()
+    (0..base.len()).map(|i| Neighbours::of(&top_k(&base[i], k, Some(i)), &top_k(&cand[i], k, Some(i)))).collect()
 }
 
 /// Average ranks (1-based), ties sharing their mean rank. NaN ranks lowest.
 fn ranks(v: &[f64]) -> Vec<f64> {
     let key = |x: f64| if x.is_nan() { f64::NEG_INFINITY } else { x };
     let mut idx: Vec<usize> = (0..v.len()).collect();
-    idx.sort_by(|&a, &b| key(v[a]).total_cmp(&key(v[b])));
+    // Unstable is enough: equal values share one mean rank whatever their order.
+    idx.sort_unstable_by(|&a, &b| key(v[a]).total_cmp(&key(v[b])));
     let mut r = vec![0.0; v.len()];
     let mut i = 0;
     while i < idx.len() {
@@ -102,6 +104,86 @@ pub fn spearman(a: &[f64], b: &[f64]) -> f64 {
         return f64::NAN;
     }
     pearson(&ranks(a), &ranks(b))
+}
+
+/// Spearman's correlation of the pairwise similarities of `n` texts on both sides, with how it was
+/// computed.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct RankCorrelation {
+    /// The correlation (over every pair, or over the sample).
+    pub value: f64,
+    /// Lower bound of its confidence interval (the value itself when exact).
+    pub low: f64,
+    /// Upper bound (the value itself when exact).
+    pub high: f64,
+    /// Pairs the value was computed on.
+    pub pairs: usize,
+    /// Pairs there are: n(n − 1)/2.
+    pub of_pairs: usize,
+    /// Whether the pairs were a seeded sample (with replacement) rather than all of them.
+    pub sampled: bool,
+}
+
+/// The scores of a batch of pairs (i, j), i < j, in order: symmetrized as (s(i,j) + s(j,i))/2 where the score
+/// is not symmetric (ColBERT's), as [`upper_triangle`] does.
+pub type PairScores<'a> = &'a (dyn Fn(&[(usize, usize)]) -> Vec<f64> + Sync);
+
+/// Spearman of the pairwise similarities of `n` texts: over every pair i < j when there are at most
+/// `limit` of them, else on `limit` pairs drawn with `seed`, with a `level` interval by Fisher's z and the
+/// Bonett–Wright standard error √((1 + r²/2)/(m − 3)). `base` and `cand` score batches of pairs.
+pub fn pairwise_spearman(n: usize, base: PairScores, cand: PairScores, limit: usize, level: f64, seed: u64) -> RankCorrelation {
+    use rayon::prelude::*;
+    let of_pairs = n * n.saturating_sub(1) / 2;
+    let pairs: Vec<(usize, usize)> = if of_pairs <= limit {
+        (0..n).flat_map(|i| (i + 1..n).map(move |j| (i, j))).collect()
+    } else {
+        let mut rng = SplitMix64(seed);
+        (0..limit)
+            .map(|_| {
+                let i = rng.below(n);
+                let j = rng.below(n - 1);
+                let j = if j >= i { j + 1 } else { j };
+                (i.min(j), i.max(j))
+            })
+            .collect()
+    };
+    let batches = |f: PairScores| -> Vec<f64> { pairs.par_chunks(4096).flat_map_iter(f).collect() };
+    let (b, c) = (batches(base), batches(cand));
+    let value = spearman(&b, &c);
+    let sampled = of_pairs > limit;
+    let (low, high) = if sampled && pairs.len() > 3 && value.is_finite() {
+        let se = ((1.0 + value * value / 2.0) / (pairs.len() as f64 - 3.0)).sqrt();
+        let z = value.clamp(-1.0 + 1e-15, 1.0 - 1e-15).atanh();
+        let q = normal_quantile(0.5 + level / 2.0);
+        ((z - q * se).tanh(), (z + q * se).tanh())
+    } else if sampled {
+        (f64::NAN, f64::NAN)
+    } else {
+        (value, value)
+    };
+    RankCorrelation { value, low, high, pairs: pairs.len(), of_pairs, sampled }
+}
+
+/// The standard normal quantile (Acklam's rational approximation, relative error < 1.2e-9): one function
+/// is not worth a statistics crate; tested against known quantiles.
+pub fn normal_quantile(p: f64) -> f64 {
+    const A: [f64; 6] = [-3.969683028665376e1, 2.209460984245205e2, -2.759285104469687e2, 1.383577518672690e2, -3.066479806614716e1, 2.506628277459239];
+    const B: [f64; 5] = [-5.447609879822406e1, 1.615858368580409e2, -1.556989798598866e2, 6.680131188771972e1, -1.328068155288572e1];
+    const C: [f64; 6] = [-7.784894002430293e-3, -3.223964580411365e-1, -2.400758277161838, -2.549732539343734, 4.374664141464968, 2.938163982698783];
+    const D: [f64; 4] = [7.784695709041462e-3, 3.224671290700398e-1, 2.445134137142996, 3.754408661907416];
+    if !(p > 0.0 && p < 1.0) {
+        return f64::NAN;
+    }
+    let tail = |q: f64| (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5]) / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0);
+    if p < 0.02425 {
+        tail((-2.0 * p.ln()).sqrt())
+    } else if p > 1.0 - 0.02425 {
+        -tail((-2.0 * (1.0 - p).ln()).sqrt())
+    } else {
+        let q = p - 0.5;
+        let r = q * q;
+        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
+    }
 }
 
 /// The upper triangle (i < j) of a similarity matrix, symmetrized (ColBERT's score is not symmetric).
@@ -282,6 +364,27 @@ mod tests {
         assert!(a.high <= 0.0, "every difference is <= 0: {a:?}");
         let same = paired_bootstrap(&base, &base, 100, 0.95, 1);
         assert_eq!((same.mean, same.low, same.high), (0.0, 0.0, 0.0));
+    }
+
+    #[test]
+    fn normal_quantiles_and_the_pairwise_spearman_paths() {
+        approx::assert_relative_eq!(normal_quantile(0.975), 1.959963984540054, epsilon = 1e-8);
+        approx::assert_relative_eq!(normal_quantile(0.5), 0.0, epsilon = 1e-12);
+        approx::assert_relative_eq!(normal_quantile(0.001), -3.090232306167813, epsilon = 1e-8);
+        // Exact below the limit: the same value as the upper triangles of the full matrices.
+        let x: Vec<f64> = (0..40).map(|i| ((i * 37) % 41) as f64).collect();
+        let base = |i: usize, j: usize| -(x[i] - x[j]).abs();
+        let cand = |i: usize, j: usize| -(x[i] - x[j]).abs() + if (i * j) % 7 == 0 { 5.0 } else { 0.0 };
+        let full = |f: &dyn Fn(usize, usize) -> f64| (0..40).map(|i| (0..40).map(|j| f(i, j)).collect::<Vec<f64>>()).collect::<Vec<_>>();
+        let want = spearman(&upper_triangle(&full(&base)), &upper_triangle(&full(&cand)));
+        let base = |p: &[(usize, usize)]| p.iter().map(|&(i, j)| base(i, j)).collect();
+        let cand = |p: &[(usize, usize)]| p.iter().map(|&(i, j)| cand(i, j)).collect();
+        let exact = pairwise_spearman(40, &base, &cand, 780, 0.95, 1);
+        assert_eq!((exact.value, exact.low, exact.high, exact.pairs, exact.sampled), (want, want, want, 780, false));
+        // Above it: a sample whose interval holds the exact value.
+        let s = pairwise_spearman(40, &base, &cand, 779, 0.95, 1);
+        assert!(s.sampled && s.pairs == 779 && s.of_pairs == 780);
+        assert!(s.low < want && want < s.high, "{s:?} vs {want}");
     }
 
     #[test]

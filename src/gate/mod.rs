@@ -10,6 +10,7 @@
 //! difference. [`Thresholds`] decide.
 
 pub mod metrics;
+pub mod neighbours;
 pub mod report;
 pub mod retrieval;
 pub mod thresholds;
@@ -80,8 +81,8 @@ pub struct TextGate {
     pub id: String,
     /// Drift from the baseline, where the spaces compare.
     pub drift: Option<Drift>,
-    /// Jaccard@k of its neighbours.
-    pub jaccard: f64,
+    /// Jaccard@k of its neighbours (`None` when the gate compared a sample of texts without it).
+    pub jaccard: Option<f64>,
     /// Ids of baseline neighbours the candidate lost.
     pub lost: Vec<String>,
     /// Ids of candidate neighbours the baseline did not have.
@@ -162,12 +163,18 @@ pub struct PipelineGate {
     pub drift: Option<DriftSummary>,
     /// Why drift is not measured, when it is not.
     pub not_comparable: Option<String>,
-    /// Mean Jaccard@k.
+    /// Mean Jaccard@k (over the texts compared).
     pub jaccard_mean: f64,
     /// Lowest Jaccard@k.
     pub jaccard_min: f64,
+    /// Texts whose neighbours were compared: all, or a seeded sample (`[gate] neighbour_texts`).
+    pub neighbours_compared: usize,
+    /// The interval of the mean Jaccard@k when the texts compared were a sample.
+    pub jaccard_interval: Option<Interval>,
     /// Spearman correlation of the pairwise similarities.
     pub spearman: f64,
+    /// How it was computed: over every pair, or on a seeded sample with its interval.
+    pub spearman_detail: metrics::RankCorrelation,
     /// Retrieval quality, when the suite carries a retrieval set.
     pub retrieval: Option<RetrievalGate>,
     /// Every check made; the pipeline passes when all do.
@@ -244,12 +251,14 @@ pub fn run(dir: &Path, candidate: &Candidate, pipelines: &[PipelineKind], progre
         }
     }
     let (candidates, info) = candidate_outputs(&spec, &reference, candidate, &kinds, &texts, progress, &mut notes)?;
+    // The file's bytes are no longer needed: at corpus scale they are as large as the vectors.
+    drop(reference);
     let ids: Vec<String> = texts.iter().map(|t| t.id.clone()).collect();
     let pipelines = kinds
         .iter()
         .zip(&baselines)
         .zip(candidates)
-        .map(|((&k, base), cand)| gate_pipeline(k, &ids, base, &cand, retrieval.as_ref(), &thresholds))
+        .map(|((&k, base), cand)| gate_pipeline(k, &ids, base, cand, retrieval.as_ref(), &thresholds))
         .collect();
     Ok(GateReport {
         suite: spec.name.clone(),
@@ -317,7 +326,7 @@ fn gate_pipeline(
     kind: PipelineKind,
     ids: &[String],
     base: &[Vector],
-    cand: &Outputs,
+    cand: Outputs,
     retrieval: Option<&RetrievalSet>,
     t: &Thresholds,
 ) -> PipelineGate {
@@ -329,28 +338,56 @@ fn gate_pipeline(
         Vector::Sparse(_) => Vector::Sparse(Vec::new()),
         Vector::Multi(_) => Vector::Multi(Vec::new()),
     };
-    let values: Vec<Vector> = cand.iter().zip(base).map(|(c, b)| c.clone().unwrap_or_else(|_| empty(b))).collect();
+    let mut rejections: Vec<Option<String>> = vec![None; n];
+    let values: Vec<Vector> = cand
+        .into_iter()
+        .zip(base)
+        .enumerate()
+        .map(|(i, (c, b))| {
+            c.unwrap_or_else(|e| {
+                rejections[i] = Some(e);
+                empty(b)
+            })
+        })
+        .collect();
     let not_comparable = metrics::incomparable(&values, base);
     let k = t.k.min(n - 1);
-    let s_base = metrics::similarity_matrix(base);
-    let s_cand = metrics::similarity_matrix(&values);
-    let overlap = metrics::neighbour_overlap(&s_base, &s_cand, k);
-    let spearman = metrics::spearman(&metrics::upper_triangle(&s_base), &metrics::upper_triangle(&s_cand));
+    let scores = Scores::new(base, &values);
+    let all: Vec<usize> = (0..n).collect();
+    let compared = match t.neighbour_texts {
+        Some(m) if m < n => sample_without_replacement(n, m, t.seed),
+        _ => all.clone(),
+    };
+    let (top_base, top_cand) = (scores.top_k(Side::Base, &compared, &all, k, true), scores.top_k(Side::Candidate, &compared, &all, k, true));
+    let mut overlap: Vec<Option<metrics::Neighbours>> = vec![None; n];
+    for ((&i, b), c) in compared.iter().zip(&top_base).zip(&top_cand) {
+        overlap[i] = Some(metrics::Neighbours::of(b, c));
+    }
+    drop((top_base, top_cand));
+    let correlation = scores.spearman(n, t);
+    let spearman = correlation.value;
     let names = |v: &[usize]| v.iter().map(|&j| ids[j].clone()).collect::<Vec<_>>();
     let texts: Vec<TextGate> = (0..n)
         .map(|i| TextGate {
             id: ids[i].clone(),
             drift: not_comparable.is_none().then(|| metrics::drift(&values[i], &base[i])),
-            jaccard: overlap[i].jaccard,
-            lost: names(&overlap[i].lost),
-            gained: names(&overlap[i].gained),
-            rejected: cand[i].as_ref().err().cloned(),
+            jaccard: overlap[i].as_ref().map(|o| o.jaccard),
+            lost: overlap[i].as_ref().map_or_else(Vec::new, |o| names(&o.lost)),
+            gained: overlap[i].as_ref().map_or_else(Vec::new, |o| names(&o.gained)),
+            rejected: rejections[i].take(),
             non_finite: !finite(&values[i]),
         })
         .collect();
-    let jaccards: Vec<f64> = overlap.iter().map(|o| o.jaccard).collect();
-    let jaccard_mean = jaccards.iter().sum::<f64>() / n as f64;
+    let jaccards: Vec<f64> = overlap.iter().flatten().map(|o| o.jaccard).collect();
+    let m = jaccards.len() as f64;
+    let jaccard_mean = jaccards.iter().sum::<f64>() / m;
     let jaccard_min = jaccards.iter().copied().fold(f64::INFINITY, f64::min);
+    // A sample's mean gets a normal interval, with the finite-population correction.
+    let jaccard_interval = (compared.len() < n).then(|| {
+        let var = jaccards.iter().map(|j| (j - jaccard_mean).powi(2)).sum::<f64>() / (m - 1.0).max(1.0);
+        let half = metrics::normal_quantile(0.5 + t.confidence / 2.0) * (var / m * (n as f64 - m) / (n as f64 - 1.0)).sqrt();
+        Interval { mean: jaccard_mean, low: jaccard_mean - half, high: jaccard_mean + half }
+    });
     let drift = not_comparable.is_none().then(|| summarize_drift(&texts));
 
     let mut checks = Vec::new();
@@ -368,7 +405,7 @@ fn gate_pipeline(
             checks.push(Check::at_most("largest drift relative L2", d.max_rel_l2, limit));
         }
     }
-    let retrieval = retrieval.map(|r| gate_retrieval(r, ids, &s_base, &s_cand, t));
+    let retrieval = retrieval.map(|r| gate_retrieval(r, ids, &scores, t));
     if let Some(r) = &retrieval {
         checks.push(Check::at_most(format!("nDCG@{} drop, upper bound of the {:.0}% interval", r.k, t.confidence * 100.0), drop_bound(r.ndcg_diff), t.max_ndcg_drop));
         checks.push(Check::at_most(
@@ -377,7 +414,71 @@ fn gate_pipeline(
             t.max_recall_drop,
         ));
     }
-    PipelineGate { pipeline: kind, k, texts, drift, not_comparable, jaccard_mean, jaccard_min, spearman, retrieval, checks }
+    PipelineGate { pipeline: kind, k, texts, drift, not_comparable, jaccard_mean, jaccard_min, neighbours_compared: compared.len(), jaccard_interval, spearman, spearman_detail: correlation, retrieval, checks }
+}
+
+/// `m` of `0..n` drawn without replacement with `seed` (a partial Fisher–Yates shuffle), in order.
+fn sample_without_replacement(n: usize, m: usize, seed: u64) -> Vec<usize> {
+    let mut v: Vec<usize> = (0..n).collect();
+    let mut rng = metrics::SplitMix64(seed);
+    for i in 0..m.min(n) {
+        let j = i + rng.below(n - i);
+        v.swap(i, j);
+    }
+    v.truncate(m);
+    v.sort_unstable();
+    v
+}
+
+/// Which side's scores.
+#[derive(Debug, Clone, Copy)]
+enum Side {
+    Base,
+    Candidate,
+}
+
+/// How the gate scores pairs of texts: dense vectors by blocked products (memory linear in the texts),
+/// other values (sparse, ColBERT, dense of mixed widths) by the full matrices of their scores.
+enum Scores<'a> {
+    Dense { exact: [neighbours::ExactCosine<'a>; 2], unit: [neighbours::UnitRows; 2] },
+    Matrix([Vec<Vec<f64>>; 2]),
+}
+
+impl<'a> Scores<'a> {
+    fn new(base: &'a [Vector], cand: &'a [Vector]) -> Self {
+        let rows = |v: &'a [Vector]| -> Option<Vec<&'a [f32]>> { v.iter().map(|x| if let Vector::Dense(d) = x { Some(d.as_slice()) } else { None }).collect() };
+        let unit = |v: &'a [Vector]| rows(v).and_then(|r| Some((neighbours::UnitRows::new(&r)?, r)));
+        match (unit(base), unit(cand)) {
+            (Some((ub, rb)), Some((uc, rc))) => Scores::Dense { exact: [neighbours::ExactCosine::new(rb), neighbours::ExactCosine::new(rc)], unit: [ub, uc] },
+            _ => Scores::Matrix([metrics::similarity_matrix(base), metrics::similarity_matrix(cand)]),
+        }
+    }
+
+    /// The exact f64 scores of pairs of texts on one side (symmetrized where the score is not symmetric).
+    fn pairs(&self, side: Side, pairs: &[(usize, usize)]) -> Vec<f64> {
+        match self {
+            Scores::Dense { exact, .. } => exact[side as usize].many(pairs),
+            Scores::Matrix(m) => pairs.iter().map(|&(i, j)| (m[side as usize][i][j] + m[side as usize][j][i]) / 2.0).collect(),
+        }
+    }
+
+    /// The `k` best of `cols` for each of `rows` (positions into `cols`), as [`metrics::top_k`] ranks them.
+    fn top_k(&self, side: Side, rows: &[usize], cols: &[usize], k: usize, skip_self: bool) -> Vec<Vec<usize>> {
+        match self {
+            Scores::Dense { unit, exact } => neighbours::top_k(&unit[side as usize], rows, cols, k, skip_self, &|i, j| exact[side as usize].get(i, j)),
+            Scores::Matrix(m) => rows
+                .iter()
+                .map(|&i| {
+                    let row: Vec<f64> = cols.iter().map(|&j| m[side as usize][i][j]).collect();
+                    metrics::top_k(&row, k, if skip_self { cols.iter().position(|&j| j == i) } else { None })
+                })
+                .collect(),
+        }
+    }
+
+    fn spearman(&self, n: usize, t: &Thresholds) -> metrics::RankCorrelation {
+        metrics::pairwise_spearman(n, &|p| self.pairs(Side::Base, p), &|p| self.pairs(Side::Candidate, p), t.spearman_pairs, t.confidence, t.seed)
+    }
 }
 
 /// The upper bound of a drop: minus the lower bound of candidate − baseline (+ 0.0 so no drop reads 0, not −0).
@@ -417,17 +518,15 @@ fn summarize_drift(texts: &[TextGate]) -> DriftSummary {
     }
 }
 
-fn gate_retrieval(r: &RetrievalSet, ids: &[String], s_base: &[Vec<f64>], s_cand: &[Vec<f64>], t: &Thresholds) -> RetrievalGate {
+fn gate_retrieval(r: &RetrievalSet, ids: &[String], scores: &Scores, t: &Thresholds) -> RetrievalGate {
     let k = t.retrieval_k.min(r.corpus.len());
-    let rank = |s: &[Vec<f64>], q: usize| -> Vec<usize> {
-        let row: Vec<f64> = r.corpus.iter().map(|&d| s[q][d]).collect();
-        metrics::top_k(&row, r.corpus.len(), None)
-    };
+    let rows: Vec<usize> = r.queries.iter().map(|(q, _)| *q).collect();
+    let (top_base, top_cand) = (scores.top_k(Side::Base, &rows, &r.corpus, k, false), scores.top_k(Side::Candidate, &rows, &r.corpus, k, false));
     let queries: Vec<QueryGate> = r
         .queries
         .iter()
-        .map(|(q, judged)| {
-            let (rb, rc) = (rank(s_base, *q), rank(s_cand, *q));
+        .zip(top_base.iter().zip(&top_cand))
+        .map(|((q, judged), (rb, rc))| {
             QueryGate {
                 id: ids[*q].clone(),
                 ndcg_baseline: metrics::ndcg_at_k(&rb, judged, k),
@@ -470,7 +569,7 @@ mod tests {
     fn same_vectors_pass_every_check() {
         let (ids, base) = texts(6);
         let cand: Outputs = base.iter().cloned().map(Ok).collect();
-        let p = gate_pipeline(PipelineKind::RawCls, &ids, &base, &cand, None, &Thresholds::default());
+        let p = gate_pipeline(PipelineKind::RawCls, &ids, &base, cand, None, &Thresholds::default());
         assert!(p.passed(), "{:?}", p.checks);
         assert_eq!(p.k, 5, "k is capped at n - 1");
         assert_eq!(p.drift.as_ref().unwrap().max_rel_l2, 0.0);
@@ -481,17 +580,80 @@ mod tests {
         let (ids, base) = texts(6);
         let mut cand: Outputs = base.iter().cloned().map(Ok).collect();
         cand[2] = Err("413 payload too large".into());
-        let p = gate_pipeline(PipelineKind::RawCls, &ids, &base, &cand, None, &Thresholds::default());
+        let p = gate_pipeline(PipelineKind::RawCls, &ids, &base, cand, None, &Thresholds::default());
         assert!(!p.passed());
         assert_eq!(p.texts[2].rejected.as_deref(), Some("413 payload too large"));
         assert!(p.checks.iter().any(|c| c.name.starts_with("texts the candidate rejected") && !c.passed));
 
         let mut cand: Outputs = base.iter().cloned().map(Ok).collect();
         cand[4] = Ok(Vector::Dense(vec![f32::NAN, 0.0, 0.0]));
-        let p = gate_pipeline(PipelineKind::RawCls, &ids, &base, &cand, None, &Thresholds::default());
+        let p = gate_pipeline(PipelineKind::RawCls, &ids, &base, cand, None, &Thresholds::default());
         assert!(!p.passed());
         assert!(p.texts[4].non_finite);
         assert!(p.drift.as_ref().unwrap().min_cosine.is_nan(), "a NaN is never hidden by the summary");
+    }
+
+    /// The gate's figures computed the way they were before blocked products: full f64 matrices.
+    fn by_full_matrices(base: &[Vector], cand: &[Vector], r: &RetrievalSet, k: usize, rk: usize) -> (Vec<f64>, f64, Vec<(f64, f64)>) {
+        let (sb, sc) = (metrics::similarity_matrix(base), metrics::similarity_matrix(cand));
+        let jaccards = metrics::neighbour_overlap(&sb, &sc, k).into_iter().map(|o| o.jaccard).collect();
+        let spearman = metrics::spearman(&metrics::upper_triangle(&sb), &metrics::upper_triangle(&sc));
+        let rank = |s: &[Vec<f64>], q: usize| metrics::top_k(&r.corpus.iter().map(|&d| s[q][d]).collect::<Vec<_>>(), r.corpus.len(), None);
+        let ndcg = r.queries.iter().map(|(q, j)| (metrics::ndcg_at_k(&rank(&sb, *q), j, rk), metrics::ndcg_at_k(&rank(&sc, *q), j, rk))).collect();
+        (jaccards, spearman, ndcg)
+    }
+
+    #[test]
+    fn blocked_gate_equals_the_full_matrix_gate() {
+        // 1100 texts (three blocks) of width 16 from few distinct components: exact ties are common.
+        let mut s = 11u64;
+        let mut next = || {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 33) % 9) as f32 - 4.0
+        };
+        let n = 1100;
+        let base: Vec<Vector> = (0..n).map(|_| Vector::Dense((0..16).map(|_| next()).collect())).collect();
+        let cand_v: Vec<Vector> = base
+            .iter()
+            .enumerate()
+            .map(|(i, v)| match v {
+                Vector::Dense(d) if i % 3 == 0 => Vector::Dense(d.iter().map(|x| x + next() * 0.25).collect()),
+                other => other.clone(),
+            })
+            .collect();
+        let ids: Vec<String> = (0..n).map(|i| format!("t{i}")).collect();
+        let r = RetrievalSet {
+            dir: PathBuf::from("synthetic"),
+            queries: (0..40).map(|q| (q, vec![(q * 7 % 900, 1.0), (q * 13 % 900, 2.0)])).collect(),
+            corpus: (200..n).collect(),
+            unjudged: 0,
+        };
+        let t = Thresholds { spearman_pairs: n * n, ..Thresholds::default() };
+        let p = gate_pipeline(PipelineKind::RawCls, &ids, &base, cand_v.iter().cloned().map(Ok).collect(), Some(&r), &t);
+        let (jaccards, spearman, ndcg) = by_full_matrices(&base, &cand_v, &r, 10, 10);
+        assert_eq!(p.texts.iter().map(|t| t.jaccard.unwrap()).collect::<Vec<_>>(), jaccards);
+        assert!(jaccards.iter().any(|&j| j < 1.0), "the candidate moves some neighbours");
+        assert_eq!(p.spearman, spearman);
+        assert!(!p.spearman_detail.sampled);
+        let q = p.retrieval.unwrap();
+        assert_eq!(q.queries.iter().map(|x| (x.ndcg_baseline, x.ndcg_candidate)).collect::<Vec<_>>(), ndcg);
+        // Above the pair limit: a seeded sample whose interval holds the exact value.
+        let t = Thresholds { spearman_pairs: 100_000, ..Thresholds::default() };
+        let p = gate_pipeline(PipelineKind::RawCls, &ids, &base, cand_v.iter().cloned().map(Ok).collect(), None, &t);
+        let c = p.spearman_detail;
+        assert!(c.sampled && c.pairs == 100_000 && c.of_pairs == n * (n - 1) / 2);
+        assert!(c.low <= spearman && spearman <= c.high, "{c:?} vs exact {spearman}");
+        // A sample of texts: their Jaccard@k are the exact ones, the others are not reported.
+        let t = Thresholds { neighbour_texts: Some(300), ..Thresholds::default() };
+        let p = gate_pipeline(PipelineKind::RawCls, &ids, &base, cand_v.iter().cloned().map(Ok).collect(), None, &t);
+        assert_eq!(p.neighbours_compared, 300);
+        assert_eq!(p.texts.iter().filter(|t| t.jaccard.is_some()).count(), 300);
+        for (t, j) in p.texts.iter().zip(&jaccards) {
+            assert!(t.jaccard.is_none_or(|x| x == *j));
+        }
+        let i = p.jaccard_interval.unwrap();
+        let full = jaccards.iter().sum::<f64>() / n as f64;
+        assert!(i.low <= full && full <= i.high, "{i:?} vs {full}");
     }
 
     #[test]
@@ -504,7 +666,7 @@ mod tests {
                 other => Ok(other.clone()),
             })
             .collect();
-        let p = gate_pipeline(PipelineKind::RawCls, &ids, &base, &cand, None, &Thresholds::default());
+        let p = gate_pipeline(PipelineKind::RawCls, &ids, &base, cand, None, &Thresholds::default());
         assert!(p.drift.is_none() && p.not_comparable.as_deref().unwrap_or("").contains("width"));
         // Doubling every vector keeps every cosine: the neighbours agree.
         assert!(p.passed(), "{:?}", p.checks);

@@ -70,15 +70,18 @@ pub fn csv(r: &GateReport, path: &Path) -> Result<Vec<u8>> {
     ])
     .map_err(err)?;
     for p in &r.pipelines {
+        // By id: a linear search per text would be texts × queries at corpus scale.
+        let by_id: std::collections::HashMap<&str, &super::QueryGate> =
+            p.retrieval.iter().flat_map(|x| x.queries.iter().map(|q| (q.id.as_str(), q))).collect();
         for t in &p.texts {
-            let q = p.retrieval.as_ref().and_then(|x| x.queries.iter().find(|q| q.id == t.id));
+            let q = by_id.get(t.id.as_str()).copied();
             w.write_record([
                 r.suite.clone(),
                 p.pipeline.name().to_string(),
                 t.id.clone(),
                 opt(t.drift.map(|d| d.cosine)),
                 opt(t.drift.map(|d| d.rel_l2)),
-                format!("{}", t.jaccard),
+                opt(t.jaccard),
                 p.k.to_string(),
                 t.lost.join(" "),
                 t.gained.join(" "),
@@ -109,10 +112,28 @@ fn check_line(c: &Check) -> String {
 
 /// The texts whose neighbours moved most (lowest Jaccard@k first, ties in suite order).
 fn worst(p: &PipelineGate) -> Vec<&super::TextGate> {
-    let mut v: Vec<&super::TextGate> = p.texts.iter().filter(|t| t.jaccard < 1.0 || t.jaccard.is_nan()).collect();
-    v.sort_by(|a, b| a.jaccard.total_cmp(&b.jaccard));
+    let mut v: Vec<&super::TextGate> = p.texts.iter().filter(|t| t.jaccard.is_some_and(|j| j < 1.0 || j.is_nan())).collect();
+    v.sort_by(|a, b| a.jaccard.unwrap_or(1.0).total_cmp(&b.jaccard.unwrap_or(1.0)));
     v.truncate(WORST_LISTED);
     v
+}
+
+/// How Spearman was computed, in one sentence.
+fn spearman_line(p: &PipelineGate, level: f64) -> String {
+    let c = &p.spearman_detail;
+    if c.sampled {
+        format!(
+            "Spearman {} on a seeded sample of {} of the {} pairs, {:.0}% interval [{}, {}]",
+            num(c.value),
+            c.pairs,
+            c.of_pairs,
+            level * 100.0,
+            num(c.low),
+            num(c.high)
+        )
+    } else {
+        format!("Spearman {} over all {} pairs (exact)", num(c.value), c.pairs)
+    }
 }
 
 /// A terminal summary, a few lines per pipeline.
@@ -127,6 +148,9 @@ pub fn terminal(r: &GateReport) -> String {
         for c in &p.checks {
             let _ = writeln!(s, "    {}", check_line(c));
         }
+        if p.spearman_detail.sampled {
+            let _ = writeln!(s, "    {}", spearman_line(p, r.thresholds.confidence));
+        }
         if let Some(d) = &p.drift {
             let _ = writeln!(s, "    drift: min cosine {}, median rel L2 {:.3e}, max rel L2 {:.3e}", num(d.min_cosine), d.median_rel_l2, d.max_rel_l2);
         }
@@ -134,7 +158,7 @@ pub fn terminal(r: &GateReport) -> String {
             let _ = writeln!(s, "    drift not measured: {why}");
         }
         for t in worst(p).iter().take(5) {
-            let _ = writeln!(s, "    {}: Jaccard@{} {}, lost [{}], gained [{}]", t.id, p.k, num(t.jaccard), t.lost.join(", "), t.gained.join(", "));
+            let _ = writeln!(s, "    {}: Jaccard@{} {}, lost [{}], gained [{}]", t.id, p.k, num(t.jaccard.unwrap_or(f64::NAN)), t.lost.join(", "), t.gained.join(", "));
         }
     }
     s
@@ -158,7 +182,11 @@ pub fn markdown(r: &GateReport) -> String {
         for c in &p.checks {
             let _ = writeln!(s, "| {} | {} | {} {} | {} |", c.name, num(c.value), c.op, c.limit, verdict(c.passed));
         }
-        let _ = writeln!(s, "\nNeighbours: mean Jaccard@{} {}, lowest {}; {} of {} texts kept all their neighbours.", p.k, num(p.jaccard_mean), num(p.jaccard_min), p.texts.iter().filter(|t| t.jaccard >= 1.0).count(), p.texts.len());
+        let _ = writeln!(s, "\nNeighbours: mean Jaccard@{} {}, lowest {}; {} of {} texts kept all their neighbours.", p.k, num(p.jaccard_mean), num(p.jaccard_min), p.texts.iter().filter(|t| t.jaccard.is_some_and(|j| j >= 1.0)).count(), p.neighbours_compared);
+        if let Some(i) = &p.jaccard_interval {
+            let _ = writeln!(s, "\nNeighbours compared for a seeded sample of {} of {} texts; {:.0}% interval of the mean Jaccard@{}: [{}, {}].", p.neighbours_compared, p.texts.len(), r.thresholds.confidence * 100.0, p.k, num(i.low), num(i.high));
+        }
+        let _ = writeln!(s, "\n{}.", spearman_line(p, r.thresholds.confidence));
         match (&p.drift, &p.not_comparable) {
             (Some(d), _) => {
                 let _ = writeln!(
@@ -186,7 +214,7 @@ pub fn markdown(r: &GateReport) -> String {
         if !w.is_empty() {
             let _ = writeln!(s, "\nTexts whose neighbours moved most (all in gate.csv):\n\n| text | Jaccard@{} | lost | gained |\n|---|---|---|---|", p.k);
             for t in w {
-                let _ = writeln!(s, "| {} | {} | {} | {} |", md_cell(&t.id), num(t.jaccard), md_cell(&t.lost.join(", ")), md_cell(&t.gained.join(", ")));
+                let _ = writeln!(s, "| {} | {} | {} | {} |", md_cell(&t.id), num(t.jaccard.unwrap_or(f64::NAN)), md_cell(&t.lost.join(", ")), md_cell(&t.gained.join(", ")));
             }
         }
     }
@@ -232,8 +260,8 @@ fn esc(s: &str) -> String {
 /// A bar per bucket of Jaccard@k (0–0.1, …, 0.9–1, and exactly 1), as inline SVG.
 fn jaccard_histogram(p: &PipelineGate) -> String {
     let mut counts = [0usize; 11];
-    for t in &p.texts {
-        let b = if t.jaccard >= 1.0 { 10 } else if t.jaccard.is_nan() { 0 } else { ((t.jaccard * 10.0) as usize).min(9) };
+    for j in p.texts.iter().filter_map(|t| t.jaccard) {
+        let b = if j >= 1.0 { 10 } else if j.is_nan() { 0 } else { ((j * 10.0) as usize).min(9) };
         counts[b] += 1;
     }
     let max = counts.iter().copied().max().unwrap_or(1).max(1);
@@ -276,6 +304,7 @@ pub fn html(r: &GateReport) -> String {
         }
         s.push_str("</table>");
         let _ = write!(s, "<h3>Jaccard@{} of each text's neighbours</h3>{}", p.k, jaccard_histogram(p));
+        let _ = write!(s, "<p>{}</p>", esc(&spearman_line(p, r.thresholds.confidence)));
         if let Some(d) = &p.drift {
             let _ = write!(s, "<p>Drift: cosine min {}, median {}; relative L2 median {:.3e}, p95 {:.3e}, max {:.3e}</p>", num(d.min_cosine), num(d.median_cosine), d.median_rel_l2, d.p95_rel_l2, d.max_rel_l2);
         } else if let Some(why) = &p.not_comparable {
@@ -304,7 +333,7 @@ pub fn html(r: &GateReport) -> String {
         if !w.is_empty() {
             let _ = write!(s, "<h3>Texts whose neighbours moved most</h3><table><tr><th>text</th><th>Jaccard@{}</th><th>lost</th><th>gained</th></tr>", p.k);
             for t in w {
-                let _ = write!(s, "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", esc(&t.id), num(t.jaccard), esc(&t.lost.join(", ")), esc(&t.gained.join(", ")));
+                let _ = write!(s, "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", esc(&t.id), num(t.jaccard.unwrap_or(f64::NAN)), esc(&t.lost.join(", ")), esc(&t.gained.join(", ")));
             }
             s.push_str("</table>");
         }

@@ -10,6 +10,8 @@
 //! max_recall_drop = 0.05
 //! min_drift_cosine = 0.99  # optional; only where the spaces are comparable
 //! max_drift_rel_l2 = 0.1   # optional
+//! spearman_pairs = 2000000 # exact over all pairs up to this many (2,000 texts), a seeded sample of it above
+//! neighbour_texts = 10000  # optional: Jaccard@k on a seeded sample of this many texts (default: every text)
 //! ```
 //!
 //! The defaults were calibrated on all-MiniLM-L6-v2 (see the README, "Gate a model upgrade"): the same
@@ -50,6 +52,12 @@ pub struct Thresholds {
     pub confidence: f64,
     /// The bootstrap's seed: the same inputs give the same interval.
     pub seed: u64,
+    /// Spearman is computed over every pair of texts when there are at most this many pairs, else on a
+    /// sample of this many pairs (seeded by `seed`) with its confidence interval.
+    pub spearman_pairs: usize,
+    /// When set and the suite has more texts, Jaccard@k is computed for a seeded sample of this many texts
+    /// (each against all texts) and its mean gets an interval: neighbours of every text cost texts².
+    pub neighbour_texts: Option<usize>,
 }
 
 impl Default for Thresholds {
@@ -66,6 +74,8 @@ impl Default for Thresholds {
             bootstrap_resamples: 2000,
             confidence: 0.95,
             seed: 0x00E6_BC8E,
+            spearman_pairs: 2_000_000,
+            neighbour_texts: None,
         }
     }
 }
@@ -80,6 +90,12 @@ impl Thresholds {
         let bad = |what: String| Err(Error::input(path, format!("[gate]: {what}")));
         if t.k == 0 || t.retrieval_k == 0 {
             return bad("k and retrieval_k must be at least 1".into());
+        }
+        if t.neighbour_texts.is_some_and(|m| m < 2) {
+            return bad("neighbour_texts must be at least 2".into());
+        }
+        if t.spearman_pairs < 10 {
+            return bad("spearman_pairs must be at least 10".into());
         }
         if t.bootstrap_resamples == 0 || !(t.confidence > 0.0 && t.confidence < 1.0) {
             return bad("bootstrap_resamples must be at least 1 and confidence within (0, 1)".into());
