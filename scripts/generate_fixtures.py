@@ -89,6 +89,10 @@ ALL_PIPELINES = ["raw-cls", "normalized-cls", "sentence-transformers", "m3-spars
 DENSE = ["raw-cls", "normalized-cls", "sentence-transformers"]
 FLAG_PIPELINES = ["normalized-cls", "m3-sparse", "m3-colbert"]  # the only ones --dtype f16 runs
 FORMAT = "embcheck-reference/1"
+# The config.json model_types whose encoder embcheck computes (src/model/config.rs IMPLEMENTED; a unit test there
+# keeps the two lists equal). Other models get model-free checks only: a system's vectors against the references,
+# diff, gate with a candidate system; no proven diagnosis, no `embcheck check` of its own pipeline.
+EMBCHECK_IMPLEMENTS = ["bert", "xlm-roberta", "roberta", "camembert", "mpnet"]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -1139,7 +1143,19 @@ def main() -> int:
     print(f"  wrote {out_dir}/{{texts.jsonl, suite.toml, reference.safetensors}} ({size / 1024:.1f} KiB)")
     for k in sorted(tensors):
         print(f"    {k:40s} {str(tensors[k].dtype):8s} {list(tensors[k].shape)}")
+    print("  " + embcheck_computes(model_arg))
     return 0
+
+
+def embcheck_computes(model_arg: str) -> str:
+    """One line: whether embcheck computes this model itself, from config.json's model_type."""
+    import transformers
+
+    model_type = transformers.AutoConfig.from_pretrained(model_arg).model_type
+    if model_type in EMBCHECK_IMPLEMENTS:
+        return f"embcheck computes this model itself (model_type {model_type!r}): check, embed, gate and proven diagnoses"
+    return (f"embcheck does not implement model_type {model_type!r}: systems are checked against this suite "
+            "model-free (check --against, gate --candidate with a system, diff; model-free diagnoses only)")
 
 
 if __name__ == "__main__":

@@ -40,6 +40,13 @@ Models:
                      tokenizer.json gets a Precompiled (charsmap) normalizer and a Metaspace pre-tokenizer;
                      sentencepiece.bpe.model is then dropped (only the fast tokenizer is used). 514 positions
                      (model_max_length 512), ST CLS + Normalize with max_seq_length 512, M3 heads.
+  tiny-mpnet         MPNet (MPNetModel) in all-mpnet-base-v2's layout: uncased WordPiece with <s> <pad> </s> <unk>
+                     first, [UNK] as unk_token and <mask> (lstrip) last, saved by MPNetTokenizerFast; 514 positions
+                     (pad 1: 512 tokens), relative position bias (32 buckets) scaled to std 1 so that a wrong bucket
+                     shows; ST mean pooling + Normalize, max_seq_length 512 (texts past 128 tokens reach the last
+                     bucket).
+  tiny-deberta-v2    DeBERTa-v2 (DebertaV2Model), a model type embcheck does not implement: its suites check systems
+                     model-free. tiny-bert-mean's tokenizer files (tokenizer_class BertTokenizer), ST CLS + Normalize.
 """
 from __future__ import annotations
 
@@ -68,6 +75,11 @@ from transformers import (
     BertConfig,
     BertModel,
     BertTokenizerFast,
+    DebertaV2Config,
+    DebertaV2Model,
+    MPNetConfig,
+    MPNetModel,
+    MPNetTokenizerFast,
     XLMRobertaConfig,
     XLMRobertaModel,
     XLMRobertaTokenizerFast,
@@ -437,7 +449,9 @@ def randomize_biases_and_norms(model: torch.nn.Module, gen: torch.Generator) -> 
             mod.bias.copy_(0.1 * torch.randn(mod.bias.shape, generator=gen))
     # The token-type row is added to every token; at std 0.2 it is a large shared component that makes
     # CLS, mean and max pooling nearly parallel (cos(cls, mean) up to 0.97). At std 0.05 they differ clearly.
-    model.embeddings.token_type_embeddings.weight.mul_(0.25)
+    # (MPNet has no token types.)
+    if getattr(model.embeddings, "token_type_embeddings", None) is not None:
+        model.embeddings.token_type_embeddings.weight.mul_(0.25)
 
 
 def make_bert(vocab_size: int, max_pos: int, seed: int) -> BertModel:
@@ -1084,6 +1098,82 @@ def build_xlmr_spm(out: Path) -> None:
     assert dir_size(d) < 800_000, f"tiny-xlmr-spm is {dir_size(d)} bytes"
 
 
+# ---------------------------------------------------------------------------------------------------------
+# MPNet (all-mpnet-base-v2's layout) and DeBERTa-v2 (a model type embcheck does not implement)
+# ---------------------------------------------------------------------------------------------------------
+MPNET_SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "[UNK]"]  # as microsoft/mpnet-base: <s>=0 <pad>=1 </s>=2 <unk>=3
+
+
+def make_mpnet_wordpiece(vocab_size: int) -> Tokenizer:
+    """An uncased WordPiece in MPNet's layout: the vocabulary of make_wordpiece(lowercase=True) after MPNet's
+    special tokens, <mask> last; post-processor <s> $A </s> (pair: <s> $A </s> </s> $B </s>)."""
+    normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=True)
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    words = wordpiece_vocab(word_counts(normalizer, pre_tokenizer), vocab_size)[len(BERT_SPECIALS):]
+    vocab = MPNET_SPECIALS + words + ["<mask>"]
+    tok = Tokenizer(models.WordPiece({t: i for i, t in enumerate(vocab)}, unk_token="[UNK]", continuing_subword_prefix="##",
+                                     max_input_chars_per_word=100))
+    tok.normalizer = normalizer
+    tok.pre_tokenizer = pre_tokenizer
+    tok.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in MPNET_SPECIALS]
+                           + [AddedToken("<mask>", special=True, normalized=False, lstrip=True)])
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
+    tok.decoder = decoders.WordPiece(prefix="##")
+    assert tok.token_to_id("<mask>") == len(vocab) - 1
+    return tok
+
+
+MPNET_BIAS_STD = 1.0  # relative_attention_bias scaled from initializer_range 0.2 to std 1: a wrong bucket shows
+
+
+def build_mpnet(out: Path) -> None:
+    d = out / "tiny-mpnet"
+    tok = make_mpnet_wordpiece(vocab_size=2000)
+    fast = MPNetTokenizerFast(tokenizer_object=tok, do_lower_case=True, strip_accents=None, model_max_length=512)
+    fast.save_pretrained(d, legacy_format=False)
+    torch.manual_seed(7007)
+    cfg = MPNetConfig(
+        vocab_size=tok.get_vocab_size(), hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=HEADS,
+        intermediate_size=INTERMEDIATE, hidden_act="gelu", max_position_embeddings=514, initializer_range=INIT_RANGE,
+        layer_norm_eps=1e-5, relative_attention_num_buckets=32, pad_token_id=1, bos_token_id=0, eos_token_id=2,
+    )
+    model = MPNetModel(cfg, add_pooling_layer=False)
+    randomize_biases_and_norms(model, torch.Generator().manual_seed(7008))
+    with torch.no_grad():
+        w = model.encoder.relative_attention_bias.weight
+        w.mul_(MPNET_BIAS_STD / w.std())
+    model.eval().save_pretrained(d, safe_serialization=True)
+    write_st_files(d, full_pooling("mean"), with_normalize=True, max_seq_length=512, do_lower_case=False)
+    t = transformers.AutoTokenizer.from_pretrained(d)
+    assert type(t).__name__.startswith("MPNetTokenizer"), type(t)
+    assert (t.cls_token_id, t.pad_token_id, t.sep_token_id) == (0, 1, 2), (t.cls_token_id, t.pad_token_id, t.sep_token_id)
+    ids = t("The quick brown fox")["input_ids"]
+    assert ids[0] == 0 and ids[-1] == 2, ids
+    print(f"  tiny-mpnet: vocab {tok.get_vocab_size()}, relative bias std {MPNET_BIAS_STD}, ids {ids}")
+
+
+def build_deberta_v2(out: Path) -> None:
+    d = out / "tiny-deberta-v2"
+    tok = make_wordpiece(lowercase=True, vocab_size=2000)
+    fast = BertTokenizerFast(tokenizer_object=tok, do_lower_case=True, strip_accents=True, tokenize_chinese_chars=True,
+                             model_max_length=512)
+    fast.save_pretrained(d, legacy_format=False)
+    torch.manual_seed(8008)
+    cfg = DebertaV2Config(
+        vocab_size=tok.get_vocab_size(), hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=HEADS,
+        intermediate_size=INTERMEDIATE, hidden_act="gelu", max_position_embeddings=512, initializer_range=INIT_RANGE,
+        relative_attention=True, position_buckets=64, pos_att_type=["p2c", "c2p"], type_vocab_size=0, pad_token_id=0,
+    )
+    model = DebertaV2Model(cfg)
+    randomize_biases_and_norms(model, torch.Generator().manual_seed(8009))
+    model.eval().save_pretrained(d, safe_serialization=True)
+    write_st_files(d, full_pooling("cls"), with_normalize=True, max_seq_length=128, do_lower_case=False)
+    # tokenizer_config.json names BertTokenizer(Fast): AutoTokenizer loads it whatever the model type.
+    assert type(transformers.AutoTokenizer.from_pretrained(d)).__name__.startswith("BertTokenizer")
+    print(f"  tiny-deberta-v2: vocab {tok.get_vocab_size()} (model_type {cfg.model_type})")
+
+
 README = """\
 # Tiny test models
 
@@ -1110,6 +1200,8 @@ every reference.
 | `tiny-bert-dense/` | **Pitfall:** a post-pooling `Dense` module. BERT, uncased WordPiece (`tiny-bert-mean`'s vocabulary, `tokenizer_config.json` and `special_tokens_map.json`, but no baked-in truncation/padding), `max_seq_length` 64. `modules.json`: Transformer (`""`) -> Pooling (`1_Pooling`) -> Dense (`2_Dense`, `sentence_transformers.models.Dense`) -> Normalize (`3_Normalize`, no folder). Pooling: `cls_token`, `max_tokens` and `mean_sqrt_len_tokens` true, every other mode false (all keys written), concatenated in sentence-transformers' order cls, max, mean_sqrt_len (sum / sqrt(tokens)): 96 wide. `2_Dense/` as `Dense.save` (5.1.2) writes it: `config.json` (indent 4, no trailing newline) `{"in_features": 96, "out_features": 24, "bias": true, "activation_function": "torch.nn.modules.activation.Tanh"}` and `model.safetensors` (no metadata) with `linear.weight` F32 [24, 96] and `linear.bias` F32 [24] (weights std 0.03, bias std 0.1: the pre-activation stays mostly in (-2, 2), so tanh is curved but not saturated). Output: normalize(tanh(W v + b)), **24** dims, not the hidden size 32; a port that skips the Dense module (as TEI once did) or its tanh gets unrelated vectors. |
 | `tiny-xlmr-m3/` | XLM-RoBERTa in BAAI/bge-m3's layout: Unigram tokenizer (NFKC, Metaspace "▁" prepend always), `<s>`=0 `<pad>`=1 `</s>`=2 `<unk>`=3, `<mask>` last; pad 1, LayerNorm eps 1e-5, type_vocab_size 1, **2562 positions** (2560 tokens fit: position ids past 2048). `sparse_linear.pt` (Linear(32, 1)) and `colbert_linear.pt` (Linear(32, 32)) saved as bge-m3 ships them (zip-format `torch.save` of the state dict); the sparse bias makes roughly half the tokens positive. sentence-transformers: CLS pooling + Normalize, `max_seq_length` 2560. Weights in `model.safetensors`. |
 | `tiny-xlmr-m3-pth/` | The same model and byte-identical other files, but the encoder weights in `pytorch_model.bin` (zip-format `torch.save` of the state dict, like BAAI/bge-m3) instead of `model.safetensors`. |
+| `tiny-mpnet/` | MPNet in all-mpnet-base-v2's layout (`MPNetModel`): uncased WordPiece with `<s>`=0 `<pad>`=1 `</s>`=2 `<unk>`=3, `[UNK]` as the unknown token and `<mask>` (lstrip) last, saved by `MPNetTokenizerFast` (`<s> … </s>`); 514 positions counted from pad + 1 (512 tokens); relative position bias (`encoder.relative_attention_bias`, 32 buckets) scaled to std 1 so that a wrong bucket changes the output clearly; LayerNorm eps 1e-5. sentence-transformers: mean pooling + Normalize, `max_seq_length` 512 (texts past 128 tokens reach the last, capped bucket). |
+| `tiny-deberta-v2/` | DeBERTa-v2 (`DebertaV2Model`, relative attention p2c + c2p), a model type embcheck does **not** implement: its suite checks systems against the Python references model-free (`check --against`, `gate --candidate` with a system, `diff`). Tokenizer: `tiny-bert-mean`'s WordPiece (`tokenizer_class` BertTokenizer). sentence-transformers: CLS pooling + Normalize, `max_seq_length` 128. |
 | `tiny-xlmr-spm/` | XLM-RoBERTa in BAAI/bge-m3's layout with a tokenizer made the way the real XLM-R's was: a SentencePiece **unigram model** (`sentencepiece.SentencePieceTrainer`, 1200 pieces, `normalization_rule_name="nmt_nfkc"`, character coverage 1.0, no byte fallback, one thread, fixed seed; the script's corpus plus Vietnamese, Thai, Hindi, Hebrew, katakana and Korean lines), loaded by `XLMRobertaTokenizer(vocab_file=...)` and converted by transformers (`from_pretrained(..., from_slow=True)`, i.e. `convert_slow_tokenizer`). `tokenizer.json`: normalizer `Sequence[Precompiled (the nmt_nfkc charsmap), Strip(right), Replace(" {2,}" -> "▁")]`, pre-tokenizer `Metaspace` ("▁", prepend always, split), vocabulary 1202 (`<s>`=0 `<pad>`=1 `</s>`=2 `<unk>`=3, `<mask>`=1201, lstrip, not normalized); `sentencepiece.bpe.model` is dropped after the conversion (every library here loads the fast tokenizer). **Pitfalls:** NFKC comes only from the Precompiled charsmap, applied as the `tokenizers` library applies it: a half-width katakana with a half-width voiced mark (`ﾋﾞ`) becomes `ヒ` + U+3099, not `ビ` as in SentencePiece itself and in NFKC (so the slow and fast Python tokenizers differ there; every Python library here uses the fast one). 514 positions, `model_max_length` 512, `max_seq_length` 512 (texts over 512 tokens are truncated). Random weights (seed 6006), M3 heads (seed 6100), sentence-transformers CLS pooling + Normalize. |
 
 Characters that are deliberately not in the tokenizer corpora (emoji, Hebrew, Thai, Devanagari, most CJK
@@ -1120,7 +1212,7 @@ Thai, Hindi, Hebrew and more Japanese and Korean, but not emoji).
 
 MODEL_NAMES = [
     "tiny-bert-mean", "tiny-bert-cls", "tiny-bert-cased-config-override", "tiny-bert-dense", "tiny-xlmr-m3",
-    "tiny-xlmr-m3-pth", "tiny-xlmr-spm",
+    "tiny-xlmr-m3-pth", "tiny-xlmr-spm", "tiny-mpnet", "tiny-deberta-v2",
 ]
 
 
@@ -1128,6 +1220,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / "fixtures" / "models"))
     ap.add_argument("--check-determinism", action="store_true", help="build twice and compare sha256 of every file")
+    ap.add_argument("--only", nargs="+", choices=MODEL_NAMES, default=None,
+                    help="build only these models (the others are left as they are)")
     args = ap.parse_args()
     out = Path(args.out)
 
@@ -1136,23 +1230,36 @@ def main() -> int:
     print(f"tokenizers {tokenizers.__version__}, transformers {transformers.__version__}, torch {torch.__version__}, "
           f"sentence-transformers {sentence_transformers.__version__}")
 
+    builders = {
+        "tiny-bert-mean": build_bert_mean, "tiny-bert-cls": build_bert_cls,
+        "tiny-bert-cased-config-override": build_bert_cased_config_override, "tiny-bert-dense": build_bert_dense,
+        "tiny-xlmr-m3": build_xlmr, "tiny-xlmr-spm": build_xlmr_spm, "tiny-mpnet": build_mpnet,
+        "tiny-deberta-v2": build_deberta_v2,
+    }
+    # tiny-xlmr-m3 and tiny-xlmr-m3-pth are built together, and tiny-bert-cased-config-override from tiny-bert-cls.
+    wanted = set(args.only or MODEL_NAMES)
+    if "tiny-xlmr-m3-pth" in wanted:
+        wanted.add("tiny-xlmr-m3")
+    if "tiny-bert-cased-config-override" in wanted:
+        wanted.add("tiny-bert-cls")
+
     def build(target: Path) -> None:
         for name in MODEL_NAMES:
-            if (target / name).exists():
+            if name in wanted and (target / name).exists():
                 shutil.rmtree(target / name)
+            if name == "tiny-xlmr-m3" and name in wanted and (target / "tiny-xlmr-m3-pth").exists():
+                shutil.rmtree(target / "tiny-xlmr-m3-pth")
         target.mkdir(parents=True, exist_ok=True)
-        build_bert_mean(target)
-        build_bert_cls(target)
-        build_bert_cased_config_override(target)
-        build_bert_dense(target)
-        build_xlmr(target)
-        build_xlmr_spm(target)
+        for name, builder in builders.items():
+            if name in wanted:
+                builder(target)
 
     build(out)
     (out / "README.md").write_text(README, encoding="utf-8")
 
     print("pooling check (CLS vs mean vs max must differ clearly):")
-    for name in ["tiny-bert-mean", "tiny-bert-cls", "tiny-bert-dense", "tiny-xlmr-m3", "tiny-xlmr-spm"]:
+    for name in ["tiny-bert-mean", "tiny-bert-cls", "tiny-bert-dense", "tiny-xlmr-m3", "tiny-xlmr-spm", "tiny-mpnet",
+                 "tiny-deberta-v2"]:
         pooling_check(name, out / name)
     st_load_check(out / "tiny-bert-mean", HIDDEN)
     prompt_check(out / "tiny-bert-mean")
@@ -1164,6 +1271,8 @@ def main() -> int:
     st_load_check(out / "tiny-xlmr-m3", HIDDEN)
     st_load_check(out / "tiny-xlmr-m3-pth", HIDDEN)
     st_load_check(out / "tiny-xlmr-spm", HIDDEN)
+    st_load_check(out / "tiny-mpnet", HIDDEN)
+    st_load_check(out / "tiny-deberta-v2", HIDDEN)
 
     # The two XLM-R directories must agree on every file but the weights.
     a, b = tree_digest(out / "tiny-xlmr-m3"), tree_digest(out / "tiny-xlmr-m3-pth")
@@ -1173,7 +1282,7 @@ def main() -> int:
     if args.check_determinism:
         with tempfile.TemporaryDirectory() as tmp:
             build(Path(tmp))
-            for name in MODEL_NAMES:
+            for name in [n for n in MODEL_NAMES if (Path(tmp) / n).exists()]:
                 x, y = tree_digest(out / name), tree_digest(Path(tmp) / name)
                 bad = sorted(k for k in set(x) | set(y) if x.get(k) != y.get(k))
                 assert not bad, f"{name}: not deterministic: {bad}"

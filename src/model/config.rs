@@ -8,6 +8,10 @@ use serde::Deserialize;
 
 use crate::error::{read_json, Error, Result};
 
+/// The `model_type`s of `config.json` whose encoder embcheck computes. `scripts/generate_fixtures.py` keeps
+/// the same list (a unit test compares them) to say whether embcheck can compute a suite's model.
+pub const IMPLEMENTED: &[&str] = &["bert", "xlm-roberta", "roberta", "camembert", "mpnet"];
+
 /// The encoder families embcheck runs. Chosen from `config.json`'s `model_type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Family {
@@ -15,6 +19,8 @@ pub enum Family {
     Bert,
     /// `xlm-roberta` (and `roberta`, `camembert`): positions counted from `pad_token_id + 1`.
     XlmRoberta,
+    /// `mpnet`: positions counted from `pad_token_id + 1`, no token types, a relative position bias.
+    Mpnet,
 }
 
 /// The encoder's hyper-parameters.
@@ -40,8 +46,10 @@ pub struct EncoderConfig {
     pub type_vocab_size: usize,
     /// LayerNorm epsilon.
     pub layer_norm_eps: f64,
-    /// Padding id; XLM-R positions start after it.
+    /// Padding id; XLM-R and MPNet positions start after it.
     pub pad_token_id: u32,
+    /// MPNet: rows of the relative position bias table (at least the 32 buckets used).
+    pub relative_attention_num_buckets: usize,
 }
 
 /// The `hidden_act` names of transformers' `ACT2FN` that candle computes the same way. Others (e.g.
@@ -77,6 +85,7 @@ struct Raw {
     layer_norm_eps: Option<f64>,
     pad_token_id: Option<u32>,
     position_embedding_type: Option<String>,
+    relative_attention_num_buckets: Option<usize>,
 }
 
 impl EncoderConfig {
@@ -87,12 +96,8 @@ impl EncoderConfig {
         let family = match model_type {
             "bert" => Family::Bert,
             "xlm-roberta" | "roberta" | "camembert" => Family::XlmRoberta,
-            other => {
-                return Err(Error::input(
-                    path,
-                    format!("model_type {other:?} is not supported (expected one of bert, xlm-roberta, roberta, camembert)"),
-                ))
-            }
+            "mpnet" => Family::Mpnet,
+            other => return Err(Error::Unimplemented { path: path.to_path_buf(), model_type: other.to_string() }),
         };
         if let Some(p) = raw.position_embedding_type.as_deref() {
             if p != "absolute" {
@@ -106,23 +111,34 @@ impl EncoderConfig {
                 Error::input(path, format!("hidden_act {v} is not supported (expected one of {})", names.join(", ")))
             })?,
         };
-        // transformers' BertConfig / XLMRobertaConfig defaults.
+        // transformers' BertConfig / XLMRobertaConfig / MPNetConfig defaults.
         let cfg = EncoderConfig {
             family,
-            vocab_size: raw.vocab_size.unwrap_or(30522),
+            vocab_size: raw.vocab_size.unwrap_or(if family == Family::Mpnet { 30527 } else { 30522 }),
             hidden_size: raw.hidden_size.unwrap_or(768),
             num_hidden_layers: raw.num_hidden_layers.unwrap_or(12),
             num_attention_heads: raw.num_attention_heads.unwrap_or(12),
             intermediate_size: raw.intermediate_size.unwrap_or(3072),
             hidden_act,
-            max_position_embeddings: raw.max_position_embeddings.unwrap_or(512),
+            max_position_embeddings: raw.max_position_embeddings.unwrap_or(if family == Family::Mpnet { 514 } else { 512 }),
             type_vocab_size: raw.type_vocab_size.unwrap_or(2),
             layer_norm_eps: raw.layer_norm_eps.unwrap_or(1e-12),
             pad_token_id: raw.pad_token_id.unwrap_or(match family {
                 Family::Bert => 0,
-                Family::XlmRoberta => 1,
+                Family::XlmRoberta | Family::Mpnet => 1,
             }),
+            relative_attention_num_buckets: raw.relative_attention_num_buckets.unwrap_or(32),
         };
+        if family == Family::Mpnet && cfg.relative_attention_num_buckets < super::mpnet::BUCKETS {
+            return Err(Error::input(
+                path,
+                format!(
+                    "relative_attention_num_buckets {} is below the {} buckets MPNet's encoder looks up",
+                    cfg.relative_attention_num_buckets,
+                    super::mpnet::BUCKETS
+                ),
+            ));
+        }
         for (key, value) in [
             ("vocab_size", cfg.vocab_size),
             ("hidden_size", cfg.hidden_size),
@@ -157,17 +173,17 @@ impl EncoderConfig {
     pub fn max_tokens(&self) -> usize {
         match self.family {
             Family::Bert => self.max_position_embeddings,
-            Family::XlmRoberta => self.max_position_embeddings.saturating_sub(self.pad_token_id as usize + 1),
+            Family::XlmRoberta | Family::Mpnet => self.max_position_embeddings.saturating_sub(self.pad_token_id as usize + 1),
         }
     }
 
     /// Position ids for one unpadded sequence of `ids`, computed exactly in integers.
     ///
-    /// XLM-R: `cumsum(ids != pad) * (ids != pad) + pad`, as transformers does; BERT: `0..len`.
+    /// XLM-R and MPNet: `cumsum(ids != pad) * (ids != pad) + pad`, as transformers does; BERT: `0..len`.
     pub fn position_ids(&self, ids: &[u32], out: &mut Vec<u32>) {
         match self.family {
             Family::Bert => out.extend(0..ids.len() as u32),
-            Family::XlmRoberta => {
+            Family::XlmRoberta | Family::Mpnet => {
                 let pad = self.pad_token_id;
                 let mut count = 0u32;
                 out.extend(ids.iter().map(|&id| {
@@ -179,6 +195,34 @@ impl EncoderConfig {
                     }
                 }));
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// generate_fixtures.py tells the user whether embcheck computes a model from its own copy of the list.
+    #[test]
+    fn the_fixture_script_knows_the_implemented_model_types() {
+        let script = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/generate_fixtures.py")).unwrap();
+        let line = script.lines().find(|l| l.starts_with("EMBCHECK_IMPLEMENTS = [")).expect("EMBCHECK_IMPLEMENTS in generate_fixtures.py");
+        let listed: Vec<&str> = line.split('"').skip(1).step_by(2).collect();
+        assert_eq!(listed, IMPLEMENTED);
+    }
+
+    /// An unknown model type is its own error (the model-free checks go on), naming what is implemented.
+    #[test]
+    fn an_unimplemented_model_type_names_the_implemented_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        std::fs::write(&path, r#"{"model_type": "deberta-v2"}"#).unwrap();
+        let e = EncoderConfig::load(&path).unwrap_err();
+        assert!(matches!(&e, Error::Unimplemented { model_type, .. } if model_type == "deberta-v2"), "{e}");
+        let msg = e.to_string();
+        for t in IMPLEMENTED {
+            assert!(msg.contains(t), "{msg}");
         }
     }
 }

@@ -1,11 +1,15 @@
 //! A model: its files, `config.json`, tokenizer and encoder, loaded once.
 
 pub mod attention;
+pub mod bert;
 pub mod config;
+pub mod dense;
 pub mod encoder;
 pub mod files;
 pub mod fused;
 pub mod gelu;
+pub mod layer;
+pub mod mpnet;
 pub mod simd;
 pub mod softmax;
 pub mod stack;
@@ -19,7 +23,7 @@ pub use config::{EncoderConfig, Family};
 pub use encoder::Encoder;
 pub use files::{HubId, ModelFiles, WeightFiles};
 pub use stack::{Stack, Version};
-pub use tokenizer::{SpecialIds, TextTokenizer};
+pub use tokenizer::{BertKwargs, SpecialIds, TextTokenizer};
 
 use crate::error::{read_json, Error, Result};
 
@@ -111,6 +115,8 @@ impl Model {
             // XLMRobertaTokenizer's constructor defaults, for files that do not name them.
             Family::XlmRoberta => &[("cls_token", "<s>"), ("eos_token", "</s>"), ("pad_token", "<pad>"), ("unk_token", "<unk>")],
             Family::Bert => &[("cls_token", "[CLS]"), ("pad_token", "[PAD]"), ("unk_token", "[UNK]")],
+            // MPNetTokenizer's constructor defaults.
+            Family::Mpnet => &[("cls_token", "<s>"), ("eos_token", "</s>"), ("pad_token", "<pad>"), ("unk_token", "[UNK]")],
         };
         let tokenizer = TextTokenizer::load(&files.tokenizer, defaults, loads_as_bert_tokenizer(&files, config.family)?, &stack)?;
         let pad_id = tokenizer.special.pad.unwrap_or(config.pad_token_id);
@@ -170,16 +176,22 @@ const BERT_STYLE_TOKENIZERS: &[&str] = &[
     "SqueezeBertTokenizer",
 ];
 
-/// Whether `AutoTokenizer` would build a BERT-style fast tokenizer: `tokenizer_class` in
-/// tokenizer_config.json names one, or is absent and the model is a BERT.
-fn loads_as_bert_tokenizer(files: &ModelFiles, family: Family) -> Result<bool> {
+/// Whether (and how) `AutoTokenizer` of transformers 4 would build a BERT-style fast tokenizer that rewrites
+/// its normalizer: `tokenizer_class` in tokenizer_config.json names one, or is absent and the model type's
+/// default class is one.
+fn loads_as_bert_tokenizer(files: &ModelFiles, family: Family) -> Result<Option<BertKwargs>> {
     let class = match files.optional("tokenizer_config.json") {
         Some(p) => read_json::<serde_json::Value>(&p)?.get("tokenizer_class").and_then(|c| c.as_str()).map(str::to_string),
         None => None,
     };
-    Ok(match class {
-        Some(c) => BERT_STYLE_TOKENIZERS.contains(&c.trim_end_matches("Fast")),
-        None => family == Family::Bert,
+    Ok(match class.as_deref().map(|c| c.trim_end_matches("Fast")) {
+        Some("MPNetTokenizer") => Some(BertKwargs::CaseAndAccents),
+        Some(c) => BERT_STYLE_TOKENIZERS.contains(&c).then_some(BertKwargs::All),
+        None => match family {
+            Family::Bert => Some(BertKwargs::All),
+            Family::Mpnet => Some(BertKwargs::CaseAndAccents),
+            Family::XlmRoberta => None,
+        },
     })
 }
 

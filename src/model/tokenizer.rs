@@ -50,10 +50,11 @@ pub struct TextTokenizer {
 
 impl TextTokenizer {
     /// Loads `tokenizer.json` and the special tokens named beside it. `bert_style`: transformers would load
-    /// it as a BERT-style fast tokenizer, which rewrites the normalizer from tokenizer_config.json.
+    /// it as a BERT-style fast tokenizer, which rewrites the normalizer from tokenizer_config.json (which of its
+    /// options, per [`BertKwargs`]).
     /// With `stack` transformers 5, the tokenizer is rebuilt from the vocabulary the way that version's
     /// tokenizer class does (see [`rebuild_for_transformers5`]) and `bert_style` is not used.
-    pub fn load(path: &Path, family_defaults: &[(&str, &str)], bert_style: bool, stack: &Stack) -> Result<Self> {
+    pub fn load(path: &Path, family_defaults: &[(&str, &str)], bert_style: Option<BertKwargs>, stack: &Stack) -> Result<Self> {
         let dir = path.parent().unwrap_or(Path::new("."));
         let mut inner = if stack.rebuilds_tokenizers() {
             rebuild_for_transformers5(path)?
@@ -64,8 +65,8 @@ impl TextTokenizer {
         inner
             .with_truncation(None)
             .map_err(|e| Error::input(path, format!("cannot reset truncation: {e}")))?;
-        if bert_style && !stack.rebuilds_tokenizers() {
-            apply_bert_kwargs(&mut inner, &dir.join("tokenizer_config.json"))?;
+        if let (Some(style), false) = (bert_style, stack.rebuilds_tokenizers()) {
+            apply_bert_kwargs(&mut inner, &dir.join("tokenizer_config.json"), style)?;
         }
         let named = special_token_names(dir)?;
         let lookup = |key: &str| -> Option<u32> {
@@ -162,17 +163,30 @@ fn encode_truncated(tk: &mut Tokenizer, texts: &[String], max_length: usize, pat
         .collect()
 }
 
+/// Which BertNormalizer options a transformers 4 fast tokenizer class rewrites from its arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BertKwargs {
+    /// `BertTokenizerFast` and its kin: `lowercase`, `strip_accents` and `handle_chinese_chars`.
+    All,
+    /// `MPNetTokenizerFast`: `lowercase` and `strip_accents`; `handle_chinese_chars` stays as the file says.
+    CaseAndAccents,
+}
+
 /// `BertTokenizerFast.__init__` replaces the BertNormalizer's `lowercase`, `strip_accents` and
 /// `handle_chinese_chars` by its own arguments, read from tokenizer_config.json with the defaults
 /// `do_lower_case=True`, `strip_accents=None`, `tokenize_chinese_chars=True`: a cased tokenizer.json whose
-/// config omits `do_lower_case` is lowercased by every Python library.
-fn apply_bert_kwargs(tk: &mut Tokenizer, config: &Path) -> Result<()> {
+/// config omits `do_lower_case` is lowercased by every Python library. `MPNetTokenizerFast.__init__` does the
+/// same for the first two only.
+fn apply_bert_kwargs(tk: &mut Tokenizer, config: &Path, style: BertKwargs) -> Result<()> {
     let Some(NormalizerWrapper::BertNormalizer(current)) = tk.get_normalizer() else { return Ok(()) };
     let v: serde_json::Value = if config.is_file() { read_json(config)? } else { serde_json::Value::Null };
     let flag = |key: &str, default: bool| v.get(key).and_then(|x| x.as_bool()).unwrap_or(default);
     let wanted = BertNormalizer::new(
         current.clean_text,
-        flag("tokenize_chinese_chars", true),
+        match style {
+            BertKwargs::All => flag("tokenize_chinese_chars", true),
+            BertKwargs::CaseAndAccents => current.handle_chinese_chars,
+        },
         v.get("strip_accents").and_then(|x| x.as_bool()),
         flag("do_lower_case", true),
     );
@@ -232,6 +246,7 @@ fn tf5_class(tokenizer_config: &serde_json::Value, model_dir: &Path) -> Result<S
         "xlm-roberta" => "XLMRobertaTokenizer",
         "roberta" => "RobertaTokenizer",
         "camembert" => "CamembertTokenizer",
+        "mpnet" => "MPNetTokenizer",
         other => return Err(Error::input(&config, format!("model_type {other:?}: no transformers 5 tokenizer class known to embcheck"))),
     }
     .to_string())
@@ -317,6 +332,25 @@ pub fn rebuild_for_transformers5(path: &Path) -> Result<Tokenizer> {
                                  "max_input_chars_per_word": 100, "vocab": vocab});
             tj["post_processor"] = template(&tj, &token("cls_token", "[CLS]"), &token("sep_token", "[SEP]"))?;
         }
+        // transformers 5's MPNetTokenizer: BERT's normalizer, pre-tokenizer and WordPiece, with a
+        // RobertaProcessing `<s> … </s>` (trim_offsets, no prefix space).
+        "MPNetTokenizer" => {
+            want("WordPiece")?;
+            tj["normalizer"] = json!({
+                "type": "BertNormalizer",
+                "clean_text": true,
+                "handle_chinese_chars": flag("tokenize_chinese_chars", true),
+                "strip_accents": config.get("strip_accents").and_then(|x| x.as_bool()),
+                "lowercase": flag("do_lower_case", true),
+            });
+            tj["pre_tokenizer"] = json!({"type": "BertPreTokenizer"});
+            let vocab = tj["model"]["vocab"].take();
+            tj["model"] = json!({"type": "WordPiece", "unk_token": token("unk_token", "[UNK]"), "continuing_subword_prefix": "##",
+                                 "max_input_chars_per_word": 100, "vocab": vocab});
+            let (sep, cls) = (token("sep_token", "</s>"), token("cls_token", "<s>"));
+            tj["post_processor"] = json!({"type": "RobertaProcessing", "sep": [sep, id_of(&tj, &sep)?], "cls": [cls, id_of(&tj, &cls)?],
+                                          "trim_offsets": true, "add_prefix_space": false});
+        }
         "XLMRobertaTokenizer" => {
             want("Unigram")?;
             // The SentencePiece charsmap, if the file's normalizer (or one in its Sequence) has one; else none.
@@ -360,7 +394,7 @@ pub fn rebuild_for_transformers5(path: &Path) -> Result<Tokenizer> {
                 path,
                 format!(
                     "transformers 5 loads this tokenizer as {other}, which embcheck does not mirror (it mirrors BertTokenizer, \
-                     XLMRobertaTokenizer and RobertaTokenizer, and tokenizer.json as is for TokenizersBackend)"
+                     MPNetTokenizer, XLMRobertaTokenizer and RobertaTokenizer, and tokenizer.json as is for TokenizersBackend)"
                 ),
             ))
         }

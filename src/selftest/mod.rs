@@ -54,6 +54,7 @@ const MEAN: &str = "tiny-bert-mean";
 const CLS: &str = "tiny-bert-cls";
 const M3: &str = "tiny-xlmr-m3";
 const M3_QUERY: &str = "tiny-xlmr-m3-query";
+const MPNET: &str = "tiny-mpnet";
 
 /// The matrix: every fault class embcheck is meant to catch, and the changes it must not flag.
 pub fn matrix() -> Vec<Mutation> {
@@ -93,6 +94,14 @@ pub fn matrix() -> Vec<Mutation> {
         m("batch size 7", M3, M3Sparse, F::None, f32, R::BatchSize(7), Expect::Pass),
         m("input order reversed", M3, M3Colbert, F::None, f32, R::Reversed, Expect::Pass),
         m("RAYON_NUM_THREADS=1 (child process)", MEAN, St, F::None, f32, R::Threads(1), Expect::Pass),
+        // The same faults on MPNet, whose alternatives its own encoder recomputes.
+        m("normalization dropped", MPNET, St, F::None, f32, R::Pooling("mean pooling"), Expect::Fail("normalization")),
+        m("pooling mean -> cls", MPNET, St, F::None, f32, R::Pooling("cls pooling, normalized"), Expect::Fail("pooling")),
+        m("max length 512 -> 64", MPNET, St, F::None, f32, R::MaxLength(64), Expect::Fail("truncation")),
+        m("weights rounded to f16", MPNET, St, F::Round { f16: true }, f32, R::None, Expect::Fail("precision")),
+        m("computed in bf16", MPNET, NormalizedCls, F::None, DType::BF16, R::None, Expect::Fail("precision")),
+        m("last layer dropped", MPNET, St, F::DropLayer, f32, R::None, Expect::Fail("unknown")),
+        m("batch size 7", MPNET, St, F::None, f32, R::BatchSize(7), Expect::Pass),
     ]
 }
 

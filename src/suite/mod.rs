@@ -242,7 +242,17 @@ impl Suite {
         };
         report.changed_files = crate::fixture::provenance::model_file_changes(&report.reference_metadata, &files.dir)?;
         let hashed_files = crate::fixture::provenance::recorded_model_files(&report.reference_metadata, &files.dir);
-        let model = self.load_model(files, &data.metadata)?;
+        let model = match self.load_model(files, &data.metadata) {
+            Ok(model) => model,
+            // Nothing to compute the pipelines with: a skip (never a pass); systems are still checked with --against.
+            Err(Error::Unimplemented { model_type, .. }) => {
+                report.skipped = Some(format!(
+                    "model type {model_type} is not implemented, so embcheck cannot compute this suite itself; check a system against it with --against (model-free diagnoses only)"
+                ));
+                return Ok(report);
+            }
+            Err(e) => return Err(e),
+        };
         let options = &spec.options;
         let pipelines = kinds.iter().map(|&k| Pipeline::build(k, &model, options)).collect::<Result<Vec<_>>>()?;
         let strings = data.strings();
@@ -354,7 +364,15 @@ impl Suite {
         let ids = data.ids();
         let options = &spec.options;
         let model = match ModelFiles::resolve(&spec.model_location) {
-            Ok(files) => Some(self.load_model(files, &data.metadata)?),
+            Ok(files) => match self.load_model(files, &data.metadata) {
+                Ok(model) => Some(model),
+                // The vectors are compared all the same; only the recomputations need embcheck's encoder.
+                Err(Error::Unimplemented { model_type, .. }) => {
+                    report.notes.push(format!("model type {model_type} is not implemented: model-free diagnoses only"));
+                    None
+                }
+                Err(e) => return Err(e),
+            },
             Err(e) => {
                 report.notes.push(format!(
                     "the suite's model is not at hand ({e}): only model-free diagnoses (non-finite, token ids, normalization) were possible"

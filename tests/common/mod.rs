@@ -15,7 +15,8 @@ pub fn suite(name: &str) -> PathBuf {
     root().join("fixtures/suites").join(name)
 }
 
-/// Every bundled suite whose model is committed (not the fetched real model).
+/// Every bundled suite whose model is committed (not the fetched real model) and of a type embcheck computes
+/// (the suites of unimplemented types check systems only: tests/families.rs).
 pub fn bundled_suites() -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = std::fs::read_dir(root().join("fixtures/suites"))
         .expect("fixtures/suites")
@@ -24,6 +25,12 @@ pub fn bundled_suites() -> Vec<PathBuf> {
         .filter(|p| {
             let toml = std::fs::read_to_string(p.join("suite.toml")).unwrap();
             !toml.contains("fixtures/external") && !toml.contains("../external/")
+        })
+        .filter(|p| {
+            let spec = embcheck::fixture::SuiteSpec::load(p).unwrap();
+            let config = std::fs::read_to_string(Path::new(&spec.model_location).join("config.json")).unwrap();
+            let model_type = serde_json::from_str::<serde_json::Value>(&config).unwrap()["model_type"].as_str().unwrap_or("").to_string();
+            embcheck::model::config::IMPLEMENTED.contains(&model_type.as_str())
         })
         .collect();
     out.sort();
