@@ -446,10 +446,10 @@ fn gate(args: GateArgs) -> Result<u8> {
         Candidate::Source(source_config(&args.candidate, &args.http)?)
     };
     let report = gate::run(&args.baseline, &candidate, &pipelines, true)?;
-    print!("{}", gate::report::terminal(&report));
-    let written = gate::report::write_all(&args.report_dir, &report)?;
+    print!("{}", embcheck::report::gate::terminal(&report));
+    let written = embcheck::report::gate::write_all(&args.report_dir, &report)?;
     if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY") {
-        embcheck::atomic::append(std::path::Path::new(&path), &gate::report::markdown(&report))?;
+        embcheck::atomic::append(std::path::Path::new(&path), &embcheck::report::gate::markdown(&report))?;
     }
     println!("\ngate {}: {}; {} report files in {}", report.suite, if report.passed() { "passed" } else { "FAILED" }, written.len(), args.report_dir.display());
     Ok(if report.passed() { exit::PASS } else { exit::FAIL })

@@ -11,7 +11,6 @@
 
 pub mod metrics;
 pub mod neighbours;
-pub mod report;
 pub mod retrieval;
 pub mod thresholds;
 

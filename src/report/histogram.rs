@@ -307,9 +307,117 @@ pub(super) fn svg(chart: &Chart) -> (String, Vec<String>) {
     (s, notes)
 }
 
+/// A histogram of values in [0, 1] (one bar per tenth and one for exactly 1), for the gate's Jaccard@k:
+/// bars of texts below `limit` in the failing colour, the limit drawn, both axes titled.
+pub(super) fn unit_svg(values: &[f64], x_label: &str, limit: f64, limit_label: &str) -> String {
+    // (at or above the limit, below it) per bar; NaN counts as 0 and below.
+    let mut counts = [(0usize, 0usize); 11];
+    for &v in values {
+        let b = if v >= 1.0 { 10 } else if v.is_nan() || v < 0.0 { 0 } else { ((v * 10.0) as usize).min(9) };
+        if v >= limit {
+            counts[b].0 += 1;
+        } else {
+            counts[b].1 += 1;
+        }
+    }
+    let base = H - BOTTOM;
+    let plot_h = base - TOP;
+    let tallest = counts.iter().map(|c| c.0 + c.1).max().unwrap_or(0);
+    let step = nice_step(tallest);
+    let y_max = (tallest.div_ceil(step) * step).max(step) as f64;
+    let height = |c: usize| if c == 0 { 0.0 } else { (c as f64 / y_max * plot_h).max(2.0) };
+    // Ten bars for [0, 1) and, after a gap, one for exactly 1.
+    let slot = (W - LEFT - RIGHT - GAP - SPECIAL) / 10.0;
+    let x_of = |v: f64| LEFT + v * 10.0 * slot;
+    let span = |i: usize| if i == 10 { (W - RIGHT - SPECIAL, W - RIGHT) } else { (x_of(i as f64 / 10.0), x_of((i + 1) as f64 / 10.0)) };
+
+    let mut s = String::new();
+    let _ = write!(s, r#"<svg class="hist" width="{W}" height="{H}" viewBox="0 0 {W} {H}" role="img" aria-label="histogram of {}">"#, esc(x_label));
+    let mut c = 0;
+    while c as f64 <= y_max {
+        let y = base - c as f64 / y_max * plot_h;
+        let _ = write!(
+            s,
+            r#"<line x1="{LEFT}" x2="{}" y1="{y:.1}" y2="{y:.1}" class="grid"/><text x="{}" y="{:.1}" class="tick" text-anchor="end">{c}</text>"#,
+            W - RIGHT,
+            LEFT - 8.0,
+            y + 4.0
+        );
+        c += step;
+    }
+    for (i, &(ok, below)) in counts.iter().enumerate() {
+        let (x0, x1) = span(i);
+        let (x, w) = (x0 + 0.5, (x1 - x0 - 1.0).max(1.0));
+        let range = if i == 10 { "exactly 1".to_string() } else { format!("{:.1} – {:.1}", i as f64 / 10.0, (i + 1) as f64 / 10.0) };
+        let _ = write!(s, "<g><title>{range}: {} texts, {below} below the limit</title>", ok + below);
+        let (h_ok, h_below) = (height(ok), height(below));
+        if i == 10 {
+            let _ = write!(s, r#"<rect x="{x:.1}" y="{TOP}" width="{w:.1}" height="{plot_h}" class="special"/>"#);
+        }
+        if ok > 0 {
+            let _ = write!(s, r#"<rect x="{x:.1}" y="{:.1}" width="{w:.1}" height="{h_ok:.1}" fill="{OK_COLOR}"/>"#, base - h_ok);
+        }
+        if below > 0 {
+            let _ = write!(s, r#"<rect x="{x:.1}" y="{:.1}" width="{w:.1}" height="{h_below:.1}" fill="{OVER_COLOR}"/>"#, base - h_ok - h_below);
+        }
+        if ok + below > 0 {
+            let _ = write!(
+                s,
+                r#"<text x="{:.1}" y="{:.1}" class="count{}" text-anchor="middle">{}</text>"#,
+                (x0 + x1) / 2.0,
+                base - h_ok - h_below - 3.0,
+                if below > 0 { " over" } else { "" },
+                ok + below
+            );
+        }
+        s.push_str("</g>");
+    }
+    let _ = write!(s, r#"<line x1="{}" x2="{}" y1="{base}" y2="{base}" class="axis"/>"#, LEFT - 2.0, W - RIGHT);
+    let _ = write!(s, r#"<line x1="{}" x2="{}" y1="{TOP}" y2="{base}" class="axis"/>"#, LEFT - 2.0, LEFT - 2.0);
+    for t in 0..=10 {
+        let x = x_of(t as f64 / 10.0);
+        let label = if t % 2 == 0 { format!("{:.1}", t as f64 / 10.0) } else { String::new() };
+        let _ = write!(s, r#"<line x1="{x:.1}" x2="{x:.1}" y1="{base}" y2="{}" class="axis"/><text x="{x:.1}" y="{}" class="tick" text-anchor="middle">{label}</text>"#, base + 5.0, base + 18.0);
+    }
+    let (x0, x1) = span(10);
+    let _ = write!(s, r#"<text x="{:.1}" y="{}" class="tick special-label" text-anchor="middle">1</text>"#, (x0 + x1) / 2.0, base + 18.0);
+    let _ = write!(s, r#"<text x="{:.1}" y="{}" class="label" text-anchor="middle">{}</text>"#, (LEFT + W - RIGHT) / 2.0, H - 16.0, esc(x_label));
+    let _ = write!(
+        s,
+        r#"<text x="14" y="{:.1}" class="label" text-anchor="middle" transform="rotate(-90 14 {:.1})">texts</text>"#,
+        TOP + plot_h / 2.0,
+        TOP + plot_h / 2.0
+    );
+    if (0.0..=1.0).contains(&limit) {
+        let x = if limit >= 1.0 { x0 } else { x_of(limit) };
+        let right_half = x > (LEFT + W) / 2.0;
+        let _ = write!(
+            s,
+            r#"<line x1="{x:.1}" x2="{x:.1}" y1="{}" y2="{base}" stroke="{TOL_COLOR}" stroke-width="1.5" stroke-dasharray="5 3"/><text x="{:.1}" y="{}" class="tol" text-anchor="{}">{}</text>"#,
+            TOP - 14.0,
+            if right_half { x - 5.0 } else { x + 5.0 },
+            TOP - 4.0,
+            if right_half { "end" } else { "start" },
+            esc(limit_label)
+        );
+    }
+    s.push_str("</svg>");
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unit_histogram_colours_texts_below_the_limit() {
+        let svg = unit_svg(&[0.0, 0.0, 0.5, 0.85, 1.0, 1.0, 1.0, f64::NAN], "Jaccard@10", 0.8, "limit: mean ≥ 0.8");
+        // Three bars hold texts below 0.8 (0 twice and NaN, 0.5): drawn in the failing colour, counts marked.
+        assert_eq!(svg.matches(OVER_COLOR).count(), 2, "{svg}");
+        assert!(svg.contains("0.0 – 0.1: 3 texts, 3 below the limit"), "{svg}");
+        assert!(svg.contains("exactly 1: 3 texts, 0 below the limit"), "{svg}");
+        assert!(svg.contains("limit: mean ≥ 0.8") && svg.contains(">texts</text>") && svg.contains(">Jaccard@10</text>"), "{svg}");
+    }
 
     #[test]
     fn zeros_nan_and_infinities_get_their_own_bins() {

@@ -14,7 +14,7 @@ const FAILING_SHOWN: usize = 50;
 /// Worst texts listed for a passing pipeline.
 const PASSING_SHOWN: usize = 10;
 
-const STYLE: &str = r#"
+pub(super) const STYLE: &str = r#"
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
        color: #1f2328; max-width: 1180px; margin: 20px auto; padding: 0 16px; }
 h1 { font-size: 24px; margin: 0 0 6px; }

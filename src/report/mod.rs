@@ -12,10 +12,13 @@
 //! | `shard.cbor` | every [`SuiteReport`] exactly (CBOR keeps NaN), for `embcheck merge-reports` |
 //! | `partition.json` | with `check --partition`: which job of which matrix wrote them ([`partition`]) |
 //!
+//! `embcheck gate` writes its own files through [`gate`] with the same page style, escaping and histograms.
+//!
 //! Every file is written through [`crate::atomic::write`], so a crash never leaves half a report.
 
 mod diff_csv;
 mod format;
+pub mod gate;
 mod histogram;
 mod html;
 mod json;

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 
 use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
 
-use super::{Check, GateReport, PipelineGate};
+use super::html::{esc, STYLE};
+use crate::gate::{Check, GateReport, PipelineGate, TextGate};
 use crate::error::{Error, Result};
 
 /// Texts listed as "moved most" per pipeline in gate.md and the HTML page.
@@ -71,7 +72,7 @@ pub fn csv(r: &GateReport, path: &Path) -> Result<Vec<u8>> {
     .map_err(err)?;
     for p in &r.pipelines {
         // By id: a linear search per text would be texts × queries at corpus scale.
-        let by_id: std::collections::HashMap<&str, &super::QueryGate> =
+        let by_id: std::collections::HashMap<&str, &crate::gate::QueryGate> =
             p.retrieval.iter().flat_map(|x| x.queries.iter().map(|q| (q.id.as_str(), q))).collect();
         for t in &p.texts {
             let q = by_id.get(t.id.as_str()).copied();
@@ -111,8 +112,8 @@ fn check_line(c: &Check) -> String {
 }
 
 /// The texts whose neighbours moved most (lowest Jaccard@k first, ties in suite order).
-fn worst(p: &PipelineGate) -> Vec<&super::TextGate> {
-    let mut v: Vec<&super::TextGate> = p.texts.iter().filter(|t| t.jaccard.is_some_and(|j| j < 1.0 || j.is_nan())).collect();
+fn worst(p: &PipelineGate) -> Vec<&TextGate> {
+    let mut v: Vec<&TextGate> = p.texts.iter().filter(|t| t.jaccard.is_some_and(|j| j < 1.0 || j.is_nan())).collect();
     v.sort_by(|a, b| a.jaccard.unwrap_or(1.0).total_cmp(&b.jaccard.unwrap_or(1.0)));
     v.truncate(WORST_LISTED);
     v
@@ -206,9 +207,11 @@ pub fn markdown(r: &GateReport) -> String {
         }
         if let Some(q) = &p.retrieval {
             let _ = writeln!(s, "\nRetrieval ({} queries, {} passages, `{}`):\n", q.queries.len(), q.corpus, q.dir.display());
-            let _ = writeln!(s, "| metric | baseline | candidate | difference | {:.0}% interval |\n|---|---|---|---|---|", r.thresholds.confidence * 100.0);
-            let _ = writeln!(s, "| nDCG@{} | {} | {} | {} | [{}, {}] |", q.k, num(q.ndcg_baseline), num(q.ndcg_candidate), num(q.ndcg_diff.mean), num(q.ndcg_diff.low), num(q.ndcg_diff.high));
-            let _ = writeln!(s, "| recall@{} | {} | {} | {} | [{}, {}] |", q.k, num(q.recall_baseline), num(q.recall_candidate), num(q.recall_diff.mean), num(q.recall_diff.low), num(q.recall_diff.high));
+            let _ = writeln!(s, "| metric | baseline | candidate | drop (baseline − candidate) | {:.0}% interval of the drop |\n|---|---|---|---|---|", r.thresholds.confidence * 100.0);
+            for (name, b, c, d) in [("nDCG", q.ndcg_baseline, q.ndcg_candidate, &q.ndcg_diff), ("recall", q.recall_baseline, q.recall_candidate, &q.recall_diff)] {
+                let (mean, low, high) = drop_of(d);
+                let _ = writeln!(s, "| {name}@{} | {} | {} | {} | [{}, {}] |", q.k, num(b), num(c), num(mean), num(low), num(high));
+            }
         }
         let w = worst(p);
         if !w.is_empty() {
@@ -253,91 +256,141 @@ fn junit(r: &GateReport, path: &Path) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+/// The drop baseline − candidate of a candidate − baseline interval: its mean and interval, the one sign
+/// convention of every gate report (a check's limit is on the drop's upper bound).
+fn drop_of(d: &crate::gate::metrics::Interval) -> (f64, f64, f64) {
+    (-d.mean + 0.0, -d.high + 0.0, -d.low + 0.0)
 }
 
-/// A bar per bucket of Jaccard@k (0–0.1, …, 0.9–1, and exactly 1), as inline SVG.
-fn jaccard_histogram(p: &PipelineGate) -> String {
-    let mut counts = [0usize; 11];
-    for j in p.texts.iter().filter_map(|t| t.jaccard) {
-        let b = if j >= 1.0 { 10 } else if j.is_nan() { 0 } else { ((j * 10.0) as usize).min(9) };
-        counts[b] += 1;
+fn badge(passed: bool) -> &'static str {
+    if passed {
+        r#"<span class="badge pass">PASS</span>"#
+    } else {
+        r#"<span class="badge fail">FAIL</span>"#
     }
-    let max = counts.iter().copied().max().unwrap_or(1).max(1);
-    let mut svg = String::from("<svg width=\"460\" height=\"140\" role=\"img\" aria-label=\"Jaccard histogram\">");
-    for (i, &c) in counts.iter().enumerate() {
-        let h = 100.0 * c as f64 / max as f64;
-        let label = if i == 10 { "1".to_string() } else { format!("{:.1}", i as f64 / 10.0) };
-        let _ = write!(
-            svg,
-            "<rect x=\"{x}\" y=\"{y:.1}\" width=\"34\" height=\"{h:.1}\" fill=\"#4a7\"><title>{label}: {c}</title></rect><text x=\"{x}\" y=\"130\" font-size=\"10\">{label}</text><text x=\"{x}\" y=\"{ty:.1}\" font-size=\"10\">{c}</text>",
-            x = 5 + i * 41,
-            y = 110.0 - h,
-            ty = 107.0 - h,
-        );
-    }
-    svg.push_str("</svg>");
-    svg
 }
 
-/// gate.html: one self-contained page.
+/// gate.html: one self-contained page, in the look of the check reports.
 pub fn html(r: &GateReport) -> String {
+    let (class, word) = if r.passed() { ("pass", "PASSED") } else { ("fail", "FAILED") };
     let mut s = String::new();
     let _ = write!(
         s,
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>embcheck gate {}</title><style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:2px 6px}}.FAIL{{color:#b00}}.PASS{{color:#070}}</style></head><body>",
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>embcheck gate · {} · {word}</title><style>{STYLE}</style></head><body>\n",
         esc(&r.suite)
     );
-    let v = verdict(r.passed());
-    let _ = write!(s, "<h1>embcheck gate: {} — <span class=\"{v}\">{v}</span></h1>", esc(&r.suite));
-    let _ = write!(s, "<p>baseline: the suite's Python references (model <code>{}</code>); candidate: {} <code>{}</code></p>", esc(&r.baseline_model), esc(&r.candidate.kind), esc(&r.candidate.location));
+    let _ = writeln!(s, r#"<header><h1>gate {} <span class="badge {class}">{word}</span></h1>"#, esc(&r.suite));
+    let details: Vec<String> = r.candidate.details.iter().map(|(k, v)| format!("{}={}", esc(k), esc(v))).collect();
+    let _ = writeln!(
+        s,
+        r#"<p class="meta">baseline: the suite's Python references (model <b>{}</b>) · candidate: {} <b>{}</b> {}</p>"#,
+        esc(&r.baseline_model),
+        esc(&r.candidate.kind),
+        esc(&r.candidate.location),
+        details.join(" ")
+    );
     for n in &r.notes {
-        let _ = write!(s, "<p>note: {}</p>", esc(n));
+        let _ = writeln!(s, r#"<p class="meta">Note: {}</p>"#, esc(n));
     }
+    if r.pipelines.len() > 1 {
+        s.push_str(r#"<ul class="toc">"#);
+        for p in &r.pipelines {
+            let failed = p.checks.iter().filter(|c| !c.passed).count();
+            let _ = write!(s, r##"<li>{} <a href="#p-{name}">{name}</a>: {failed} of {} checks failed</li>"##, badge(p.passed()), p.checks.len(), name = p.pipeline.name());
+        }
+        s.push_str("</ul>");
+    }
+    s.push_str("</header>\n");
     for p in &r.pipelines {
-        let v = verdict(p.passed());
-        let _ = write!(s, "<h2>{} — <span class=\"{v}\">{v}</span></h2><table><tr><th>check</th><th>value</th><th>limit</th><th></th></tr>", p.pipeline);
+        let _ = writeln!(s, r#"<section id="p-{}"><h2>{} {}</h2>"#, p.pipeline.name(), p.pipeline, badge(p.passed()));
+        s.push_str("<table><tr><th>check</th><th>value</th><th>limit</th><th></th></tr>");
         for c in &p.checks {
-            let v = verdict(c.passed);
-            let _ = write!(s, "<tr><td>{}</td><td>{}</td><td>{} {}</td><td class=\"{v}\">{v}</td></tr>", esc(&c.name), num(c.value), esc(c.op), c.limit);
+            let _ = write!(
+                s,
+                r#"<tr class="{}"><td>{}</td><td class="n">{}</td><td class="n">{} {}</td><td>{}</td></tr>"#,
+                if c.passed { "" } else { "failing" },
+                esc(&c.name),
+                num(c.value),
+                esc(c.op),
+                c.limit,
+                badge(c.passed)
+            );
         }
         s.push_str("</table>");
-        let _ = write!(s, "<h3>Jaccard@{} of each text's neighbours</h3>{}", p.k, jaccard_histogram(p));
-        let _ = write!(s, "<p>{}</p>", esc(&spearman_line(p, r.thresholds.confidence)));
+        let jaccards: Vec<f64> = p.texts.iter().filter_map(|t| t.jaccard).collect();
+        let limit = r.thresholds.min_jaccard_at_k;
+        let below = jaccards.iter().filter(|j| !(**j >= limit)).count();
+        let _ = write!(
+            s,
+            r#"<div class="charts"><figure><h4>Neighbours kept: Jaccard@{k} per text</h4>{}<figcaption>
+               <span class="swatch" style="background:{ok}"></span>at or above {limit}
+               <span class="swatch" style="background:{over}"></span>below {limit} ({below} of {n} texts).
+               The gate's limit is on the mean ({mean}); every text's neighbours are in gate.csv.</figcaption></figure></div>"#,
+            super::histogram::unit_svg(&jaccards, &format!("Jaccard@{} (neighbours shared / neighbours of either)", p.k), limit, &format!("limit: mean ≥ {limit}")),
+            k = p.k,
+            ok = super::histogram::OK_COLOR,
+            over = super::histogram::OVER_COLOR,
+            n = jaccards.len(),
+            mean = num(p.jaccard_mean),
+        );
+        let _ = write!(s, r#"<p class="meta">{}</p>"#, esc(&spearman_line(p, r.thresholds.confidence)));
         if let Some(d) = &p.drift {
-            let _ = write!(s, "<p>Drift: cosine min {}, median {}; relative L2 median {:.3e}, p95 {:.3e}, max {:.3e}</p>", num(d.min_cosine), num(d.median_cosine), d.median_rel_l2, d.p95_rel_l2, d.max_rel_l2);
+            let _ = write!(
+                s,
+                r#"<p class="meta">Drift per text: cosine min {}, median {}; relative L2 median {:.3e}, p95 {:.3e}, max {:.3e}</p>"#,
+                num(d.min_cosine),
+                num(d.median_cosine),
+                d.median_rel_l2,
+                d.p95_rel_l2,
+                d.max_rel_l2
+            );
         } else if let Some(why) = &p.not_comparable {
-            let _ = write!(s, "<p>Drift not measured: {}</p>", esc(why));
+            let _ = write!(s, r#"<p class="meta">Drift not measured: the spaces do not compare ({}); agreement and quality still do.</p>"#, esc(why));
         }
         if let Some(q) = &p.retrieval {
             let _ = write!(
                 s,
-                "<p>Retrieval ({} queries, {} passages): nDCG@{k} {} → {} (difference {}, interval [{}, {}]); recall@{k} {} → {} (difference {}, interval [{}, {}])</p>",
+                "<h3>Retrieval ({} queries, {} passages)</h3><table><tr><th>metric</th><th>baseline</th><th>candidate</th><th>drop (baseline − candidate)</th><th>{:.0}% interval of the drop</th></tr>",
                 q.queries.len(),
                 q.corpus,
-                num(q.ndcg_baseline),
-                num(q.ndcg_candidate),
-                num(q.ndcg_diff.mean),
-                num(q.ndcg_diff.low),
-                num(q.ndcg_diff.high),
-                num(q.recall_baseline),
-                num(q.recall_candidate),
-                num(q.recall_diff.mean),
-                num(q.recall_diff.low),
-                num(q.recall_diff.high),
-                k = q.k
+                r.thresholds.confidence * 100.0
             );
-        }
-        let w = worst(p);
-        if !w.is_empty() {
-            let _ = write!(s, "<h3>Texts whose neighbours moved most</h3><table><tr><th>text</th><th>Jaccard@{}</th><th>lost</th><th>gained</th></tr>", p.k);
-            for t in w {
-                let _ = write!(s, "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", esc(&t.id), num(t.jaccard.unwrap_or(f64::NAN)), esc(&t.lost.join(", ")), esc(&t.gained.join(", ")));
+            for (name, b, c, d) in [("nDCG", q.ndcg_baseline, q.ndcg_candidate, &q.ndcg_diff), ("recall", q.recall_baseline, q.recall_candidate, &q.recall_diff)] {
+                let (mean, low, high) = drop_of(d);
+                let _ = write!(
+                    s,
+                    r#"<tr><td>{name}@{}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td><td class="n">[{}, {}]</td></tr>"#,
+                    q.k,
+                    num(b),
+                    num(c),
+                    num(mean),
+                    num(low),
+                    num(high)
+                );
             }
             s.push_str("</table>");
         }
+        let w = worst(p);
+        if !w.is_empty() {
+            let _ = write!(s, "<h3>Texts whose neighbours moved most</h3><div class=\"scroll\"><table><tr><th>text</th><th>Jaccard@{}</th><th>lost</th><th>gained</th></tr>", p.k);
+            for t in w {
+                let j = t.jaccard.unwrap_or(f64::NAN);
+                let _ = write!(
+                    s,
+                    r#"<tr class="{}"><td class="id">{}</td><td class="n">{}</td><td class="detail">{}</td><td class="detail">{}</td></tr>"#,
+                    if j >= limit { "" } else { "failing" },
+                    esc(&t.id),
+                    num(j),
+                    esc(&t.lost.join(", ")),
+                    esc(&t.gained.join(", "))
+                );
+            }
+            s.push_str("</table></div>");
+        }
+        s.push_str("</section>\n");
     }
-    s.push_str("</body></html>\n");
+    s.push_str("<footer>Written by embcheck gate. Every text's figures, at full precision, are in gate.csv beside this page.</footer>\n</body></html>\n");
     s
 }
