@@ -62,14 +62,14 @@ pub fn diff_files(actual: &Path, expected: &Path, opts: &DiffOptions) -> Result<
     if let Some((i, m)) = e_split.rejected.iter().enumerate().find_map(|(i, m)| m.as_ref().map(|m| (i, m))) {
         return Err(Error::input(expected, format!("row {i} ({}) is an error, not a value: {m}", ids[i])));
     }
-    if a.kind == OutputKind::Dense && widths(&a_split.vectors) != widths(&e_split.vectors) {
+    if a.kind == OutputKind::Dense && Vector::widths(&a_split.vectors) != Vector::widths(&e_split.vectors) {
         return Err(Error::input(
             actual,
             format!(
                 "vectors of width {:?}, {} has width {:?}: the dimensions differ",
-                widths(&a_split.vectors),
+                Vector::widths(&a_split.vectors),
                 expected.display(),
-                widths(&e_split.vectors)
+                Vector::widths(&e_split.vectors)
             ),
         ));
     }
@@ -83,14 +83,6 @@ pub fn diff_files(actual: &Path, expected: &Path, opts: &DiffOptions) -> Result<
         tol,
         &mut NoAlternatives,
     )
-}
-
-/// The distinct non-zero widths of the dense vectors.
-fn widths(v: &[Vector]) -> Vec<usize> {
-    let mut w: Vec<usize> = v.iter().filter_map(|x| if let Vector::Dense(d) = x { Some(d.len()) } else { None }).filter(|&n| n > 0).collect();
-    w.sort_unstable();
-    w.dedup();
-    w
 }
 
 /// The pipeline a file's values are reported under when no pipeline is given.

@@ -203,13 +203,6 @@ fn shape_difference(actual: &Vector, expected: &Vector, who: &str) -> Option<Str
     (a != e).then(|| format!("{} {a} values per vector, {} {e}: another model or output layer (Dense, Matryoshka truncation), nothing is compared", side.0, side.1))
 }
 
-fn first_non_finite(v: &Vector) -> Option<usize> {
-    match v {
-        Vector::Dense(d) => d.iter().position(|x| !x.is_finite()),
-        Vector::Sparse(s) => s.iter().position(|(_, w)| !w.is_finite()),
-        Vector::Multi(m) => m.iter().flatten().position(|x| !x.is_finite()),
-    }
-}
 
 /// How far apart the drift of another precision and the observed drift may be for `precision`: the observed
 /// relative L2 must lie within [d / 3, 3 d], d the drift that precision gives on this very text.
@@ -225,9 +218,9 @@ const TOWARDS: f64 = 0.85;
 pub fn diagnose(row: &RowResult, actual: &Vector, expected: &Vector, tol: &Tolerance, alt: &mut dyn Alternatives) -> Result<Diagnosis> {
     let m = &row.metrics;
     if !m.finite {
-        let (side, at) = match first_non_finite(actual) {
+        let (side, at) = match actual.first_non_finite() {
             Some(k) => ("actual", k),
-            None => ("expected", first_non_finite(expected).unwrap_or(0)),
+            None => ("expected", expected.first_non_finite().unwrap_or(0)),
         };
         return Ok(Diagnosis::new(Stage::NonFinite, format!("NaN or Inf in the {side} value at component {at}")));
     }

@@ -194,8 +194,9 @@ pub struct Summary {
     pub rejected: usize,
 }
 
-/// Percentile by nearest rank of sorted values; NaN sorts last.
-fn percentile(sorted: &[f64], q: f64) -> f64 {
+/// Percentile by nearest rank of sorted values (q = 0 the smallest, 1 the largest); NaN when there are
+/// none. Every report's percentiles (check's p50/p99, the gate's drift median and p95) use it.
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }

@@ -216,20 +216,8 @@ pub fn drift(cand: &Vector, base: &Vector) -> Drift {
 /// Why two spaces cannot be compared value by value, or `None` when they can: dense widths, ColBERT
 /// widths and kinds must agree.
 pub fn incomparable(cand: &[Vector], base: &[Vector]) -> Option<String> {
-    fn widths(v: &[Vector]) -> Vec<usize> {
-        let mut w: Vec<usize> = v
-            .iter()
-            .filter_map(|x| match x {
-                Vector::Dense(d) => Some(d.len()),
-                Vector::Multi(rows) => rows.first().map(Vec::len),
-                Vector::Sparse(_) => None,
-            })
-            .collect();
-        w.sort_unstable();
-        w.dedup();
-        w
-    }
-    let kind = |v: &Vector| std::mem::discriminant(v);
+    let widths = Vector::widths;
+    let kind = Vector::kind;
     if cand.iter().zip(base).any(|(a, b)| kind(a) != kind(b)) {
         return Some("the candidate returns values of another kind than the baseline".into());
     }

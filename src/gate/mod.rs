@@ -374,7 +374,7 @@ fn gate_pipeline(
             lost: overlap[i].as_ref().map_or_else(Vec::new, |o| names(&o.lost)),
             gained: overlap[i].as_ref().map_or_else(Vec::new, |o| names(&o.gained)),
             rejected: rejections[i].take(),
-            non_finite: !finite(&values[i]),
+            non_finite: !values[i].is_finite(),
         })
         .collect();
     let jaccards: Vec<f64> = overlap.iter().flatten().map(|o| o.jaccard).collect();
@@ -485,21 +485,6 @@ fn drop_bound(diff: Interval) -> f64 {
     -diff.low + 0.0
 }
 
-fn finite(v: &Vector) -> bool {
-    match v {
-        Vector::Dense(d) => d.iter().all(|x| x.is_finite()),
-        Vector::Sparse(s) => s.iter().all(|(_, w)| w.is_finite()),
-        Vector::Multi(m) => m.iter().flatten().all(|x| x.is_finite()),
-    }
-}
-
-/// The value at quantile `q` of sorted `v` (nearest rank).
-fn quantile(v: &[f64], q: f64) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v[((q * (v.len() - 1) as f64).round() as usize).min(v.len() - 1)]
-}
 
 fn summarize_drift(texts: &[TextGate]) -> DriftSummary {
     // NaN sorts last (total order): it shows as the maximum relative L2 and, for cosine, as the median
@@ -509,11 +494,11 @@ fn summarize_drift(texts: &[TextGate]) -> DriftSummary {
     cos.sort_by(f64::total_cmp);
     rel.sort_by(f64::total_cmp);
     DriftSummary {
-        min_cosine: if cos.iter().any(|c| c.is_nan()) { f64::NAN } else { quantile(&cos, 0.0) },
-        median_cosine: quantile(&cos, 0.5),
-        median_rel_l2: quantile(&rel, 0.5),
-        p95_rel_l2: quantile(&rel, 0.95),
-        max_rel_l2: quantile(&rel, 1.0),
+        min_cosine: if cos.iter().any(|c| c.is_nan()) { f64::NAN } else { crate::compare::percentile(&cos, 0.0) },
+        median_cosine: crate::compare::percentile(&cos, 0.5),
+        median_rel_l2: crate::compare::percentile(&rel, 0.5),
+        p95_rel_l2: crate::compare::percentile(&rel, 0.95),
+        max_rel_l2: crate::compare::percentile(&rel, 1.0),
     }
 }
 

@@ -110,6 +110,48 @@ pub enum Vector {
     Multi(Vec<Vec<f32>>),
 }
 
+impl Vector {
+    /// Which kind of value it is.
+    pub fn kind(&self) -> OutputKind {
+        match self {
+            Vector::Dense(_) => OutputKind::Dense,
+            Vector::Sparse(_) => OutputKind::Sparse,
+            Vector::Multi(_) => OutputKind::Multi,
+        }
+    }
+
+    /// The index of the first NaN or infinite component (of the flattened values), if any.
+    pub fn first_non_finite(&self) -> Option<usize> {
+        match self {
+            Vector::Dense(d) => d.iter().position(|x| !x.is_finite()),
+            Vector::Sparse(s) => s.iter().position(|(_, w)| !w.is_finite()),
+            Vector::Multi(m) => m.iter().flatten().position(|x| !x.is_finite()),
+        }
+    }
+
+    /// Whether every component is finite.
+    pub fn is_finite(&self) -> bool {
+        self.first_non_finite().is_none()
+    }
+
+    /// The width of a dense vector or of a per-token vector (its first row); `None` for sparse weights.
+    pub fn width(&self) -> Option<usize> {
+        match self {
+            Vector::Dense(d) => Some(d.len()),
+            Vector::Multi(m) => m.first().map(Vec::len),
+            Vector::Sparse(_) => None,
+        }
+    }
+
+    /// The distinct non-zero widths among `values` (dense and per-token), sorted: one entry when they agree.
+    pub fn widths(values: &[Vector]) -> Vec<usize> {
+        let mut w: Vec<usize> = values.iter().filter_map(Vector::width).filter(|&n| n > 0).collect();
+        w.sort_unstable();
+        w.dedup();
+        w
+    }
+}
+
 /// Options that change what a pipeline computes.
 #[derive(Debug, Clone, Default)]
 pub struct PipelineOptions {

@@ -267,11 +267,7 @@ fn read_jsonl(path: &Path) -> Result<FileVectors> {
         let (id, out) = parse_line(&v);
         let out = out.map_err(at)?;
         if let Ok(value) = &out.value {
-            let k = match value {
-                Vector::Dense(_) => OutputKind::Dense,
-                Vector::Sparse(_) => OutputKind::Sparse,
-                Vector::Multi(_) => OutputKind::Multi,
-            };
+            let k = value.kind();
             if kind.is_some_and(|seen| seen != k) {
                 return Err(at("mixes dense, sparse and per-token values".into()));
             }

@@ -205,12 +205,7 @@ pub fn collect(config: &SourceConfig, pipeline: PipelineKind, texts: &[TextItem]
 
 /// Checks that a value is of the kind `pipeline` produces; the message names the text.
 pub(crate) fn check_kind(pipeline: PipelineKind, v: &Vector) -> std::result::Result<(), String> {
-    use crate::pipeline::OutputKind;
-    let ok = matches!(
-        (pipeline.output(), v),
-        (OutputKind::Dense, Vector::Dense(_)) | (OutputKind::Sparse, Vector::Sparse(_)) | (OutputKind::Multi, Vector::Multi(_))
-    );
-    if ok {
+    if pipeline.output() == v.kind() {
         Ok(())
     } else {
         let got = match v {
