@@ -453,6 +453,10 @@ fn numeric_flags_are_validated_without_a_panic() {
         assert_eq!(o.status.code(), Some(2), "{flag} {value}\n{}", show(&o));
         assert!(show(&o).contains(flag) && !show(&o).contains("panicked"), "{flag} {value}\n{}", show(&o));
     }
+    // A thread count no machine has would take the process down starting threads: refused first.
+    let (o, took) = timed(&["--threads", "100000000", "check", &suite, "--report-dir", rep.to_str().unwrap()], &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    assert!(took < Duration::from_secs(10), "{took:?}");
 }
 
 /// A `cmd:` program: the shell line `script`, fed the suite's texts.
