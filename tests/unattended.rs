@@ -504,6 +504,12 @@ fn commands_are_bounded_in_time_and_their_exit_status_counts() {
     assert_eq!(o.status.code(), Some(2), "{}", show(&o));
     assert!(show(&o).contains("exit status: 3"), "{}", show(&o));
 
+    // Writes lines that answer nothing, endlessly: they do not keep it alive past the timeout.
+    let (o, took) = timed(&check_args(&suite, "cmd:cat > /dev/null; yes 'loading...'", "sentence-transformers", r, &["--timeout", "2"]), &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    assert!(show(&o).contains("answer no text"), "{}", show(&o));
+    assert!(took < Duration::from_secs(10), "{took:?}");
+
     // The deadline holds for a program that answers slowly but within each timeout.
     let cmd = format!("cmd:cat > /dev/null; while read -r l; do echo \"$l\"; sleep 0.5; done < {}", all.display());
     let (o, took) = timed(&check_args(&suite, &cmd, "sentence-transformers", r, &["--timeout", "5", "--deadline", "3"]), &[]);
