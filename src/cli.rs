@@ -59,8 +59,8 @@ fn api() -> impl TypedValueParser<Value = Api> {
 #[derive(Debug, Parser)]
 #[command(name = "embcheck", version, about, after_help = EXIT_CODES)]
 pub struct Cli {
-    /// Threads to compute with (default: RAYON_NUM_THREADS, else every logical CPU).
-    #[arg(long, global = true, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Threads to compute with, 1 to 1024 (default: RAYON_NUM_THREADS, else every logical CPU).
+    #[arg(long, global = true, value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub threads: Option<u64>,
     /// What to do.
     #[command(subcommand)]

@@ -439,7 +439,8 @@ fn gate(args: GateArgs) -> Result<u8> {
                 [only] => pipelines.push(*only),
                 many => {
                     let names: Vec<_> = many.iter().map(|p| p.name()).collect();
-                    return Err(Error::Usage(format!("--candidate {} needs --pipeline: suite {} has {}", args.candidate, suite.spec.name, names.join(", "))));
+                    let shown = embcheck::source::secret::without_userinfo(&args.candidate);
+                    return Err(Error::Usage(format!("--candidate {shown} needs --pipeline: suite {} has {}", suite.spec.name, names.join(", "))));
                 }
             }
         }

@@ -220,29 +220,22 @@ struct Behaviour {
 
 impl StandIn {
     fn start(values: &Path, texts: &Path, b: Behaviour) -> StandIn {
-        let by_text: std::collections::HashMap<String, serde_json::Value> = std::fs::read_to_string(texts)
-            .unwrap()
-            .lines()
-            .zip(std::fs::read_to_string(values).unwrap().lines())
-            .map(|(t, v)| {
-                let t: serde_json::Value = serde_json::from_str(t).unwrap();
-                (t["text"].as_str().unwrap().to_string(), serde_json::from_str(v).unwrap())
-            })
-            .collect();
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let untruncated: std::collections::HashMap<String, serde_json::Value> = match &b.tokenize_ids {
-            Some(p) => std::fs::read_to_string(texts)
+        // Each text's line of a values file, by text.
+        let read = |values: &Path| -> std::collections::HashMap<String, serde_json::Value> {
+            std::fs::read_to_string(texts)
                 .unwrap()
                 .lines()
-                .zip(std::fs::read_to_string(p).unwrap().lines())
+                .zip(std::fs::read_to_string(values).unwrap().lines())
                 .map(|(t, v)| {
                     let t: serde_json::Value = serde_json::from_str(t).unwrap();
                     (t["text"].as_str().unwrap().to_string(), serde_json::from_str(v).unwrap())
                 })
-                .collect(),
-            None => by_text.clone(),
+                .collect()
         };
+        let by_text = read(values);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let untruncated = b.tokenize_ids.as_deref().map_or_else(|| by_text.clone(), read);
         let cut = by_text.values().filter_map(|v| v["token_ids"].as_array().map(Vec::len)).max().unwrap_or(0);
         let (by_text, untruncated) = (Arc::new(by_text), Arc::new(untruncated));
         let busy = Arc::new(AtomicUsize::new(b.busy));

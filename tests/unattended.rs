@@ -453,6 +453,10 @@ fn numeric_flags_are_validated_without_a_panic() {
         assert_eq!(o.status.code(), Some(2), "{flag} {value}\n{}", show(&o));
         assert!(show(&o).contains(flag) && !show(&o).contains("panicked"), "{flag} {value}\n{}", show(&o));
     }
+    // A thread count no machine has would take the process down starting threads: refused first.
+    let (o, took) = timed(&["--threads", "100000000", "check", &suite, "--report-dir", rep.to_str().unwrap()], &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    assert!(took < Duration::from_secs(10), "{took:?}");
 }
 
 /// A `cmd:` program: the shell line `script`, fed the suite's texts.
@@ -499,6 +503,12 @@ fn commands_are_bounded_in_time_and_their_exit_status_counts() {
     let (o, _) = timed(&check_args(&suite, &cmd, "sentence-transformers", r, &[]), &[]);
     assert_eq!(o.status.code(), Some(2), "{}", show(&o));
     assert!(show(&o).contains("exit status: 3"), "{}", show(&o));
+
+    // Writes lines that answer nothing, endlessly: they do not keep it alive past the timeout.
+    let (o, took) = timed(&check_args(&suite, "cmd:cat > /dev/null; yes 'loading...'", "sentence-transformers", r, &["--timeout", "2"]), &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    assert!(show(&o).contains("answer no text"), "{}", show(&o));
+    assert!(took < Duration::from_secs(10), "{took:?}");
 
     // The deadline holds for a program that answers slowly but within each timeout.
     let cmd = format!("cmd:cat > /dev/null; while read -r l; do echo \"$l\"; sleep 0.5; done < {}", all.display());
@@ -556,7 +566,7 @@ fn a_vector_of_the_wrong_width_is_a_shape_failure_everywhere() {
     let out = String::from_utf8_lossy(&o.stdout).to_string();
     let line = out.lines().find(|l| l.contains(&id)).unwrap_or_else(|| panic!("{out}"));
     assert!(line.contains("failed shape") && line.contains("[shape]") && !line.contains("cosine 1.0"), "{line}");
-    assert!(out.contains("failed checks: shape 1"), "{out}");
+    assert!(out.contains("failed checks: shape 1\n") || out.contains("failed checks: shape 1;"), "only the shape check: no figure compares\n{out}");
     let summary = std::fs::read_to_string(rep.join("summary.json")).unwrap();
     assert!(summary.contains("\"shape\""), "summary.json names the check");
 }

@@ -78,23 +78,41 @@ pub fn run(cmd: &str, pipeline: PipelineKind, texts: &[TextItem], timeout: Durat
     let mut by_id: HashMap<String, (usize, Output)> = HashMap::new();
     let mut twice: HashMap<String, Vec<usize>> = HashMap::new();
     let mut in_order: Vec<Output> = Vec::new();
-    let mut junk: Vec<String> = Vec::new();
+    // The first line that answers no text, and how many there were (a program may write them endlessly).
+    let mut junk: (Option<String>, usize) = (None, 0);
+    let mut note_junk = |m: String| {
+        junk.0.get_or_insert(m);
+        junk.1 += 1;
+    };
     let mut lineno = 0usize;
     let mut all_answered_at: Option<Instant> = None;
+    // Time runs from the last answer, not the last line: lines that answer nothing do not keep it alive.
+    let mut last_answer = Instant::now();
     let mut stopped: Option<String> = None;
     loop {
         let answered = if by_id.is_empty() { in_order.len() } else { by_id.len() };
         if all_answered_at.is_none() && answered >= texts.len() {
             all_answered_at = Some(Instant::now());
         }
-        let (wait, on_timeout) = match all_answered_at {
-            Some(at) => (GRACE.saturating_sub(at.elapsed()), None),
+        let now = Instant::now();
+        let (until, on_timeout) = match all_answered_at {
+            Some(at) => (at + GRACE, None),
             None => match deadline {
-                Some(d) if d.remaining() < timeout => (d.remaining(), Some(format!("no answer before the check's deadline ({} s)", d.total.as_secs_f64()))),
-                _ => (timeout, Some(format!("no answer in {} s", timeout.as_secs_f64()))),
+                Some(d) if now + d.remaining() < last_answer + timeout => {
+                    (now + d.remaining(), Some(format!("no answer before the check's deadline ({} s)", d.total.as_secs_f64())))
+                }
+                _ => (last_answer + timeout, Some(format!("no answer in {} s", timeout.as_secs_f64()))),
             },
         };
-        match rx.recv_timeout(wait) {
+        let timed_out = |on_timeout: Option<String>| match on_timeout {
+            Some(m) => m,
+            None => format!("still running {} s after answering every text with its input closed: killed", GRACE.as_secs_f64()),
+        };
+        if now >= until {
+            stopped = Some(timed_out(on_timeout));
+            break;
+        }
+        match rx.recv_timeout(until - now) {
             Ok(Ok(line)) => {
                 lineno += 1;
                 if line.trim().is_empty() {
@@ -103,7 +121,7 @@ pub fn run(cmd: &str, pipeline: PipelineKind, texts: &[TextItem], timeout: Durat
                 let v = match serde_json::from_str::<serde_json::Value>(&line) {
                     Ok(v) => v,
                     Err(e) => {
-                        junk.push(format!("line {lineno}: invalid JSON: {e}"));
+                        note_junk(format!("line {lineno}: invalid JSON: {e}"));
                         continue;
                     }
                 };
@@ -111,24 +129,32 @@ pub fn run(cmd: &str, pipeline: PipelineKind, texts: &[TextItem], timeout: Durat
                     (Some(id), out) => {
                         let out = out.unwrap_or_else(|m| Output::rejected(format!("malformed output line {lineno}: {m}")));
                         if !wanted.contains_key(id.as_str()) {
-                            junk.push(format!("line {lineno}: id {id:?} is not a text of the suite"));
+                            note_junk(format!("line {lineno}: id {id:?} is not a text of the suite"));
                         } else if let Some((first, _)) = by_id.get(&id) {
-                            twice.entry(id).or_insert_with(|| vec![*first]).push(lineno);
+                            let lines = twice.entry(id).or_insert_with(|| vec![*first]);
+                            if lines.len() < 10 {
+                                lines.push(lineno);
+                            }
                         } else {
                             by_id.insert(id, (lineno, out));
+                            last_answer = Instant::now();
                         }
                     }
-                    (None, Ok(out)) => in_order.push(out),
-                    (None, Err(m)) => junk.push(format!("line {lineno}: {m}")),
+                    (None, Ok(out)) => {
+                        if in_order.len() <= texts.len() {
+                            in_order.push(out);
+                        } else {
+                            note_junk(format!("line {lineno}: more answers without ids than texts"));
+                        }
+                        last_answer = Instant::now();
+                    }
+                    (None, Err(m)) => note_junk(format!("line {lineno}: {m}")),
                 }
             }
             Ok(Err(e)) => return Err(Error::Usage(format!("{}: reading its output: {e}", what()))),
             Err(RecvTimeoutError::Disconnected) => break,
             Err(RecvTimeoutError::Timeout) => {
-                stopped = Some(match on_timeout {
-                    Some(m) => m,
-                    None => format!("still running {} s after answering every text with its input closed: killed", GRACE.as_secs_f64()),
-                });
+                stopped = Some(timed_out(on_timeout));
                 break;
             }
         }
@@ -153,16 +179,15 @@ pub fn run(cmd: &str, pipeline: PipelineKind, texts: &[TextItem], timeout: Durat
         return Err(Error::Usage(format!("{}: {status} after answering {answered} of {} texts: a program under test must exit with status 0", what(), texts.len())));
     }
     if !by_id.is_empty() && !in_order.is_empty() {
-        junk.insert(0, format!("{} lines have no \"id\" while {} do", in_order.len(), by_id.len()));
+        junk = (Some(format!("{} lines have no \"id\" while {} do", in_order.len(), by_id.len())), junk.1 + in_order.len());
     }
     if by_id.is_empty() && in_order.len() > texts.len() {
-        junk.push(format!("{} answers without ids for {} texts", in_order.len(), texts.len()));
+        junk = (junk.0.or(Some(format!("more answers without ids than the {} texts", texts.len()))), junk.1.max(1));
     }
-    if let Some(first) = junk.first() {
+    if let (Some(first), n) = &junk {
         return Err(Error::Usage(format!(
-            "{}: wrote {} output lines that answer no text, the first: {first}; a program under test writes only answer lines on standard output (logs go to standard error)",
-            what(),
-            junk.len()
+            "{}: wrote {n} output lines that answer no text, the first: {first}; a program under test writes only answer lines on standard output (logs go to standard error)",
+            what()
         )));
     }
     if answered == 0 && stopped.is_none() {

@@ -320,7 +320,7 @@ impl Suite {
         self.require(kind)?;
         let outputs = embedder.embed_all(&data.strings(), self.spec.batch_size)?;
         let info = SourceInfo { kind: "embedder".into(), location: "a Rust function".into(), details: BTreeMap::new() };
-        self.check_outputs(&data, kind, outputs, info, started)
+        self.check_outputs(&data, kind, outputs, info, started, None)
     }
 
     /// Checks a system under test named on the command line (a server, a command, a file).
@@ -334,7 +334,7 @@ impl Suite {
             config.http.normalize = reference_is_normalized(&data.expected(&self.spec, kind)?.vectors);
         }
         let (outputs, info) = source::collect(&config, kind, &data.texts)?;
-        self.check_outputs(&data, kind, outputs, info, started)
+        self.check_outputs(&data, kind, outputs, info, started, config.http.deadline)
     }
 
     fn require(&self, kind: PipelineKind) -> Result<()> {
@@ -345,7 +345,16 @@ impl Suite {
         Err(Error::Usage(format!("suite {} has no {kind} reference (it has: {})", self.spec.name, have.join(", "))))
     }
 
-    fn check_outputs(&self, data: &Loaded, kind: PipelineKind, outputs: Vec<Output>, info: SourceInfo, started: std::time::Instant) -> Result<SuiteReport> {
+    /// `deadline`: the check's, which diagnosing does not run past either.
+    fn check_outputs(
+        &self,
+        data: &Loaded,
+        kind: PipelineKind,
+        outputs: Vec<Output>,
+        info: SourceInfo,
+        started: std::time::Instant,
+        deadline: Option<source::Deadline>,
+    ) -> Result<SuiteReport> {
         let spec = &self.spec;
         if outputs.len() != data.texts.len() {
             return Err(Error::Usage(format!("{} outputs for {} texts from {}", outputs.len(), data.texts.len(), info.location)));
@@ -394,7 +403,12 @@ impl Suite {
                     data.reference_max_length(),
                     options.instruction.as_deref(),
                 );
-                let mut alt = DiagnosisBudget::apply(self.diagnosis_budget.until(started.elapsed()), alt);
+                let until = match (self.diagnosis_budget.until(started.elapsed()), deadline) {
+                    (Some((at, budget)), Some(d)) if d.remaining() < budget => Some((at.min(std::time::Instant::now() + d.remaining()), d.remaining())),
+                    (None, Some(d)) => Some((std::time::Instant::now() + d.remaining(), d.remaining())),
+                    (until, _) => until,
+                };
+                let mut alt = DiagnosisBudget::apply(until, alt);
                 compare_pipeline(kind, &ids, actual, expected, tol, &mut alt as &mut dyn Alternatives)?
             }
             None => {
