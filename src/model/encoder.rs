@@ -1,5 +1,5 @@
 //! The encoder of every family embcheck implements, written on candle's building blocks: the family's
-//! embeddings (its own folder: [`super::bert`], [`super::mpnet`]), then the shared post-LN
+//! embeddings (its own folder: [`super::bert`], [`super::mpnet`], [`super::distilbert`]), then the shared post-LN
 //! [`Layer`](super::layer::Layer)s, with the family's position bias where it has one.
 //!
 //! Why not `candle_transformers::models::{bert, xlm_roberta}` as they are: their XLM-R computes position ids
@@ -12,7 +12,7 @@ use candle_nn::{LayerNorm, VarBuilder};
 
 use super::config::{EncoderConfig, Family};
 use super::layer::{Layer, LayerNames};
-use super::{bert, mpnet};
+use super::{bert, distilbert, mpnet};
 use crate::error::{ComputeContext, Error, Result};
 
 pub use super::dense::Dense;
@@ -21,6 +21,7 @@ pub use super::dense::Dense;
 enum Embeddings {
     Bert(bert::Embeddings),
     Mpnet(mpnet::Embeddings),
+    DistilBert(distilbert::Embeddings),
 }
 
 impl Embeddings {
@@ -28,6 +29,7 @@ impl Embeddings {
         match self {
             Embeddings::Bert(e) => e.forward(ids, positions),
             Embeddings::Mpnet(e) => e.forward(ids, positions),
+            Embeddings::DistilBert(e) => e.forward(ids, positions),
         }
     }
 
@@ -35,6 +37,7 @@ impl Embeddings {
         match self {
             Embeddings::Bert(e) => &e.norm,
             Embeddings::Mpnet(e) => &e.norm,
+            Embeddings::DistilBert(e) => &e.norm,
         }
     }
 }
@@ -57,6 +60,7 @@ impl Encoder {
         let (prefixes, names, layers_at): (&[&str], &LayerNames, &str) = match cfg.family {
             Family::Bert | Family::XlmRoberta => (bert::PREFIXES, &bert::LAYER, bert::LAYERS),
             Family::Mpnet => (mpnet::PREFIXES, &mpnet::LAYER, mpnet::LAYERS),
+            Family::DistilBert => (distilbert::PREFIXES, &distilbert::LAYER, distilbert::LAYERS),
         };
         let prefix = prefixes.iter().find(|p| vb.contains_tensor(&format!("{p}embeddings.word_embeddings.weight"))).ok_or_else(|| {
             let under: Vec<&str> = prefixes.iter().filter(|p| !p.is_empty()).copied().collect();
@@ -72,6 +76,7 @@ impl Encoder {
             let (embeddings, relative) = match cfg.family {
                 Family::Bert | Family::XlmRoberta => (Embeddings::Bert(bert::Embeddings::load(&vb, cfg)?), None),
                 Family::Mpnet => (Embeddings::Mpnet(mpnet::Embeddings::load(&vb, cfg)?), Some(mpnet::RelativeBias::load(&vb, cfg)?)),
+                Family::DistilBert => (Embeddings::DistilBert(distilbert::Embeddings::load(&vb, cfg)?), None),
             };
             Ok(Encoder { cfg: cfg.clone(), embeddings, relative, layers, dtype, device: device.clone() })
         };

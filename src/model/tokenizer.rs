@@ -223,6 +223,7 @@ fn special_token_names(dir: &Path) -> Result<Vec<(String, String)>> {
 /// The tokenizer classes of transformers 5 that are `BertTokenizer` or inherit its constructor unchanged.
 const TF5_BERT_CLASSES: &[&str] = &[
     "BertTokenizer",
+    "DistilBertTokenizer",
     "ConvBertTokenizer",
     "ElectraTokenizer",
     "LayoutLMTokenizer",
@@ -247,6 +248,7 @@ fn tf5_class(tokenizer_config: &serde_json::Value, model_dir: &Path) -> Result<S
         "roberta" => "RobertaTokenizer",
         "camembert" => "CamembertTokenizer",
         "mpnet" => "MPNetTokenizer",
+        "distilbert" => "DistilBertTokenizer",
         other => return Err(Error::input(&config, format!("model_type {other:?}: no transformers 5 tokenizer class known to embcheck"))),
     }
     .to_string())
@@ -394,7 +396,7 @@ pub fn rebuild_for_transformers5(path: &Path) -> Result<Tokenizer> {
                 path,
                 format!(
                     "transformers 5 loads this tokenizer as {other}, which embcheck does not mirror (it mirrors BertTokenizer, \
-                     MPNetTokenizer, XLMRobertaTokenizer and RobertaTokenizer, and tokenizer.json as is for TokenizersBackend)"
+                     DistilBertTokenizer, MPNetTokenizer, XLMRobertaTokenizer and RobertaTokenizer, and tokenizer.json as is for TokenizersBackend)"
                 ),
             ))
         }
