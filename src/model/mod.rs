@@ -5,6 +5,7 @@ pub mod bert;
 pub mod config;
 pub mod dense;
 pub mod distilbert;
+pub mod embeddings;
 pub mod encoder;
 pub mod files;
 pub mod fused;

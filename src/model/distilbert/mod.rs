@@ -2,8 +2,8 @@
 //! positions 0..L), learned or sinusoidal (`sinusoidal_pos_embds`), then post-LN layers under
 //! `transformer.layer` with their own names.
 
-use candle_core::{Module, Tensor};
-use candle_nn::{Embedding, LayerNorm, VarBuilder};
+use candle_core::Tensor;
+use candle_nn::{Embedding, VarBuilder};
 
 use crate::model::config::EncoderConfig;
 use crate::model::layer::LayerNames;
@@ -37,37 +37,15 @@ pub fn sinusoidal(n_pos: usize, dim: usize) -> Vec<f32> {
     out
 }
 
-/// DistilBERT's `Embeddings`: word + position, then LayerNorm.
-pub struct Embeddings {
-    word: Embedding,
-    position: Embedding,
-    /// The LayerNorm after the sum.
-    pub norm: LayerNorm,
-}
-
-impl Embeddings {
-    /// Loads `embeddings.*` under the base model's `vb`. A sinusoidal model whose checkpoint leaves the
-    /// position table out gets it computed, as transformers initializes a missing one.
-    pub fn load(vb: &VarBuilder, cfg: &EncoderConfig) -> candle_core::Result<Self> {
-        let (h, emb) = (cfg.hidden_size, vb.pp("embeddings"));
-        let n_pos = cfg.max_position_embeddings;
-        let position = if cfg.sinusoidal_positions && !emb.contains_tensor("position_embeddings.weight") {
-            let table = Tensor::from_vec(sinusoidal(n_pos, h), (n_pos, h), vb.device())?.to_dtype(vb.dtype())?;
-            Embedding::new(table, h)
-        } else {
-            candle_nn::embedding(n_pos, h, emb.pp("position_embeddings"))?
-        };
-        Ok(Embeddings {
-            word: candle_nn::embedding(cfg.vocab_size, h, emb.pp("word_embeddings"))?,
-            position,
-            norm: candle_nn::layer_norm(h, cfg.layer_norm_eps, emb.pp("LayerNorm"))?,
-        })
+/// The position table of a sinusoidal model whose checkpoint leaves it out, computed as transformers
+/// initializes a missing one; `None` when the checkpoint has it (learned or saved sinusoids: read as is).
+pub fn computed_positions(vb: &VarBuilder, cfg: &EncoderConfig) -> candle_core::Result<Option<Embedding>> {
+    if !cfg.sinusoidal_positions || vb.pp("embeddings").contains_tensor("position_embeddings.weight") {
+        return Ok(None);
     }
-
-    /// `[B, L]` ids and positions → `[B, L, H]`.
-    pub fn forward(&self, ids: &Tensor, positions: &Tensor) -> candle_core::Result<Tensor> {
-        self.norm.forward(&(self.word.forward(ids)? + self.position.forward(positions)?)?)
-    }
+    let (n, h) = (cfg.max_position_embeddings, cfg.hidden_size);
+    let table = Tensor::from_vec(sinusoidal(n, h), (n, h), vb.device())?.to_dtype(vb.dtype())?;
+    Ok(Some(Embedding::new(table, h)))
 }
 
 #[cfg(test)]
