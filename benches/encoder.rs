@@ -37,6 +37,7 @@ fn encoder(h: usize, heads: usize, inter: usize) -> Encoder {
         layer_norm_eps: 1e-12,
         pad_token_id: 0,
         relative_attention_num_buckets: 32,
+        sinusoidal_positions: false,
     };
     let mut t: HashMap<String, Tensor> = HashMap::new();
     let mut add = |name: &str, shape: &[usize]| {

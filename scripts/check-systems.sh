@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checks real systems under test with `embcheck check --against` and asserts each verdict and diagnosis:
 #   - the seed scenario: a transformers AutoModel user's raw CLS (scripts/systems/automodel_cls.py) against a
-#     bge-m3-layout suite's normalized-cls -> exit 1, normalization; with --normalize -> exit 0;
+#     bge-m3-layout suite's normalized-cls -> exit 1, normalization; with --normalize -> exit 0; the same on a
+#     DeBERTa-v2 suite, a model type embcheck does not implement (model-free diagnosis);
 #   - an embedding server on the real libraries (scripts/systems/serve.py; OpenAI and TEI's APIs), faithful
 #     and with one fault each -> the right diagnosis; a 500 for one text; 429 retried; nothing listening -> 2;
 #   - models with weight scales unlike the bundled ones (scripts/make_scaled_model.py), references made by
@@ -66,6 +67,12 @@ XLMR=fixtures/suites/tiny-xlmr-m3
 AUTO="cmd:$PY scripts/systems/automodel_cls.py --model fixtures/models/tiny-xlmr-m3 --max-length 128"
 expect "AutoModel raw CLS vs normalized-cls" 1 normalization $XLMR normalized-cls "$AUTO"
 expect "AutoModel + F.normalize vs normalized-cls" 0 - $XLMR normalized-cls "$AUTO --normalize"
+
+echo "== a model type embcheck does not implement (DeBERTa-v2): model-free checks, never exit 2 for the type"
+DEB=fixtures/suites/tiny-deberta-v2
+AUTO_DEB="cmd:$PY scripts/systems/automodel_cls.py --model fixtures/models/tiny-deberta-v2 --max-length 128"
+expect "DeBERTa-v2 AutoModel raw CLS vs normalized-cls" 1 normalization $DEB normalized-cls "$AUTO_DEB"
+expect "DeBERTa-v2 AutoModel + F.normalize" 0 - $DEB normalized-cls "$AUTO_DEB --normalize"
 
 echo "== an embedding server on the real libraries (HTTP)"
 BERT=fixtures/suites/tiny-bert-mean

@@ -45,6 +45,11 @@ Models:
                      (pad 1: 512 tokens), relative position bias (32 buckets) scaled to std 1 so that a wrong bucket
                      shows; ST mean pooling + Normalize, max_seq_length 512 (texts past 128 tokens reach the last
                      bucket).
+  tiny-distilbert    DistilBERT (DistilBertModel), learned positions, uncased WordPiece (tiny-bert-mean's vocabulary)
+                     saved by DistilBertTokenizerFast; ST mean pooling + Normalize, max_seq_length 128.
+  tiny-distilbert-sinusoidal
+                     DistilBERT with sinusoidal_pos_embds true, its position table left out of model.safetensors
+                     (transformers computes a missing one, as it initializes it); ST CLS pooling, no Normalize.
   tiny-deberta-v2    DeBERTa-v2 (DebertaV2Model), a model type embcheck does not implement: its suites check systems
                      model-free. tiny-bert-mean's tokenizer files (tokenizer_class BertTokenizer), ST CLS + Normalize.
 """
@@ -77,6 +82,9 @@ from transformers import (
     BertTokenizerFast,
     DebertaV2Config,
     DebertaV2Model,
+    DistilBertConfig,
+    DistilBertModel,
+    DistilBertTokenizerFast,
     MPNetConfig,
     MPNetModel,
     MPNetTokenizerFast,
@@ -1174,6 +1182,46 @@ def build_deberta_v2(out: Path) -> None:
     print(f"  tiny-deberta-v2: vocab {tok.get_vocab_size()} (model_type {cfg.model_type})")
 
 
+def build_distilbert(out: Path, sinusoidal: bool) -> None:
+    d = out / ("tiny-distilbert-sinusoidal" if sinusoidal else "tiny-distilbert")
+    tok = make_wordpiece(lowercase=True, vocab_size=2000)
+    fast = DistilBertTokenizerFast(tokenizer_object=tok, do_lower_case=True, strip_accents=True,
+                                   tokenize_chinese_chars=True, model_max_length=512)
+    fast.save_pretrained(d, legacy_format=False)
+    torch.manual_seed(9009 if sinusoidal else 9000)
+    cfg = DistilBertConfig(
+        vocab_size=tok.get_vocab_size(), dim=HIDDEN, n_layers=LAYERS, n_heads=HEADS, hidden_dim=INTERMEDIATE,
+        activation="gelu", max_position_embeddings=512, initializer_range=INIT_RANGE, pad_token_id=0,
+        sinusoidal_pos_embds=sinusoidal,
+    )
+    model = DistilBertModel(cfg)
+    randomize_biases_and_norms(model, torch.Generator().manual_seed(9100 if sinusoidal else 9101))
+    if sinusoidal:
+        # Sinusoid rows have norm sqrt(dim / 2) = 4, words std 0.2 (norm ~1.1): the positions would dominate and
+        # CLS, mean and max pooling would come out alike. Words scaled to std 1 keep the texts apart.
+        with torch.no_grad():
+            model.embeddings.word_embeddings.weight.mul_(5.0)
+    model.eval().save_pretrained(d, safe_serialization=True)
+    if sinusoidal:
+        # A checkpoint without the (computable) position table: transformers initializes it as sinusoids.
+        from safetensors.torch import load_file, save_file
+
+        from transformers.models.distilbert.modeling_distilbert import create_sinusoidal_embeddings
+
+        w = load_file(d / "model.safetensors")
+        w.pop("embeddings.position_embeddings.weight")
+        save_file(w, d / "model.safetensors", metadata={"format": "pt"})
+        reloaded = transformers.AutoModel.from_pretrained(d).embeddings.position_embeddings.weight
+        table = torch.empty(cfg.max_position_embeddings, cfg.dim)
+        create_sinusoidal_embeddings(cfg.max_position_embeddings, cfg.dim, table)
+        assert torch.equal(reloaded, table), "transformers did not compute the missing table as sinusoids"
+        write_st_files(d, full_pooling("cls"), with_normalize=False, max_seq_length=128, do_lower_case=False)
+    else:
+        write_st_files(d, full_pooling("mean"), with_normalize=True, max_seq_length=128, do_lower_case=False)
+    assert type(transformers.AutoTokenizer.from_pretrained(d)).__name__.startswith("DistilBertTokenizer")
+    print(f"  {d.name}: vocab {tok.get_vocab_size()}, sinusoidal positions {sinusoidal}")
+
+
 README = """\
 # Tiny test models
 
@@ -1201,6 +1249,8 @@ every reference.
 | `tiny-xlmr-m3/` | XLM-RoBERTa in BAAI/bge-m3's layout: Unigram tokenizer (NFKC, Metaspace "▁" prepend always), `<s>`=0 `<pad>`=1 `</s>`=2 `<unk>`=3, `<mask>` last; pad 1, LayerNorm eps 1e-5, type_vocab_size 1, **2562 positions** (2560 tokens fit: position ids past 2048). `sparse_linear.pt` (Linear(32, 1)) and `colbert_linear.pt` (Linear(32, 32)) saved as bge-m3 ships them (zip-format `torch.save` of the state dict); the sparse bias makes roughly half the tokens positive. sentence-transformers: CLS pooling + Normalize, `max_seq_length` 2560. Weights in `model.safetensors`. |
 | `tiny-xlmr-m3-pth/` | The same model and byte-identical other files, but the encoder weights in `pytorch_model.bin` (zip-format `torch.save` of the state dict, like BAAI/bge-m3) instead of `model.safetensors`. |
 | `tiny-mpnet/` | MPNet in all-mpnet-base-v2's layout (`MPNetModel`): uncased WordPiece with `<s>`=0 `<pad>`=1 `</s>`=2 `<unk>`=3, `[UNK]` as the unknown token and `<mask>` (lstrip) last, saved by `MPNetTokenizerFast` (`<s> … </s>`); 514 positions counted from pad + 1 (512 tokens); relative position bias (`encoder.relative_attention_bias`, 32 buckets) scaled to std 1 so that a wrong bucket changes the output clearly; LayerNorm eps 1e-5. sentence-transformers: mean pooling + Normalize, `max_seq_length` 512 (texts past 128 tokens reach the last, capped bucket). |
+| `tiny-distilbert/` | DistilBERT (`DistilBertModel`, keys `transformer.layer.N.attention.q_lin` ..., no token types), learned positions, uncased WordPiece (`tiny-bert-mean`'s vocabulary) saved by `DistilBertTokenizerFast`. sentence-transformers: mean pooling + Normalize, `max_seq_length` 128. |
+| `tiny-distilbert-sinusoidal/` | DistilBERT with `sinusoidal_pos_embds: true` whose `model.safetensors` leaves out `embeddings.position_embeddings.weight`: transformers computes the missing table as sinusoids (checked equal to the one it saved), and so must a port. sentence-transformers: CLS pooling, no Normalize, `max_seq_length` 128. |
 | `tiny-deberta-v2/` | DeBERTa-v2 (`DebertaV2Model`, relative attention p2c + c2p), a model type embcheck does **not** implement: its suite checks systems against the Python references model-free (`check --against`, `gate --candidate` with a system, `diff`). Tokenizer: `tiny-bert-mean`'s WordPiece (`tokenizer_class` BertTokenizer). sentence-transformers: CLS pooling + Normalize, `max_seq_length` 128. |
 | `tiny-xlmr-spm/` | XLM-RoBERTa in BAAI/bge-m3's layout with a tokenizer made the way the real XLM-R's was: a SentencePiece **unigram model** (`sentencepiece.SentencePieceTrainer`, 1200 pieces, `normalization_rule_name="nmt_nfkc"`, character coverage 1.0, no byte fallback, one thread, fixed seed; the script's corpus plus Vietnamese, Thai, Hindi, Hebrew, katakana and Korean lines), loaded by `XLMRobertaTokenizer(vocab_file=...)` and converted by transformers (`from_pretrained(..., from_slow=True)`, i.e. `convert_slow_tokenizer`). `tokenizer.json`: normalizer `Sequence[Precompiled (the nmt_nfkc charsmap), Strip(right), Replace(" {2,}" -> "▁")]`, pre-tokenizer `Metaspace` ("▁", prepend always, split), vocabulary 1202 (`<s>`=0 `<pad>`=1 `</s>`=2 `<unk>`=3, `<mask>`=1201, lstrip, not normalized); `sentencepiece.bpe.model` is dropped after the conversion (every library here loads the fast tokenizer). **Pitfalls:** NFKC comes only from the Precompiled charsmap, applied as the `tokenizers` library applies it: a half-width katakana with a half-width voiced mark (`ﾋﾞ`) becomes `ヒ` + U+3099, not `ビ` as in SentencePiece itself and in NFKC (so the slow and fast Python tokenizers differ there; every Python library here uses the fast one). 514 positions, `model_max_length` 512, `max_seq_length` 512 (texts over 512 tokens are truncated). Random weights (seed 6006), M3 heads (seed 6100), sentence-transformers CLS pooling + Normalize. |
 
@@ -1213,6 +1263,7 @@ Thai, Hindi, Hebrew and more Japanese and Korean, but not emoji).
 MODEL_NAMES = [
     "tiny-bert-mean", "tiny-bert-cls", "tiny-bert-cased-config-override", "tiny-bert-dense", "tiny-xlmr-m3",
     "tiny-xlmr-m3-pth", "tiny-xlmr-spm", "tiny-mpnet", "tiny-deberta-v2",
+    "tiny-distilbert", "tiny-distilbert-sinusoidal",
 ]
 
 
@@ -1234,7 +1285,8 @@ def main() -> int:
         "tiny-bert-mean": build_bert_mean, "tiny-bert-cls": build_bert_cls,
         "tiny-bert-cased-config-override": build_bert_cased_config_override, "tiny-bert-dense": build_bert_dense,
         "tiny-xlmr-m3": build_xlmr, "tiny-xlmr-spm": build_xlmr_spm, "tiny-mpnet": build_mpnet,
-        "tiny-deberta-v2": build_deberta_v2,
+        "tiny-deberta-v2": build_deberta_v2, "tiny-distilbert": lambda o: build_distilbert(o, False),
+        "tiny-distilbert-sinusoidal": lambda o: build_distilbert(o, True),
     }
     # tiny-xlmr-m3 and tiny-xlmr-m3-pth are built together, and tiny-bert-cased-config-override from tiny-bert-cls.
     wanted = set(args.only or MODEL_NAMES)
@@ -1259,7 +1311,7 @@ def main() -> int:
 
     print("pooling check (CLS vs mean vs max must differ clearly):")
     for name in ["tiny-bert-mean", "tiny-bert-cls", "tiny-bert-dense", "tiny-xlmr-m3", "tiny-xlmr-spm", "tiny-mpnet",
-                 "tiny-deberta-v2"]:
+                 "tiny-deberta-v2", "tiny-distilbert", "tiny-distilbert-sinusoidal"]:
         pooling_check(name, out / name)
     st_load_check(out / "tiny-bert-mean", HIDDEN)
     prompt_check(out / "tiny-bert-mean")
@@ -1273,6 +1325,8 @@ def main() -> int:
     st_load_check(out / "tiny-xlmr-spm", HIDDEN)
     st_load_check(out / "tiny-mpnet", HIDDEN)
     st_load_check(out / "tiny-deberta-v2", HIDDEN)
+    st_load_check(out / "tiny-distilbert", HIDDEN)
+    st_load_check(out / "tiny-distilbert-sinusoidal", HIDDEN)
 
     # The two XLM-R directories must agree on every file but the weights.
     a, b = tree_digest(out / "tiny-xlmr-m3"), tree_digest(out / "tiny-xlmr-m3-pth")

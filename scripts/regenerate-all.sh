@@ -62,6 +62,13 @@ MPNET="MPNet (relative position bias, 32 buckets): texts up to 512 tokens reach 
   --out "$S/tiny-mpnet-f16" --pipelines normalized-cls --dtype f16 --note "$MPNET"
 "${G[@]}" --model fixtures/models/tiny-deberta-v2 --texts fixtures/texts/core.jsonl --out "$S/tiny-deberta-v2" \
   --note "DeBERTa-v2, a model type embcheck does not implement: systems are checked against it model-free (check --against, gate --candidate with a system, diff)."
+DB="DistilBERT: no token types, transformer.layer.N weight names."
+SIN="DistilBERT with sinusoidal_pos_embds: model.safetensors has no position table, which transformers computes (sinusoids)."
+"${G[@]}" --model fixtures/models/tiny-distilbert --texts fixtures/texts/core.jsonl --out "$S/tiny-distilbert" --note "$DB"
+"${G[@]}" --model fixtures/models/tiny-distilbert-sinusoidal --texts fixtures/texts/core.jsonl \
+  --out "$S/tiny-distilbert-sinusoidal" --note "$SIN"
+"${G[@]}" --model fixtures/models/tiny-distilbert-sinusoidal --texts fixtures/texts/core.jsonl \
+  --out "$S/tiny-distilbert-sinusoidal-f16" --pipelines normalized-cls --dtype f16 --note "$SIN"
 R=(--texts fixtures/retrieval/queries.jsonl --texts fixtures/retrieval/corpus.jsonl --retrieval fixtures/retrieval
    --note "gate baseline: the bundled retrieval set (fixtures/retrieval) embedded by the Python libraries")
 "${G[@]}" --model fixtures/models/tiny-bert-mean "${R[@]}" --out "$S/tiny-bert-mean-retrieval" --max-length 64
@@ -103,6 +110,10 @@ if [ -x "$PY5" ]; then
   "${G5[@]}" --model fixtures/models/tiny-mpnet --texts fixtures/texts/core.jsonl --texts fixtures/texts/minilm.jsonl \
     --out "$S/tiny-mpnet-tf5" --note "$TF5" --note "$MPNET" \
     --note "transformers 5 rebuilds MPNetTokenizer from the vocabulary (BertNormalizer, BertPreTokenizer, WordPiece, RobertaProcessing)."
+  "${G5[@]}" --model fixtures/models/tiny-distilbert --texts fixtures/texts/core.jsonl --out "$S/tiny-distilbert-tf5" \
+    --note "$TF5" --note "$DB"
+  "${G5[@]}" --model fixtures/models/tiny-distilbert-sinusoidal --texts fixtures/texts/core.jsonl \
+    --out "$S/tiny-distilbert-sinusoidal-tf5" --note "$TF5" --note "$SIN"
   if [ -d fixtures/external/all-mpnet-base-v2 ]; then
     "${G5[@]}" --model fixtures/external/all-mpnet-base-v2 --texts fixtures/texts/core.jsonl --texts fixtures/texts/minilm.jsonl \
       --out "$S/all-mpnet-base-v2-tf5" --note "$TF5" --note "${MPNET_EXT[0]}" --note "${MPNET_EXT[1]}"

@@ -109,7 +109,7 @@ fn unsupported_model_type_and_activation_list_the_supported_ones() {
     let (model, texts) = (tmp.path().join("model"), suite("tiny-bert-mean").join("texts.jsonl"));
     let out = tmp.path().join("out.safetensors");
     let o = embcheck(&["embed", "--model", model.to_str().unwrap(), "--pipeline", "raw-cls", "--input", texts.to_str().unwrap(), "--output", out.to_str().unwrap()]);
-    assert_input_error(&o, "config.json", &["model_type \"gpt2\" is not implemented", "bert, xlm-roberta, roberta, camembert, mpnet"]);
+    assert_input_error(&o, "config.json", &["model_type \"gpt2\" is not implemented", "bert, xlm-roberta, roberta, camembert, mpnet, distilbert"]);
     assert!(!out.exists());
     model_error(
         "tiny-bert-mean",

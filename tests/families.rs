@@ -89,7 +89,7 @@ fn an_unimplemented_model_type_gets_every_model_free_check() {
     ]);
     assert_eq!(o.status.code(), Some(2), "{}", show(&o));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("\"deberta-v2\" is not implemented") && err.contains("bert, xlm-roberta, roberta, camembert, mpnet"), "{err}");
+    assert!(err.contains("\"deberta-v2\" is not implemented") && err.contains("bert, xlm-roberta, roberta, camembert, mpnet, distilbert"), "{err}");
     // Its own pipeline: a skip (never a pass), saying how to check a system instead.
     let o = embcheck(&["check", dir.to_str().unwrap(), suite("tiny-bert-cls").to_str().unwrap(), "--report-dir", tmp.path().join("own").to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
@@ -97,28 +97,30 @@ fn an_unimplemented_model_type_gets_every_model_free_check() {
     assert!(show(&o).contains("check a system against it with --against"), "{}", show(&o));
 }
 
-/// MPNet: embcheck's own encoder on the tiny MPNet (relative position bias reached to its capped buckets by
-/// 512-token texts) in bf16 stays close to its f32 vectors (no Python bf16 reference: FlagEmbedding runs
-/// f16 only; the f16 suite is checked against FlagEmbedding's own f16 run).
+/// MPNet (relative position bias reached to its capped buckets by 512-token texts) and DistilBERT (learned
+/// and sinusoidal positions): embcheck's own encoder in f16 and bf16 stays close to its f32 vectors (no
+/// Python bf16 reference: FlagEmbedding runs f16 only; the f16 suites are checked against its f16 run).
 #[test]
-fn mpnet_in_bf16_is_finite_and_close_to_f32() {
+fn new_families_in_half_precision_are_finite_and_close_to_f32() {
     let tmp = tempfile::tempdir().unwrap();
-    let input = suite("tiny-mpnet").join("texts.jsonl");
-    let run = |dtype: &str| {
-        let out = tmp.path().join(format!("{dtype}.safetensors"));
-        let o = embcheck(&[
-            "embed", "--model", "fixtures/models/tiny-mpnet", "--pipeline", "sentence-transformers", "--input", input.to_str().unwrap(),
-            "--output", out.to_str().unwrap(), "--dtype", dtype,
-        ]);
-        assert!(o.status.success(), "{}", show(&o));
-        read_tensors(&out).f32s.remove("embeddings").unwrap()
-    };
-    let (shape, base) = run("f32");
-    for (dtype, bound) in [("f16", 5e-3), ("bf16", 4e-2)] {
-        let (_, half) = run(dtype);
-        assert!(half.iter().all(|x| x.is_finite()), "{dtype}: NaN or Inf");
-        let worst = half.chunks(shape[1]).zip(base.chunks(shape[1])).map(|(a, e)| rel_l2(a, e)).fold(0f64, f64::max);
-        eprintln!("tiny-mpnet sentence-transformers {dtype} vs f32: worst rel-L2 {worst:e}");
-        assert!(worst < bound, "{dtype}: worst relative L2 {worst:e}");
+    for (model, suite_name) in [("tiny-mpnet", "tiny-mpnet"), ("tiny-distilbert", "tiny-distilbert"), ("tiny-distilbert-sinusoidal", "tiny-distilbert-sinusoidal")] {
+        let input = suite(suite_name).join("texts.jsonl");
+        let run = |dtype: &str| {
+            let out = tmp.path().join(format!("{model}-{dtype}.safetensors"));
+            let o = embcheck(&[
+                "embed", "--model", &format!("fixtures/models/{model}"), "--pipeline", "sentence-transformers", "--input", input.to_str().unwrap(),
+                "--output", out.to_str().unwrap(), "--dtype", dtype,
+            ]);
+            assert!(o.status.success(), "{}", show(&o));
+            read_tensors(&out).f32s.remove("embeddings").unwrap()
+        };
+        let (shape, base) = run("f32");
+        for (dtype, bound) in [("f16", 5e-3), ("bf16", 4e-2)] {
+            let (_, half) = run(dtype);
+            assert!(half.iter().all(|x| x.is_finite()), "{model} {dtype}: NaN or Inf");
+            let worst = half.chunks(shape[1]).zip(base.chunks(shape[1])).map(|(a, e)| rel_l2(a, e)).fold(0f64, f64::max);
+            eprintln!("{model} sentence-transformers {dtype} vs f32: worst rel-L2 {worst:e}");
+            assert!(worst < bound, "{model} {dtype}: worst relative L2 {worst:e}");
+        }
     }
 }

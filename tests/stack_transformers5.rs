@@ -9,13 +9,15 @@ use std::path::Path;
 use common::*;
 
 /// The suites generated under transformers 5 whose models are committed.
-const TF5_SUITES: [&str; 6] = [
+const TF5_SUITES: [&str; 8] = [
     "tiny-xlmr-m3-tf5",
     "tiny-xlmr-spm-tf5",
     "tiny-bert-mean-tf5",
     "tiny-bert-cls-tf5",
     "tiny-bert-cased-config-override-tf5",
     "tiny-mpnet-tf5",
+    "tiny-distilbert-tf5",
+    "tiny-distilbert-sinusoidal-tf5",
 ];
 
 fn libraries(suite: &Path) -> serde_json::Value {

@@ -134,6 +134,11 @@ mod tests {
         let (q, k, v) = (split.get(0).unwrap(), split.get(1).unwrap(), split.get(2).unwrap());
         let probs = crate::model::softmax::masked_softmax(q.matmul(&k.t().unwrap()).unwrap(), &lengths, scale).unwrap();
         let want = probs.matmul(&v).unwrap().transpose(1, 2).unwrap().reshape((b, l, h)).unwrap();
+        assert_equal_on_real_rows(&got, &want, &lengths);
+    }
+
+    /// Within 1e-6 on the rows of real tokens (padding rows are not read).
+    fn assert_equal_on_real_rows(got: &Tensor, want: &Tensor, lengths: &[usize]) {
         for (s, &n) in lengths.iter().enumerate() {
             let diff = (got.get(s).unwrap().narrow(0, 0, n).unwrap() - want.get(s).unwrap().narrow(0, 0, n).unwrap())
                 .unwrap()
@@ -149,5 +154,29 @@ mod tests {
                 .unwrap();
             assert!(diff <= 1e-6, "text {s}: max |difference| {diff:e}");
         }
+    }
+
+    /// With a relative position bias: equals scaling the scores, adding the bias of each (query, key) offset
+    /// per head, then the masked softmax and P V, as MPNet's eager attention does.
+    #[test]
+    fn a_position_bias_is_added_per_head_and_offset() {
+        let (b, l, heads, d) = (2usize, 300usize, 2usize, 4usize);
+        let h = heads * d;
+        let data: Vec<f32> = (0..b * l * 3 * h).map(|i| (((i * 7919) % 1013) as f32 / 1013.0 - 0.5) * 3.0).collect();
+        let qkv = Tensor::from_vec(data, (b, l, 3 * h), &Device::Cpu).unwrap();
+        let width = 2 * l - 1;
+        let table: Vec<f32> = (0..heads * width).map(|i| ((i * 31) % 17) as f32 / 8.0 - 1.0).collect();
+        let full: Vec<f32> = (0..heads).flat_map(|hd| (0..l).flat_map(move |i| (0..l).map(move |j| (hd, i, j)))).map(|(hd, i, j)| table[hd * width + j + l - 1 - i]).collect();
+        let full = Tensor::from_vec(full, (1, heads, l, l), &Device::Cpu).unwrap();
+        let bias = crate::model::layer::PositionBias { table: std::sync::Arc::new(table), len: l, full: None };
+        let lengths = [300usize, 41];
+        let scale = 0.5f32;
+        let got = attention(&qkv, &lengths, heads, scale, Some(&bias)).unwrap();
+        let split = qkv.reshape((b, l, 3, heads, d)).unwrap().permute((2, 0, 3, 1, 4)).unwrap().contiguous().unwrap();
+        let (q, k, v) = (split.get(0).unwrap(), split.get(1).unwrap(), split.get(2).unwrap());
+        let scores = (q.matmul(&k.t().unwrap()).unwrap() * scale as f64).unwrap().broadcast_add(&full).unwrap();
+        let probs = crate::model::softmax::masked_softmax(scores, &lengths, 1.0).unwrap();
+        let want = probs.matmul(&v).unwrap().transpose(1, 2).unwrap().reshape((b, l, h)).unwrap();
+        assert_equal_on_real_rows(&got, &want, &lengths);
     }
 }

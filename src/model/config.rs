@@ -10,7 +10,7 @@ use crate::error::{read_json, Error, Result};
 
 /// The `model_type`s of `config.json` whose encoder embcheck computes. `scripts/generate_fixtures.py` keeps
 /// the same list (a unit test compares them) to say whether embcheck can compute a suite's model.
-pub const IMPLEMENTED: &[&str] = &["bert", "xlm-roberta", "roberta", "camembert", "mpnet"];
+pub const IMPLEMENTED: &[&str] = &["bert", "xlm-roberta", "roberta", "camembert", "mpnet", "distilbert"];
 
 /// The encoder families embcheck runs. Chosen from `config.json`'s `model_type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +21,8 @@ pub enum Family {
     XlmRoberta,
     /// `mpnet`: positions counted from `pad_token_id + 1`, no token types, a relative position bias.
     Mpnet,
+    /// `distilbert`: positions 0..L (learned or sinusoidal), no token types, its own key names.
+    DistilBert,
 }
 
 /// The encoder's hyper-parameters.
@@ -50,6 +52,8 @@ pub struct EncoderConfig {
     pub pad_token_id: u32,
     /// MPNet: rows of the relative position bias table (at least the 32 buckets used).
     pub relative_attention_num_buckets: usize,
+    /// DistilBERT `sinusoidal_pos_embds`: a position table missing from the weights is computed.
+    pub sinusoidal_positions: bool,
 }
 
 /// The `hidden_act` names of transformers' `ACT2FN` that candle computes the same way. Others (e.g.
@@ -86,6 +90,13 @@ struct Raw {
     pad_token_id: Option<u32>,
     position_embedding_type: Option<String>,
     relative_attention_num_buckets: Option<usize>,
+    // DistilBERT's names for the same settings.
+    dim: Option<usize>,
+    n_layers: Option<usize>,
+    n_heads: Option<usize>,
+    hidden_dim: Option<usize>,
+    activation: Option<serde_json::Value>,
+    sinusoidal_pos_embds: Option<bool>,
 }
 
 impl EncoderConfig {
@@ -97,6 +108,7 @@ impl EncoderConfig {
             "bert" => Family::Bert,
             "xlm-roberta" | "roberta" | "camembert" => Family::XlmRoberta,
             "mpnet" => Family::Mpnet,
+            "distilbert" => Family::DistilBert,
             other => return Err(Error::Unimplemented { path: path.to_path_buf(), model_type: other.to_string() }),
         };
         if let Some(p) = raw.position_embedding_type.as_deref() {
@@ -104,6 +116,20 @@ impl EncoderConfig {
                 return Err(Error::input(path, format!("position_embedding_type {p:?} is not supported (expected \"absolute\")")));
             }
         }
+        // DistilBertConfig names them its own way (and fixes LayerNorm's epsilon at 1e-12 in the model code).
+        let raw = if family == Family::DistilBert {
+            Raw {
+                hidden_size: Some(raw.dim.unwrap_or(768)),
+                num_hidden_layers: Some(raw.n_layers.unwrap_or(6)),
+                num_attention_heads: Some(raw.n_heads.unwrap_or(12)),
+                intermediate_size: Some(raw.hidden_dim.unwrap_or(3072)),
+                hidden_act: raw.activation.clone(),
+                layer_norm_eps: Some(1e-12),
+                ..raw
+            }
+        } else {
+            raw
+        };
         let hidden_act = match raw.hidden_act {
             None => Activation::Gelu,
             Some(v) => v.as_str().and_then(activation).ok_or_else(|| {
@@ -124,10 +150,11 @@ impl EncoderConfig {
             type_vocab_size: raw.type_vocab_size.unwrap_or(2),
             layer_norm_eps: raw.layer_norm_eps.unwrap_or(1e-12),
             pad_token_id: raw.pad_token_id.unwrap_or(match family {
-                Family::Bert => 0,
+                Family::Bert | Family::DistilBert => 0,
                 Family::XlmRoberta | Family::Mpnet => 1,
             }),
             relative_attention_num_buckets: raw.relative_attention_num_buckets.unwrap_or(32),
+            sinusoidal_positions: raw.sinusoidal_pos_embds.unwrap_or(false),
         };
         if family == Family::Mpnet && cfg.relative_attention_num_buckets < super::mpnet::BUCKETS {
             return Err(Error::input(
@@ -172,7 +199,7 @@ impl EncoderConfig {
     /// The most tokens (special tokens included) the position table can encode.
     pub fn max_tokens(&self) -> usize {
         match self.family {
-            Family::Bert => self.max_position_embeddings,
+            Family::Bert | Family::DistilBert => self.max_position_embeddings,
             Family::XlmRoberta | Family::Mpnet => self.max_position_embeddings.saturating_sub(self.pad_token_id as usize + 1),
         }
     }
@@ -182,7 +209,7 @@ impl EncoderConfig {
     /// XLM-R and MPNet: `cumsum(ids != pad) * (ids != pad) + pad`, as transformers does; BERT: `0..len`.
     pub fn position_ids(&self, ids: &[u32], out: &mut Vec<u32>) {
         match self.family {
-            Family::Bert => out.extend(0..ids.len() as u32),
+            Family::Bert | Family::DistilBert => out.extend(0..ids.len() as u32),
             Family::XlmRoberta | Family::Mpnet => {
                 let pad = self.pad_token_id;
                 let mut count = 0u32;

@@ -1,6 +1,6 @@
-//! The encoder of every family embcheck implements, written on candle's building blocks: the family's
-//! embeddings (its own folder: [`super::bert`], [`super::mpnet`]), then the shared post-LN
-//! [`Layer`](super::layer::Layer)s, with the family's position bias where it has one.
+//! The encoder of every family embcheck implements, written on candle's building blocks: the shared
+//! [`Embeddings`] and post-LN [`Layer`](super::layer::Layer)s under the family's names (its own folder:
+//! [`super::bert`], [`super::mpnet`], [`super::distilbert`]), with the family's position bias where it has one.
 //!
 //! Why not `candle_transformers::models::{bert, xlm_roberta}` as they are: their XLM-R computes position ids
 //! with a cumsum in the model dtype (exact only to 256 tokens in bf16, 2048 in f16) and adds an f32 mask to
@@ -8,36 +8,15 @@
 //! the arithmetic are the same; `tests/encoder_vs_candle.rs` checks both families against them in f32.
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{LayerNorm, VarBuilder};
+use candle_nn::VarBuilder;
 
 use super::config::{EncoderConfig, Family};
+use super::embeddings::Embeddings;
 use super::layer::{Layer, LayerNames};
-use super::{bert, mpnet};
+use super::{bert, distilbert, mpnet};
 use crate::error::{ComputeContext, Error, Result};
 
 pub use super::dense::Dense;
-
-/// The family's embedding layer.
-enum Embeddings {
-    Bert(bert::Embeddings),
-    Mpnet(mpnet::Embeddings),
-}
-
-impl Embeddings {
-    fn forward(&self, ids: &Tensor, positions: &Tensor) -> candle_core::Result<Tensor> {
-        match self {
-            Embeddings::Bert(e) => e.forward(ids, positions),
-            Embeddings::Mpnet(e) => e.forward(ids, positions),
-        }
-    }
-
-    fn norm(&self) -> &LayerNorm {
-        match self {
-            Embeddings::Bert(e) => &e.norm,
-            Embeddings::Mpnet(e) => &e.norm,
-        }
-    }
-}
 
 /// A loaded encoder: embeddings, then `num_hidden_layers` transformer layers.
 pub struct Encoder {
@@ -57,6 +36,7 @@ impl Encoder {
         let (prefixes, names, layers_at): (&[&str], &LayerNames, &str) = match cfg.family {
             Family::Bert | Family::XlmRoberta => (bert::PREFIXES, &bert::LAYER, bert::LAYERS),
             Family::Mpnet => (mpnet::PREFIXES, &mpnet::LAYER, mpnet::LAYERS),
+            Family::DistilBert => (distilbert::PREFIXES, &distilbert::LAYER, distilbert::LAYERS),
         };
         let prefix = prefixes.iter().find(|p| vb.contains_tensor(&format!("{p}embeddings.word_embeddings.weight"))).ok_or_else(|| {
             let under: Vec<&str> = prefixes.iter().filter(|p| !p.is_empty()).copied().collect();
@@ -70,8 +50,9 @@ impl Encoder {
                 .map(|i| Layer::load(vb.pp(layers_at).pp(i), cfg, names))
                 .collect::<candle_core::Result<Vec<_>>>()?;
             let (embeddings, relative) = match cfg.family {
-                Family::Bert | Family::XlmRoberta => (Embeddings::Bert(bert::Embeddings::load(&vb, cfg)?), None),
-                Family::Mpnet => (Embeddings::Mpnet(mpnet::Embeddings::load(&vb, cfg)?), Some(mpnet::RelativeBias::load(&vb, cfg)?)),
+                Family::Bert | Family::XlmRoberta => (Embeddings::load(&vb, cfg, true, None)?, None),
+                Family::Mpnet => (Embeddings::load(&vb, cfg, false, None)?, Some(mpnet::RelativeBias::load(&vb, cfg)?)),
+                Family::DistilBert => (Embeddings::load(&vb, cfg, false, distilbert::computed_positions(&vb, cfg)?)?, None),
             };
             Ok(Encoder { cfg: cfg.clone(), embeddings, relative, layers, dtype, device: device.clone() })
         };
@@ -82,7 +63,7 @@ impl Encoder {
     /// γ ⊙ x̂ + β with ‖x̂‖ = √H, so ‖h‖ ≤ max|γ|·√H + ‖β‖. It sizes the f32 noise of heads whose output is
     /// a small sum of large terms (BGE-M3's sparse weights).
     pub fn hidden_norm_bound(&self) -> Result<f64> {
-        let norm = self.layers.last().map_or(self.embeddings.norm(), |l| &l.out_norm);
+        let norm = self.layers.last().map_or(&self.embeddings.norm, |l| &l.out_norm);
         let bound = || -> candle_core::Result<f64> {
             let gamma = norm.weight().to_dtype(DType::F64)?.abs()?.max(0)?.to_scalar::<f64>()?;
             let beta = match norm.bias() {

@@ -4,6 +4,8 @@ pub mod attention;
 pub mod bert;
 pub mod config;
 pub mod dense;
+pub mod distilbert;
+pub mod embeddings;
 pub mod encoder;
 pub mod files;
 pub mod fused;
@@ -114,7 +116,7 @@ impl Model {
         let defaults: &[(&str, &str)] = match config.family {
             // XLMRobertaTokenizer's constructor defaults, for files that do not name them.
             Family::XlmRoberta => &[("cls_token", "<s>"), ("eos_token", "</s>"), ("pad_token", "<pad>"), ("unk_token", "<unk>")],
-            Family::Bert => &[("cls_token", "[CLS]"), ("pad_token", "[PAD]"), ("unk_token", "[UNK]")],
+            Family::Bert | Family::DistilBert => &[("cls_token", "[CLS]"), ("pad_token", "[PAD]"), ("unk_token", "[UNK]")],
             // MPNetTokenizer's constructor defaults.
             Family::Mpnet => &[("cls_token", "<s>"), ("eos_token", "</s>"), ("pad_token", "<pad>"), ("unk_token", "[UNK]")],
         };
@@ -188,7 +190,7 @@ fn loads_as_bert_tokenizer(files: &ModelFiles, family: Family) -> Result<Option<
         Some("MPNetTokenizer") => Some(BertKwargs::CaseAndAccents),
         Some(c) => BERT_STYLE_TOKENIZERS.contains(&c).then_some(BertKwargs::All),
         None => match family {
-            Family::Bert => Some(BertKwargs::All),
+            Family::Bert | Family::DistilBert => Some(BertKwargs::All),
             Family::Mpnet => Some(BertKwargs::CaseAndAccents),
             Family::XlmRoberta => None,
         },

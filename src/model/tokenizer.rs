@@ -223,6 +223,7 @@ fn special_token_names(dir: &Path) -> Result<Vec<(String, String)>> {
 /// The tokenizer classes of transformers 5 that are `BertTokenizer` or inherit its constructor unchanged.
 const TF5_BERT_CLASSES: &[&str] = &[
     "BertTokenizer",
+    "DistilBertTokenizer",
     "ConvBertTokenizer",
     "ElectraTokenizer",
     "LayoutLMTokenizer",
@@ -247,6 +248,7 @@ fn tf5_class(tokenizer_config: &serde_json::Value, model_dir: &Path) -> Result<S
         "roberta" => "RobertaTokenizer",
         "camembert" => "CamembertTokenizer",
         "mpnet" => "MPNetTokenizer",
+        "distilbert" => "DistilBertTokenizer",
         other => return Err(Error::input(&config, format!("model_type {other:?}: no transformers 5 tokenizer class known to embcheck"))),
     }
     .to_string())
@@ -317,7 +319,9 @@ pub fn rebuild_for_transformers5(path: &Path) -> Result<Tokenizer> {
     match class.as_str() {
         // tokenizer.json as it is.
         "TokenizersBackend" | "PreTrainedTokenizer" => {}
-        c if TF5_BERT_CLASSES.contains(&c) => {
+        // BertTokenizer and MPNetTokenizer build the same normalizer, pre-tokenizer and WordPiece model from
+        // tokenizer_config.json; only the post-processor differs.
+        c if TF5_BERT_CLASSES.contains(&c) || c == "MPNetTokenizer" => {
             want("WordPiece")?;
             tj["normalizer"] = json!({
                 "type": "BertNormalizer",
@@ -330,23 +334,11 @@ pub fn rebuild_for_transformers5(path: &Path) -> Result<Tokenizer> {
             let vocab = tj["model"]["vocab"].take();
             tj["model"] = json!({"type": "WordPiece", "unk_token": token("unk_token", "[UNK]"), "continuing_subword_prefix": "##",
                                  "max_input_chars_per_word": 100, "vocab": vocab});
-            tj["post_processor"] = template(&tj, &token("cls_token", "[CLS]"), &token("sep_token", "[SEP]"))?;
-        }
-        // transformers 5's MPNetTokenizer: BERT's normalizer, pre-tokenizer and WordPiece, with a
-        // RobertaProcessing `<s> … </s>` (trim_offsets, no prefix space).
-        "MPNetTokenizer" => {
-            want("WordPiece")?;
-            tj["normalizer"] = json!({
-                "type": "BertNormalizer",
-                "clean_text": true,
-                "handle_chinese_chars": flag("tokenize_chinese_chars", true),
-                "strip_accents": config.get("strip_accents").and_then(|x| x.as_bool()),
-                "lowercase": flag("do_lower_case", true),
-            });
-            tj["pre_tokenizer"] = json!({"type": "BertPreTokenizer"});
-            let vocab = tj["model"]["vocab"].take();
-            tj["model"] = json!({"type": "WordPiece", "unk_token": token("unk_token", "[UNK]"), "continuing_subword_prefix": "##",
-                                 "max_input_chars_per_word": 100, "vocab": vocab});
+            if c != "MPNetTokenizer" {
+                tj["post_processor"] = template(&tj, &token("cls_token", "[CLS]"), &token("sep_token", "[SEP]"))?;
+                return finish(path, &tj);
+            }
+            // MPNetTokenizer: RobertaProcessing `<s> … </s>` (trim_offsets, no prefix space).
             let (sep, cls) = (token("sep_token", "</s>"), token("cls_token", "<s>"));
             tj["post_processor"] = json!({"type": "RobertaProcessing", "sep": [sep, id_of(&tj, &sep)?], "cls": [cls, id_of(&tj, &cls)?],
                                           "trim_offsets": true, "add_prefix_space": false});
@@ -394,11 +386,16 @@ pub fn rebuild_for_transformers5(path: &Path) -> Result<Tokenizer> {
                 path,
                 format!(
                     "transformers 5 loads this tokenizer as {other}, which embcheck does not mirror (it mirrors BertTokenizer, \
-                     MPNetTokenizer, XLMRobertaTokenizer and RobertaTokenizer, and tokenizer.json as is for TokenizersBackend)"
+                     DistilBertTokenizer, MPNetTokenizer, XLMRobertaTokenizer and RobertaTokenizer, and tokenizer.json as is for TokenizersBackend)"
                 ),
             ))
         }
     }
-    let text = serde_json::to_string(&tj).map_err(|e| Error::input(path, format!("cannot rebuild the tokenizer: {e}")))?;
+    finish(path, &tj)
+}
+
+/// The tokenizer a rebuilt `tokenizer.json` value describes.
+fn finish(path: &Path, tj: &serde_json::Value) -> Result<Tokenizer> {
+    let text = serde_json::to_string(tj).map_err(|e| Error::input(path, format!("cannot rebuild the tokenizer: {e}")))?;
     text.parse::<Tokenizer>().map_err(|e| Error::input(path, format!("cannot rebuild the tokenizer as transformers 5 does: {e}")))
 }

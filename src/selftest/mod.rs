@@ -55,6 +55,8 @@ const CLS: &str = "tiny-bert-cls";
 const M3: &str = "tiny-xlmr-m3";
 const M3_QUERY: &str = "tiny-xlmr-m3-query";
 const MPNET: &str = "tiny-mpnet";
+const DISTIL: &str = "tiny-distilbert";
+const DISTIL_SIN: &str = "tiny-distilbert-sinusoidal";
 
 /// The matrix: every fault class embcheck is meant to catch, and the changes it must not flag.
 pub fn matrix() -> Vec<Mutation> {
@@ -102,6 +104,12 @@ pub fn matrix() -> Vec<Mutation> {
         m("computed in bf16", MPNET, NormalizedCls, F::None, DType::BF16, R::None, Expect::Fail("precision")),
         m("last layer dropped", MPNET, St, F::DropLayer, f32, R::None, Expect::Fail("unknown")),
         m("batch size 7", MPNET, St, F::None, f32, R::BatchSize(7), Expect::Pass),
+        // DistilBERT, learned and sinusoidal positions.
+        m("normalization dropped", DISTIL, St, F::None, f32, R::Pooling("mean pooling"), Expect::Fail("normalization")),
+        m("max length 128 -> 16", DISTIL, St, F::None, f32, R::MaxLength(16), Expect::Fail("truncation")),
+        m("weights rounded to bf16", DISTIL, St, F::Round { f16: false }, f32, R::None, Expect::Fail("precision")),
+        m("pooling cls -> mean", DISTIL_SIN, St, F::None, f32, R::Pooling("mean pooling"), Expect::Fail("pooling")),
+        m("computed in f16", DISTIL_SIN, NormalizedCls, F::None, DType::F16, R::None, Expect::Fail("precision")),
     ]
 }
 

@@ -6,8 +6,8 @@
 
 use std::sync::Arc;
 
-use candle_core::{DType, Module, Tensor};
-use candle_nn::{Embedding, LayerNorm, VarBuilder};
+use candle_core::{DType, Tensor};
+use candle_nn::VarBuilder;
 
 use crate::model::config::EncoderConfig;
 use crate::model::layer::{LayerNames, PositionBias};
@@ -51,31 +51,6 @@ pub fn bucket(relative: i64) -> usize {
         (max_exact + (log_ratio * (half - max_exact) as f32) as i64).min(half - 1)
     };
     (side + within) as usize
-}
-
-/// `MPNetEmbeddings`: word + position, then LayerNorm.
-pub struct Embeddings {
-    word: Embedding,
-    position: Embedding,
-    /// The LayerNorm after the sum.
-    pub norm: LayerNorm,
-}
-
-impl Embeddings {
-    /// Loads `embeddings.*` under the base model's `vb`.
-    pub fn load(vb: &VarBuilder, cfg: &EncoderConfig) -> candle_core::Result<Self> {
-        let (h, emb) = (cfg.hidden_size, vb.pp("embeddings"));
-        Ok(Embeddings {
-            word: candle_nn::embedding(cfg.vocab_size, h, emb.pp("word_embeddings"))?,
-            position: candle_nn::embedding(cfg.max_position_embeddings, h, emb.pp("position_embeddings"))?,
-            norm: candle_nn::layer_norm(h, cfg.layer_norm_eps, emb.pp("LayerNorm"))?,
-        })
-    }
-
-    /// `[B, L]` ids and positions → `[B, L, H]`.
-    pub fn forward(&self, ids: &Tensor, positions: &Tensor) -> candle_core::Result<Tensor> {
-        self.norm.forward(&(self.word.forward(ids)? + self.position.forward(positions)?)?)
-    }
 }
 
 /// `encoder.relative_attention_bias`: one value per bucket and head.
