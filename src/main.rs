@@ -214,8 +214,8 @@ fn check(args: CheckArgs) -> Result<u8> {
     let all_dirs = if args.suites.is_empty() { default_suites()? } else { args.suites.clone() };
     let (dirs, part) = match &args.partition {
         Some(spec) => {
-            let (dirs, m, n) = partition(all_dirs.clone(), spec)?;
-            (dirs, Some(embcheck::report::partition::Partition { m, n, suites: all_dirs }))
+            let part = embcheck::report::partition::Partition::parse(spec, all_dirs)?;
+            (part.mine(), Some(part))
         }
         None => (all_dirs, None),
     };
@@ -325,26 +325,6 @@ fn merge_reports(args: MergeArgs) -> Result<u8> {
         print_suite(r);
     }
     finish(&reports, &args.report_dir, false)
-}
-
-/// Keeps the suites of partition `hash:M/N`: those whose directory name hashes (FNV-1a, 64 bits) to M − 1
-/// modulo N. Stable across machines and runs, so the jobs of a CI matrix split the suites between them.
-fn partition(dirs: Vec<std::path::PathBuf>, spec: &str) -> Result<(Vec<std::path::PathBuf>, u64, u64)> {
-    let bad = || Error::Usage(format!("--partition {spec:?}: expected hash:M/N with 1 <= M <= N"));
-    let (m, n) = spec.strip_prefix("hash:").and_then(|r| r.split_once('/')).ok_or_else(bad)?;
-    let (m, n): (u64, u64) = (m.parse().map_err(|_| bad())?, n.parse().map_err(|_| bad())?);
-    if n == 0 || m == 0 || m > n {
-        return Err(bad());
-    }
-    let fnv = |s: &str| s.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100000001b3));
-    let mine = dirs
-        .into_iter()
-        .filter(|d| {
-            let name = d.file_name().map_or_else(|| d.to_string_lossy(), |n| n.to_string_lossy());
-            fnv(&name) % n == m - 1
-        })
-        .collect();
-    Ok((mine, m, n))
 }
 
 fn print_suite(r: &SuiteReport) {

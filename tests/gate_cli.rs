@@ -79,7 +79,7 @@ fn same_model_passes_with_every_report() {
     let reports = tmp.path().join("r");
     let o = gate(&suite("tiny-bert-mean-retrieval"), TINY, &reports, &[]);
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
-    for f in ["gate.csv", "gate.md", "gate.json", "junit.xml", "gate.html"] {
+    for f in ["gate.csv", "gate.md", "gate.json", "junit.xml", "gate.html", "index.html"] {
         assert!(reports.join(f).is_file(), "{f} missing");
     }
     let j = json(&reports);
@@ -138,6 +138,15 @@ fn heavily_noised_weights_fail_and_show_the_lost_neighbours() {
     assert!(out.contains("FAIL mean Jaccard@10") && out.contains("lost ["), "{out}");
     let junit = std::fs::read_to_string(reports.join("junit.xml")).unwrap();
     assert!(junit.contains("failures=\"1\"") && junit.contains("mean Jaccard@10"), "{junit}");
+    // gate.html in the check pages' look: verdict badges, the Jaccard histogram with its axis titles and the
+    // limit drawn, texts below the limit in the failing colour; drops in one sign convention.
+    let html = std::fs::read_to_string(reports.join("gate.html")).unwrap();
+    for want in ["<span class=\"badge fail\">FAILED</span>", "limit: mean ≥ 0.8", ">texts</text>", "Jaccard@10 (neighbours shared", "below the limit", "#d64545", "drop (baseline − candidate)"] {
+        assert!(html.contains(want), "gate.html lacks {want:?}");
+    }
+    assert!(md.contains("drop (baseline − candidate)") && !md.contains("| difference |"), "{md}");
+    let index = std::fs::read_to_string(reports.join("index.html")).unwrap();
+    assert!(index.contains("href=\"gate.html#p-sentence-transformers\"") && index.contains("FAILED"), "{index}");
 }
 
 #[test]

@@ -17,12 +17,13 @@ const WORST_LISTED: usize = 15;
 
 /// Writes every gate report under `dir`; returns the paths written.
 pub fn write_all(dir: &Path, report: &GateReport) -> Result<Vec<PathBuf>> {
-    let files: [(&str, Vec<u8>); 5] = [
+    let files: [(&str, Vec<u8>); 6] = [
         ("gate.csv", csv(report, &dir.join("gate.csv"))?),
         ("gate.md", markdown(report).into_bytes()),
         ("gate.json", serde_json::to_vec_pretty(report).map_err(|e| Error::io(dir.join("gate.json"), std::io::Error::other(e)))?),
         ("junit.xml", junit(report, &dir.join("junit.xml"))?),
         ("gate.html", html(report).into_bytes()),
+        ("index.html", index(report).into_bytes()),
     ];
     let mut written = Vec::new();
     for (name, bytes) in files {
@@ -392,5 +393,35 @@ pub fn html(r: &GateReport) -> String {
         s.push_str("</section>\n");
     }
     s.push_str("<footer>Written by embcheck gate. Every text's figures, at full precision, are in gate.csv beside this page.</footer>\n</body></html>\n");
+    s
+}
+
+/// index.html: the run at a glance, as for `check` — the verdict, each pipeline, and the files written.
+fn index(r: &GateReport) -> String {
+    let (class, word) = if r.passed() { ("pass", "PASSED") } else { ("fail", "FAILED") };
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>embcheck gate · {} · {word}</title><style>{STYLE}</style></head><body>\n",
+        esc(&r.suite)
+    );
+    let _ = writeln!(s, r#"<header><h1>embcheck gate <span class="badge {class}">{word}</span></h1>"#);
+    let _ = writeln!(
+        s,
+        r#"<p class="meta">baseline <b>{}</b> · candidate {} <b>{}</b></p></header><section><ul class="toc">"#,
+        esc(&r.suite),
+        esc(&r.candidate.kind),
+        esc(&r.candidate.location)
+    );
+    for p in &r.pipelines {
+        let failed = p.checks.iter().filter(|c| !c.passed).count();
+        let _ = write!(s, r##"<li>{} <a href="gate.html#p-{name}">{name}</a>: {failed} of {} checks failed</li>"##, badge(p.passed()), p.checks.len(), name = p.pipeline.name());
+    }
+    s.push_str(
+        r#"</ul><p class="meta">Files: <a href="gate.html">gate.html</a> · <a href="gate.md">gate.md</a> · <a href="gate.csv">gate.csv</a> · <a href="gate.json">gate.json</a> · <a href="junit.xml">junit.xml</a></p></section>"#,
+    );
+    s.push_str("\n<footer>Written by embcheck gate.</footer>\n</body></html>\n");
     s
 }

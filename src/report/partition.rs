@@ -22,6 +22,33 @@ pub struct Partition {
     pub suites: Vec<PathBuf>,
 }
 
+impl Partition {
+    /// Parses `hash:M/N` over the suite directories `suites` (every one of the matrix, in order).
+    pub fn parse(spec: &str, suites: Vec<PathBuf>) -> Result<Partition> {
+        let bad = || Error::Usage(format!("--partition {spec:?}: expected hash:M/N with 1 <= M <= N"));
+        let (m, n) = spec.strip_prefix("hash:").and_then(|r| r.split_once('/')).ok_or_else(bad)?;
+        let (m, n): (u64, u64) = (m.parse().map_err(|_| bad())?, n.parse().map_err(|_| bad())?);
+        if n == 0 || m == 0 || m > n {
+            return Err(bad());
+        }
+        Ok(Partition { m, n, suites })
+    }
+
+    /// This job's suites: those whose directory name hashes (FNV-1a, 64 bits) to M − 1 modulo N. Stable
+    /// across machines and runs, so the jobs of a CI matrix split the suites between them.
+    pub fn mine(&self) -> Vec<PathBuf> {
+        let fnv = |s: &str| s.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100000001b3));
+        self.suites
+            .iter()
+            .filter(|d| {
+                let name = d.file_name().map_or_else(|| d.to_string_lossy(), |n| n.to_string_lossy());
+                fnv(&name) % self.n == self.m - 1
+            })
+            .cloned()
+            .collect()
+    }
+}
+
 /// Writes `p` under the report directory `dir`.
 pub fn write(dir: &Path, p: &Partition) -> Result<()> {
     let json = serde_json::to_vec_pretty(p).map_err(|e| Error::Usage(format!("cannot encode {}: {e}", dir.join(PARTITION).display())))?;
