@@ -443,7 +443,7 @@ enum Side {
 /// values through an inverted index, others (ColBERT, dense of mixed widths) pair by pair on the fly. Every
 /// score and ranking is the one [`metrics::similarity_matrix`] and [`metrics::top_k`] give.
 enum Scores<'a> {
-    Dense { exact: [neighbours::ExactCosine<'a>; 2], unit: [neighbours::UnitRows; 2] },
+    Dense { exact: [neighbours::ExactCosine<'a>; 2], unit: [neighbours::UnitRows<'a>; 2] },
     Sparse { values: [&'a [Vector]; 2] },
     Pairwise { values: [&'a [Vector]; 2] },
 }
