@@ -59,6 +59,29 @@ impl Inverted {
 }
 
 #[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compare::metrics::lexical_score;
+    use crate::gate::metrics::top_k as exact_top_k;
+
+    #[test]
+    fn a_touched_position_cut_from_the_top_k_does_not_come_back_as_untouched() {
+        // Every other value shares token 22 with the last one, whose NaN weight makes those scores NaN
+        // (ranked last), below the empty sum of the untouched: found by the property below.
+        let v: Vec<Vec<(u32, f32)>> = vec![vec![(22, 0.0)], vec![(22, 0.0)], vec![(22, 0.0)], vec![(22, 0.0)], vec![(7, 0.0), (22, f32::NAN)]];
+        let refs: Vec<&[(u32, f32)]> = v.iter().map(Vec::as_slice).collect();
+        let index = Inverted::new(&refs);
+        for (i, q) in v.iter().enumerate() {
+            let row: Vec<f64> = v.iter().map(|p| lexical_score(q, p)).collect();
+            for k in 1..5 {
+                assert_eq!(index.top_k(q, v.len(), k, None), exact_top_k(&row, k, None), "query {i}, k {k}");
+                assert_eq!(index.top_k(q, v.len(), k, Some(i)), exact_top_k(&row, k, Some(i)), "query {i}, k {k}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
 mod properties {
     use proptest::prelude::*;
 
