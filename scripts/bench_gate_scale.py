@@ -9,7 +9,8 @@ passage, judged relevant). Then it runs, once per suite,
 
     /usr/bin/time -v EMBCHECK gate --baseline SUITE --candidate CANDIDATE.npy --report-dir REPORTS
 
-and prints a table: texts, wall seconds, peak resident memory (GiB), the gate's verdict. The data is made
+and prints a table: texts, wall and CPU seconds, peak resident memory (GiB), the load average when it
+started (the machine may be shared: CPU seconds say more then), the gate's verdict. The data is made
 with a fixed seed in numpy (cheap: seconds for 100k texts) and kept under --out (not in the repository).
 
     .venv-ref/bin/python scripts/bench_gate_scale.py --embcheck target/release/embcheck \\
@@ -115,11 +116,13 @@ def run(embcheck, suite, reports):
     p = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.monotonic() - t0
     rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr)
+    cpu = sum(float(m) for m in re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", p.stderr))
     verdict = "PASS" if p.returncode == 0 else ("FAIL" if p.returncode == 1 else f"exit {p.returncode}")
     if p.returncode not in (0, 1):
         print(p.stderr[-2000:], file=sys.stderr)
-    spearman = next((line.strip() for line in p.stdout.splitlines() if "Spearman" in line and ("sample" in line or "PASS" in line or "FAIL" in line)), "")
-    return wall, int(rss.group(1)) / 2**20 if rss else float("nan"), verdict, spearman
+    lines = [line.strip() for line in p.stdout.splitlines() if "Spearman" in line]
+    spearman = next((x for x in lines if "sample" in x), lines[0] if lines else "")
+    return wall, cpu, int(rss.group(1)) / 2**20 if rss else float("nan"), verdict, spearman
 
 
 def main():
@@ -136,14 +139,15 @@ def main():
     args.out.mkdir(parents=True, exist_ok=True)
     cpu = next((l.split(":", 1)[1].strip() for l in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines() if l.startswith("Model name")), "?")
     print(f"CPU: {cpu}; embcheck: {args.embcheck}")
-    print("| texts | gate wall s | peak RSS GiB | verdict | Spearman |\n|---|---|---|---|---|")
+    print("| texts | gate wall s | CPU s (user+sys) | peak RSS GiB | load avg (1 min) | verdict | Spearman |\n|---|---|---|---|---|---|---|")
     suites = [(n, make_plain(args.out, n, args.seed)) for n in args.sizes]
     if args.retrieval_passages:
         d = make_retrieval(args.out, args.retrieval_passages, args.retrieval_queries, args.seed, args.retrieval_gate)
         suites.append((f"{args.retrieval_queries} queries x {args.retrieval_passages} passages", d))
     for n, d in suites:
-        wall, gib, verdict, spearman = run(args.embcheck, d, d / "reports")
-        print(f"| {n} | {wall:.1f} | {gib:.2f} | {verdict} | {spearman} |", flush=True)
+        load = Path("/proc/loadavg").read_text().split()[0]
+        wall, cpu_s, gib, verdict, spearman = run(args.embcheck, d, d / f"reports-{Path(args.embcheck).name}")
+        print(f"| {n} | {wall:.1f} | {cpu_s:.1f} | {gib:.2f} | {load} | {verdict} | {spearman} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@
 pub mod metrics;
 pub mod neighbours;
 pub mod retrieval;
+pub mod sparse;
 pub mod thresholds;
 
 use std::path::{Path, PathBuf};
@@ -21,6 +22,7 @@ use serde::Serialize;
 pub use retrieval::RetrievalSet;
 pub use thresholds::Thresholds;
 
+use crate::compare::metrics::score;
 use crate::embed::{embed_many, BatchOptions};
 use crate::error::{Error, Result};
 use crate::fixture::{read_texts, Names, SuiteSpec, TensorFile, TextItem};
@@ -436,20 +438,25 @@ enum Side {
     Candidate,
 }
 
-/// How the gate scores pairs of texts: dense vectors by blocked products (memory linear in the texts),
-/// other values (sparse, ColBERT, dense of mixed widths) by the full matrices of their scores.
+/// How the gate scores pairs of texts without a texts² matrix: dense vectors by blocked products, sparse
+/// values through an inverted index, others (ColBERT, dense of mixed widths) pair by pair on the fly. Every
+/// score and ranking is the one [`metrics::similarity_matrix`] and [`metrics::top_k`] give.
 enum Scores<'a> {
-    Dense { exact: [neighbours::ExactCosine<'a>; 2], unit: [neighbours::UnitRows; 2] },
-    Matrix([Vec<Vec<f64>>; 2]),
+    Dense { exact: [neighbours::ExactCosine<'a>; 2], unit: [neighbours::UnitRows<'a>; 2] },
+    Sparse { values: [&'a [Vector]; 2] },
+    Pairwise { values: [&'a [Vector]; 2] },
 }
 
 impl<'a> Scores<'a> {
     fn new(base: &'a [Vector], cand: &'a [Vector]) -> Self {
         let rows = |v: &'a [Vector]| -> Option<Vec<&'a [f32]>> { v.iter().map(|x| if let Vector::Dense(d) = x { Some(d.as_slice()) } else { None }).collect() };
         let unit = |v: &'a [Vector]| rows(v).and_then(|r| Some((neighbours::UnitRows::new(&r)?, r)));
+        // The index sums in increasing id, as the lexical score does over strictly increasing ids.
+        let sparse = |v: &[Vector]| v.iter().all(|x| matches!(x, Vector::Sparse(w) if w.windows(2).all(|p| p[0].0 < p[1].0)));
         match (unit(base), unit(cand)) {
             (Some((ub, rb)), Some((uc, rc))) => Scores::Dense { exact: [neighbours::ExactCosine::new(rb), neighbours::ExactCosine::new(rc)], unit: [ub, uc] },
-            _ => Scores::Matrix([metrics::similarity_matrix(base), metrics::similarity_matrix(cand)]),
+            _ if sparse(base) && sparse(cand) => Scores::Sparse { values: [base, cand] },
+            _ => Scores::Pairwise { values: [base, cand] },
         }
     }
 
@@ -457,21 +464,37 @@ impl<'a> Scores<'a> {
     fn pairs(&self, side: Side, pairs: &[(usize, usize)]) -> Vec<f64> {
         match self {
             Scores::Dense { exact, .. } => exact[side as usize].many(pairs),
-            Scores::Matrix(m) => pairs.iter().map(|&(i, j)| (m[side as usize][i][j] + m[side as usize][j][i]) / 2.0).collect(),
+            Scores::Sparse { values } | Scores::Pairwise { values } => {
+                let v = values[side as usize];
+                pairs.iter().map(|&(i, j)| (score(&v[i], &v[j]) + score(&v[j], &v[i])) / 2.0).collect()
+            }
         }
     }
 
     /// The `k` best of `cols` for each of `rows` (positions into `cols`), as [`metrics::top_k`] ranks them.
     fn top_k(&self, side: Side, rows: &[usize], cols: &[usize], k: usize, skip_self: bool) -> Vec<Vec<usize>> {
+        let skip = |i: usize| if skip_self { cols.iter().position(|&j| j == i) } else { None };
         match self {
             Scores::Dense { unit, exact } => neighbours::top_k(&unit[side as usize], rows, cols, k, skip_self, &|i, j| exact[side as usize].get(i, j)),
-            Scores::Matrix(m) => rows
-                .iter()
-                .map(|&i| {
-                    let row: Vec<f64> = cols.iter().map(|&j| m[side as usize][i][j]).collect();
-                    metrics::top_k(&row, k, if skip_self { cols.iter().position(|&j| j == i) } else { None })
-                })
-                .collect(),
+            Scores::Sparse { values } => {
+                let v = values[side as usize];
+                let weights = |i: usize| if let Vector::Sparse(w) = &v[i] { w.as_slice() } else { &[] };
+                let index = sparse::Inverted::new(&cols.iter().map(|&j| weights(j)).collect::<Vec<_>>());
+                // Positions of the rows among the columns, found once (rows and cols are sorted or equal).
+                let at: std::collections::HashMap<usize, usize> = if skip_self { cols.iter().enumerate().map(|(p, &j)| (j, p)).collect() } else { Default::default() };
+                let queries: Vec<(&[(u32, f32)], Option<usize>)> = rows.iter().map(|&i| (weights(i), at.get(&i).copied())).collect();
+                index.top_k_many(&queries, cols.len(), k)
+            }
+            Scores::Pairwise { values } => {
+                use rayon::prelude::*;
+                let v = values[side as usize];
+                rows.par_iter()
+                    .map(|&i| {
+                        let row: Vec<f64> = cols.iter().map(|&j| score(&v[i], &v[j])).collect();
+                        metrics::top_k(&row, k, skip(i))
+                    })
+                    .collect()
+            }
         }
     }
 

@@ -31,18 +31,20 @@ enum Class {
     NonFinite,
 }
 
-/// Dense vectors normalized to unit length in f32, one row each, ready for blocked products.
+/// Dense vectors to be multiplied as unit rows in f32: each is normalized (in f64, rounded to f32) as its
+/// tile is gathered, so no normalized copy of every vector is held.
 #[derive(Debug, Clone)]
-pub struct UnitRows {
+pub struct UnitRows<'a> {
     width: usize,
-    data: Vec<f32>,
+    rows: Vec<&'a [f32]>,
+    norms: Vec<f64>,
     class: Vec<Class>,
 }
 
-impl UnitRows {
-    /// Normalizes `vectors` (each in f64, rounded to f32). `None` when the non-empty vectors differ in width:
-    /// then a cosine is not a product of unit rows (the caller computes the exact matrix instead).
-    pub fn new(vectors: &[&[f32]]) -> Option<Self> {
+impl<'a> UnitRows<'a> {
+    /// Classifies `vectors` and computes their norms. `None` when the non-empty vectors differ in width:
+    /// then a cosine is not a product of unit rows (the caller scores pairs instead).
+    pub fn new(vectors: &[&'a [f32]]) -> Option<Self> {
         let mut width = None;
         for v in vectors.iter().filter(|v| !v.is_empty()) {
             match width {
@@ -51,24 +53,30 @@ impl UnitRows {
                 Some(_) => {}
             }
         }
-        let width = width.unwrap_or(0);
-        let mut data = vec![0f32; vectors.len() * width];
-        let mut class = Vec::with_capacity(vectors.len());
-        for (i, v) in vectors.iter().enumerate() {
-            let norm = v.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt();
-            let c = if !v.iter().all(|x| x.is_finite()) {
-                Class::NonFinite
-            } else if norm == 0.0 {
-                Class::Zero
-            } else {
-                for (o, &x) in data[i * width..(i + 1) * width].iter_mut().zip(v.iter()) {
-                    *o = (x as f64 / norm) as f32;
-                }
-                Class::Normal
-            };
-            class.push(c);
+        let (norms, class): (Vec<f64>, Vec<Class>) = vectors
+            .par_iter()
+            .map(|v| {
+                let norm = norm(v);
+                let c = if !v.iter().all(|x| x.is_finite()) {
+                    Class::NonFinite
+                } else if norm == 0.0 {
+                    Class::Zero
+                } else {
+                    Class::Normal
+                };
+                (norm, c)
+            })
+            .unzip();
+        Some(UnitRows { width: width.unwrap_or(0), rows: vectors.to_vec(), norms, class })
+    }
+
+    /// Appends row `i` as a unit vector in f32 (zeros for a row that is not `Normal`).
+    fn push_row(&self, i: usize, out: &mut Vec<f32>) {
+        if self.class[i] == Class::Normal {
+            out.extend(self.rows[i].iter().map(|&x| (x as f64 / self.norms[i]) as f32));
+        } else {
+            out.resize(out.len() + self.width, 0.0);
         }
-        Some(UnitRows { width, data, class })
     }
 
     /// Number of rows.
@@ -79,10 +87,6 @@ impl UnitRows {
     /// Whether there are no rows.
     pub fn is_empty(&self) -> bool {
         self.class.is_empty()
-    }
-
-    fn row(&self, i: usize) -> &[f32] {
-        &self.data[i * self.width..(i + 1) * self.width]
     }
 
     /// The bound on |f32 product − f64 cosine| (see the module's note).
@@ -205,7 +209,7 @@ pub fn top_k(unit: &UnitRows, rows: &[usize], cols: &[usize], k: usize, skip_sel
     let gather = |ids: &[usize], out: &mut Vec<f32>| {
         out.clear();
         for &i in ids {
-            out.extend_from_slice(unit.row(i));
+            unit.push_row(i, out);
         }
     };
     tiles.par_iter().for_each_init(
