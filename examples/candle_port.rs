@@ -13,7 +13,7 @@
 //! candle-core = "0.11"
 //! candle-nn = "0.11"
 //! candle-transformers = "0.11"
-//! tokenizers = "0.23"
+//! tokenizers = { version = "0.23", default-features = false, features = ["onig"] }   # as embcheck has it: built once
 //! serde_json = "1"            # candle's BERT `Config` is read from config.json with it
 //!
 //! [dev-dependencies]

@@ -336,3 +336,44 @@ fn errored_suite_is_an_error_in_every_report() {
 fn md_escaped(s: &str) -> String {
     s.replace('_', "\\_")
 }
+
+/// 60 failing texts, each diagnosed `truncation`.
+fn many_failing_suite() -> SuiteReport {
+    let tol = f32_tolerance();
+    let rows = (0..60)
+        .map(|i| {
+            let mut r = row(i, &format!("long-{i:02}"), 0.1 + i as f64 / 1000.0, TokenMatch::Unknown, &tol);
+            r.diagnosis = Some(Diagnosis::new(Stage::Truncation, format!("the system under test matches this text recomputed with max length {}", 100 + i)));
+            r
+        })
+        .collect();
+    suite("cut-late", vec![pipeline(PipelineKind::NormalizedCls, rows, tol)], None)
+}
+
+#[test]
+fn every_report_words_a_diagnosis_alike_and_says_how_many_more() {
+    let s = many_failing_suite();
+    let worst = s.pipelines[0].rows.iter().find(|r| r.id == "long-59").unwrap();
+    let words = "truncation: the system under test matches this text recomputed with max length 159";
+    assert_eq!(worst.diagnosis.as_ref().unwrap().to_string(), words);
+    assert!(worst.failure_line().ends_with(&format!("; {words}")), "{}", worst.failure_line());
+    // The library's failure message: its first 10 rows, one line each, then how many more.
+    let message = s.failure_message();
+    let first = &s.pipelines[0].rows[0];
+    assert!(message.contains(&format!("  {}\n", first.failure_line())), "{message}");
+    assert!(message.contains("… and 50 more failing texts"), "{message}");
+    // Markdown: the same words (escaped for Markdown), 10 rows, then how many more.
+    let md = markdown_summary(std::slice::from_ref(&s));
+    assert!(md.contains(&md_escaped(words)), "{md}");
+    assert!(md.contains("… and 50 more failing texts (every text is in diff.csv)"), "{md}");
+    // HTML: the keyword set off, the same words, 50 rows, then how many more.
+    let page = html::page(&s);
+    assert!(page.contains(r#"<span class="kw">truncation</span>: the system under test matches this text recomputed with max length 159"#));
+    assert!(page.contains("… and 10 more failing texts (every text is in diff.csv)"));
+    // JUnit: the same words (it lists up to 200 texts: all 60 here).
+    let dir = tempfile::tempdir().unwrap();
+    write_all(dir.path(), &[s]).unwrap();
+    let xml = std::fs::read_to_string(dir.path().join("junit.xml")).unwrap();
+    assert!(xml.contains(words), "{xml}");
+    assert!(!xml.contains("more failing texts"), "{xml}");
+}
