@@ -220,6 +220,13 @@ fn input_errors_exit_2() {
     let o = gate(&s, TINY, &reports, &[]);
     assert_eq!(o.status.code(), Some(2), "{}", show(&o));
     assert!(String::from_utf8_lossy(&o.stderr).contains("is not among the suite's texts"), "{}", show(&o));
+    // texts.jsonl edited since the reference was made: the gate loads the suite as check does and refuses it.
+    std::fs::write(s.join("suite.toml"), &toml).unwrap();
+    let texts = std::fs::read_to_string(s.join("texts.jsonl")).unwrap();
+    std::fs::write(s.join("texts.jsonl"), texts.replacen("\"text\": \"", "\"text\": \"edited ", 1)).unwrap();
+    let o = gate(&s, TINY, &reports, &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("sha256"), "{}", show(&o));
 }
 
 #[test]

@@ -25,7 +25,7 @@ pub use thresholds::Thresholds;
 use crate::compare::metrics::score;
 use crate::embed::{embed_many, BatchOptions};
 use crate::error::{Error, Result};
-use crate::fixture::{read_texts, Names, SuiteSpec, TensorFile, TextItem};
+use crate::fixture::{SuiteSpec, TensorFile, TextItem};
 use crate::model::{HubId, Model};
 use crate::pipeline::{Pipeline, PipelineKind, Vector};
 use crate::source::{self, SourceConfig, SourceInfo};
@@ -217,33 +217,20 @@ impl GateReport {
 
 /// Gates `candidate` against the suite in `dir`, for `pipelines` (all of the suite's when empty).
 pub fn run(dir: &Path, candidate: &Candidate, pipelines: &[PipelineKind], progress: bool) -> Result<GateReport> {
-    let spec = SuiteSpec::load(dir)?;
+    // The suite loaded as `check` loads it: the same checks (texts' sha256, metadata) and error messages.
+    let suite = crate::Suite::load(dir)?;
+    let spec = &suite.spec;
     let thresholds = Thresholds::from_toml(spec.gate.as_ref(), &dir.join("suite.toml"))?;
-    let texts = read_texts(&spec.texts_path())?;
-    let reference = TensorFile::read(&spec.reference_path())?;
+    let data = suite.load_data()?;
     let kinds: Vec<PipelineKind> = if pipelines.is_empty() { spec.pipelines.clone() } else { pipelines.to_vec() };
-    for k in &kinds {
-        if !spec.pipelines.contains(k) {
-            let have: Vec<_> = spec.pipelines.iter().map(|p| p.name()).collect();
-            return Err(Error::Usage(format!("suite {} has no {k} reference (it has: {})", spec.name, have.join(", "))));
-        }
+    for &k in &kinds {
+        suite.require(k)?;
     }
-    if texts.len() < 3 {
-        return Err(Error::input(spec.texts_path(), format!("{} texts: the gate needs at least 3 to compare neighbours", texts.len())));
+    if data.texts.len() < 3 {
+        return Err(Error::input(spec.texts_path(), format!("{} texts: the gate needs at least 3 to compare neighbours", data.texts.len())));
     }
-    let baselines = kinds
-        .iter()
-        .map(|&k| {
-            let stored = reference.vectors(k.output(), &Names::reference(k))?;
-            if stored.vectors.len() != texts.len() {
-                return Err(Error::input(
-                    spec.reference_path(),
-                    format!("tensor {:?} holds {} texts, texts.jsonl has {}", k.name(), stored.vectors.len(), texts.len()),
-                ));
-            }
-            Ok(stored.vectors)
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let baselines = kinds.iter().map(|&k| data.expected(spec, k).map(|s| s.vectors)).collect::<Result<Vec<_>>>()?;
+    let crate::suite::Loaded { texts, reference, .. } = data;
     let retrieval = spec.retrieval.as_deref().map(|d| RetrievalSet::load(d, &texts)).transpose()?;
     let mut notes = Vec::new();
     if let Some(r) = &retrieval {

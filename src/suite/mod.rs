@@ -100,16 +100,17 @@ pub struct RunOptions {
     pub progress: bool,
 }
 
-/// A suite's texts and reference, read and checked against each other before anything is computed.
-struct Loaded {
-    texts: Vec<TextItem>,
-    metadata: BTreeMap<String, String>,
-    reference: TensorFile,
+/// A suite's texts and reference, read and checked against each other before anything is computed (by
+/// `check` and `gate` alike).
+pub(crate) struct Loaded {
+    pub(crate) texts: Vec<TextItem>,
+    pub(crate) metadata: BTreeMap<String, String>,
+    pub(crate) reference: TensorFile,
 }
 
 impl Loaded {
     /// The stored values of pipeline `k`, one per text.
-    fn expected(&self, spec: &SuiteSpec, k: PipelineKind) -> Result<StoredVectors> {
+    pub(crate) fn expected(&self, spec: &SuiteSpec, k: PipelineKind) -> Result<StoredVectors> {
         let stored = self.reference.vectors(k.output(), &Names::reference(k))?;
         if stored.vectors.len() != self.texts.len() {
             return Err(Error::input(
@@ -171,7 +172,8 @@ impl Suite {
         Ok(TextSettings::of(&Pipeline::build(kind, &model, &self.spec.options)?))
     }
 
-    fn load_data(&self) -> Result<Loaded> {
+    /// The texts and the reference, checked against each other (the texts' sha256, the metadata).
+    pub(crate) fn load_data(&self) -> Result<Loaded> {
         let texts = read_texts(&self.spec.texts_path())?;
         let reference = TensorFile::read(&self.spec.reference_path())?;
         let metadata = reference.metadata();
@@ -337,7 +339,8 @@ impl Suite {
         self.check_outputs(&data, kind, outputs, info, started, config.http.deadline)
     }
 
-    fn require(&self, kind: PipelineKind) -> Result<()> {
+    /// An error unless the suite has a reference for `kind`.
+    pub(crate) fn require(&self, kind: PipelineKind) -> Result<()> {
         if self.spec.pipelines.contains(&kind) {
             return Ok(());
         }
