@@ -217,13 +217,7 @@ fn parse_value(v: &serde_json::Value) -> std::result::Result<Output, String> {
         let msg = e.as_str().map_or_else(|| e.to_string(), str::to_string);
         return Ok(Output { value: Err(msg), token_ids });
     }
-    let floats = |x: &serde_json::Value, what: &str| -> std::result::Result<Vec<f32>, String> {
-        x.as_array()
-            .ok_or(format!("\"{what}\" is not a list of numbers"))?
-            .iter()
-            .map(|n| n.as_f64().map(|f| f as f32).ok_or(format!("\"{what}\" holds a value that is not a number")))
-            .collect()
-    };
+    let floats = super::json_floats;
     let value = if let Some(e) = obj.get("embedding") {
         Vector::Dense(floats(e, "embedding")?)
     } else if let Some(s) = obj.get("sparse") {

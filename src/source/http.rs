@@ -443,14 +443,6 @@ fn server_message(body: &str) -> String {
     }
 }
 
-fn floats(v: &Value) -> std::result::Result<Vec<f32>, String> {
-    v.as_array()
-        .ok_or("an embedding is not a list of numbers")?
-        .iter()
-        .map(|x| x.as_f64().map(|f| f as f32).ok_or_else(|| "an embedding holds a value that is not a number".to_string()))
-        .collect()
-}
-
 /// `{"data": [{"index": i, "embedding": […]}, …]}`, ordered by `index`.
 fn parse_openai(v: &Value, n: usize) -> std::result::Result<Vec<Vector>, String> {
     let data = v.get("data").and_then(Value::as_array).ok_or("no \"data\" list")?;
@@ -464,7 +456,7 @@ fn parse_openai(v: &Value, n: usize) -> std::result::Result<Vec<Vector>, String>
         if slot.is_some() {
             return Err(format!("index {index} appears twice"));
         }
-        *slot = Some(Vector::Dense(floats(item.get("embedding").ok_or("an item has no \"embedding\"")?)?));
+        *slot = Some(Vector::Dense(super::json_floats(item.get("embedding").ok_or("an item has no \"embedding\"")?, "embedding")?));
     }
     Ok(out.into_iter().map(|v| v.expect("n distinct indices in range")).collect())
 }
@@ -478,7 +470,7 @@ fn parse_tei(v: &Value, n: usize, sparse: bool) -> std::result::Result<Vec<Vecto
     rows.iter()
         .map(|r| {
             if !sparse {
-                return Ok(Vector::Dense(floats(r)?));
+                return Ok(Vector::Dense(super::json_floats(r, "embedding")?));
             }
             let items = r.as_array().ok_or("a sparse result is not a list")?;
             let pairs = items

@@ -224,3 +224,12 @@ fn expected_kind(pipeline: PipelineKind) -> &'static str {
         crate::pipeline::OutputKind::Multi => "one vector per token",
     }
 }
+
+/// A JSON list of numbers as f32 (a server's or a program's `"embedding"`); the message names `what`.
+pub(crate) fn json_floats(x: &serde_json::Value, what: &str) -> std::result::Result<Vec<f32>, String> {
+    x.as_array()
+        .ok_or(format!("\"{what}\" is not a list of numbers"))?
+        .iter()
+        .map(|n| n.as_f64().map(|f| f as f32).ok_or(format!("\"{what}\" holds a value that is not a number")))
+        .collect()
+}
