@@ -184,9 +184,9 @@ pub struct CheckArgs {
     /// jobs of a CI matrix; `merge-reports` combines their report directories.
     #[arg(long, value_name = "hash:M/N")]
     pub partition: Option<String>,
-    /// Seconds that diagnosing a pipeline's failures may recompute with the model (default: 0.8 of the time
-    /// the check took to compute its vectors); past it the rest is `unknown` ("budget spent"). 0: no
-    /// recomputation.
+    /// Seconds that diagnosing the failures may recompute with the model [default: 0.8 of the time the check
+    /// took to load and compute or collect its vectors, at least 1 s]; past it the rest is `unknown`
+    /// ("budget spent"). 0: no recomputation.
     #[arg(long, value_name = "SECONDS")]
     pub diagnosis_budget: Option<f64>,
     #[command(flatten)]

@@ -50,6 +50,19 @@ const ROWS: &[(&str, &str, Want)] = &[
     ("batch size 7", "tiny-xlmr-m3 / m3-sparse", Pass),
     ("input order reversed", "tiny-xlmr-m3 / m3-colbert", Pass),
     ("RAYON_NUM_THREADS=1 (child process)", "tiny-bert-mean / sentence-transformers", Pass),
+    // The same faults on MPNet and DistilBERT: each family's own encoder recomputes the alternatives.
+    ("normalization dropped", "tiny-mpnet / sentence-transformers", Fail(&["normalization"])),
+    ("pooling mean -> cls", "tiny-mpnet / sentence-transformers", Fail(&["pooling"])),
+    ("max length 512 -> 64", "tiny-mpnet / sentence-transformers", Fail(&["truncation"])),
+    ("weights rounded to f16", "tiny-mpnet / sentence-transformers", Fail(&["precision"])),
+    ("computed in bf16", "tiny-mpnet / normalized-cls", Fail(&["precision"])),
+    ("last layer dropped", "tiny-mpnet / sentence-transformers", Fail(&["unknown"])),
+    ("batch size 7", "tiny-mpnet / sentence-transformers", Pass),
+    ("normalization dropped", "tiny-distilbert / sentence-transformers", Fail(&["normalization"])),
+    ("max length 128 -> 16", "tiny-distilbert / sentence-transformers", Fail(&["truncation"])),
+    ("weights rounded to bf16", "tiny-distilbert / sentence-transformers", Fail(&["precision"])),
+    ("pooling cls -> mean", "tiny-distilbert-sinusoidal / sentence-transformers", Fail(&["pooling"])),
+    ("computed in f16", "tiny-distilbert-sinusoidal / normalized-cls", Fail(&["precision"])),
 ];
 
 #[test]

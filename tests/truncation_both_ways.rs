@@ -57,6 +57,9 @@ fn embed_at(dir: &Path, max_length: usize) -> (String, String) {
 fn check_file(file: &str, reports: &Path) -> (Vec<(String, bool, String, String)>, String) {
     let o = embcheck(&[
         "check", "fixtures/suites/tiny-bert-cls", "--against", file, "--pipeline", "normalized-cls", "--report-dir", reports.to_str().unwrap(),
+        // What is tested is the diagnosis itself: a budget that lets it finish on a loaded machine (the default,
+        // 0.8 of a file check's few milliseconds, is for unattended runs).
+        "--diagnosis-budget", "120",
     ]);
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));
     (rows(reports, "tiny-bert-cls"), show(&o))
@@ -134,7 +137,7 @@ fn embcheck_cutting_earlier_or_later_than_the_reference() {
     for (n, words) in [(32, "while embcheck's pipeline cuts it at 32"), (128, "the reference matches this text recomputed with max length 48, while embcheck's pipeline")] {
         let dir = suite_cut_at(tmp.path(), n);
         let reports = tmp.path().join(format!("r{n}"));
-        let o = embcheck(&["check", dir.to_str().unwrap(), "--report-dir", reports.to_str().unwrap()]);
+        let o = embcheck(&["check", dir.to_str().unwrap(), "--report-dir", reports.to_str().unwrap(), "--diagnosis-budget", "120"]);
         assert_eq!(o.status.code(), Some(1), "{}", show(&o));
         let rows = rows(&reports, &format!("tiny-bert-cls-{n}"));
         let failing = failing(&rows);

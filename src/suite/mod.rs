@@ -56,7 +56,7 @@ pub struct Suite {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum DiagnosisBudget {
     /// This multiple of the time the check took until comparison (loading the suite and the model,
-    /// computing or collecting the vectors).
+    /// computing or collecting the vectors), and at least [`MIN_FRACTION_BUDGET`].
     Fraction(f64),
     /// A fixed time per pipeline.
     Time(std::time::Duration),
@@ -65,15 +65,22 @@ pub enum DiagnosisBudget {
 }
 
 /// The default diagnosis budget: 0.8 of the check's own compute, so that diagnosing (and the one
-/// recomputation running when the budget runs out) at most doubles a check's time.
+/// recomputation running when the budget runs out) at most doubles a long check's time.
 pub const DEFAULT_DIAGNOSIS_BUDGET: DiagnosisBudget = DiagnosisBudget::Fraction(0.8);
+
+/// The least a [`DiagnosisBudget::Fraction`] allows. A check against a file computes almost nothing itself
+/// (a few ms), and even embcheck's own check of a small suite takes ~20 ms, while diagnosing one failing text
+/// costs a few single-text passes: 0.8 of that left 8 texts cut at another length `unknown` on the bundled
+/// tiny-bert-cls suite, whose whole diagnosis takes ~0.1 s. One second diagnoses such ordinary failures and
+/// still bounds a noisy system (75 s unbounded on the long-input suite).
+pub const MIN_FRACTION_BUDGET: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl DiagnosisBudget {
     /// When diagnosing must stop, and the budget, from now: `compute` is how long the check took until
     /// comparison. Shared by every pipeline of the check.
     fn until(self, compute: std::time::Duration) -> Option<(std::time::Instant, std::time::Duration)> {
         let budget = match self {
-            DiagnosisBudget::Fraction(f) => compute.mul_f64(f),
+            DiagnosisBudget::Fraction(f) => compute.mul_f64(f).max(MIN_FRACTION_BUDGET),
             DiagnosisBudget::Time(t) => t,
             DiagnosisBudget::Unlimited => return None,
         };
