@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
 
-use super::html::{esc, STYLE};
+use super::html::{badge, esc, head};
 use crate::gate::{Check, GateReport, PipelineGate, TextGate};
 use crate::error::{Error, Result};
 
@@ -263,25 +263,11 @@ fn drop_of(d: &crate::gate::metrics::Interval) -> (f64, f64, f64) {
     (-d.mean + 0.0, -d.high + 0.0, -d.low + 0.0)
 }
 
-fn badge(passed: bool) -> &'static str {
-    if passed {
-        r#"<span class="badge pass">PASS</span>"#
-    } else {
-        r#"<span class="badge fail">FAIL</span>"#
-    }
-}
-
 /// gate.html: one self-contained page, in the look of the check reports.
 pub fn html(r: &GateReport) -> String {
     let (class, word) = if r.passed() { ("pass", "PASSED") } else { ("fail", "FAILED") };
     let mut s = String::new();
-    let _ = write!(
-        s,
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>embcheck gate · {} · {word}</title><style>{STYLE}</style></head><body>\n",
-        esc(&r.suite)
-    );
+    s.push_str(&head(&format!("embcheck gate · {} · {word}", r.suite)));
     let _ = writeln!(s, r#"<header><h1>gate {} <span class="badge {class}">{word}</span></h1>"#, esc(&r.suite));
     let details: Vec<String> = r.candidate.details.iter().map(|(k, v)| format!("{}={}", esc(k), esc(v))).collect();
     let _ = writeln!(
@@ -400,13 +386,7 @@ pub fn html(r: &GateReport) -> String {
 fn index(r: &GateReport) -> String {
     let (class, word) = if r.passed() { ("pass", "PASSED") } else { ("fail", "FAILED") };
     let mut s = String::new();
-    let _ = write!(
-        s,
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>embcheck gate · {} · {word}</title><style>{STYLE}</style></head><body>\n",
-        esc(&r.suite)
-    );
+    s.push_str(&head(&format!("embcheck gate · {} · {word}", r.suite)));
     let _ = writeln!(s, r#"<header><h1>embcheck gate <span class="badge {class}">{word}</span></h1>"#);
     let _ = writeln!(
         s,

@@ -169,25 +169,7 @@ pub(super) fn svg(chart: &Chart) -> (String, Vec<String>) {
     // Nonzero counts stay visible: one failing text among thousands must not vanish.
     let height = |c: usize| if c == 0 { 0.0 } else { (c as f64 / y_max * plot_h).max(2.0) };
 
-    let mut s = String::new();
-    let _ = write!(
-        s,
-        r#"<svg class="hist" width="{W}" height="{H}" viewBox="0 0 {W} {H}" role="img" aria-label="histogram of {}">"#,
-        esc(chart.x_label)
-    );
-    // Grid and y ticks.
-    let mut c = 0;
-    while c as f64 <= y_max {
-        let y = base - c as f64 / y_max * plot_h;
-        let _ = write!(
-            s,
-            r#"<line x1="{LEFT}" x2="{}" y1="{y:.1}" y2="{y:.1}" class="grid"/><text x="{}" y="{:.1}" class="tick" text-anchor="end">{c}</text>"#,
-            W - RIGHT,
-            LEFT - 8.0,
-            y + 4.0
-        );
-        c += step;
-    }
+    let mut s = open(chart.x_label, y_max, step);
     // Bars.
     let narrow = (b.span(1).1 - b.span(1).0) < 18.0;
     for (i, &(ok, over)) in b.counts.iter().enumerate() {
@@ -238,9 +220,7 @@ pub(super) fn svg(chart: &Chart) -> (String, Vec<String>) {
         }
         s.push_str("</g>");
     }
-    // Axes.
-    let _ = write!(s, r#"<line x1="{}" x2="{}" y1="{base}" y2="{base}" class="axis"/>"#, LEFT - 2.0, W - RIGHT);
-    let _ = write!(s, r#"<line x1="{}" x2="{}" y1="{TOP}" y2="{base}" class="axis"/>"#, LEFT - 2.0, LEFT - 2.0);
+    axes(&mut s);
     let every = ((b.hi - b.lo) as f64 / 8.0).ceil().max(1.0) as i32;
     let mut d = b.lo;
     while d <= b.hi {
@@ -270,26 +250,10 @@ pub(super) fn svg(chart: &Chart) -> (String, Vec<String>) {
         H - 16.0,
         esc(chart.x_label)
     );
-    let _ = write!(
-        s,
-        r#"<text x="14" y="{:.1}" class="label" text-anchor="middle" transform="rotate(-90 14 {:.1})">texts</text>"#,
-        TOP + plot_h / 2.0,
-        TOP + plot_h / 2.0
-    );
     // Tolerance.
     let t = chart.tolerance;
     if t > 0.0 && t.is_finite() {
-        let x = b.x(t.log10());
-        let right_half = x > (LEFT + W) / 2.0;
-        let _ = write!(
-            s,
-            r#"<line x1="{x:.1}" x2="{x:.1}" y1="{}" y2="{base}" stroke="{TOL_COLOR}" stroke-width="1.5" stroke-dasharray="5 3"/><text x="{:.1}" y="{}" class="tol" text-anchor="{}">tolerance: {}</text>"#,
-            TOP - 14.0,
-            if right_half { x - 5.0 } else { x + 5.0 },
-            TOP - 4.0,
-            if right_half { "end" } else { "start" },
-            esc(&chart.tolerance_label)
-        );
+        limit_line(&mut s, b.x(t.log10()), &format!("tolerance: {}", chart.tolerance_label));
     }
     s.push_str("</svg>");
 
@@ -331,20 +295,7 @@ pub(super) fn unit_svg(values: &[f64], x_label: &str, limit: f64, limit_label: &
     let x_of = |v: f64| LEFT + v * 10.0 * slot;
     let span = |i: usize| if i == 10 { (W - RIGHT - SPECIAL, W - RIGHT) } else { (x_of(i as f64 / 10.0), x_of((i + 1) as f64 / 10.0)) };
 
-    let mut s = String::new();
-    let _ = write!(s, r#"<svg class="hist" width="{W}" height="{H}" viewBox="0 0 {W} {H}" role="img" aria-label="histogram of {}">"#, esc(x_label));
-    let mut c = 0;
-    while c as f64 <= y_max {
-        let y = base - c as f64 / y_max * plot_h;
-        let _ = write!(
-            s,
-            r#"<line x1="{LEFT}" x2="{}" y1="{y:.1}" y2="{y:.1}" class="grid"/><text x="{}" y="{:.1}" class="tick" text-anchor="end">{c}</text>"#,
-            W - RIGHT,
-            LEFT - 8.0,
-            y + 4.0
-        );
-        c += step;
-    }
+    let mut s = open(x_label, y_max, step);
     for (i, &(ok, below)) in counts.iter().enumerate() {
         let (x0, x1) = span(i);
         let (x, w) = (x0 + 0.5, (x1 - x0 - 1.0).max(1.0));
@@ -372,8 +323,7 @@ pub(super) fn unit_svg(values: &[f64], x_label: &str, limit: f64, limit_label: &
         }
         s.push_str("</g>");
     }
-    let _ = write!(s, r#"<line x1="{}" x2="{}" y1="{base}" y2="{base}" class="axis"/>"#, LEFT - 2.0, W - RIGHT);
-    let _ = write!(s, r#"<line x1="{}" x2="{}" y1="{TOP}" y2="{base}" class="axis"/>"#, LEFT - 2.0, LEFT - 2.0);
+    axes(&mut s);
     for t in 0..=10 {
         let x = x_of(t as f64 / 10.0);
         let label = if t % 2 == 0 { format!("{:.1}", t as f64 / 10.0) } else { String::new() };
@@ -382,27 +332,59 @@ pub(super) fn unit_svg(values: &[f64], x_label: &str, limit: f64, limit_label: &
     let (x0, x1) = span(10);
     let _ = write!(s, r#"<text x="{:.1}" y="{}" class="tick special-label" text-anchor="middle">1</text>"#, (x0 + x1) / 2.0, base + 18.0);
     let _ = write!(s, r#"<text x="{:.1}" y="{}" class="label" text-anchor="middle">{}</text>"#, (LEFT + W - RIGHT) / 2.0, H - 16.0, esc(x_label));
+    if (0.0..=1.0).contains(&limit) {
+        limit_line(&mut s, if limit >= 1.0 { x0 } else { x_of(limit) }, limit_label);
+    }
+    s.push_str("</svg>");
+    s
+}
+
+/// Opens a histogram's SVG: its grid and y ticks up to `y_max` in steps of `step`.
+fn open(x_label: &str, y_max: f64, step: usize) -> String {
+    let (base, plot_h) = (H - BOTTOM, H - BOTTOM - TOP);
+    let mut s = String::new();
+    let _ = write!(s, r#"<svg class="hist" width="{W}" height="{H}" viewBox="0 0 {W} {H}" role="img" aria-label="histogram of {}">"#, esc(x_label));
+    let mut c = 0;
+    while c as f64 <= y_max {
+        let y = base - c as f64 / y_max * plot_h;
+        let _ = write!(
+            s,
+            r#"<line x1="{LEFT}" x2="{}" y1="{y:.1}" y2="{y:.1}" class="grid"/><text x="{}" y="{:.1}" class="tick" text-anchor="end">{c}</text>"#,
+            W - RIGHT,
+            LEFT - 8.0,
+            y + 4.0
+        );
+        c += step;
+    }
+    s
+}
+
+/// The x and y axes and the y axis's title.
+fn axes(s: &mut String) {
+    let (base, plot_h) = (H - BOTTOM, H - BOTTOM - TOP);
+    let _ = write!(s, r#"<line x1="{}" x2="{}" y1="{base}" y2="{base}" class="axis"/>"#, LEFT - 2.0, W - RIGHT);
+    let _ = write!(s, r#"<line x1="{}" x2="{}" y1="{TOP}" y2="{base}" class="axis"/>"#, LEFT - 2.0, LEFT - 2.0);
     let _ = write!(
         s,
         r#"<text x="14" y="{:.1}" class="label" text-anchor="middle" transform="rotate(-90 14 {:.1})">texts</text>"#,
         TOP + plot_h / 2.0,
         TOP + plot_h / 2.0
     );
-    if (0.0..=1.0).contains(&limit) {
-        let x = if limit >= 1.0 { x0 } else { x_of(limit) };
-        let right_half = x > (LEFT + W) / 2.0;
-        let _ = write!(
-            s,
-            r#"<line x1="{x:.1}" x2="{x:.1}" y1="{}" y2="{base}" stroke="{TOL_COLOR}" stroke-width="1.5" stroke-dasharray="5 3"/><text x="{:.1}" y="{}" class="tol" text-anchor="{}">{}</text>"#,
-            TOP - 14.0,
-            if right_half { x - 5.0 } else { x + 5.0 },
-            TOP - 4.0,
-            if right_half { "end" } else { "start" },
-            esc(limit_label)
-        );
-    }
-    s.push_str("</svg>");
-    s
+}
+
+/// A dashed vertical line at `x` (a tolerance or limit), labelled on the side with room.
+fn limit_line(s: &mut String, x: f64, label: &str) {
+    let base = H - BOTTOM;
+    let right_half = x > (LEFT + W) / 2.0;
+    let _ = write!(
+        s,
+        r#"<line x1="{x:.1}" x2="{x:.1}" y1="{}" y2="{base}" stroke="{TOL_COLOR}" stroke-width="1.5" stroke-dasharray="5 3"/><text x="{:.1}" y="{}" class="tol" text-anchor="{}">{}</text>"#,
+        TOP - 14.0,
+        if right_half { x - 5.0 } else { x + 5.0 },
+        TOP - 4.0,
+        if right_half { "end" } else { "start" },
+        esc(label)
+    );
 }
 
 #[cfg(test)]

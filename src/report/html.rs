@@ -74,7 +74,18 @@ pub(super) fn esc(s: &str) -> String {
     out
 }
 
-fn badge(passed: bool) -> &'static str {
+/// The start of every page: the document head (title escaped here) with the shared style, and `<body>`.
+pub(super) fn head(title: &str) -> String {
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{}</title><style>{STYLE}</style></head><body>\n",
+        esc(title)
+    )
+}
+
+/// A PASS or FAIL badge.
+pub(super) fn badge(passed: bool) -> &'static str {
     if passed {
         r#"<span class="badge pass">PASS</span>"#
     } else {
@@ -91,13 +102,7 @@ pub(super) fn page(s: &SuiteReport) -> String {
         Status::Error => ("fail", "ERROR"),
     };
     let mut o = String::new();
-    let _ = write!(
-        o,
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>embcheck · {} · {word}</title><style>{STYLE}</style></head><body>\n",
-        esc(&s.suite)
-    );
+    o.push_str(&head(&format!("embcheck · {} · {word}", s.suite)));
     let _ = writeln!(o, r#"<header><h1>{} <span class="badge {class}">{word}</span></h1>"#, esc(&s.suite));
     let mut meta = format!("model <b>{}</b> · dtype <b>{}</b>", esc(&s.model), esc(&s.dtype));
     if !s.max_length.is_empty() {
@@ -287,13 +292,7 @@ pub(super) fn index(suites: &[SuiteReport], dirs: &[String]) -> String {
         _ => ("fail", "FAILED"),
     };
     let mut o = String::new();
-    let _ = write!(
-        o,
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>embcheck · {} suites · {word}</title><style>{STYLE}</style></head><body>\n",
-        t.suites
-    );
+    o.push_str(&head(&format!("embcheck · {} suites · {word}", t.suites)));
     let _ = writeln!(o, r#"<header><h1>embcheck check <span class="badge {class}">{word}</span></h1>"#);
     let _ = writeln!(
         o,
