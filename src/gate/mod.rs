@@ -238,7 +238,7 @@ pub fn run(dir: &Path, candidate: &Candidate, pipelines: &[PipelineKind], progre
             notes.push(format!("{} queries of {} have no relevant passage and are left out", r.unjudged, r.dir.display()));
         }
     }
-    let (candidates, info) = candidate_outputs(&spec, &reference, candidate, &kinds, &texts, progress, &mut notes)?;
+    let (candidates, info) = candidate_outputs(spec, &reference, candidate, &kinds, &texts, progress, &mut notes)?;
     // The file's bytes are no longer needed: at corpus scale they are as large as the vectors.
     drop(reference);
     let ids: Vec<String> = texts.iter().map(|t| t.id.clone()).collect();
@@ -523,10 +523,10 @@ fn gate_retrieval(r: &RetrievalSet, ids: &[String], scores: &Scores, t: &Thresho
         .map(|((q, judged), (rb, rc))| {
             QueryGate {
                 id: ids[*q].clone(),
-                ndcg_baseline: metrics::ndcg_at_k(&rb, judged, k),
-                ndcg_candidate: metrics::ndcg_at_k(&rc, judged, k),
-                recall_baseline: metrics::recall_at_k(&rb, judged, k),
-                recall_candidate: metrics::recall_at_k(&rc, judged, k),
+                ndcg_baseline: metrics::ndcg_at_k(rb, judged, k),
+                ndcg_candidate: metrics::ndcg_at_k(rc, judged, k),
+                recall_baseline: metrics::recall_at_k(rb, judged, k),
+                recall_candidate: metrics::recall_at_k(rc, judged, k),
             }
         })
         .collect();

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
 
 use super::html::{badge, esc, head};
+use super::markdown::md;
 use crate::gate::{Check, GateReport, PipelineGate, TextGate};
 use crate::error::{Error, Result};
 
@@ -218,15 +219,11 @@ pub fn markdown(r: &GateReport) -> String {
         if !w.is_empty() {
             let _ = writeln!(s, "\nTexts whose neighbours moved most (all in gate.csv):\n\n| text | Jaccard@{} | lost | gained |\n|---|---|---|---|", p.k);
             for t in w {
-                let _ = writeln!(s, "| {} | {} | {} | {} |", md_cell(&t.id), num(t.jaccard.unwrap_or(f64::NAN)), md_cell(&t.lost.join(", ")), md_cell(&t.gained.join(", ")));
+                let _ = writeln!(s, "| {} | {} | {} | {} |", md(&t.id), num(t.jaccard.unwrap_or(f64::NAN)), md(&t.lost.join(", ")), md(&t.gained.join(", ")));
             }
         }
     }
     s
-}
-
-fn md_cell(s: &str) -> String {
-    s.replace('|', "\\|").replace('\n', " ")
 }
 
 fn junit(r: &GateReport, path: &Path) -> Result<Vec<u8>> {
@@ -308,7 +305,7 @@ pub fn html(r: &GateReport) -> String {
         s.push_str("</table>");
         let jaccards: Vec<f64> = p.texts.iter().filter_map(|t| t.jaccard).collect();
         let limit = r.thresholds.min_jaccard_at_k;
-        let below = jaccards.iter().filter(|j| !(**j >= limit)).count();
+        let below = jaccards.iter().filter(|j| j.is_nan() || **j < limit).count();
         let _ = write!(
             s,
             r#"<div class="charts"><figure><h4>Neighbours kept: Jaccard@{k} per text</h4>{}<figcaption>

@@ -219,8 +219,8 @@ pub(super) fn allclose_message(p: &PipelineResult) -> String {
 }
 
 /// Text made inert in Markdown (and in a table cell): the characters that start markup are escaped, line
-/// breaks become spaces.
-fn md(s: &str) -> String {
+/// breaks become spaces. The gate's Markdown uses it too.
+pub(super) fn md(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in one_line(s).chars() {
         if "\\`*_[]<>|~#&$".contains(c) {
