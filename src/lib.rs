@@ -49,6 +49,7 @@ pub mod error;
 pub mod fixture;
 pub mod gate;
 pub mod model;
+pub mod partition;
 pub mod pipeline;
 pub mod report;
 pub mod selftest;
