@@ -108,6 +108,12 @@ pub fn merge(paths: &[PathBuf]) -> Result<Merged> {
         }
         let f = file::read(path, None)?;
         let rec = record(path, &f.metadata)?.ok_or_else(|| Error::input(path, "records no partition: it was not written by `embed --partition M/N`"))?;
+        if rec.part == 0 || rec.part > rec.parts || rec.first > rec.end || rec.end > rec.texts {
+            return Err(Error::input(path, format!("records an impossible part: {}", f.metadata[PARTITION])));
+        }
+        if f.ids.is_none() {
+            return Err(Error::input(path, "names no ids: part files are written with the ids of their texts"));
+        }
         parts.push((path, rec, f));
     }
     let Some((first_path, first, first_file)) = parts.first() else { return Err(Error::Usage("merge-embeddings needs the part files".into())) };
@@ -134,7 +140,7 @@ pub fn merge(paths: &[PathBuf]) -> Result<Merged> {
         }
         let want = Part { m: rec.part, n: rec.parts }.range(rec.texts);
         let n_ids = f.ids.as_ref().map_or(0, Vec::len);
-        if rec.part == 0 || rec.part > rec.parts || (rec.first, rec.end) != (want.start, want.end) || f.rows.len() != want.len() || n_ids != want.len() {
+        if (rec.first, rec.end) != (want.start, want.end) || f.rows.len() != want.len() || n_ids != want.len() {
             return Err(Error::input(
                 path,
                 format!(
@@ -163,7 +169,7 @@ pub fn merge(paths: &[PathBuf]) -> Result<Merged> {
         if f.kind != kind {
             return Err(Error::input(path, format!("holds {:?} values, the other parts {kind:?} values", f.kind)));
         }
-        for id in f.ids.expect("checked above") {
+        for id in f.ids.unwrap_or_default() {
             if !seen.insert(id.clone()) {
                 return Err(Error::input(path, format!("holds id {id:?}, which an earlier part holds too")));
             }
@@ -172,4 +178,61 @@ pub fn merge(paths: &[PathBuf]) -> Result<Merged> {
         rows.extend(f.rows);
     }
     Ok(Merged { kind, ids, rows, metadata: shared })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::Vector;
+
+    /// A part file of `rows` dense rows with `record` as its partition (ids p0, p1, …).
+    fn part_file(dir: &Path, name: &str, record: &str, rows: usize, with_ids: bool) -> PathBuf {
+        let ids: Vec<String> = (0..rows).map(|i| format!("{name}{i}")).collect();
+        let outputs: Vec<Output> = (0..rows).map(|i| Output::value(Vector::Dense(vec![i as f32, 1.0]))).collect();
+        let meta = BTreeMap::from([(PARTITION.to_string(), record.to_string()), (TEXTS_SHA256.to_string(), "x".to_string())]);
+        let mut bytes = write::to_safetensors(OutputKind::Dense, &ids, &outputs, meta).unwrap();
+        if !with_ids {
+            let ft = crate::fixture::TensorFile::from_bytes(dir, bytes.clone()).unwrap();
+            let mut m: std::collections::HashMap<String, String> = ft.metadata().into_iter().collect();
+            m.remove(write::IDS);
+            bytes = crate::fixture::format::to_bytes(OutputKind::Dense, &outputs.iter().map(|o| o.value.clone().unwrap()).collect::<Vec<_>>(), None, &crate::fixture::Names::embed(OutputKind::Dense), m).unwrap();
+        }
+        let path = dir.join(format!("{name}.safetensors"));
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    fn rec(part: u64, parts: u64, texts: usize, first: usize, end: usize) -> String {
+        serde_json::to_string(&PartRecord { part, parts, split: CONTIGUOUS.into(), texts, first, end }).unwrap()
+    }
+
+    /// Hand-made records that no `embed` writes are refused with a message, never a panic.
+    #[test]
+    fn impossible_records_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let ok = [part_file(d, "a", &rec(1, 2, 4, 0, 2), 2, true), part_file(d, "b", &rec(2, 2, 4, 2, 4), 2, true)];
+        let merged = merge(&ok).unwrap();
+        assert_eq!(merged.ids, ["a0", "a1", "b0", "b1"]);
+        assert!(!merged.metadata.contains_key(PARTITION) && merged.metadata.contains_key(TEXTS_SHA256));
+        for (record, rows, ids, says) in [
+            (rec(1, 0, 4, 0, 2), 2, true, "impossible part"),
+            (rec(0, 2, 4, 0, 2), 2, true, "impossible part"),
+            (rec(3, 2, 4, 0, 2), 2, true, "impossible part"),
+            (rec(1, 2, 4, 0, 9), 2, true, "impossible part"),
+            (rec(1, 2, 4, 0, 2), 2, false, "names no ids"),
+            (rec(1, 2, 4, 0, 3), 3, true, "covers texts 0..3"),
+            ("{\"part\": 1}".to_string(), 2, true, "not a part record"),
+        ] {
+            let bad = part_file(d, "c", &record, rows, ids);
+            let e = merge(&[bad, ok[1].clone()]).unwrap_err().to_string();
+            assert!(e.contains(says), "{record}: {e}");
+        }
+        // The same id in two parts.
+        let first = dir.path().join("first.safetensors");
+        std::fs::copy(&ok[0], &first).unwrap();
+        let twin = part_file(d, "a", &rec(2, 2, 4, 2, 4), 2, true);
+        let e = merge(&[first, twin]).unwrap_err().to_string();
+        assert!(e.contains("which an earlier part holds too"), "{e}");
+    }
 }
