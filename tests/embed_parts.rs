@@ -22,15 +22,20 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// `embed` of part `m`/`n` of the suite's texts with `extra` flags, into `dir`.
-fn part(dir: &Path, m: u64, n: u64, extra: &[&str]) -> PathBuf {
+/// `embed` of part `m`/`n` of the texts of suite `name` with `extra` flags, into `dir`.
+fn part_of(name: &str, dir: &Path, m: u64, n: u64, extra: &[&str]) -> PathBuf {
     let out = dir.join(format!("part-{m}-of-{n}.safetensors"));
     let spec = format!("{m}/{n}");
-    let dir = suite(SUITE);
+    let dir = suite(name);
     let args = [&["embed", "--suite", s(&dir), "--pipeline", PIPELINE, "--partition", &spec, "--output", s(&out)], extra].concat();
     let (code, o) = run(&args);
     assert_eq!(code, Some(0), "{o}");
     out
+}
+
+/// [`part_of`] the default suite.
+fn part(dir: &Path, m: u64, n: u64, extra: &[&str]) -> PathBuf {
+    part_of(SUITE, dir, m, n, extra)
 }
 
 fn merge(parts: &[&Path], out: &Path) -> (Option<i32>, String) {
@@ -42,7 +47,12 @@ fn merge(parts: &[&Path], out: &Path) -> (Option<i32>, String) {
 /// The gate's exit code and its per-pipeline figures (gate.json without the candidate's name; null when
 /// it wrote none).
 fn gate(candidate: &str, reports: &Path) -> (Option<i32>, serde_json::Value, String) {
-    let (code, o) = run(&["gate", "--baseline", s(&suite(SUITE)), "--candidate", candidate, "--pipeline", PIPELINE, "--report-dir", s(reports)]);
+    gate_of(SUITE, candidate, reports)
+}
+
+/// [`gate`] of suite `name`.
+fn gate_of(name: &str, candidate: &str, reports: &Path) -> (Option<i32>, serde_json::Value, String) {
+    let (code, o) = run(&["gate", "--baseline", s(&suite(name)), "--candidate", candidate, "--pipeline", PIPELINE, "--report-dir", s(reports)]);
     // A refused candidate writes no report.
     let j: serde_json::Value = std::fs::read_to_string(reports.join("gate.json")).map_or(serde_json::Value::Null, |t| serde_json::from_str(&t).unwrap());
     (code, j["pipelines"].clone(), o)
@@ -55,12 +65,14 @@ fn contents(path: &Path) -> (Option<Vec<String>>, Vec<String>, std::collections:
     (f.ids, rows, f.metadata)
 }
 
-/// Splits, merges and gates a candidate two ways, and checks that the split changes nothing.
-fn split_merge_gate(tmp: &Path, extra: &[&str], unpartitioned: &str) {
-    let parts: Vec<PathBuf> = (1..=3).map(|m| part(tmp, m, 3, extra)).collect();
+/// Splits the texts of suite `name` in three, merges and gates a candidate two ways, checks that the split
+/// changes nothing, and returns the gate's exit code.
+fn split_merge_gate(name: &str, tmp: &Path, extra: &[&str], unpartitioned: &str) -> Option<i32> {
+    std::fs::create_dir_all(tmp).unwrap();
+    let parts: Vec<PathBuf> = (1..=3).map(|m| part_of(name, tmp, m, 3, extra)).collect();
     // Every text in exactly one part, in order, sizes within one.
     let ids: Vec<Vec<String>> = parts.iter().map(|p| file::read(p, None).unwrap().ids.unwrap()).collect();
-    let texts = embcheck::fixture::read_texts(&suite(SUITE).join("texts.jsonl")).unwrap();
+    let texts = embcheck::fixture::read_texts(&suite(name).join("texts.jsonl")).unwrap();
     assert_eq!(ids.concat(), texts.iter().map(|t| t.id.clone()).collect::<Vec<_>>());
     assert!(ids.iter().map(Vec::len).max().unwrap() - ids.iter().map(Vec::len).min().unwrap() <= 1);
 
@@ -69,7 +81,7 @@ fn split_merge_gate(tmp: &Path, extra: &[&str], unpartitioned: &str) {
     let (code, o) = merge(&[&parts[2], &parts[0], &parts[1]], &merged);
     assert_eq!(code, Some(0), "{o}");
     let whole = tmp.join("whole.safetensors");
-    let dir = suite(SUITE);
+    let dir = suite(name);
     let args = [&["embed", "--suite", s(&dir), "--pipeline", PIPELINE, "--output", s(&whole)], extra].concat();
     let (code, o) = run(&args);
     assert_eq!(code, Some(0), "{o}");
@@ -77,16 +89,30 @@ fn split_merge_gate(tmp: &Path, extra: &[&str], unpartitioned: &str) {
     assert!(!contents(&merged).2.contains_key(parts::PARTITION));
 
     // The gate on the merged file: the unpartitioned gate's verdict and every figure.
-    let (code_whole, figures_whole, o_whole) = gate(unpartitioned, &tmp.join("gate-whole"));
-    let (code_merged, figures_merged, o_merged) = gate(s(&merged), &tmp.join("gate-merged"));
+    let (code_whole, figures_whole, o_whole) = gate_of(name, unpartitioned, &tmp.join("gate-whole"));
+    let (code_merged, figures_merged, o_merged) = gate_of(name, s(&merged), &tmp.join("gate-merged"));
     assert_eq!(code_merged, code_whole, "{o_whole}\n{o_merged}");
+    assert!(figures_whole.is_array(), "{o_whole}");
     assert_eq!(figures_merged, figures_whole);
-    assert_eq!(code_whole, Some(1), "the candidate differs from the baseline, so the figures are not trivial\n{o_whole}");
 
     // A single part is not the candidate: the gate refuses it rather than gating a third of the texts.
-    let (code, _, o) = gate(s(&parts[0]), &tmp.join("gate-part"));
+    let (code, _, o) = gate_of(name, s(&parts[0]), &tmp.join("gate-part"));
     assert_eq!(code, Some(2), "{o}");
     assert!(o.contains("is part 1/3 of a partitioned embedding") && o.contains("merge-embeddings"), "{o}");
+
+    // `check --against` takes the merged file as it takes the unpartitioned one, and refuses a lone part.
+    let check = |file: &Path| {
+        let o = embcheck(&["check", s(&suite(name)), "--against", s(file), "--pipeline", PIPELINE, "--report-dir", s(&tmp.join("check"))]);
+        let verdict: Vec<String> = String::from_utf8_lossy(&o.stdout).lines().filter(|l| l.starts_with("PASS ") || l.starts_with("FAIL ")).map(String::from).collect();
+        (o.status.code(), verdict, show(&o))
+    };
+    let (merged_check, whole_check) = (check(&merged), check(&whole));
+    assert_eq!((&merged_check.0, &merged_check.1), (&whole_check.0, &whole_check.1), "{}\n{}", merged_check.2, whole_check.2);
+    assert_eq!(merged_check.1.len(), 1, "{}", merged_check.2);
+    let (code, _, o) = check(&parts[1]);
+    assert_eq!(code, Some(2), "{o}");
+    assert!(o.contains("is part 2/3 of a partitioned embedding"), "{o}");
+    code_whole
 }
 
 #[test]
@@ -94,7 +120,8 @@ fn own_encoder_parts_merge_into_the_unpartitioned_embedding_and_gate() {
     let tmp = tempfile::tempdir().unwrap();
     // Another model than the baseline's, through embcheck's own encoder with the suite's settings.
     let model = common::root().join("fixtures/models/tiny-bert-cls");
-    split_merge_gate(tmp.path(), &["--model", s(&model)], s(&model));
+    let code = split_merge_gate(SUITE, tmp.path(), &["--model", s(&model)], s(&model));
+    assert_eq!(code, Some(1), "the candidate differs from the baseline, so the figures are not trivial");
 }
 
 #[test]
@@ -103,7 +130,24 @@ fn command_parts_merge_into_the_unpartitioned_embedding_and_gate() {
     // A `cmd:` system that answers with another pipeline's vectors than the baseline's.
     let model = common::root().join("fixtures/models/tiny-bert-mean");
     let cmd = format!("cmd:{} embed --model {} --pipeline normalized-cls --input - --output -", env!("CARGO_BIN_EXE_embcheck"), s(&model));
-    split_merge_gate(tmp.path(), &["--against", &cmd], &cmd);
+    let code = split_merge_gate(SUITE, tmp.path(), &["--against", &cmd], &cmd);
+    assert_eq!(code, Some(1), "the candidate differs from the baseline, so the figures are not trivial");
+}
+
+#[test]
+#[ignore = "needs all-MiniLM-L6-v2 (bash scripts/fetch-models.sh; scripts/test.sh runs it)"]
+fn minilm_parts_merge_into_the_unpartitioned_embedding_and_gate() {
+    let model = common::root().join("fixtures/external/all-MiniLM-L6-v2");
+    assert!(model.join("model.safetensors").is_file(), "run bash scripts/fetch-models.sh first");
+    let name = "all-minilm-l6-v2-retrieval";
+    let tmp = tempfile::tempdir().unwrap();
+    // The real model through embcheck's own encoder: the baseline's own model passes.
+    let code = split_merge_gate(name, &tmp.path().join("own"), &[], s(&model));
+    assert_eq!(code, Some(0));
+    // The real model behind a `cmd:` system that pools the [CLS] token instead of the mean.
+    let cmd = format!("cmd:{} embed --model {} --pipeline normalized-cls --input - --output -", env!("CARGO_BIN_EXE_embcheck"), s(&model));
+    let code = split_merge_gate(name, &tmp.path().join("cmd"), &["--against", &cmd], &cmd);
+    assert_eq!(code, Some(1), "CLS pooling moves the neighbours");
 }
 
 #[test]
