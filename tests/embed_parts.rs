@@ -52,7 +52,11 @@ fn gate(candidate: &str, reports: &Path) -> (Option<i32>, serde_json::Value, Str
 
 /// [`gate`] of suite `name`.
 fn gate_of(name: &str, candidate: &str, reports: &Path) -> (Option<i32>, serde_json::Value, String) {
-    let (code, o) = run(&["gate", "--baseline", s(&suite(name)), "--candidate", candidate, "--pipeline", PIPELINE, "--report-dir", s(reports)]);
+    // The stand-in server (`common::serve_openai`) lists no models: name its model.
+    let http: &[&str] = if candidate.starts_with("http://") { &["--model-name", "fake"] } else { &[] };
+    let base = suite(name);
+    let args = [&["gate", "--baseline", s(&base), "--candidate", candidate, "--pipeline", PIPELINE, "--report-dir", s(reports)], http].concat();
+    let (code, o) = run(&args);
     // A refused candidate writes no report.
     let j: serde_json::Value = std::fs::read_to_string(reports.join("gate.json")).map_or(serde_json::Value::Null, |t| serde_json::from_str(&t).unwrap());
     (code, j["pipelines"].clone(), o)
@@ -131,6 +135,29 @@ fn command_parts_merge_into_the_unpartitioned_embedding_and_gate() {
     let model = common::root().join("fixtures/models/tiny-bert-mean");
     let cmd = format!("cmd:{} embed --model {} --pipeline normalized-cls --input - --output -", env!("CARGO_BIN_EXE_embcheck"), s(&model));
     let code = split_merge_gate(SUITE, tmp.path(), &["--against", &cmd], &cmd);
+    assert_eq!(code, Some(1), "the candidate differs from the baseline, so the figures are not trivial");
+}
+
+#[test]
+fn server_parts_merge_into_the_unpartitioned_embedding_and_gate() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Another model's vectors (embcheck's own encoder) served over HTTP by the protocol stand-in.
+    let whole = tmp.path().join("served.safetensors");
+    let model = common::root().join("fixtures/models/tiny-bert-cls");
+    let (code, o) = run(&["embed", "--suite", s(&suite(SUITE)), "--model", s(&model), "--pipeline", PIPELINE, "--output", s(&whole)]);
+    assert_eq!(code, Some(0), "{o}");
+    let f = file::read(&whole, None).unwrap();
+    let texts = embcheck::fixture::read_texts(&suite(SUITE).join("texts.jsonl")).unwrap();
+    let table = texts
+        .iter()
+        .zip(f.rows)
+        .map(|(t, r)| match r.value {
+            Ok(embcheck::pipeline::Vector::Dense(v)) => (t.text.clone(), v),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let url = common::serve_openai(table);
+    let code = split_merge_gate(SUITE, &tmp.path().join("http"), &["--against", &url, "--model-name", "fake"], &url);
     assert_eq!(code, Some(1), "the candidate differs from the baseline, so the figures are not trivial");
 }
 
