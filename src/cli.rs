@@ -289,6 +289,12 @@ pub struct EmbedArgs {
     /// `merge-embeddings` joins the parts.
     #[arg(long, value_name = "M/N")]
     pub partition: Option<String>,
+    /// Write every hidden state of embcheck's own encoder instead of the pipeline's vectors: the embedding
+    /// output and each layer's output for every real token (.safetensors: `hidden_states.0` …
+    /// `hidden_states.N` f32 [tokens, hidden], `input_ids`, `input_offsets`); the pipeline decides the text
+    /// preparation and max length.
+    #[arg(long, conflicts_with_all = ["against", "partition"])]
+    pub layers: bool,
     /// The pipeline to run (default: the suite's, when it has one).
     #[arg(long, value_parser = pipeline())]
     pub pipeline: Option<PipelineKind>,

@@ -48,6 +48,7 @@ pub mod embed;
 pub mod error;
 pub mod fixture;
 pub mod gate;
+pub mod layers;
 pub mod model;
 pub mod partition;
 pub mod pipeline;

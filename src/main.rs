@@ -89,6 +89,9 @@ fn embed(args: EmbedArgs) -> Result<u8> {
     } else {
         read_texts(&input)?
     };
+    if args.layers {
+        return embed_layers(&args, spec, kind, &texts);
+    }
     let (record, mine) = match part {
         Some(p) => {
             let (r, t) = parts::select(p, &texts)?;
@@ -136,6 +139,20 @@ fn embed_own(
     texts: &[embcheck::fixture::TextItem],
     progress: bool,
 ) -> Result<(Vec<embcheck::Output>, std::collections::BTreeMap<String, String>)> {
+    let (model, pipeline, batch_size, metadata) = own_pipeline(args, spec, kind)?;
+    let strings: Vec<String> = texts.iter().map(|t| t.text.clone()).collect();
+    let out = embed_many(&model, std::slice::from_ref(&pipeline), &strings, BatchOptions { batch_size, progress })?.remove(0);
+    let rows = out.vectors.into_iter().zip(out.input_ids).map(|(v, ids)| embcheck::Output { value: Ok(v), token_ids: Some(ids) }).collect();
+    Ok((rows, metadata))
+}
+
+/// The model, pipeline and batch size `embed` runs with (flags over the suite's settings), and the metadata
+/// naming them.
+fn own_pipeline(
+    args: &EmbedArgs,
+    spec: Option<&embcheck::fixture::SuiteSpec>,
+    kind: embcheck::PipelineKind,
+) -> Result<(Model, Pipeline, usize, std::collections::BTreeMap<String, String>)> {
     // clap requires --model unless --suite (or --against) is given.
     let model_arg = match (&args.model, spec) {
         (Some(m), _) => m.clone(),
@@ -160,17 +177,33 @@ fn embed_own(
     };
     let model = Model::from_files_for(embcheck::model::ModelFiles::resolve(&model_arg)?, dt, stack)?;
     let pipeline = Pipeline::build(kind, &model, &options)?;
-    let strings: Vec<String> = texts.iter().map(|t| t.text.clone()).collect();
     let batch_size = c.batch_size.or(spec.map(|s| s.batch_size)).unwrap_or(32);
-    let out = embed_many(&model, std::slice::from_ref(&pipeline), &strings, BatchOptions { batch_size, progress })?.remove(0);
-    let rows = out.vectors.into_iter().zip(out.input_ids).map(|(v, ids)| embcheck::Output { value: Ok(v), token_ids: Some(ids) }).collect();
     let metadata = [
         ("model", model_arg),
         ("max_length", pipeline.max_length.to_string()),
         ("dtype", dtype_name(dt).to_string()),
         ("stack", stack.to_string()),
     ];
-    Ok((rows, metadata.into_iter().map(|(k, v)| (k.to_string(), v)).collect()))
+    Ok((model, pipeline, batch_size, metadata.into_iter().map(|(k, v)| (k.to_string(), v)).collect()))
+}
+
+/// `embed --layers`: every hidden state of embcheck's own encoder, real tokens only, as a layers file
+/// ([`embcheck::layers`]).
+fn embed_layers(args: &EmbedArgs, spec: Option<&embcheck::fixture::SuiteSpec>, kind: embcheck::PipelineKind, texts: &[embcheck::fixture::TextItem]) -> Result<u8> {
+    if args.output.extension().is_none_or(|e| e != "safetensors") {
+        return Err(Error::Usage(format!("--layers writes a .safetensors file; --output {} is not one", args.output.display())));
+    }
+    let (model, pipeline, batch_size, mut metadata) = own_pipeline(args, spec, kind)?;
+    let strings: Vec<String> = texts.iter().map(|t| t.text.clone()).collect();
+    let states = embcheck::layers::compute(&model, &pipeline, &strings, batch_size)?;
+    metadata.insert("pipeline".into(), kind.name().into());
+    metadata.insert("embcheck".into(), env!("CARGO_PKG_VERSION").into());
+    metadata.insert(embcheck::source::parts::TEXTS_SHA256.into(), embcheck::source::parts::texts_sha256(texts));
+    let ids: Vec<String> = texts.iter().map(|t| t.id.clone()).collect();
+    embcheck::atomic::write(&args.output, &embcheck::layers::to_bytes(&states, &ids, metadata)?)?;
+    let tokens: usize = states.input_ids.iter().map(Vec::len).sum();
+    eprintln!("embcheck: wrote {} hidden states of {tokens} tokens ({} texts) to {}", states.states.len(), texts.len(), args.output.display());
+    Ok(exit::PASS)
 }
 
 /// The values a system (`--against`) gives for `texts`, and metadata naming it (for `embed`). A value of
