@@ -88,6 +88,10 @@ pub enum Command {
     /// with which diagnosis (the detection matrix); exit 0 when every row is as expected.
     #[command(after_help = EXIT_CODES)]
     Selftest(SelftestArgs),
+    /// Merge the part files of `embed --partition M/N` jobs into the one file an unpartitioned `embed` writes;
+    /// a part missing, given twice, or of other texts, settings or N is refused.
+    #[command(after_help = EXIT_CODES_NO_VERDICT)]
+    MergeEmbeddings(MergeEmbeddingsArgs),
     /// Combine the report directories of a CI matrix's `check --partition` jobs into one set of reports with
     /// one verdict, as a single run would have written.
     #[command(after_help = EXIT_CODES)]
@@ -127,6 +131,17 @@ pub struct MergeArgs {
     /// Where to write the merged reports.
     #[arg(long, default_value = "reports")]
     pub report_dir: PathBuf,
+}
+
+/// Arguments of `embcheck merge-embeddings`.
+#[derive(Debug, Args)]
+pub struct MergeEmbeddingsArgs {
+    /// The part files (.safetensors written by `embed --partition M/N`), in any order.
+    #[arg(required = true)]
+    pub parts: Vec<PathBuf>,
+    /// The merged file: .safetensors (the metadata of an unpartitioned `embed`) or .jsonl.
+    #[arg(long)]
+    pub output: PathBuf,
 }
 
 /// Arguments of `embcheck gate`.
@@ -262,8 +277,24 @@ pub struct EmbedArgs {
     #[arg(long, value_name = "SUITE_DIR")]
     pub suite: Option<PathBuf>,
     /// A local model directory in Hugging Face layout, or a hub id `org/name[@revision]` (default: the suite's).
-    #[arg(long, required_unless_present = "suite")]
+    #[arg(long, required_unless_present_any = ["suite", "against"], conflicts_with = "against")]
     pub model: Option<String>,
+    /// Collect the vectors from a system instead of embcheck's own pipeline: an embedding server
+    /// (http://…), a program (cmd:COMMAND) or a vectors file, as `check --against` takes; a text it rejects
+    /// is kept as a rejection in the output.
+    #[arg(long, value_name = "SOURCE")]
+    pub against: Option<String>,
+    /// Embed only part M of N of the texts (contiguous by position: texts [(M−1)·T/N, M·T/N) of T), for the
+    /// jobs of a CI matrix; writes a .safetensors part file that records the part, and
+    /// `merge-embeddings` joins the parts.
+    #[arg(long, value_name = "M/N")]
+    pub partition: Option<String>,
+    /// Write every hidden state of embcheck's own encoder instead of the pipeline's vectors: the embedding
+    /// output and each layer's output for every real token (.safetensors: `hidden_states.0` …
+    /// `hidden_states.N` f32 [tokens, hidden], `input_ids`, `input_offsets`); the pipeline decides the text
+    /// preparation and max length.
+    #[arg(long, conflicts_with_all = ["against", "partition"])]
+    pub layers: bool,
     /// The pipeline to run (default: the suite's, when it has one).
     #[arg(long, value_parser = pipeline())]
     pub pipeline: Option<PipelineKind>,
@@ -277,10 +308,12 @@ pub struct EmbedArgs {
     pub output: PathBuf,
     /// The Python stack to mirror [default: the one the suite's reference was made with, else transformers4,
     /// the stack FlagEmbedding runs on].
-    #[arg(long, value_parser = stack())]
+    #[arg(long, value_parser = stack(), conflicts_with = "against")]
     pub stack: Option<Stack>,
     #[command(flatten)]
     pub common: PipelineArgs,
+    #[command(flatten)]
+    pub http: HttpArgs,
 }
 
 /// Options shared by the commands that compute embeddings.

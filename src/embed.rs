@@ -75,10 +75,7 @@ pub fn for_each_batch(
     batch_size: usize,
     mut f: impl FnMut(usize, &[f32], usize) -> Result<()>,
 ) -> Result<()> {
-    let mut order: Vec<usize> = (0..ids.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(ids[i].len()));
-    let budget = Budget::for_heads(model.config.num_attention_heads);
-    for chunk in batches(&order, ids, batch_size, budget) {
+    for chunk in plan(model, ids, batch_size) {
         let batch: Vec<Vec<u32>> = chunk.iter().map(|&i| ids[i].clone()).collect();
         let hidden = model.hidden_states(&batch)?;
         let (_, l, h) = hidden.dims3().context(|| "hidden states".into())?;
@@ -89,6 +86,14 @@ pub fn for_each_batch(
         }
     }
     Ok(())
+}
+
+/// The encoder calls [`for_each_batch`] makes: text indices per batch, longest texts first.
+pub(crate) fn plan(model: &Model, ids: &[Vec<u32>], batch_size: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..ids.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(ids[i].len()));
+    let budget = Budget::for_heads(model.config.num_attention_heads);
+    batches(&order, ids, batch_size, budget).into_iter().map(<[usize]>::to_vec).collect()
 }
 
 /// Most padded tokens (texts × longest) in one encoder call. Hidden states and feed-forward activations

@@ -2,14 +2,13 @@
 
 mod cli;
 
-use std::collections::HashMap;
 use std::process::ExitCode;
 
 use clap::Parser;
 
 use cli::{exit, CheckArgs, Cli, Command, DiffArgs, EmbedArgs, GateArgs, HttpArgs, MergeArgs, SelftestArgs};
 use embcheck::compare::{PipelineResult, Summary, ToleranceOverride};
-use embcheck::fixture::{format, parse_texts, read_texts, Names};
+use embcheck::fixture::{parse_texts, read_texts};
 use embcheck::source::http::HttpOptions;
 use embcheck::{SourceConfig, SourceSpec};
 use embcheck::fixture::format::TensorFile;
@@ -43,6 +42,7 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Diff(args) => diff(args),
         Command::Gate(args) => gate(args),
         Command::Selftest(args) => selftest(args),
+        Command::MergeEmbeddings(args) => merge_embeddings(args),
         Command::MergeReports(args) => merge_reports(args),
         Command::Accept(args) => {
             let entry = embcheck::fixture::review::accept(&args.suite, args.reason.as_deref())?;
@@ -58,6 +58,7 @@ fn run(cli: Cli) -> Result<u8> {
 }
 
 fn embed(args: EmbedArgs) -> Result<u8> {
+    use embcheck::source::{parts, write};
     // With --suite, every setting defaults to the suite's, so the output is comparable with its reference.
     let suite = args.suite.as_deref().map(Suite::load).transpose()?;
     let spec = suite.as_ref().map(|s| &s.spec);
@@ -70,23 +71,93 @@ fn embed(args: EmbedArgs) -> Result<u8> {
         }
         (None, None) => return Err(Error::Usage("--pipeline is needed (or --suite with one pipeline)".into())),
     };
-    // clap requires --model and --input unless --suite is given.
-    let model_arg = match (&args.model, spec) {
-        (Some(m), _) => m.clone(),
-        (None, Some(s)) => s.model_location.clone(),
-        (None, None) => return Err(Error::Usage("--model is needed (or --suite)".into())),
-    };
     let input = match (&args.input, spec) {
         (Some(i), _) => i.clone(),
         (None, Some(s)) => s.texts_path(),
         (None, None) => return Err(Error::Usage("--input is needed (or --suite)".into())),
     };
+    let to_stdout = args.output.as_os_str() == "-";
+    let jsonl = to_stdout || args.output.extension().is_some_and(|e| e == "jsonl");
+    let part = args.partition.as_deref().map(|p| embcheck::partition::Part::parse("--partition", p, "")).transpose()?;
+    if part.is_some() && jsonl {
+        return Err(Error::Usage(format!("--partition writes a .safetensors part file (its metadata records the part); --output {} is JSON Lines", args.output.display())));
+    }
     let texts = if input.as_os_str() == "-" {
         let mut s = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut s).map_err(|e| Error::io("<standard input>", e))?;
         parse_texts(std::path::Path::new("<standard input>"), &s)?
     } else {
         read_texts(&input)?
+    };
+    if args.layers {
+        return embed_layers(&args, spec, kind, &texts);
+    }
+    let (record, mine) = match part {
+        Some(p) => {
+            let (r, t) = parts::select(p, &texts)?;
+            (Some(r), t)
+        }
+        None => (None, texts.as_slice()),
+    };
+    let (rows, mut metadata) = match &args.against {
+        Some(a) => embed_source(a, &args, kind, mine)?,
+        None => embed_own(&args, spec, kind, mine, !to_stdout)?,
+    };
+    metadata.insert("format".into(), "embcheck-embeddings/1".into());
+    metadata.insert("pipeline".into(), kind.name().into());
+    metadata.insert("embcheck".into(), env!("CARGO_PKG_VERSION").into());
+    metadata.insert(parts::TEXTS_SHA256.into(), parts::texts_sha256(&texts));
+    if let Some(r) = &record {
+        metadata.extend(parts::metadata(r, &texts));
+    }
+    let ids: Vec<String> = mine.iter().map(|t| t.id.clone()).collect();
+    let bytes = if jsonl { write::to_jsonl(&ids, &rows) } else { write::to_safetensors(kind.output(), &ids, &rows, metadata)? };
+    if to_stdout {
+        let mut stdout = std::io::stdout().lock();
+        match std::io::Write::write_all(&mut stdout, &bytes).and_then(|()| std::io::Write::flush(&mut stdout)) {
+            // A reader that stops early (`| head`) is not an error.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            r => r.map_err(|e| Error::io("<standard output>", e))?,
+        }
+    } else {
+        embcheck::atomic::write(&args.output, &bytes)?;
+        let which = record.map_or_else(String::new, |r| format!(" (part {}/{}: texts {}..{} of {})", r.part, r.parts, r.first, r.end, r.texts));
+        eprintln!("embcheck: wrote {} {} vectors{which} to {}", rows.len(), kind, args.output.display());
+    }
+    let rejected = rows.iter().filter(|r| r.value.is_err()).count();
+    if rejected > 0 {
+        eprintln!("embcheck: the system rejected {rejected} texts; the output keeps them as rejections");
+    }
+    Ok(exit::PASS)
+}
+
+/// The values and metadata of embcheck's own pipeline `kind` on `texts` (for `embed`).
+fn embed_own(
+    args: &EmbedArgs,
+    spec: Option<&embcheck::fixture::SuiteSpec>,
+    kind: embcheck::PipelineKind,
+    texts: &[embcheck::fixture::TextItem],
+    progress: bool,
+) -> Result<(Vec<embcheck::Output>, std::collections::BTreeMap<String, String>)> {
+    let (model, pipeline, batch_size, metadata) = own_pipeline(args, spec, kind)?;
+    let strings: Vec<String> = texts.iter().map(|t| t.text.clone()).collect();
+    let out = embed_many(&model, std::slice::from_ref(&pipeline), &strings, BatchOptions { batch_size, progress })?.remove(0);
+    let rows = out.vectors.into_iter().zip(out.input_ids).map(|(v, ids)| embcheck::Output { value: Ok(v), token_ids: Some(ids) }).collect();
+    Ok((rows, metadata))
+}
+
+/// The model, pipeline and batch size `embed` runs with (flags over the suite's settings), and the metadata
+/// naming them.
+fn own_pipeline(
+    args: &EmbedArgs,
+    spec: Option<&embcheck::fixture::SuiteSpec>,
+    kind: embcheck::PipelineKind,
+) -> Result<(Model, Pipeline, usize, std::collections::BTreeMap<String, String>)> {
+    // clap requires --model unless --suite (or --against) is given.
+    let model_arg = match (&args.model, spec) {
+        (Some(m), _) => m.clone(),
+        (None, Some(s)) => s.model_location.clone(),
+        (None, None) => return Err(Error::Usage("--model is needed (or --suite)".into())),
     };
     let c = &args.common;
     let dt = c.dtype.or(spec.map(|s| s.dtype)).unwrap_or(candle_core::DType::F32);
@@ -106,41 +177,85 @@ fn embed(args: EmbedArgs) -> Result<u8> {
     };
     let model = Model::from_files_for(embcheck::model::ModelFiles::resolve(&model_arg)?, dt, stack)?;
     let pipeline = Pipeline::build(kind, &model, &options)?;
-    let strings: Vec<String> = texts.iter().map(|t| t.text.clone()).collect();
-    let to_stdout = args.output.as_os_str() == "-";
     let batch_size = c.batch_size.or(spec.map(|s| s.batch_size)).unwrap_or(32);
-    let batch = BatchOptions { batch_size, progress: !to_stdout };
-    let out = embed_many(&model, std::slice::from_ref(&pipeline), &strings, batch)?.remove(0);
-    let jsonl = to_stdout || args.output.extension().is_some_and(|e| e == "jsonl");
-    let bytes = if jsonl {
-        embcheck::source::file::to_jsonl(&texts, &out.vectors, &out.input_ids)
-    } else {
-        let metadata: HashMap<String, String> = [
-            ("format", "embcheck-embeddings/1".to_string()),
-            ("pipeline", kind.name().to_string()),
-            ("model", model_arg.clone()),
-            ("max_length", pipeline.max_length.to_string()),
-            ("dtype", dtype_name(dt).to_string()),
-            ("stack", stack.to_string()),
-            ("ids", serde_json::to_string(&texts.iter().map(|t| &t.id).collect::<Vec<_>>()).unwrap_or_default()),
-            ("embcheck", env!("CARGO_PKG_VERSION").to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        format::to_bytes(kind.output(), &out.vectors, Some(&out.input_ids), &Names::embed(kind.output()), metadata)?
-    };
-    if to_stdout {
-        let mut stdout = std::io::stdout().lock();
-        match std::io::Write::write_all(&mut stdout, &bytes).and_then(|()| std::io::Write::flush(&mut stdout)) {
-            // A reader that stops early (`| head`) is not an error.
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-            r => r.map_err(|e| Error::io("<standard output>", e))?,
-        }
-    } else {
-        embcheck::atomic::write(&args.output, &bytes)?;
-        eprintln!("embcheck: wrote {} {} vectors to {}", out.vectors.len(), kind, args.output.display());
+    let metadata = [
+        ("model", model_arg),
+        ("max_length", pipeline.max_length.to_string()),
+        ("dtype", dtype_name(dt).to_string()),
+        ("stack", stack.to_string()),
+    ];
+    Ok((model, pipeline, batch_size, metadata.into_iter().map(|(k, v)| (k.to_string(), v)).collect()))
+}
+
+/// `embed --layers`: every hidden state of embcheck's own encoder, real tokens only, as a layers file
+/// ([`embcheck::layers`]).
+fn embed_layers(args: &EmbedArgs, spec: Option<&embcheck::fixture::SuiteSpec>, kind: embcheck::PipelineKind, texts: &[embcheck::fixture::TextItem]) -> Result<u8> {
+    if args.output.extension().is_none_or(|e| e != "safetensors") {
+        return Err(Error::Usage(format!("--layers writes a .safetensors file; --output {} is not one", args.output.display())));
     }
+    let (model, pipeline, batch_size, mut metadata) = own_pipeline(args, spec, kind)?;
+    let strings: Vec<String> = texts.iter().map(|t| t.text.clone()).collect();
+    let states = embcheck::layers::compute(&model, &pipeline, &strings, batch_size)?;
+    metadata.insert("pipeline".into(), kind.name().into());
+    metadata.insert("embcheck".into(), env!("CARGO_PKG_VERSION").into());
+    metadata.insert(embcheck::source::parts::TEXTS_SHA256.into(), embcheck::source::parts::texts_sha256(texts));
+    let ids: Vec<String> = texts.iter().map(|t| t.id.clone()).collect();
+    embcheck::atomic::write(&args.output, &embcheck::layers::to_bytes(&states, &ids, metadata)?)?;
+    let tokens: usize = states.input_ids.iter().map(Vec::len).sum();
+    eprintln!("embcheck: wrote {} hidden states of {tokens} tokens ({} texts) to {}", states.states.len(), texts.len(), args.output.display());
+    Ok(exit::PASS)
+}
+
+/// The values a system (`--against`) gives for `texts`, and metadata naming it (for `embed`). A value of
+/// the wrong kind is kept as a rejection, as `check` and `gate` count it.
+fn embed_source(
+    against: &str,
+    args: &EmbedArgs,
+    kind: embcheck::PipelineKind,
+    texts: &[embcheck::fixture::TextItem],
+) -> Result<(Vec<embcheck::Output>, std::collections::BTreeMap<String, String>)> {
+    let c = &args.common;
+    let own: [(&str, bool); 7] = [
+        ("--max-length", c.max_length.is_some()),
+        ("--batch-size", c.batch_size.is_some()),
+        ("--dtype", c.dtype.is_some()),
+        ("--instruction", c.instruction.is_some()),
+        ("--prompt-name", c.prompt_name.is_some()),
+        ("--prompt", c.prompt.is_some()),
+        ("--st-strip", c.st_strip.is_some()),
+    ];
+    if let Some((flag, _)) = own.iter().find(|(_, set)| *set) {
+        return Err(Error::Usage(format!("{flag} sets embcheck's own pipeline; with --against the system computes as it is configured")));
+    }
+    let config = source_config(against, &args.http)?;
+    let (mut rows, info) = embcheck::source::collect(&config, kind, texts)?;
+    for r in &mut rows {
+        if let Ok(v) = &r.value {
+            if let Err(m) = embcheck::source::check_kind(kind, v) {
+                r.value = Err(m);
+            }
+        }
+    }
+    let mut metadata = std::collections::BTreeMap::from([("source".to_string(), format!("{} {}", info.kind, info.location))]);
+    // What a server says about itself (model id, revision) identifies it; a program's details are per run.
+    if info.kind == "http" && !info.details.is_empty() {
+        metadata.insert("system".into(), serde_json::to_string(&info.details).unwrap_or_default());
+    }
+    Ok((rows, metadata))
+}
+
+/// `embcheck merge-embeddings`: the part files of `embed --partition` jobs as one file.
+fn merge_embeddings(args: cli::MergeEmbeddingsArgs) -> Result<u8> {
+    use embcheck::source::{parts, write};
+    let merged = parts::merge(&args.parts)?;
+    let jsonl = args.output.extension().is_some_and(|e| e == "jsonl");
+    let bytes = if jsonl {
+        write::to_jsonl(&merged.ids, &merged.rows)
+    } else {
+        write::to_safetensors(merged.kind, &merged.ids, &merged.rows, merged.metadata)?
+    };
+    embcheck::atomic::write(&args.output, &bytes)?;
+    eprintln!("embcheck: merged {} parts ({} texts) into {}", args.parts.len(), merged.ids.len(), args.output.display());
     Ok(exit::PASS)
 }
 

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{copy_dir, embcheck, read_tensors, root, show, suite, write_tensors};
+use common::{copy_dir, embcheck, read_tensors, root, serve_openai, show, suite, write_tensors};
 use embcheck::gate::metrics::SplitMix64;
 
 /// A copy of `model` with every f32 weight passed through `f(name, shape, values)`.
@@ -270,57 +270,6 @@ fn minilm_same_and_f16_pass_noised_fails() {
     }
     let c = checks(&j, "sentence-transformers");
     assert!(value(&c, "nDCG@10 drop") > 0.05, "{c:?}");
-}
-
-/// A minimal OpenAI-style embedding server on 127.0.0.1 answering from a table text → vector; `GET /info`
-/// and anything else is 404. One request per connection (`Connection: close`).
-fn serve_openai(table: std::collections::HashMap<String, Vec<f32>>) -> String {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/v1/embeddings", listener.local_addr().unwrap());
-    let table = std::sync::Arc::new(table);
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { continue };
-            let table = table.clone();
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut request_line = String::new();
-                reader.read_line(&mut request_line).unwrap();
-                let mut length = 0usize;
-                loop {
-                    let mut h = String::new();
-                    reader.read_line(&mut h).unwrap();
-                    if h.trim().is_empty() {
-                        break;
-                    }
-                    if let Some((k, v)) = h.split_once(':') {
-                        if k.eq_ignore_ascii_case("content-length") {
-                            length = v.trim().parse().unwrap();
-                        }
-                    }
-                }
-                let mut body = vec![0u8; length];
-                reader.read_exact(&mut body).unwrap();
-                let (status, reply) = if request_line.starts_with("POST /v1/embeddings") {
-                    let req: serde_json::Value = serde_json::from_slice(&body).unwrap();
-                    let data: Vec<serde_json::Value> = req["input"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .enumerate()
-                        .map(|(i, t)| serde_json::json!({"index": i, "embedding": table[t.as_str().unwrap()]}))
-                        .collect();
-                    ("200 OK", serde_json::json!({"object": "list", "model": "fake", "data": data}).to_string())
-                } else {
-                    ("404 Not Found", "{\"error\": \"not found\"}".to_string())
-                };
-                let mut s = stream;
-                let _ = write!(s, "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}", reply.len());
-            });
-        }
-    });
-    url
 }
 
 #[test]

@@ -93,6 +93,18 @@ impl Encoder {
     /// Runs a right-padded batch. `ids` are the unpadded token ids of each sequence; pads get `pad_id`.
     /// Returns the last hidden state `[B, L, H]` as f32, `L` the longest sequence.
     pub fn forward(&self, ids: &[Vec<u32>], pad_id: u32) -> Result<Tensor> {
+        Ok(self.states(ids, pad_id, false)?.pop().expect("the last hidden state"))
+    }
+
+    /// Every hidden state of a right-padded batch, as transformers' `output_hidden_states=True` gives
+    /// them: the embedding output (after its LayerNorm), then each layer's output — `num_hidden_layers + 1`
+    /// tensors `[B, L, H]` as f32; the last is [`Encoder::forward`]'s.
+    pub fn forward_layers(&self, ids: &[Vec<u32>], pad_id: u32) -> Result<Vec<Tensor>> {
+        self.states(ids, pad_id, true)
+    }
+
+    /// The last hidden state, or with `every` each layer's input and the last output.
+    fn states(&self, ids: &[Vec<u32>], pad_id: u32, every: bool) -> Result<Vec<Tensor>> {
         let b = ids.len();
         let l = ids.iter().map(Vec::len).max().unwrap_or(0);
         if b == 0 || l == 0 {
@@ -114,16 +126,21 @@ impl Encoder {
             flat_ids.extend_from_slice(&padded);
         }
         // On candle's thread pool, so that its matmuls and our row-parallel ops share one set of workers.
-        let run = move || -> candle_core::Result<Tensor> {
+        let run = move || -> candle_core::Result<Vec<Tensor>> {
             let ids_t = Tensor::from_vec(flat_ids, (b, l), &self.device)?;
             let pos_t = Tensor::from_vec(positions, (b, l), &self.device)?;
             let mut x = self.embeddings.forward(&ids_t, &pos_t)?;
             // Computed once for the batch's length, shared by every layer (as transformers does).
             let bias = self.relative.as_ref().map(|r| r.for_length(l, self.dtype)).transpose()?;
+            let mut states = Vec::with_capacity(if every { self.layers.len() + 1 } else { 1 });
             for layer in &self.layers {
+                if every {
+                    states.push(x.to_dtype(DType::F32)?);
+                }
                 x = layer.forward(&x, &lengths, bias.as_ref())?;
             }
-            x.to_dtype(DType::F32)
+            states.push(x.to_dtype(DType::F32)?);
+            Ok(states)
         };
         self.device.with_context(run).context(|| format!("encoder forward on a batch of {b} x {l} tokens"))
     }

@@ -151,6 +151,12 @@ impl Model {
     pub fn hidden_states(&self, ids: &[Vec<u32>]) -> Result<Tensor> {
         self.encoder.forward(ids, self.pad_id)
     }
+
+    /// Every hidden state `[B, L, H]` (f32) of a right-padded batch: the embedding output, then each
+    /// layer's output (`num_hidden_layers + 1` tensors, the last [`Model::hidden_states`]').
+    pub fn layer_states(&self, ids: &[Vec<u32>]) -> Result<Vec<Tensor>> {
+        self.encoder.forward_layers(ids, self.pad_id)
+    }
 }
 
 /// The model's weights read in `dtype`, named in errors.

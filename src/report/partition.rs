@@ -25,12 +25,7 @@ pub struct Partition {
 impl Partition {
     /// Parses `hash:M/N` over the suite directories `suites` (every one of the matrix, in order).
     pub fn parse(spec: &str, suites: Vec<PathBuf>) -> Result<Partition> {
-        let bad = || Error::Usage(format!("--partition {spec:?}: expected hash:M/N with 1 <= M <= N"));
-        let (m, n) = spec.strip_prefix("hash:").and_then(|r| r.split_once('/')).ok_or_else(bad)?;
-        let (m, n): (u64, u64) = (m.parse().map_err(|_| bad())?, n.parse().map_err(|_| bad())?);
-        if n == 0 || m == 0 || m > n {
-            return Err(bad());
-        }
+        let crate::partition::Part { m, n } = crate::partition::Part::parse("--partition", spec, "hash:")?;
         Ok(Partition { m, n, suites })
     }
 

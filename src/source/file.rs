@@ -3,7 +3,7 @@
 //! it) or `.jsonl` (`{"id": …, "embedding": […]}` or `{"id": …, "sparse": {"token id": weight}}`, optionally
 //! `"token_ids": […]`). Rows are matched to texts by id when the file has ids, else by order.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use super::{check_kind, sparse_from_pairs, Output};
@@ -20,6 +20,8 @@ pub struct FileVectors {
     pub rows: Vec<Output>,
     /// One id per row, when the file names them.
     pub ids: Option<Vec<String>>,
+    /// A safetensors file's metadata (provenance, a part's [`super::parts::PARTITION`]); empty for others.
+    pub metadata: BTreeMap<String, String>,
 }
 
 /// Reads a vectors file of any supported format. `pipeline` picks a reference file's tensors (`<pipeline>`,
@@ -28,7 +30,12 @@ pub fn read(path: &Path, pipeline: Option<PipelineKind>) -> Result<FileVectors> 
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     let out = match ext.as_str() {
         "safetensors" => read_safetensors(path, pipeline)?,
-        "npy" => FileVectors { kind: OutputKind::Dense, rows: read_npy(path)?.into_iter().map(|v| Output::value(Vector::Dense(v))).collect(), ids: None },
+        "npy" => FileVectors {
+            kind: OutputKind::Dense,
+            rows: read_npy(path)?.into_iter().map(|v| Output::value(Vector::Dense(v))).collect(),
+            ids: None,
+            metadata: BTreeMap::new(),
+        },
         "jsonl" | "ndjson" => read_jsonl(path)?,
         _ => return Err(Error::input(path, "unknown vectors file type: expected .safetensors, .npy or .jsonl")),
     };
@@ -47,6 +54,30 @@ pub fn read(path: &Path, pipeline: Option<PipelineKind>) -> Result<FileVectors> 
 /// extra or duplicate id is an input error naming it), else by row order with an exact count check.
 pub fn read_matched(path: &Path, pipeline: PipelineKind, texts: &[TextItem]) -> Result<Vec<Output>> {
     let file = read(path, Some(pipeline))?;
+    matched(path, file, pipeline, texts)
+}
+
+/// [`read_matched`] for the texts a file claims to be the embedding of (a suite's, for `check` and `gate`):
+/// a part of a partitioned embedding (`embed --partition M/N`, N > 1) is refused, since it holds only
+/// some texts, and so is a file that records the sha256 of other texts than these.
+pub fn read_for_texts(path: &Path, pipeline: PipelineKind, texts: &[TextItem]) -> Result<Vec<Output>> {
+    let file = read(path, Some(pipeline))?;
+    if let Some(p) = super::parts::record(path, &file.metadata)?.filter(|p| p.parts > 1) {
+        return Err(Error::input(
+            path,
+            format!("is part {}/{} of a partitioned embedding (texts {}..{} of {}): merge every part with `embcheck merge-embeddings`", p.part, p.parts, p.first, p.end, p.texts),
+        ));
+    }
+    if let Some(h) = file.metadata.get(super::parts::TEXTS_SHA256) {
+        let ours = super::parts::texts_sha256(texts);
+        if *h != ours {
+            return Err(Error::input(path, format!("was embedded from other texts (sha256 {h}) than these (sha256 {ours}): embed the suite's texts.jsonl")));
+        }
+    }
+    matched(path, file, pipeline, texts)
+}
+
+fn matched(path: &Path, file: FileVectors, pipeline: PipelineKind, texts: &[TextItem]) -> Result<Vec<Output>> {
     let mut rows = match file.ids {
         None => {
             if file.rows.len() != texts.len() {
@@ -132,8 +163,20 @@ fn read_safetensors(path: &Path, pipeline: Option<PipelineKind>) -> Result<FileV
         }
     };
     let tokens = stored.input_ids.map(|t| t.into_iter().map(Some).collect()).unwrap_or_else(|| vec![None; n]);
-    let rows = stored.vectors.into_iter().zip(tokens).map(|(v, token_ids)| Output { value: Ok(v), token_ids }).collect();
-    Ok(FileVectors { kind, rows, ids })
+    let mut rows: Vec<Output> = stored.vectors.into_iter().zip(tokens).map(|(v, token_ids)| Output { value: Ok(v), token_ids }).collect();
+    let metadata = file.metadata();
+    // A rejected text's row is a placeholder; its message is in the metadata (see `super::write`).
+    if let Some(s) = metadata.get(super::write::REJECTED) {
+        let bad = |m: String| Error::input(path, format!("metadata \"{}\" {m}", super::write::REJECTED));
+        let rejected: BTreeMap<String, String> = serde_json::from_str(s).map_err(|e| bad(format!("is not a JSON object of id → message: {e}")))?;
+        let ids = ids.as_ref().ok_or_else(|| bad("names texts but the file has no \"ids\"".into()))?;
+        let at: HashMap<&str, usize> = ids.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
+        for (id, message) in rejected {
+            let i = *at.get(id.as_str()).ok_or_else(|| bad(format!("names {id:?}, which is not among the file's ids")))?;
+            rows[i].value = Err(message);
+        }
+    }
+    Ok(FileVectors { kind, rows, ids, metadata })
 }
 
 /// Reads a 2-D `.npy` array of little-endian f16/f32/f64 in C order. Hand-written because the format is a
@@ -276,27 +319,5 @@ fn read_jsonl(path: &Path) -> Result<FileVectors> {
     if !ids.is_empty() && without_id > 0 {
         return Err(Error::input(path, format!("{without_id} lines have no \"id\" while {} do: give every line an id, or none", ids.len())));
     }
-    Ok(FileVectors { kind: kind.unwrap_or(OutputKind::Dense), rows, ids: if ids.is_empty() { None } else { Some(ids) } })
-}
-
-/// Writes values as JSON Lines, the format `.jsonl` files and `cmd:` programs use: one
-/// `{"id", "embedding" | "sparse" | "colbert", "token_ids"}` object per text.
-pub fn to_jsonl(texts: &[TextItem], vectors: &[Vector], token_ids: &[Vec<u32>]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for ((t, v), ids) in texts.iter().zip(vectors).zip(token_ids) {
-        let value = match v {
-            Vector::Dense(d) => serde_json::json!({"embedding": d}),
-            Vector::Sparse(s) => {
-                let m: serde_json::Map<String, serde_json::Value> = s.iter().map(|(id, w)| (id.to_string(), serde_json::json!(w))).collect();
-                serde_json::json!({"sparse": m})
-            }
-            Vector::Multi(m) => serde_json::json!({"colbert": m}),
-        };
-        let mut obj = value.as_object().cloned().unwrap_or_default();
-        obj.insert("id".into(), serde_json::json!(t.id));
-        obj.insert("token_ids".into(), serde_json::json!(ids));
-        out.extend_from_slice(serde_json::Value::Object(obj).to_string().as_bytes());
-        out.push(b'\n');
-    }
-    out
+    Ok(FileVectors { kind: kind.unwrap_or(OutputKind::Dense), rows, ids: if ids.is_empty() { None } else { Some(ids) }, metadata: BTreeMap::new() })
 }

@@ -7,8 +7,10 @@ pub mod command;
 pub mod embedder;
 pub mod file;
 pub mod http;
+pub mod parts;
 pub mod secret;
 mod sparse;
+pub mod write;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -171,7 +173,7 @@ pub struct SourceConfig {
 pub fn collect(config: &SourceConfig, pipeline: PipelineKind, texts: &[TextItem]) -> Result<(Vec<Output>, SourceInfo)> {
     match &config.spec {
         SourceSpec::File(path) => {
-            let outputs = file::read_matched(path, pipeline, texts)?;
+            let outputs = file::read_for_texts(path, pipeline, texts)?;
             Ok((outputs, SourceInfo { kind: "file".into(), location: path.display().to_string(), details: BTreeMap::new() }))
         }
         SourceSpec::Command(cmd) => {
@@ -204,7 +206,7 @@ pub fn collect(config: &SourceConfig, pipeline: PipelineKind, texts: &[TextItem]
 }
 
 /// Checks that a value is of the kind `pipeline` produces; the message names the text.
-pub(crate) fn check_kind(pipeline: PipelineKind, v: &Vector) -> std::result::Result<(), String> {
+pub fn check_kind(pipeline: PipelineKind, v: &Vector) -> std::result::Result<(), String> {
     if pipeline.output() == v.kind() {
         Ok(())
     } else {
