@@ -74,6 +74,11 @@ pub enum Command {
     /// standard output (JSON Lines); with --suite, with that suite's settings.
     #[command(after_help = EXIT_CODES_NO_VERDICT)]
     Embed(EmbedArgs),
+    /// Show one text through each pipeline: the text as each library hands it to the tokenizer, its
+    /// tokens, the settings that drive each pipeline and the file each came from, where the other Python
+    /// stack would tokenize differently, and the vectors side by side.
+    #[command(after_help = EXIT_CODES_NO_VERDICT)]
+    Inspect(InspectArgs),
     /// Run suites: compute every listed pipeline, compare with the Python references, write reports.
     #[command(after_help = EXIT_CODES)]
     Check(CheckArgs),
@@ -99,6 +104,33 @@ pub enum Command {
     /// Remove a suite's pending reference; refused with CI set.
     #[command(after_help = EXIT_CODES_NO_VERDICT)]
     Reject(RejectArgs),
+}
+
+/// Arguments of `embcheck inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// A suite directory (its model, pipelines, settings and stack) or a model: a local directory in Hugging
+    /// Face layout or a hub id org/name[@revision] (the seed pipelines raw-cls, normalized-cls,
+    /// sentence-transformers).
+    #[arg(value_name = "SUITE|MODEL")]
+    pub target: String,
+    /// The text to inspect.
+    #[arg(long, required_unless_present = "text_id", conflicts_with = "text_id")]
+    pub text: Option<String>,
+    /// Inspect the suite's text with this id (texts.jsonl).
+    #[arg(long, value_name = "ID")]
+    pub text_id: Option<String>,
+    /// Only these pipelines (repeatable; default: the suite's, else the three seed pipelines).
+    #[arg(long = "pipeline", value_parser = pipeline())]
+    pub pipelines: Vec<PipelineKind>,
+    /// The Python stack to mirror [default: the one the suite's reference was made with, else transformers4].
+    #[arg(long, value_parser = stack())]
+    pub stack: Option<Stack>,
+    /// Print JSON instead of text, for tools.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub common: PipelineArgs,
 }
 
 /// Arguments of `embcheck accept`.

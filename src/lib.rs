@@ -48,6 +48,7 @@ pub mod embed;
 pub mod error;
 pub mod fixture;
 pub mod gate;
+pub mod inspect;
 pub mod model;
 pub mod pipeline;
 pub mod report;

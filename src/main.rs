@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use cli::{exit, CheckArgs, Cli, Command, DiffArgs, EmbedArgs, GateArgs, HttpArgs, MergeArgs, SelftestArgs};
+use cli::{exit, CheckArgs, Cli, Command, DiffArgs, EmbedArgs, GateArgs, HttpArgs, InspectArgs, MergeArgs, SelftestArgs};
 use embcheck::compare::{PipelineResult, Summary, ToleranceOverride};
 use embcheck::fixture::{format, parse_texts, read_texts, Names};
 use embcheck::source::http::HttpOptions;
@@ -40,6 +40,7 @@ fn run(cli: Cli) -> Result<u8> {
     match cli.command {
         Command::Embed(args) => embed(args),
         Command::Check(args) => check(args),
+        Command::Inspect(args) => inspect(args),
         Command::Diff(args) => diff(args),
         Command::Gate(args) => gate(args),
         Command::Selftest(args) => selftest(args),
@@ -140,6 +141,33 @@ fn embed(args: EmbedArgs) -> Result<u8> {
     } else {
         embcheck::atomic::write(&args.output, &bytes)?;
         eprintln!("embcheck: wrote {} {} vectors to {}", out.vectors.len(), kind, args.output.display());
+    }
+    Ok(exit::PASS)
+}
+
+/// One text through each pipeline, shown.
+fn inspect(args: InspectArgs) -> Result<u8> {
+    use embcheck::inspect::{render, InspectRequest, Inspector};
+    let c = &args.common;
+    let cli_options = PipelineOptions {
+        max_length: c.max_length,
+        instruction: c.instruction.clone(),
+        prompt_name: c.prompt_name.clone(),
+        prompt: c.prompt.clone(),
+        st_strip: c.st_strip,
+    };
+    let text = match (&args.text, &args.text_id) {
+        (Some(t), _) => t.clone(),
+        (None, Some(id)) => embcheck::inspect::suite_text(&args.target, id)?,
+        (None, None) => return Err(Error::Usage("--text or --text-id is needed".into())),
+    };
+    let request = InspectRequest::for_target(&args.target, args.stack, c.dtype, &args.pipelines, cli_options)?;
+    let found = Inspector::new(&request)?.inspect(&text)?;
+    if args.json {
+        let json = serde_json::to_string_pretty(&found).map_err(|e| Error::Usage(format!("cannot write JSON: {e}")))?;
+        println!("{json}");
+    } else {
+        print!("{}", render::text(&found));
     }
     Ok(exit::PASS)
 }
