@@ -5,8 +5,10 @@ use std::fmt::Write;
 
 use super::{Inspection, OutputView, PipelineView, Setting};
 
-/// Tokens listed in full up to this many; longer lists show their head and tail.
-const MAX_TOKENS: usize = 16;
+/// Tokens shown; longer lists show these and the last (`--json` has them all, with their offsets).
+const MAX_TOKENS: usize = 48;
+/// Characters per line of the token list.
+const LINE: usize = 110;
 
 /// The inspection as text, for a terminal.
 pub fn text(i: &Inspection) -> String {
@@ -28,28 +30,31 @@ pub fn text(i: &Inspection) -> String {
         return s;
     }
 
-    let _ = writeln!(s, "\nsettings (one line when every pipeline agrees)");
+    let _ = writeln!(s, "\nsettings (pipelines that agree share a line)");
     let width = i.pipelines.iter().map(|p| p.pipeline.name().len()).max().unwrap_or(0);
     let names: Vec<&'static str> = i.pipelines[0].settings.iter().map(|x| x.name).collect();
     for name in names {
-        let per: Vec<(&PipelineView, Option<&Setting>)> =
-            i.pipelines.iter().map(|p| (p, p.settings.iter().find(|x| x.name == name))).collect();
-        let first = per[0].1;
-        if per.iter().all(|(_, x)| *x == first) {
-            if let Some(x) = first {
-                let _ = writeln!(s, "  {name:<12} {}  ← {}", x.value, x.source);
+        // Pipelines grouped by equal setting, in pipeline order.
+        let mut groups: Vec<(Vec<&str>, &Setting)> = Vec::new();
+        for p in &i.pipelines {
+            let Some(x) = p.settings.iter().find(|x| x.name == name) else { continue };
+            match groups.iter_mut().find(|(_, g)| *g == x) {
+                Some((who, _)) => who.push(p.pipeline.name()),
+                None => groups.push((vec![p.pipeline.name()], x)),
             }
+        }
+        if let [(_, x)] = groups.as_slice() {
+            let _ = writeln!(s, "  {name:<12} {}  ← {}", x.value, x.source);
             continue;
         }
         let _ = writeln!(s, "  {name}");
-        for (p, x) in per {
-            if let Some(x) = x {
-                let _ = writeln!(s, "    {:<width$}  {}  ← {}", p.pipeline.name(), x.value, x.source);
-            }
+        let who_width = groups.iter().map(|(who, _)| who.join(", ").len()).max().unwrap_or(width);
+        for (who, x) in groups {
+            let _ = writeln!(s, "    {:<who_width$}  {}  ← {}", who.join(", "), x.value, x.source);
         }
     }
 
-    // Tokens, once per distinct (text seen, ids).
+    // Tokens, once per distinct (text seen, ids), as piece(id) wrapped to the line; `*` marks special tokens.
     let mut groups: Vec<(Vec<&PipelineView>, &PipelineView)> = Vec::new();
     for p in &i.pipelines {
         let key = |v: &PipelineView| (v.prepared.clone(), v.tokens.iter().map(|t| t.id).collect::<Vec<_>>());
@@ -62,24 +67,26 @@ pub fn text(i: &Inspection) -> String {
         let who: Vec<&str> = members.iter().map(|p| p.pipeline.name()).collect();
         let _ = writeln!(
             s,
-            "\ntokens of {} — {} tokens{}; text seen {:?}",
+            "\ntokens of {}: {}{}; text seen {:?}",
             who.join(", "),
             rep.tokens.len(),
             if rep.truncated { ", cut at the max length" } else { "" },
             rep.prepared
         );
-        let _ = writeln!(s, "  {:>5}  {:>8}  {:<20} {:>11}  special", "#", "id", "piece", "chars");
-        let n = rep.tokens.len();
+        let mut line = String::from(" ");
         for (k, t) in rep.tokens.iter().enumerate() {
-            if n > MAX_TOKENS && k == MAX_TOKENS - 4 {
-                let _ = writeln!(s, "  {:>5}  …", "");
+            if k == MAX_TOKENS && rep.tokens.len() > MAX_TOKENS + 1 {
+                line.push_str(&format!(" … {} more, last {:?}({})", rep.tokens.len() - MAX_TOKENS - 1, rep.tokens[rep.tokens.len() - 1].piece, rep.tokens[rep.tokens.len() - 1].id));
+                break;
             }
-            if n > MAX_TOKENS && (MAX_TOKENS - 4..n - 4).contains(&k) {
-                continue;
+            let shown = format!(" {:?}({}){}", t.piece, t.id, if t.special { "*" } else { "" });
+            if line.chars().count() + shown.chars().count() > LINE {
+                let _ = writeln!(s, "{line}");
+                line = String::from(" ");
             }
-            let chars = format!("{}..{}", t.start, t.end);
-            let _ = writeln!(s, "  {k:>5}  {:>8}  {:<20} {chars:>11}  {}", t.id, format!("{:?}", t.piece), if t.special { "yes" } else { "" });
+            line.push_str(&shown);
         }
+        let _ = writeln!(s, "{line}");
     }
 
     if !i.other_stack.is_empty() {
