@@ -79,6 +79,11 @@ pub enum Command {
     /// stack would tokenize differently, and the vectors side by side.
     #[command(after_help = EXIT_CODES_NO_VERDICT)]
     Inspect(InspectArgs),
+    /// Bisect a port: compare its per-layer hidden states with the suite's per-layer reference
+    /// (layers.safetensors, from scripts/generate_layers.py) stage by stage and token by token, and name the
+    /// first diverging layer, sub-layer (embeddings, attention, MLP) and tokens.
+    #[command(after_help = EXIT_CODES)]
+    Bisect(BisectArgs),
     /// Run suites: compute every listed pipeline, compare with the Python references, write reports.
     #[command(after_help = EXIT_CODES)]
     Check(CheckArgs),
@@ -131,6 +136,23 @@ pub struct InspectArgs {
     pub json: bool,
     #[command(flatten)]
     pub common: PipelineArgs,
+}
+
+/// Arguments of `embcheck bisect`.
+#[derive(Debug, Args)]
+pub struct BisectArgs {
+    /// The suite directory, holding layers.safetensors.
+    pub suite: PathBuf,
+    /// The port's per-layer states: a layers file (.safetensors, as `embed --layers` writes it) or a model
+    /// directory run through embcheck's own encoder [default: the suite's model through embcheck's encoder].
+    #[arg(long, value_name = "SOURCE")]
+    pub against: Option<String>,
+    /// Texts per encoder call when embcheck computes the states.
+    #[arg(long, default_value_t = 8, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub batch_size: usize,
+    /// Where to write bisect.csv, bisect.json and bisect.html.
+    #[arg(long, default_value = "reports/bisect")]
+    pub report_dir: PathBuf,
 }
 
 /// Arguments of `embcheck accept`.
@@ -311,6 +333,11 @@ pub struct EmbedArgs {
     /// the stack FlagEmbedding runs on].
     #[arg(long, value_parser = stack())]
     pub stack: Option<Stack>,
+    /// Write every text's hidden states after each stage (embeddings, each layer's attention and MLP block)
+    /// instead of vectors, as a layers file (.safetensors) for `embcheck bisect`; texts tokenized as the
+    /// pipeline does (default raw-cls: the text as given).
+    #[arg(long)]
+    pub layers: bool,
     #[command(flatten)]
     pub common: PipelineArgs,
 }

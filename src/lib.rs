@@ -42,6 +42,7 @@
 //!
 
 pub mod atomic;
+pub mod bisect;
 pub mod compare;
 pub mod diff;
 pub mod embed;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use cli::{exit, CheckArgs, Cli, Command, DiffArgs, EmbedArgs, GateArgs, HttpArgs, InspectArgs, MergeArgs, SelftestArgs};
+use cli::{exit, BisectArgs, CheckArgs, Cli, Command, DiffArgs, EmbedArgs, GateArgs, HttpArgs, InspectArgs, MergeArgs, SelftestArgs};
 use embcheck::compare::{PipelineResult, Summary, ToleranceOverride};
 use embcheck::fixture::{format, parse_texts, read_texts, Names};
 use embcheck::source::http::HttpOptions;
@@ -41,6 +41,7 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Embed(args) => embed(args),
         Command::Check(args) => check(args),
         Command::Inspect(args) => inspect(args),
+        Command::Bisect(args) => bisect(args),
         Command::Diff(args) => diff(args),
         Command::Gate(args) => gate(args),
         Command::Selftest(args) => selftest(args),
@@ -64,6 +65,8 @@ fn embed(args: EmbedArgs) -> Result<u8> {
     let spec = suite.as_ref().map(|s| &s.spec);
     let kind = match (args.pipeline, spec.map(|s| s.pipelines.as_slice())) {
         (Some(k), _) => k,
+        // The per-layer reference tokenizes as transformers' AutoTokenizer does: the text as given.
+        (None, _) if args.layers => embcheck::PipelineKind::RawCls,
         (None, Some([only])) => *only,
         (None, Some(many)) => {
             let names: Vec<_> = many.iter().map(|p| p.name()).collect();
@@ -110,6 +113,9 @@ fn embed(args: EmbedArgs) -> Result<u8> {
     let strings: Vec<String> = texts.iter().map(|t| t.text.clone()).collect();
     let to_stdout = args.output.as_os_str() == "-";
     let batch_size = c.batch_size.or(spec.map(|s| s.batch_size)).unwrap_or(32);
+    if args.layers {
+        return embed_layers(&model, &pipeline, &strings, batch_size, &args.output);
+    }
     let batch = BatchOptions { batch_size, progress: !to_stdout };
     let out = embed_many(&model, std::slice::from_ref(&pipeline), &strings, batch)?.remove(0);
     let jsonl = to_stdout || args.output.extension().is_some_and(|e| e == "jsonl");
@@ -170,6 +176,41 @@ fn inspect(args: InspectArgs) -> Result<u8> {
         print!("{}", render::text(&found));
     }
     Ok(exit::PASS)
+}
+
+/// `embed --layers`: every text's hidden states after each stage, as a layers file for `bisect`.
+fn embed_layers(model: &Model, pipeline: &Pipeline, texts: &[String], batch_size: usize, output: &std::path::Path) -> Result<u8> {
+    if output.extension().is_none_or(|e| e != "safetensors") {
+        return Err(Error::Usage(format!("--layers writes a .safetensors file; --output {} is not one", output.display())));
+    }
+    let ids = pipeline.prep.tokenize(&model.tokenizer, texts, pipeline.max_length)?;
+    let indexed: Vec<(usize, Vec<u32>)> = ids.into_iter().enumerate().collect();
+    let mut states = embcheck::bisect::own_states(model, &indexed, batch_size)?;
+    states.metadata.insert("tokenization".into(), format!("{} with max length {}", pipeline.kind, pipeline.max_length));
+    embcheck::atomic::write(output, &states.to_bytes()?)?;
+    eprintln!("embcheck: wrote {} stages of {} texts to {}", states.stages.len(), states.texts.len(), output.display());
+    Ok(exit::PASS)
+}
+
+/// `bisect`: a port's per-layer states against the suite's per-layer reference.
+fn bisect(args: BisectArgs) -> Result<u8> {
+    use embcheck::bisect::{compare, own_states, LayerStates};
+    let suite = Suite::load(&args.suite)?;
+    let reference = suite.layer_reference()?;
+    let (port, source) = match &args.against {
+        Some(file) if file.ends_with(".safetensors") => (LayerStates::read(std::path::Path::new(file))?, format!("file {file}")),
+        other => {
+            let location = other.clone().unwrap_or_else(|| suite.model_location().to_string());
+            let model = Model::load(&location, candle_core::DType::F32)?;
+            let texts: Vec<(usize, Vec<u32>)> = reference.texts.iter().map(|t| (t.index, t.ids.clone())).collect();
+            (own_states(&model, &texts, args.batch_size)?, format!("embcheck's encoder on {location}"))
+        }
+    };
+    let b = compare(suite.name(), &source, &reference, &port)?;
+    print!("{}", embcheck::report::bisect::terminal(&b));
+    let written = embcheck::report::bisect::write_all(&args.report_dir, &b)?;
+    println!("{} report files in {}", written.len(), args.report_dir.display());
+    Ok(if b.passed() { exit::PASS } else { exit::FAIL })
 }
 
 /// The suites under fixtures/suites/, sorted, when none are named.
