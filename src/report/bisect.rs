@@ -10,6 +10,9 @@ use super::html::{badge, esc, head};
 use crate::bisect::{describe_stage, Bisection, JUMP, NOISE};
 use crate::error::{Error, Result};
 
+/// Texts whose tokens the one-line verdict lists.
+const VERDICT_TEXTS: usize = 4;
+
 /// Writes bisect.csv, bisect.json and bisect.html under `dir`; returns the paths written.
 pub fn write_all(dir: &Path, b: &Bisection) -> Result<Vec<PathBuf>> {
     let files: [(&str, Vec<u8>); 3] = [
@@ -28,10 +31,30 @@ pub fn write_all(dir: &Path, b: &Bisection) -> Result<Vec<PathBuf>> {
 
 /// The verdict in one line.
 pub fn verdict(b: &Bisection) -> String {
+    let uncompared = b.texts.iter().filter(|t| t.error.is_some()).count();
+    let verdict = located(b);
+    if uncompared == 0 {
+        verdict
+    } else {
+        format!("{uncompared} of {} texts not compared (their tokens differ); the others: {verdict}", b.texts.len())
+    }
+}
+
+fn located(b: &Bisection) -> String {
     match &b.first {
         Some(f) => {
-            let texts: Vec<String> = f.texts.iter().map(|(i, tokens, of)| format!("text {i} {}", tokens_phrase(tokens, *of))).collect();
-            format!("first divergence: {} ({}) — {}", f.place, f.stage, texts.join("; "))
+            let compared = b.texts.iter().filter(|t| t.error.is_none()).count();
+            let located = format!("{} of {compared} texts", f.texts.len());
+            let shown = if f.texts.iter().all(|(_, tokens, of)| tokens.len() == *of) {
+                format!("{located}, at every token")
+            } else {
+                let mut texts: Vec<String> = f.texts.iter().take(VERDICT_TEXTS).map(|(i, tokens, of)| format!("text {i}: {}", tokens_phrase(tokens, *of))).collect();
+                if f.texts.len() > VERDICT_TEXTS {
+                    texts.push(format!("{} more in bisect.csv", f.texts.len() - VERDICT_TEXTS));
+                }
+                format!("{located}; {}", texts.join("; "))
+            };
+            format!("first divergence: {} ({}) in {shown}", f.place, f.stage)
         }
         None => match &b.accumulation {
             Some(a) => format!("no fault located: {a}"),
