@@ -143,10 +143,14 @@ pub struct InspectArgs {
 pub struct BisectArgs {
     /// The suite directory, holding layers.safetensors.
     pub suite: PathBuf,
-    /// The port's per-layer states: a layers file (.safetensors, as `embed --layers` writes it) or a model
-    /// directory run through embcheck's own encoder [default: the suite's model through embcheck's encoder].
+    /// The port's per-layer states: a layers file (.safetensors, as `embed --layers` writes it), a program
+    /// (cmd:COMMAND: JSON Lines, each text's ids in, its states per stage out) or a model directory run through
+    /// embcheck's own encoder [default: the suite's model through embcheck's encoder].
     #[arg(long, value_name = "SOURCE")]
     pub against: Option<String>,
+    /// For cmd:, the longest wait for the program's next answer, in seconds (it is then killed).
+    #[arg(long, default_value_t = 60.0)]
+    pub timeout: f64,
     /// Texts per encoder call when embcheck computes the states.
     #[arg(long, default_value_t = 8, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub batch_size: usize,

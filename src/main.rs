@@ -195,9 +195,15 @@ fn embed_layers(model: &Model, pipeline: &Pipeline, texts: &[String], batch_size
 /// `bisect`: a port's per-layer states against the suite's per-layer reference.
 fn bisect(args: BisectArgs) -> Result<u8> {
     use embcheck::bisect::{compare, own_states, LayerStates};
+    // A program answers for the recorded texts; a file or model is read or computed here.
     let suite = Suite::load(&args.suite)?;
     let reference = suite.layer_reference()?;
     let (port, source) = match &args.against {
+        Some(cmd) if cmd.starts_with("cmd:") => {
+            let texts = embcheck::fixture::read_texts(&suite.spec.texts_path())?;
+            let timeout = seconds("--timeout", args.timeout)?;
+            (embcheck::bisect::command_states(&cmd["cmd:".len()..], &reference, &texts, timeout)?, cmd.clone())
+        }
         Some(file) if file.ends_with(".safetensors") => (LayerStates::read(std::path::Path::new(file))?, format!("file {file}")),
         other => {
             let location = other.clone().unwrap_or_else(|| suite.model_location().to_string());

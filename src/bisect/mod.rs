@@ -20,6 +20,7 @@
 //! # Ok::<(), embcheck::Error>(())
 //! ```
 
+mod command;
 mod own;
 mod states;
 
@@ -27,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::suite::Suite;
+pub use command::command_states;
 pub use own::{own_stages, own_states};
 pub use states::{describe_stage, LayerStates, TextStates, FORMAT};
 
