@@ -74,6 +74,16 @@ pub enum Command {
     /// standard output (JSON Lines); with --suite, with that suite's settings.
     #[command(after_help = EXIT_CODES_NO_VERDICT)]
     Embed(EmbedArgs),
+    /// Show one text through each pipeline: the text as each library hands it to the tokenizer, its
+    /// tokens, the settings that drive each pipeline and the file each came from, where the other Python
+    /// stack would tokenize differently, and the vectors side by side.
+    #[command(after_help = EXIT_CODES_NO_VERDICT)]
+    Inspect(InspectArgs),
+    /// Bisect a port: compare its per-layer hidden states with the suite's per-layer reference
+    /// (layers.safetensors, from scripts/generate_layers.py) stage by stage and token by token, and name the
+    /// first diverging layer, sub-layer (embeddings, attention, MLP) and tokens.
+    #[command(after_help = EXIT_CODES)]
+    Bisect(BisectArgs),
     /// Run suites: compute every listed pipeline, compare with the Python references, write reports.
     #[command(after_help = EXIT_CODES)]
     Check(CheckArgs),
@@ -103,6 +113,54 @@ pub enum Command {
     /// Remove a suite's pending reference; refused with CI set.
     #[command(after_help = EXIT_CODES_NO_VERDICT)]
     Reject(RejectArgs),
+}
+
+/// Arguments of `embcheck inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// A suite directory (its model, pipelines, settings and stack) or a model: a local directory in Hugging
+    /// Face layout or a hub id org/name[@revision] (the seed pipelines raw-cls, normalized-cls,
+    /// sentence-transformers).
+    #[arg(value_name = "SUITE|MODEL")]
+    pub target: String,
+    /// The text to inspect.
+    #[arg(long, required_unless_present = "text_id", conflicts_with = "text_id")]
+    pub text: Option<String>,
+    /// Inspect the suite's text with this id (texts.jsonl).
+    #[arg(long, value_name = "ID")]
+    pub text_id: Option<String>,
+    /// Only these pipelines (repeatable; default: the suite's, else the three seed pipelines).
+    #[arg(long = "pipeline", value_parser = pipeline())]
+    pub pipelines: Vec<PipelineKind>,
+    /// The Python stack to mirror [default: the one the suite's reference was made with, else transformers4].
+    #[arg(long, value_parser = stack())]
+    pub stack: Option<Stack>,
+    /// Print JSON instead of text, for tools.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub common: PipelineArgs,
+}
+
+/// Arguments of `embcheck bisect`.
+#[derive(Debug, Args)]
+pub struct BisectArgs {
+    /// The suite directory, holding layers.safetensors.
+    pub suite: PathBuf,
+    /// The port's per-layer states: a layers file (.safetensors, as `embed --layers` writes it), a program
+    /// (cmd:COMMAND: JSON Lines, each text's ids in, its states per stage out) or a model directory run through
+    /// embcheck's own encoder [default: the suite's model through embcheck's encoder].
+    #[arg(long, value_name = "SOURCE")]
+    pub against: Option<String>,
+    /// For cmd:, the longest wait for the program's next answer, in seconds (it is then killed).
+    #[arg(long, default_value_t = 60.0)]
+    pub timeout: f64,
+    /// Texts per encoder call when embcheck computes the states.
+    #[arg(long, default_value_t = 8, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub batch_size: usize,
+    /// Where to write bisect.csv, bisect.json and bisect.html.
+    #[arg(long, default_value = "reports/bisect")]
+    pub report_dir: PathBuf,
 }
 
 /// Arguments of `embcheck accept`.
@@ -289,12 +347,6 @@ pub struct EmbedArgs {
     /// `merge-embeddings` joins the parts.
     #[arg(long, value_name = "M/N")]
     pub partition: Option<String>,
-    /// Write every hidden state of embcheck's own encoder instead of the pipeline's vectors: the embedding
-    /// output and each layer's output for every real token (.safetensors: `hidden_states.0` …
-    /// `hidden_states.N` f32 [tokens, hidden], `input_ids`, `input_offsets`); the pipeline decides the text
-    /// preparation and max length.
-    #[arg(long, conflicts_with_all = ["against", "partition"])]
-    pub layers: bool,
     /// The pipeline to run (default: the suite's, when it has one).
     #[arg(long, value_parser = pipeline())]
     pub pipeline: Option<PipelineKind>,
@@ -310,6 +362,11 @@ pub struct EmbedArgs {
     /// the stack FlagEmbedding runs on].
     #[arg(long, value_parser = stack(), conflicts_with = "against")]
     pub stack: Option<Stack>,
+    /// Write every text's hidden states after each stage (embeddings, each layer's attention and MLP block,
+    /// real tokens only) instead of vectors, as a layers file (.safetensors) for `embcheck bisect`; texts
+    /// prepared and cut as the pipeline does (default raw-cls: the text as given).
+    #[arg(long, conflicts_with_all = ["against", "partition"])]
+    pub layers: bool,
     #[command(flatten)]
     pub common: PipelineArgs,
     #[command(flatten)]

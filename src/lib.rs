@@ -42,13 +42,14 @@
 //!
 
 pub mod atomic;
+pub mod bisect;
 pub mod compare;
 pub mod diff;
 pub mod embed;
 pub mod error;
 pub mod fixture;
 pub mod gate;
-pub mod layers;
+pub mod inspect;
 pub mod model;
 pub mod partition;
 pub mod pipeline;

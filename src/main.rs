@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use cli::{exit, CheckArgs, Cli, Command, DiffArgs, EmbedArgs, GateArgs, HttpArgs, MergeArgs, SelftestArgs};
+use cli::{exit, BisectArgs, CheckArgs, Cli, Command, DiffArgs, EmbedArgs, GateArgs, HttpArgs, InspectArgs, MergeArgs, SelftestArgs};
 use embcheck::compare::{PipelineResult, Summary, ToleranceOverride};
 use embcheck::fixture::{parse_texts, read_texts};
 use embcheck::source::http::HttpOptions;
@@ -39,6 +39,8 @@ fn run(cli: Cli) -> Result<u8> {
     match cli.command {
         Command::Embed(args) => embed(args),
         Command::Check(args) => check(args),
+        Command::Inspect(args) => inspect(args),
+        Command::Bisect(args) => bisect(args),
         Command::Diff(args) => diff(args),
         Command::Gate(args) => gate(args),
         Command::Selftest(args) => selftest(args),
@@ -64,6 +66,8 @@ fn embed(args: EmbedArgs) -> Result<u8> {
     let spec = suite.as_ref().map(|s| &s.spec);
     let kind = match (args.pipeline, spec.map(|s| s.pipelines.as_slice())) {
         (Some(k), _) => k,
+        // The per-layer reference tokenizes as transformers' AutoTokenizer does: the text as given.
+        (None, _) if args.layers => embcheck::PipelineKind::RawCls,
         (None, Some([only])) => *only,
         (None, Some(many)) => {
             let names: Vec<_> = many.iter().map(|p| p.name()).collect();
@@ -187,22 +191,24 @@ fn own_pipeline(
     Ok((model, pipeline, batch_size, metadata.into_iter().map(|(k, v)| (k.to_string(), v)).collect()))
 }
 
-/// `embed --layers`: every hidden state of embcheck's own encoder, real tokens only, as a layers file
-/// ([`embcheck::layers`]).
+/// `embed --layers`: every text's hidden states after each stage, real tokens only, as a layers file for
+/// `bisect` ([`embcheck::bisect::LayerStates`]).
 fn embed_layers(args: &EmbedArgs, spec: Option<&embcheck::fixture::SuiteSpec>, kind: embcheck::PipelineKind, texts: &[embcheck::fixture::TextItem]) -> Result<u8> {
     if args.output.extension().is_none_or(|e| e != "safetensors") {
         return Err(Error::Usage(format!("--layers writes a .safetensors file; --output {} is not one", args.output.display())));
     }
-    let (model, pipeline, batch_size, mut metadata) = own_pipeline(args, spec, kind)?;
+    let (model, pipeline, batch_size, metadata) = own_pipeline(args, spec, kind)?;
     let strings: Vec<String> = texts.iter().map(|t| t.text.clone()).collect();
-    let states = embcheck::layers::compute(&model, &pipeline, &strings, batch_size)?;
-    metadata.insert("pipeline".into(), kind.name().into());
-    metadata.insert("embcheck".into(), env!("CARGO_PKG_VERSION").into());
-    metadata.insert(embcheck::source::parts::TEXTS_SHA256.into(), embcheck::source::parts::texts_sha256(texts));
-    let ids: Vec<String> = texts.iter().map(|t| t.id.clone()).collect();
-    embcheck::atomic::write(&args.output, &embcheck::layers::to_bytes(&states, &ids, metadata)?)?;
-    let tokens: usize = states.input_ids.iter().map(Vec::len).sum();
-    eprintln!("embcheck: wrote {} hidden states of {tokens} tokens ({} texts) to {}", states.states.len(), texts.len(), args.output.display());
+    let ids = pipeline.prep.tokenize(&model.tokenizer, &strings, pipeline.max_length)?;
+    let indexed: Vec<(usize, Vec<u32>)> = ids.into_iter().enumerate().collect();
+    let mut states = embcheck::bisect::own_states(&model, &indexed, batch_size)?;
+    states.metadata.extend(metadata);
+    states.metadata.insert("tokenization".into(), format!("{kind} with max length {}", pipeline.max_length));
+    states.metadata.insert("embcheck".into(), env!("CARGO_PKG_VERSION").into());
+    states.metadata.insert(embcheck::source::parts::TEXTS_SHA256.into(), embcheck::source::parts::texts_sha256(texts));
+    states.metadata.insert("ids".into(), serde_json::to_string(&texts.iter().map(|t| &t.id).collect::<Vec<_>>()).unwrap_or_default());
+    embcheck::atomic::write(&args.output, &states.to_bytes()?)?;
+    eprintln!("embcheck: wrote {} stages of {} texts to {}", states.stages.len(), states.texts.len(), args.output.display());
     Ok(exit::PASS)
 }
 
@@ -257,6 +263,60 @@ fn merge_embeddings(args: cli::MergeEmbeddingsArgs) -> Result<u8> {
     embcheck::atomic::write(&args.output, &bytes)?;
     eprintln!("embcheck: merged {} parts ({} texts) into {}", args.parts.len(), merged.ids.len(), args.output.display());
     Ok(exit::PASS)
+}
+
+/// One text through each pipeline, shown.
+fn inspect(args: InspectArgs) -> Result<u8> {
+    use embcheck::inspect::{render, InspectRequest, Inspector};
+    let c = &args.common;
+    let cli_options = PipelineOptions {
+        max_length: c.max_length,
+        instruction: c.instruction.clone(),
+        prompt_name: c.prompt_name.clone(),
+        prompt: c.prompt.clone(),
+        st_strip: c.st_strip,
+    };
+    let text = match (&args.text, &args.text_id) {
+        (Some(t), _) => t.clone(),
+        (None, Some(id)) => embcheck::inspect::suite_text(&args.target, id)?,
+        (None, None) => return Err(Error::Usage("--text or --text-id is needed".into())),
+    };
+    let request = InspectRequest::for_target(&args.target, args.stack, c.dtype, &args.pipelines, cli_options)?;
+    let found = Inspector::new(&request)?.inspect(&text)?;
+    if args.json {
+        let json = serde_json::to_string_pretty(&found).map_err(|e| Error::Usage(format!("cannot write JSON: {e}")))?;
+        println!("{json}");
+    } else {
+        print!("{}", render::text(&found));
+    }
+    Ok(exit::PASS)
+}
+
+/// `bisect`: a port's per-layer states against the suite's per-layer reference.
+fn bisect(args: BisectArgs) -> Result<u8> {
+    use embcheck::bisect::{compare, own_states, LayerStates};
+    // A program answers for the recorded texts; a file or model is read or computed here.
+    let suite = Suite::load(&args.suite)?;
+    let reference = suite.layer_reference()?;
+    let (port, source) = match &args.against {
+        Some(cmd) if cmd.starts_with("cmd:") => {
+            let texts = embcheck::fixture::read_texts(&suite.spec.texts_path())?;
+            let timeout = seconds("--timeout", args.timeout)?;
+            (embcheck::bisect::command_states(&cmd["cmd:".len()..], &reference, &texts, timeout)?, cmd.clone())
+        }
+        Some(file) if file.ends_with(".safetensors") => (LayerStates::read(std::path::Path::new(file))?, format!("file {file}")),
+        other => {
+            let location = other.clone().unwrap_or_else(|| suite.model_location().to_string());
+            let model = Model::load(&location, candle_core::DType::F32)?;
+            let texts: Vec<(usize, Vec<u32>)> = reference.texts.iter().map(|t| (t.index, t.ids.clone())).collect();
+            (own_states(&model, &texts, args.batch_size)?, format!("embcheck's encoder on {location}"))
+        }
+    };
+    let b = compare(suite.name(), &source, &reference, &port)?;
+    print!("{}", embcheck::report::bisect::terminal(&b));
+    let written = embcheck::report::bisect::write_all(&args.report_dir, &b)?;
+    println!("{} report files in {}", written.len(), args.report_dir.display());
+    Ok(if b.passed() { exit::PASS } else { exit::FAIL })
 }
 
 /// The suites under fixtures/suites/, sorted, when none are named.

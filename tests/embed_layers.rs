@@ -1,6 +1,7 @@
-//! `embed --layers`: every hidden state of embcheck's own encoder in the documented file layout. The last
-//! state is checked against the Python reference (raw-cls is its [CLS] row, as transformers computed it);
-//! every earlier state i against the output of the same model cut to i layers, so no state is off by one.
+//! `embed --layers`: every stage's hidden states from embcheck's own encoder in the documented layers file
+//! layout. The last stage is checked against the Python reference (raw-cls is its [CLS] row, as transformers
+//! computed it); every layer's output against the output of the same model cut to that many layers, so no
+//! stage is off by one.
 
 mod common;
 
@@ -40,18 +41,24 @@ fn layers_file_holds_every_state_and_the_last_is_the_python_reference() {
 
     // The documented layout.
     assert_eq!(t.metadata["format"], "embcheck-layers/1");
-    assert_eq!(t.metadata["layers"], (n_layers + 1).to_string());
-    assert_eq!(t.metadata["hidden_size"], hidden.to_string());
+    let stages: Vec<String> = serde_json::from_str(&t.metadata["stages"]).unwrap();
+    let mut expected = vec!["embeddings".to_string()];
+    for i in 0..n_layers {
+        expected.push(format!("layers.{i}.attention"));
+        expected.push(format!("layers.{i}.mlp"));
+    }
+    assert_eq!(stages, expected);
     let texts = embcheck::fixture::read_texts(&dir.join("texts.jsonl")).unwrap();
     let ids: Vec<String> = serde_json::from_str(&t.metadata["ids"]).unwrap();
     assert_eq!(ids, texts.iter().map(|x| x.id.clone()).collect::<Vec<_>>());
-    let offsets = &t.i64s["input_offsets"].1;
+    let offsets = &t.i64s["offsets"].1;
     assert_eq!(offsets.len(), texts.len() + 1);
+    assert_eq!(t.i64s["text_index"].1, (0..texts.len() as i64).collect::<Vec<_>>());
     let tokens = *offsets.last().unwrap() as usize;
     assert_eq!(t.i64s["input_ids"].0, [tokens]);
-    assert_eq!(t.f32s.len(), n_layers + 1, "{:?}", t.f32s.keys());
-    for i in 0..=n_layers {
-        assert_eq!(t.f32s[&format!("hidden_states.{i}")].0, [tokens, hidden], "hidden_states.{i}");
+    assert_eq!(t.f32s.len(), stages.len(), "{:?}", t.f32s.keys());
+    for st in &stages {
+        assert_eq!(t.f32s[st].0, [tokens, hidden], "{st}");
     }
 
     // The token ids are the reference's (the Python tokenizer's), text by text.
@@ -60,15 +67,15 @@ fn layers_file_holds_every_state_and_the_last_is_the_python_reference() {
     // The last state's [CLS] rows are raw-cls: within f32 noise of transformers' own.
     let (shape, want) = &reference.f32s["raw-cls"];
     assert_eq!(shape, &[texts.len(), hidden]);
-    let last = &t.f32s[&format!("hidden_states.{n_layers}")].1;
+    let last = &t.f32s[&format!("layers.{}.mlp", n_layers - 1)].1;
     for (k, w) in want.chunks(hidden).enumerate() {
         let at = offsets[k] as usize * hidden;
         let got = &last[at..at + hidden];
         assert!(rel_l2(got, w) < 1e-5, "text {k}: rel L2 {}", rel_l2(got, w));
     }
-    // …and no state repeats another (each layer changes the rows).
-    for i in 1..=n_layers {
-        assert!(t.f32s[&format!("hidden_states.{i}")].1 != t.f32s[&format!("hidden_states.{}", i - 1)].1);
+    // …and no stage repeats the one before (each changes the rows).
+    for w in stages.windows(2) {
+        assert!(t.f32s[&w[1]].1 != t.f32s[&w[0]].1, "{} repeats {}", w[1], w[0]);
     }
 }
 
@@ -83,11 +90,10 @@ fn state_i_is_the_output_of_the_model_cut_to_i_layers() {
         for i in 0..=layers_of {
             let short_dir = cut(&dir, i, &tmp.path().join(format!("{model}-{i}")));
             let short = layers(&[&common[..], &["--model", s(&short_dir)]].concat(), &tmp.path().join(format!("{model}-{i}.safetensors")));
-            assert_eq!(short.f32s.len(), i + 1, "{model} cut to {i} layers");
-            assert!(
-                short.f32s[&format!("hidden_states.{i}")].1 == full.f32s[&format!("hidden_states.{i}")].1,
-                "{model}: hidden_states.{i} is not the output of its first {i} layers"
-            );
+            // The output of the first i layers: the embeddings for i = 0, else layer i − 1's MLP block.
+            let stage = if i == 0 { "embeddings".to_string() } else { format!("layers.{}.mlp", i - 1) };
+            assert_eq!(short.f32s.len(), 1 + 2 * i, "{model} cut to {i} layers");
+            assert!(short.f32s[&stage].1 == full.f32s[&stage].1, "{model}: {stage} is not the output of its first {i} layers");
         }
     }
 }

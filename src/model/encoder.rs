@@ -18,6 +18,15 @@ use crate::error::{ComputeContext, Error, Result};
 
 pub use super::dense::Dense;
 
+/// A point in the forward pass whose hidden states [`Encoder::run`] hands out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Embeddings,
+    Attention(usize),
+    Mlp(usize),
+    Output,
+}
+
 /// A loaded encoder: embeddings, then `num_hidden_layers` transformer layers.
 pub struct Encoder {
     cfg: EncoderConfig,
@@ -93,18 +102,37 @@ impl Encoder {
     /// Runs a right-padded batch. `ids` are the unpadded token ids of each sequence; pads get `pad_id`.
     /// Returns the last hidden state `[B, L, H]` as f32, `L` the longest sequence.
     pub fn forward(&self, ids: &[Vec<u32>], pad_id: u32) -> Result<Tensor> {
-        Ok(self.states(ids, pad_id, false)?.pop().expect("the last hidden state"))
+        let mut last = None;
+        self.run(ids, pad_id, &mut |stage, x| {
+            if stage == Stage::Output {
+                last = Some(x.to_dtype(DType::F32)?);
+            }
+            Ok(())
+        })?;
+        last.ok_or_else(|| Error::Usage("empty batch".into()))
     }
 
-    /// Every hidden state of a right-padded batch, as transformers' `output_hidden_states=True` gives
-    /// them: the embedding output (after its LayerNorm), then each layer's output — `num_hidden_layers + 1`
-    /// tensors `[B, L, H]` as f32; the last is [`Encoder::forward`]'s.
-    pub fn forward_layers(&self, ids: &[Vec<u32>], pad_id: u32) -> Result<Vec<Tensor>> {
-        self.states(ids, pad_id, true)
+    /// The hidden states after each stage, `[B, L, H]` f32 each, in order: the embeddings, then per layer its
+    /// attention block and its feed-forward block (each after its add & norm). Named as in a layers file:
+    /// `embeddings`, `layers.{i}.attention`, `layers.{i}.mlp`. For comparing a port stage by stage.
+    pub fn forward_stages(&self, ids: &[Vec<u32>], pad_id: u32) -> Result<Vec<(String, Tensor)>> {
+        let mut out = Vec::new();
+        self.run(ids, pad_id, &mut |stage, x| {
+            let name = match stage {
+                Stage::Embeddings => "embeddings".to_string(),
+                Stage::Attention(i) => format!("layers.{i}.attention"),
+                Stage::Mlp(i) => format!("layers.{i}.mlp"),
+                Stage::Output => return Ok(()),
+            };
+            out.push((name, x.to_dtype(DType::F32)?));
+            Ok(())
+        })?;
+        Ok(out)
     }
 
-    /// The last hidden state, or with `every` each layer's input and the last output.
-    fn states(&self, ids: &[Vec<u32>], pad_id: u32, every: bool) -> Result<Vec<Tensor>> {
+    /// Runs a right-padded batch, handing each stage's hidden states to `see` (the last one twice: as the
+    /// last layer's and as [`Stage::Output`]).
+    fn run(&self, ids: &[Vec<u32>], pad_id: u32, see: &mut (dyn FnMut(Stage, &Tensor) -> candle_core::Result<()> + Send)) -> Result<()> {
         let b = ids.len();
         let l = ids.iter().map(Vec::len).max().unwrap_or(0);
         if b == 0 || l == 0 {
@@ -126,21 +154,20 @@ impl Encoder {
             flat_ids.extend_from_slice(&padded);
         }
         // On candle's thread pool, so that its matmuls and our row-parallel ops share one set of workers.
-        let run = move || -> candle_core::Result<Vec<Tensor>> {
+        let run = move || -> candle_core::Result<()> {
             let ids_t = Tensor::from_vec(flat_ids, (b, l), &self.device)?;
             let pos_t = Tensor::from_vec(positions, (b, l), &self.device)?;
             let mut x = self.embeddings.forward(&ids_t, &pos_t)?;
+            see(Stage::Embeddings, &x)?;
             // Computed once for the batch's length, shared by every layer (as transformers does).
             let bias = self.relative.as_ref().map(|r| r.for_length(l, self.dtype)).transpose()?;
-            let mut states = Vec::with_capacity(if every { self.layers.len() + 1 } else { 1 });
-            for layer in &self.layers {
-                if every {
-                    states.push(x.to_dtype(DType::F32)?);
-                }
-                x = layer.forward(&x, &lengths, bias.as_ref())?;
+            for (i, layer) in self.layers.iter().enumerate() {
+                let (attn, out) = layer.forward_blocks(&x, &lengths, bias.as_ref())?;
+                see(Stage::Attention(i), &attn)?;
+                see(Stage::Mlp(i), &out)?;
+                x = out;
             }
-            states.push(x.to_dtype(DType::F32)?);
-            Ok(states)
+            see(Stage::Output, &x)
         };
         self.device.with_context(run).context(|| format!("encoder forward on a batch of {b} x {l} tokens"))
     }

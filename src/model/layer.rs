@@ -83,6 +83,12 @@ impl Layer {
     /// `x`: `[B, L, H]`; `lengths`: the real tokens of each sequence (keys past them are masked); `bias`:
     /// added to the scaled scores before the softmax.
     pub fn forward(&self, x: &Tensor, lengths: &[usize], bias: Option<&PositionBias>) -> candle_core::Result<Tensor> {
+        Ok(self.forward_blocks(x, lengths, bias)?.1)
+    }
+
+    /// [`Layer::forward`] with the attention block's output (after its add & norm) beside the layer's
+    /// (after the feed-forward block's add & norm): what a port's per-layer states are compared on.
+    pub fn forward_blocks(&self, x: &Tensor, lengths: &[usize], bias: Option<&PositionBias>) -> candle_core::Result<(Tensor, Tensor)> {
         let (b, l, h) = x.dims3()?;
         let qkv = self.qkv.forward(x)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
@@ -104,7 +110,8 @@ impl Layer {
             Activation::Gelu => super::gelu::gelu_erf(pre)?,
             act => act.forward(&pre)?,
         };
-        self.output.forward_add_norm(&inter, &attn, &self.out_norm, self.out_add_norm.as_ref())
+        let out = self.output.forward_add_norm(&inter, &attn, &self.out_norm, self.out_add_norm.as_ref())?;
+        Ok((attn, out))
     }
 }
 

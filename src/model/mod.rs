@@ -25,7 +25,7 @@ pub use config::{EncoderConfig, Family};
 pub use encoder::Encoder;
 pub use files::{HubId, ModelFiles, WeightFiles};
 pub use stack::{Stack, Version};
-pub use tokenizer::{BertKwargs, SpecialIds, TextTokenizer};
+pub use tokenizer::{BertKwargs, SpecialIds, TextTokenizer, TokenInfo};
 
 use crate::error::{read_json, Error, Result};
 
@@ -130,10 +130,16 @@ impl Model {
     /// `max_seq_length`, else `tokenizer_config.json`'s `model_max_length`, each capped by what the
     /// position table allows, else what the position table allows.
     pub fn default_max_length(&self) -> Result<usize> {
+        Ok(self.default_max_length_with_source()?.0)
+    }
+
+    /// [`Model::default_max_length`] and where it comes from, in words
+    /// (`sentence_bert_config.json: max_seq_length 256`).
+    pub fn default_max_length_with_source(&self) -> Result<(usize, String)> {
         let limit = self.config.max_tokens();
-        let read = |file: &str, key: &str| -> Result<Option<f64>> {
+        let read = |file: &'static str, key: &'static str| -> Result<Option<(f64, String)>> {
             match self.files.optional(file) {
-                Some(p) => Ok(read_json::<serde_json::Value>(&p)?.get(key).and_then(|v| v.as_f64())),
+                Some(p) => Ok(read_json::<serde_json::Value>(&p)?.get(key).and_then(|v| v.as_f64()).map(|v| (v, format!("{file}: {key}")))),
                 None => Ok(None),
             }
         };
@@ -142,20 +148,15 @@ impl Model {
             None => read("tokenizer_config.json", "model_max_length")?,
         };
         Ok(match from_files {
-            Some(v) if v >= 1.0 => (v as usize).min(limit),
-            _ => limit,
+            Some((v, key)) if v >= 1.0 && v > limit as f64 => (limit, format!("{key} {v}, capped at the position table's {limit}")),
+            Some((v, key)) if v >= 1.0 => (v as usize, format!("{key} {}", v as usize)),
+            _ => (limit, format!("config.json: the position table's {limit} tokens")),
         })
     }
 
     /// Hidden states `[B, L, H]` (f32) of a right-padded batch of token-id sequences.
     pub fn hidden_states(&self, ids: &[Vec<u32>]) -> Result<Tensor> {
         self.encoder.forward(ids, self.pad_id)
-    }
-
-    /// Every hidden state `[B, L, H]` (f32) of a right-padded batch: the embedding output, then each
-    /// layer's output (`num_hidden_layers + 1` tensors, the last [`Model::hidden_states`]').
-    pub fn layer_states(&self, ids: &[Vec<u32>]) -> Result<Vec<Tensor>> {
-        self.encoder.forward_layers(ids, self.pad_id)
     }
 }
 

@@ -104,6 +104,20 @@ impl TextTokenizer {
         encode_truncated(slot.as_mut().expect("built above"), texts, max_length, &self.path)
     }
 
+    /// One text's tokens in detail (id, piece, character offsets into `text`, special or not), special tokens
+    /// added and truncated to `max_length` as [`encode_all`](Self::encode_all) does; `lowercased` as
+    /// [`encode_all_lowercased`](Self::encode_all_lowercased). For `embcheck inspect`.
+    pub fn encode_detailed(&self, text: &str, max_length: usize, lowercased: bool) -> Result<Vec<TokenInfo>> {
+        if lowercased {
+            // Builds the lowercasing tokenizer on first use.
+            self.encode_all_lowercased(&[text.to_string()], max_length)?;
+            let mut slot = self.lowercased.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            detailed(slot.as_mut().expect("built above"), text, max_length)
+        } else {
+            detailed(&mut self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner()), text, max_length)
+        }
+    }
+
     /// Whether the normalizer is, or contains, a `Lowercase` normalizer (sentence-transformers 5.4+ then adds
     /// none for `do_lower_case`).
     pub fn has_lowercase_normalizer(&self) -> bool {
@@ -114,6 +128,17 @@ impl TextTokenizer {
         is_lowercase(&v) || v.get("normalizers").and_then(|l| l.as_array()).is_some_and(|l| l.iter().any(is_lowercase))
     }
 
+    /// The normalizer in force, in words (`BertNormalizer(lowercase, strip_accents: none, chinese chars)`,
+    /// `Sequence(Precompiled, Replace)`, `none`): after transformers 4's BERT-style rewrite or transformers 5's
+    /// rebuild, whichever this tokenizer went through.
+    pub fn describe_normalizer(&self) -> String {
+        let tk = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match tk.get_normalizer().and_then(|n| serde_json::to_value(n).ok()) {
+            None => "none".into(),
+            Some(v) => describe_normalizer_json(&v),
+        }
+    }
+
     /// Whether `id` is a special added token (`[CLS]`, `</s>`, `<mask>`, ...), as `all_special_ids` says.
     pub fn is_special(&self, id: u32) -> bool {
         let tk = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -121,9 +146,8 @@ impl TextTokenizer {
     }
 }
 
-/// Sets truncation to `max_length` (longest-first, from the right) and encodes each text with special tokens.
-/// `path` names tokenizer.json in errors.
-fn encode_truncated(tk: &mut Tokenizer, texts: &[String], max_length: usize, path: &Path) -> Result<Vec<Vec<u32>>> {
+/// Truncation to `max_length` tokens, longest-first, from the right: `truncation=True, max_length=N`.
+fn set_truncation(tk: &mut Tokenizer, max_length: usize) -> Result<()> {
     tk.with_truncation(Some(TruncationParams {
         direction: TruncationDirection::Right,
         max_length,
@@ -131,6 +155,78 @@ fn encode_truncated(tk: &mut Tokenizer, texts: &[String], max_length: usize, pat
         stride: 0,
     }))
     .map_err(|e| Error::Usage(format!("cannot truncate to {max_length} tokens: {e}")))?;
+    Ok(())
+}
+
+/// A serialized normalizer in words: its type, with BertNormalizer's switches and a Sequence's members.
+fn describe_normalizer_json(v: &serde_json::Value) -> String {
+    let kind = v.get("type").and_then(|t| t.as_str()).unwrap_or("?");
+    match kind {
+        "BertNormalizer" => {
+            let on = |k: &str| v.get(k).and_then(|x| x.as_bool());
+            let accents = match on("strip_accents") {
+                Some(true) => "strip accents",
+                Some(false) => "keep accents",
+                None => "accents stripped when lowercasing",
+            };
+            format!(
+                "BertNormalizer({}, {accents}, {})",
+                if on("lowercase") == Some(true) { "lowercase" } else { "cased" },
+                if on("handle_chinese_chars") == Some(false) { "CJK as is" } else { "CJK split" }
+            )
+        }
+        "Sequence" => {
+            let parts: Vec<String> = v
+                .get("normalizers")
+                .and_then(|l| l.as_array())
+                .map(|l| l.iter().map(describe_normalizer_json).collect())
+                .unwrap_or_default();
+            format!("Sequence({})", parts.join(", "))
+        }
+        other => other.to_string(),
+    }
+}
+
+/// [`TextTokenizer::encode_detailed`] with `tk`.
+fn detailed(tk: &mut Tokenizer, text: &str, max_length: usize) -> Result<Vec<TokenInfo>> {
+    set_truncation(tk, max_length)?;
+    // Character offsets, as Python's `offset_mapping` gives them (`encode` would give bytes).
+    let e = tk.encode_char_offsets(text, true).map_err(|e| Error::Usage(format!("cannot tokenize {text:?}: {e}")))?;
+    let added = tk.get_added_tokens_decoder();
+    Ok(e.get_ids()
+        .iter()
+        .zip(e.get_tokens())
+        .zip(e.get_offsets())
+        .zip(e.get_special_tokens_mask())
+        .map(|(((&id, piece), &(start, end)), &mask)| TokenInfo {
+            id,
+            piece: piece.clone(),
+            start,
+            end,
+            special: mask == 1 || added.get(&id).is_some_and(|t| t.special),
+        })
+        .collect())
+}
+
+/// One token of [`TextTokenizer::encode_detailed`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TokenInfo {
+    /// The token id.
+    pub id: u32,
+    /// The vocabulary entry (`▁Hello`, `##ing`, `[CLS]`).
+    pub piece: String,
+    /// Where it starts in the text handed to the tokenizer (characters).
+    pub start: usize,
+    /// Where it ends (exclusive).
+    pub end: usize,
+    /// A special token (`[CLS]`, `</s>`, ...), added by the post-processor or written in the text.
+    pub special: bool,
+}
+
+/// Sets truncation to `max_length` (longest-first, from the right) and encodes each text with special tokens.
+/// `path` names tokenizer.json in errors.
+fn encode_truncated(tk: &mut Tokenizer, texts: &[String], max_length: usize, path: &Path) -> Result<Vec<Vec<u32>>> {
+    set_truncation(tk, max_length)?;
     // encode_batch spreads the texts over the cores (rayon), on candle's pool like the encoder.
     let inputs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let tk = &*tk;

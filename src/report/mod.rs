@@ -12,10 +12,12 @@
 //! | `shard.cbor` | every [`SuiteReport`] exactly (CBOR keeps NaN), for `embcheck merge-reports` |
 //! | `partition.json` | with `check --partition`: which job of which matrix wrote them ([`partition`]) |
 //!
-//! `embcheck gate` writes its own files through [`gate`] with the same page style, escaping and histograms.
+//! `embcheck gate` writes its own files through [`gate`], and `embcheck bisect` through [`bisect`], with the same
+//! page style, escaping and charts.
 //!
 //! Every file is written through [`crate::atomic::write`], so a crash never leaves half a report.
 
+pub mod bisect;
 mod diff_csv;
 mod format;
 pub mod gate;

@@ -40,6 +40,36 @@ pub struct Run {
 /// start, answers nothing, writes a line that answers no text or exits with a status other than 0 is an
 /// error.
 pub fn run(cmd: &str, pipeline: PipelineKind, texts: &[TextItem], timeout: Duration, deadline: Option<Deadline>) -> Result<Run> {
+    let requests: Vec<(String, serde_json::Value)> =
+        texts.iter().map(|t| (t.id.clone(), serde_json::json!({"id": t.id, "text": t.text}))).collect();
+    let (answers, ended) = exchange(cmd, &requests, &parse_line, timeout, deadline)?;
+    let outputs = answers
+        .into_iter()
+        .map(|a| {
+            let mut out = a.unwrap_or_else(Output::rejected);
+            if let Ok(v) = &out.value {
+                if let Err(m) = super::check_kind(pipeline, v) {
+                    out.value = Err(m);
+                }
+            }
+            out
+        })
+        .collect();
+    Ok(Run { outputs, ended })
+}
+
+/// The process side of [`run`], for any request and answer: writes each request as one JSON line, reads
+/// answer lines (`parse` says which request a line answers, by its `"id"`, or none; and what it holds),
+/// with the same bounds on time, the same refusal of lines that answer nothing, duplicates and bad exits.
+/// Returns one answer per request, in order (`Err` with why for a request left unanswered or answered twice),
+/// and how the program ended.
+pub fn exchange<T>(
+    cmd: &str,
+    requests: &[(String, serde_json::Value)],
+    parse: &dyn Fn(&serde_json::Value) -> (Option<String>, std::result::Result<T, String>),
+    timeout: Duration,
+    deadline: Option<Deadline>,
+) -> Result<(Vec<std::result::Result<T, String>>, String)> {
     let what = || format!("cmd:{cmd}");
     let mut child = Command::new("sh")
         .arg("-c")
@@ -52,7 +82,7 @@ pub fn run(cmd: &str, pipeline: PipelineKind, texts: &[TextItem], timeout: Durat
         .spawn()
         .map_err(|e| Error::Usage(format!("{}: cannot start: {e}", what())))?;
     let mut stdin = child.stdin.take().expect("piped");
-    let lines: Vec<String> = texts.iter().map(|t| serde_json::json!({"id": t.id, "text": t.text}).to_string()).collect();
+    let lines: Vec<String> = requests.iter().map(|(_, r)| r.to_string()).collect();
     // Written from another thread: a program that answers as it reads would otherwise block on a full pipe.
     // Neither thread is joined: a program that escaped its process group could hold a pipe open forever.
     std::thread::spawn(move || -> std::io::Result<()> {
@@ -74,10 +104,10 @@ pub fn run(cmd: &str, pipeline: PipelineKind, texts: &[TextItem], timeout: Durat
         }
     });
 
-    let wanted: HashMap<&str, usize> = texts.iter().enumerate().map(|(i, t)| (t.id.as_str(), i)).collect();
-    let mut by_id: HashMap<String, (usize, Output)> = HashMap::new();
+    let wanted: HashMap<&str, usize> = requests.iter().enumerate().map(|(i, (id, _))| (id.as_str(), i)).collect();
+    let mut by_id: HashMap<String, (usize, std::result::Result<T, String>)> = HashMap::new();
     let mut twice: HashMap<String, Vec<usize>> = HashMap::new();
-    let mut in_order: Vec<Output> = Vec::new();
+    let mut in_order: Vec<std::result::Result<T, String>> = Vec::new();
     // The first line that answers no text, and how many there were (a program may write them endlessly).
     let mut junk: (Option<String>, usize) = (None, 0);
     let mut note_junk = |m: String| {
@@ -91,7 +121,7 @@ pub fn run(cmd: &str, pipeline: PipelineKind, texts: &[TextItem], timeout: Durat
     let mut stopped: Option<String> = None;
     loop {
         let answered = if by_id.is_empty() { in_order.len() } else { by_id.len() };
-        if all_answered_at.is_none() && answered >= texts.len() {
+        if all_answered_at.is_none() && answered >= requests.len() {
             all_answered_at = Some(Instant::now());
         }
         let now = Instant::now();
@@ -125,9 +155,9 @@ pub fn run(cmd: &str, pipeline: PipelineKind, texts: &[TextItem], timeout: Durat
                         continue;
                     }
                 };
-                match parse_line(&v) {
+                match parse(&v) {
                     (Some(id), out) => {
-                        let out = out.unwrap_or_else(|m| Output::rejected(format!("malformed output line {lineno}: {m}")));
+                        let out = out.map_err(|m| format!("malformed output line {lineno}: {m}"));
                         if !wanted.contains_key(id.as_str()) {
                             note_junk(format!("line {lineno}: id {id:?} is not a text of the suite"));
                         } else if let Some((first, _)) = by_id.get(&id) {
@@ -141,8 +171,8 @@ pub fn run(cmd: &str, pipeline: PipelineKind, texts: &[TextItem], timeout: Durat
                         }
                     }
                     (None, Ok(out)) => {
-                        if in_order.len() <= texts.len() {
-                            in_order.push(out);
+                        if in_order.len() <= requests.len() {
+                            in_order.push(Ok(out));
                         } else {
                             note_junk(format!("line {lineno}: more answers without ids than texts"));
                         }
@@ -176,13 +206,13 @@ pub fn run(cmd: &str, pipeline: PipelineKind, texts: &[TextItem], timeout: Durat
     };
     let answered = by_id.len() + in_order.len();
     if stopped.is_none() && !status.success() {
-        return Err(Error::Usage(format!("{}: {status} after answering {answered} of {} texts: a program under test must exit with status 0", what(), texts.len())));
+        return Err(Error::Usage(format!("{}: {status} after answering {answered} of {} texts: a program under test must exit with status 0", what(), requests.len())));
     }
     if !by_id.is_empty() && !in_order.is_empty() {
         junk = (Some(format!("{} lines have no \"id\" while {} do", in_order.len(), by_id.len())), junk.1 + in_order.len());
     }
-    if by_id.is_empty() && in_order.len() > texts.len() {
-        junk = (junk.0.or(Some(format!("more answers without ids than the {} texts", texts.len()))), junk.1.max(1));
+    if by_id.is_empty() && in_order.len() > requests.len() {
+        junk = (junk.0.or(Some(format!("more answers without ids than the {} texts", requests.len()))), junk.1.max(1));
     }
     if let (Some(first), n) = &junk {
         return Err(Error::Usage(format!(
@@ -199,24 +229,18 @@ pub fn run(cmd: &str, pipeline: PipelineKind, texts: &[TextItem], timeout: Durat
         Some(m) if all_answered_at.is_none() => m.clone(),
         _ => format!("the command gave no output for this text ({ended})"),
     };
-    let outputs = texts
+    let answers = requests
         .iter()
-        .map(|t| {
-            if let Some(lines) = twice.get(&t.id) {
+        .map(|(id, _)| {
+            if let Some(lines) = twice.get(id) {
                 let at: Vec<String> = lines.iter().map(usize::to_string).collect();
-                return Output::rejected(format!("the command answered this text {} times (output lines {})", lines.len(), at.join(", ")));
+                return Err(format!("the command answered this text {} times (output lines {})", lines.len(), at.join(", ")));
             }
-            let got = if use_order { unmatched.next() } else { by_id.remove(&t.id).map(|(_, o)| o) };
-            let mut out = got.unwrap_or_else(|| Output::rejected(missing.clone()));
-            if let Ok(v) = &out.value {
-                if let Err(m) = super::check_kind(pipeline, v) {
-                    out.value = Err(m);
-                }
-            }
-            out
+            let got = if use_order { unmatched.next() } else { by_id.remove(id).map(|(_, o)| o) };
+            got.unwrap_or_else(|| Err(missing.clone()))
         })
         .collect();
-    Ok(Run { outputs, ended })
+    Ok((answers, ended))
 }
 
 /// Kills the program's whole process group and reaps it.
