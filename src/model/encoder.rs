@@ -13,7 +13,7 @@ use candle_nn::VarBuilder;
 use super::config::{EncoderConfig, Family};
 use super::embeddings::Embeddings;
 use super::layer::{Layer, LayerNames};
-use super::{bert, distilbert, mpnet};
+use super::{bert, distilbert, modernbert, mpnet};
 use crate::error::{ComputeContext, Error, Result};
 
 pub use super::dense::Dense;
@@ -21,12 +21,22 @@ pub use super::dense::Dense;
 /// A loaded encoder: embeddings, then `num_hidden_layers` transformer layers.
 pub struct Encoder {
     cfg: EncoderConfig,
-    embeddings: Embeddings,
-    /// MPNet's relative position bias, shared by every layer.
-    relative: Option<mpnet::RelativeBias>,
-    layers: Vec<Layer>,
+    body: Body,
     dtype: DType,
     device: Device,
+}
+
+/// The layers of one kind of encoder.
+enum Body {
+    /// BERT, XLM-R, MPNet, DistilBERT: the shared embeddings and post-LN layers.
+    PostLn {
+        embeddings: Embeddings,
+        /// MPNet's relative position bias, shared by every layer.
+        relative: Option<mpnet::RelativeBias>,
+        layers: Vec<Layer>,
+    },
+    /// ModernBERT: its own pre-LN layers.
+    ModernBert(modernbert::Body),
 }
 
 impl Encoder {
@@ -36,16 +46,24 @@ impl Encoder {
         let (prefixes, names, layers_at): (&[&str], &LayerNames, &str) = match cfg.family {
             Family::Bert | Family::XlmRoberta => (bert::PREFIXES, &bert::LAYER, bert::LAYERS),
             Family::Mpnet => (mpnet::PREFIXES, &mpnet::LAYER, mpnet::LAYERS),
-            Family::DistilBert => (distilbert::PREFIXES, &distilbert::LAYER, distilbert::LAYERS),
+            Family::DistilBert | Family::ModernBert => (distilbert::PREFIXES, &distilbert::LAYER, distilbert::LAYERS),
         };
-        let prefix = prefixes.iter().find(|p| vb.contains_tensor(&format!("{p}embeddings.word_embeddings.weight"))).ok_or_else(|| {
+        let (prefixes, word) = match cfg.family {
+            Family::ModernBert => (modernbert::PREFIXES, modernbert::WORD_EMBEDDINGS),
+            _ => (prefixes, "embeddings.word_embeddings.weight"),
+        };
+        let prefix = prefixes.iter().find(|p| vb.contains_tensor(&format!("{p}{word}"))).ok_or_else(|| {
             let under: Vec<&str> = prefixes.iter().filter(|p| !p.is_empty()).copied().collect();
-            Error::model(what, format!("no tensor embeddings.word_embeddings.weight (nor under {}) in the weights", under.join(", ")))
+            Error::model(what, format!("no tensor {word} (nor under {}) in the weights", under.join(", ")))
         })?;
         let vb = if prefix.is_empty() { vb } else { vb.pp(prefix.trim_end_matches('.')) };
         let dtype = vb.dtype();
         let device = vb.device().clone();
         let build = || -> candle_core::Result<Self> {
+            if cfg.family == Family::ModernBert {
+                let body = Body::ModernBert(modernbert::Body::load(&vb, cfg)?);
+                return Ok(Encoder { cfg: cfg.clone(), body, dtype, device: device.clone() });
+            }
             let layers = (0..cfg.num_hidden_layers)
                 .map(|i| Layer::load(vb.pp(layers_at).pp(i), cfg, names))
                 .collect::<candle_core::Result<Vec<_>>>()?;
@@ -53,8 +71,9 @@ impl Encoder {
                 Family::Bert | Family::XlmRoberta => (Embeddings::load(&vb, cfg, true, None)?, None),
                 Family::Mpnet => (Embeddings::load(&vb, cfg, false, None)?, Some(mpnet::RelativeBias::load(&vb, cfg)?)),
                 Family::DistilBert => (Embeddings::load(&vb, cfg, false, distilbert::computed_positions(&vb, cfg)?)?, None),
+                Family::ModernBert => unreachable!("loaded above"),
             };
-            Ok(Encoder { cfg: cfg.clone(), embeddings, relative, layers, dtype, device: device.clone() })
+            Ok(Encoder { cfg: cfg.clone(), body: Body::PostLn { embeddings, relative, layers }, dtype, device: device.clone() })
         };
         build().map_err(|e| Error::model(what, format!("weights do not match config.json: {e}")))
     }
@@ -63,7 +82,10 @@ impl Encoder {
     /// γ ⊙ x̂ + β with ‖x̂‖ = √H, so ‖h‖ ≤ max|γ|·√H + ‖β‖. It sizes the f32 noise of heads whose output is
     /// a small sum of large terms (BGE-M3's sparse weights).
     pub fn hidden_norm_bound(&self) -> Result<f64> {
-        let norm = self.layers.last().map_or(&self.embeddings.norm, |l| &l.out_norm);
+        let norm = match &self.body {
+            Body::PostLn { embeddings, layers, .. } => layers.last().map_or(&embeddings.norm, |l| &l.out_norm),
+            Body::ModernBert(m) => &m.final_norm,
+        };
         let bound = || -> candle_core::Result<f64> {
             let gamma = norm.weight().to_dtype(DType::F64)?.abs()?.max(0)?.to_scalar::<f64>()?;
             let beta = match norm.bias() {
@@ -116,11 +138,15 @@ impl Encoder {
         // On candle's thread pool, so that its matmuls and our row-parallel ops share one set of workers.
         let run = move || -> candle_core::Result<Tensor> {
             let ids_t = Tensor::from_vec(flat_ids, (b, l), &self.device)?;
+            let (embeddings, relative, layers) = match &self.body {
+                Body::PostLn { embeddings, relative, layers } => (embeddings, relative, layers),
+                Body::ModernBert(m) => return m.forward(&ids_t, &lengths)?.to_dtype(DType::F32),
+            };
             let pos_t = Tensor::from_vec(positions, (b, l), &self.device)?;
-            let mut x = self.embeddings.forward(&ids_t, &pos_t)?;
+            let mut x = embeddings.forward(&ids_t, &pos_t)?;
             // Computed once for the batch's length, shared by every layer (as transformers does).
-            let bias = self.relative.as_ref().map(|r| r.for_length(l, self.dtype)).transpose()?;
-            for layer in &self.layers {
+            let bias = relative.as_ref().map(|r| r.for_length(l, self.dtype)).transpose()?;
+            for layer in layers {
                 x = layer.forward(&x, &lengths, bias.as_ref())?;
             }
             x.to_dtype(DType::F32)
