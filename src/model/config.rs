@@ -129,10 +129,17 @@ struct Raw {
     global_attn_every_n_layers: Option<usize>,
     local_attention: Option<usize>,
     global_rope_theta: Option<f64>,
+    // `null` (the global theta, in transformers 4) is kept apart from a missing key (10000).
+    #[serde(default, deserialize_with = "present")]
     local_rope_theta: Option<serde_json::Value>,
     layer_types: Option<Vec<String>>,
     rope_parameters: Option<serde_json::Value>,
     rope_scaling: Option<serde_json::Value>,
+}
+
+/// A key that is present, `null` included, as `Some`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
 }
 
 impl EncoderConfig {
@@ -361,6 +368,35 @@ mod tests {
         let line = script.lines().find(|l| l.starts_with("EMBCHECK_IMPLEMENTS = [")).expect("EMBCHECK_IMPLEMENTS in generate_fixtures.py");
         let listed: Vec<&str> = line.split('"').skip(1).step_by(2).collect();
         assert_eq!(listed, IMPLEMENTED);
+    }
+
+    /// ModernBERT's settings read from transformers 4's keys and from the `layer_types` / `rope_parameters`
+    /// that transformers 5.24 saves instead of the thetas (its `save_pretrained` of tiny-modernbert-cls's config).
+    #[test]
+    fn modernbert_settings_from_either_transformers_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let load = |json: &str| {
+            let path = dir.path().join("config.json");
+            std::fs::write(&path, json).unwrap();
+            EncoderConfig::load(&path).unwrap().modernbert.unwrap()
+        };
+        let common = r#""model_type": "modernbert", "hidden_size": 32, "num_attention_heads": 4, "num_hidden_layers": 3,
+                        "local_attention": 10, "norm_bias": true, "attention_bias": true, "mlp_bias": true"#;
+        let tf4 = load(&format!(r#"{{{common}, "global_attn_every_n_layers": 2, "global_rope_theta": 80000.0, "local_rope_theta": 5000.0}}"#));
+        let tf5 = load(&format!(
+            r#"{{{common}, "global_attn_every_n_layers": 2, "layer_types": ["full_attention", "sliding_attention", "full_attention"],
+                "rope_parameters": {{"full_attention": {{"rope_theta": 80000.0, "rope_type": "default"}},
+                                    "sliding_attention": {{"rope_theta": 5000.0, "rope_type": "default"}}}}}}"#
+        ));
+        assert_eq!(tf4, tf5);
+        assert_eq!(tf4.global_layers, vec![true, false, true]);
+        assert_eq!((tf4.half_window, tf4.global_theta, tf4.local_theta), (5, 80000.0, 5000.0));
+        // transformers 4: a null local theta means the global one; defaults are ModernBERT-base's.
+        let null_local = load(&format!(r#"{{{common}, "global_rope_theta": 7000.0, "local_rope_theta": null}}"#));
+        assert_eq!((null_local.global_theta, null_local.local_theta), (7000.0, 7000.0));
+        assert_eq!(null_local.global_layers, vec![true, false, false]);
+        let defaults = load(r#"{"model_type": "modernbert", "num_hidden_layers": 22}"#);
+        assert_eq!((defaults.half_window, defaults.global_theta, defaults.local_theta, defaults.norm_bias), (64, 160000.0, 10000.0, false));
     }
 
     /// An unknown model type is its own error (the model-free checks go on), naming what is implemented.
