@@ -2,7 +2,7 @@
 
     cargo build --release
     .venv-ref/bin/python scripts/bench_vs_pytorch.py [--model fixtures/external/all-MiniLM-L6-v2]
-        [--texts 1000] [--repeat 3] [--threads N] [--xlmr-layout]
+        [--texts 1000] [--repeat 3] [--threads N] [--xlmr-layout | --modernbert-layout]
 
 Two deterministic corpora:
   current  lognormal lengths (8-400 words) over a list of 150 common words (the corpus this script always had);
@@ -22,6 +22,12 @@ embcheck's. Outputs are compared row by row with the f32 parity tolerance (cosin
 sizes (hidden 384, 6 layers, 12 heads, intermediate 1536; random weights, seeded) from the bundled
 tiny-xlmr-spm model's tokenizer and sentence-transformers files (CLS pooling + Normalize, pad id 1,
 positions from 2, max length 256), and benchmarks that instead.
+
+--modernbert-layout builds (scripts/make_modernbert_model.py, in a temporary directory) a ModernBERT of
+ModernBERT-base's shape (hidden 768, 22 layers, 12 heads, intermediate 1152, local window 128, global attention
+every 3rd layer, RoPE thetas 160000 / 10000, no biases; random weights std 0.02, seeded) with the bundled
+tiny-modernbert's byte-level BPE tokenizer (a small vocabulary: more tokens per word than ModernBERT's own),
+mean pooling + Normalize, max length 512, and benchmarks that instead.
 """
 import argparse, json, math, os, random, resource, shutil, statistics, subprocess, sys, tempfile, time
 
@@ -124,6 +130,13 @@ def make_xlmr_layout(dest):
     return dest
 
 
+def make_modernbert_layout(dest):
+    """ModernBERT-base's shape, random weights (scripts/make_modernbert_model.py)."""
+    subprocess.run([sys.executable, os.path.join(ROOT, "scripts/make_modernbert_model.py"), "--out", dest, "--std", "0.02",
+                    "--max-seq-length", "512", "--pooling", "mean", "--seed", "3"], check=True, stdout=subprocess.DEVNULL)
+    return dest
+
+
 def time_pytorch(model, texts):
     c0, t0 = time.process_time(), time.perf_counter()
     st = SentenceTransformer(model, device="cpu")
@@ -163,13 +176,19 @@ def main():
     ap.add_argument("--binary", default=os.path.join(ROOT, "target/release/embcheck"))
     ap.add_argument("--corpus", choices=["current", "varied", "both"], default="both")
     ap.add_argument("--xlmr-layout", action="store_true", help="benchmark an XLM-R in bge-m3's layout instead")
+    ap.add_argument("--modernbert-layout", action="store_true", help="benchmark a ModernBERT of ModernBERT-base's shape instead")
     a = ap.parse_args()
     threads = a.threads or os.cpu_count()
     torch.set_num_threads(threads)
     tmp = tempfile.mkdtemp()
     try:
-        model = make_xlmr_layout(os.path.join(tmp, "xlmr-m3-layout")) if a.xlmr_layout else a.model
-        name = "XLM-R in bge-m3 layout (384x6, random weights)" if a.xlmr_layout else os.path.basename(model.rstrip("/"))
+        if a.xlmr_layout:
+            model, name = make_xlmr_layout(os.path.join(tmp, "xlmr-m3-layout")), "XLM-R in bge-m3 layout (384x6, random weights)"
+        elif a.modernbert_layout:
+            model = make_modernbert_layout(os.path.join(tmp, "modernbert-base-layout"))
+            name = "ModernBERT-base shape (768x22, window 128, global every 3rd; random weights)"
+        else:
+            model, name = a.model, os.path.basename(a.model.rstrip("/"))
         import sentence_transformers
         print(f"CPU: {cpu_model()}, {os.cpu_count()} logical CPUs; threads: {threads} (torch) / {threads} (embcheck)")
         busy_warning()

@@ -6,7 +6,8 @@
 #   - an embedding server on the real libraries (scripts/systems/serve.py; OpenAI and TEI's APIs), faithful
 #     and with one fault each -> the right diagnosis; a 500 for one text; 429 retried; nothing listening -> 2;
 #   - models with weight scales unlike the bundled ones (scripts/make_scaled_model.py), references made by
-#     the Python libraries now -> every f32 pipeline passes; the same computed in f16 fails.
+#     the Python libraries now -> every f32 pipeline passes; the same computed in f16 fails; a ModernBERT of a
+#     configuration no bundled model has (scripts/make_modernbert_model.py) -> every f32 pipeline passes.
 # Needs the reference stack (.venv-ref, made here if absent) and a release build. Run by scripts/test.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -123,6 +124,23 @@ for cfg in "big 16 1.0 0.0" "small-sparse 1 0.05 0.6" "tiny-hidden 0.25 0.5 -0.3
     "cmd:$E embed --model $tmp/model-$1 --pipeline m3-sparse --max-length 512 --dtype f16 --input - --output -" \
     --diagnosis-budget 300
 done
+
+echo "== a ModernBERT configuration no bundled model has (references made now by the Python libraries)"
+# ModernBertForMaskedLM (weights under model.), hidden 48 in 6 heads, 5 layers, global every 4th, local_attention 7
+# (3 keys each side), other RoPE thetas, every bias, gelu_pytorch_tanh; CLS pooling, max_seq_length 300.
+"$PY" scripts/make_modernbert_model.py --out "$tmp/model-mb" --hidden 48 --layers 5 --heads 6 --intermediate 40 \
+  --local-attention 7 --global-every 4 --global-theta 20000 --local-theta 3000 --biases --act gelu_pytorch_tanh \
+  --masked-lm --pooling cls --max-seq-length 300 --seed 5 >/dev/null
+"$PY" scripts/generate_fixtures.py --model "$tmp/model-mb" --texts fixtures/texts/unseen.jsonl --texts fixtures/texts/edge.jsonl \
+  --out "$tmp/suite-mb" >"$tmp/gen-mb.log" 2>&1 || { cat "$tmp/gen-mb.log"; exit 1; }
+got=0
+"$E" check "$tmp/suite-mb" --report-dir "$tmp/rep-mb" >"$tmp/mb.log" 2>&1 || got=$?
+ran=$((ran + 1))
+if [ "$got" = 0 ]; then
+  printf 'ok    %-44s exit 0\n' "unseen ModernBERT, every pipeline in f32"
+else
+  printf 'FAIL  %-44s exit %s (expected 0)\n' "unseen ModernBERT, every pipeline in f32" "$got"; grep -E "FAIL|^    " "$tmp/mb.log" | head; failures=$((failures + 1))
+fi
 fi
 
 echo

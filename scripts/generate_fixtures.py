@@ -92,7 +92,7 @@ FORMAT = "embcheck-reference/1"
 # The config.json model_types whose encoder embcheck computes (src/model/config.rs IMPLEMENTED; a unit test there
 # keeps the two lists equal). Other models get model-free checks only: a system's vectors against the references,
 # diff, gate with a candidate system; no proven diagnosis, no `embcheck check` of its own pipeline.
-EMBCHECK_IMPLEMENTS = ["bert", "xlm-roberta", "roberta", "camembert", "mpnet", "distilbert"]
+EMBCHECK_IMPLEMENTS = ["bert", "xlm-roberta", "roberta", "camembert", "mpnet", "distilbert", "modernbert"]
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -52,6 +52,12 @@ Models:
                      (transformers computes a missing one, as it initializes it); ST CLS pooling, no Normalize.
   tiny-deberta-v2    DeBERTa-v2 (DebertaV2Model), a model type embcheck does not implement: its suites check systems
                      model-free. tiny-bert-mean's tokenizer files (tokenizer_class BertTokenizer), ST CLS + Normalize.
+  tiny-modernbert    ModernBERT (ModernBertModel): 4 layers, global attention every 3rd, a 16-token sliding window
+                     otherwise, RoPE thetas 160000 / 10000, GeGLU, no biases; byte-level BPE with deterministic merges,
+                     [CLS] $A [SEP]; ST mean pooling + Normalize.
+  tiny-modernbert-cls
+                     ModernBERT with biases, global every 2nd layer, a 10-token window, thetas 80000 / 5000; ST CLS +
+                     Normalize.
 """
 from __future__ import annotations
 
@@ -87,7 +93,10 @@ from transformers import (
     DistilBertTokenizerFast,
     MPNetConfig,
     MPNetModel,
+    ModernBertConfig,
+    ModernBertModel,
     MPNetTokenizerFast,
+    PreTrainedTokenizerFast,
     XLMRobertaConfig,
     XLMRobertaModel,
     XLMRobertaTokenizerFast,
@@ -452,13 +461,14 @@ def randomize_biases_and_norms(model: torch.nn.Module, gen: torch.Generator) -> 
     for name, mod in model.named_modules():
         if isinstance(mod, torch.nn.LayerNorm):
             mod.weight.copy_(1.0 + 0.1 * torch.randn(mod.weight.shape, generator=gen))
-            mod.bias.copy_(0.1 * torch.randn(mod.bias.shape, generator=gen))
+            if mod.bias is not None:  # ModernBERT's norm_bias false
+                mod.bias.copy_(0.1 * torch.randn(mod.bias.shape, generator=gen))
         elif isinstance(mod, torch.nn.Linear) and mod.bias is not None:
             mod.bias.copy_(0.1 * torch.randn(mod.bias.shape, generator=gen))
     # The token-type row is added to every token; at std 0.2 it is a large shared component that makes
     # CLS, mean and max pooling nearly parallel (cos(cls, mean) up to 0.97). At std 0.05 they differ clearly.
     # (MPNet has no token types.)
-    if getattr(model.embeddings, "token_type_embeddings", None) is not None:
+    if getattr(getattr(model, "embeddings", None), "token_type_embeddings", None) is not None:
         model.embeddings.token_type_embeddings.weight.mul_(0.25)
 
 
@@ -1222,6 +1232,106 @@ def build_distilbert(out: Path, sinusoidal: bool) -> None:
     print(f"  {d.name}: vocab {tok.get_vocab_size()}, sinusoidal positions {sinusoidal}")
 
 
+
+# ---------------------------------------------------------------------------------------------------------
+# ModernBERT (answerdotai/ModernBERT-base's layout: byte-level BPE, [CLS] $A [SEP], rotary positions, global and
+# sliding-window local attention, GeGLU)
+# ---------------------------------------------------------------------------------------------------------
+MODERNBERT_SPECIALS = ["[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]"]  # after the BPE vocabulary, as in ModernBERT-base
+
+
+def byte_level_bpe(merges_wanted: int) -> Tokenizer:
+    """A byte-level BPE (GPT-2 style pre-tokenizer, no normalizer, no prefix space) whose merges are chosen
+    deterministically: the most frequent adjacent pair over the corpus words, ties broken by the pair's text
+    (the tokenizers library's BpeTrainer breaks ties by hash order, which varies from run to run)."""
+    pre = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    counts: dict[str, int] = {}
+    for line in corpus_lines():
+        for w, _ in pre.pre_tokenize_str(line):
+            counts[w] = counts.get(w, 0) + 1
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = list(alphabet)
+    words = {w: list(w) for w in counts}
+    merges = []
+    for _ in range(merges_wanted):
+        pairs: dict[tuple[str, str], int] = {}
+        for w, parts in words.items():
+            for a, b in zip(parts, parts[1:]):
+                pairs[(a, b)] = pairs.get((a, b), 0) + counts[w]
+        if not pairs:
+            break
+        best = min(pairs, key=lambda p: (-pairs[p], p))
+        merges.append(best)
+        vocab.append(best[0] + best[1])
+        for w, parts in words.items():
+            i, out = 0, []
+            while i < len(parts):
+                if i + 1 < len(parts) and (parts[i], parts[i + 1]) == best:
+                    out.append(parts[i] + parts[i + 1])
+                    i += 2
+                else:
+                    out.append(parts[i])
+                    i += 1
+            words[w] = out
+    ids = {t: i for i, t in enumerate(vocab)}
+    tok = Tokenizer(models.BPE(ids, merges, unk_token=None, fuse_unk=False, byte_fallback=False))
+    tok.pre_tokenizer = pre
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in MODERNBERT_SPECIALS[:4]]
+                           + [AddedToken("[MASK]", special=True, normalized=False, lstrip=True)])
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+    return tok
+
+
+# name -> (seed, layers, local_attention, global_attn_every_n_layers, thetas (global, local), biases, pooling,
+#          normalize, max_seq_length)
+MODERNBERT_VARIANTS = {
+    # ModernBERT-base's choices (no biases anywhere, global every 3rd layer) at a window of 16 tokens (8 on each
+    # side), so that most texts are longer than it; mean pooling + Normalize as modernbert-embed-base.
+    "tiny-modernbert": (12000, 4, 16, 3, (160000.0, 10000.0), False, "mean", True, 512),
+    # Biases on (norm_bias, attention_bias, mlp_bias), a window of 10 (5 each side), global every 2nd layer,
+    # other thetas; CLS pooling + Normalize as gte-modernbert-base.
+    "tiny-modernbert-cls": (12100, 3, 10, 2, (80000.0, 5000.0), True, "cls", True, 512),
+}
+
+
+def build_modernbert(out: Path, name: str) -> None:
+    seed, layers, window, every, (g_theta, l_theta), biases, pooling, normalize, max_seq = MODERNBERT_VARIANTS[name]
+    d = out / name
+    tok = byte_level_bpe(merges_wanted=700)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]",
+                                   pad_token="[PAD]", mask_token="[MASK]", model_max_length=8192,
+                                   model_input_names=["input_ids", "attention_mask"])
+    fast.save_pretrained(d, legacy_format=False)
+    torch.manual_seed(seed)
+    ids = {s: tok.token_to_id(s) for s in MODERNBERT_SPECIALS}
+    cfg = ModernBertConfig(
+        vocab_size=tok.get_vocab_size(), hidden_size=HIDDEN, num_hidden_layers=layers, num_attention_heads=HEADS,
+        intermediate_size=48, hidden_activation="gelu", max_position_embeddings=8192, initializer_range=INIT_RANGE,
+        norm_eps=1e-5, norm_bias=biases, attention_bias=biases, mlp_bias=biases, global_rope_theta=g_theta,
+        local_rope_theta=l_theta, local_attention=window, global_attn_every_n_layers=every,
+        pad_token_id=ids["[PAD]"], cls_token_id=ids["[CLS]"], sep_token_id=ids["[SEP]"], bos_token_id=ids["[CLS]"],
+        eos_token_id=ids["[SEP]"],
+    )
+    model = ModernBertModel(cfg)
+    with torch.no_grad():
+        # ModernBERT initializes with std initializer_range (and smaller for deeper outputs); random biases and
+        # norms as for the other families.
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.normal_(0.0, INIT_RANGE)
+        randomize_biases_and_norms(model, torch.Generator().manual_seed(seed + 1))
+    model.eval().save_pretrained(d, safe_serialization=True)
+    write_st_files(d, full_pooling(pooling), with_normalize=normalize, max_seq_length=max_seq, do_lower_case=False)
+    t = transformers.AutoTokenizer.from_pretrained(d)
+    enc = t("The quick brown fox")["input_ids"]
+    assert enc[0] == ids["[CLS]"] and enc[-1] == ids["[SEP]"], enc
+    print(f"  {name}: vocab {tok.get_vocab_size()}, layers {layers}, window {window} (global every {every}), "
+          f"thetas {g_theta}/{l_theta}, biases {biases}, ids {enc}")
+
+
 README = """\
 # Tiny test models
 
@@ -1252,6 +1362,8 @@ every reference.
 | `tiny-distilbert/` | DistilBERT (`DistilBertModel`, keys `transformer.layer.N.attention.q_lin` ..., no token types), learned positions, uncased WordPiece (`tiny-bert-mean`'s vocabulary) saved by `DistilBertTokenizerFast`. sentence-transformers: mean pooling + Normalize, `max_seq_length` 128. |
 | `tiny-distilbert-sinusoidal/` | DistilBERT with `sinusoidal_pos_embds: true` whose `model.safetensors` leaves out `embeddings.position_embeddings.weight`: transformers computes the missing table as sinusoids (checked equal to the one it saved), and so must a port. sentence-transformers: CLS pooling, no Normalize, `max_seq_length` 128. |
 | `tiny-deberta-v2/` | DeBERTa-v2 (`DebertaV2Model`, relative attention p2c + c2p), a model type embcheck does **not** implement: its suite checks systems against the Python references model-free (`check --against`, `gate --candidate` with a system, `diff`). Tokenizer: `tiny-bert-mean`'s WordPiece (`tokenizer_class` BertTokenizer). sentence-transformers: CLS pooling + Normalize, `max_seq_length` 128. |
+| `tiny-modernbert/` | ModernBERT (`ModernBertModel`) in ModernBERT-base's layout at tiny size: 4 layers, global attention in layers 0 and 3 and a sliding window of `local_attention` 16 (8 keys each side) in layers 1 and 2, RoPE thetas 160000 (global) / 10000 (local), GeGLU MLP (intermediate 48), no biases anywhere (`norm_bias`, `attention_bias`, `mlp_bias` false), 8192 positions. Tokenizer: a byte-level BPE (700 merges chosen deterministically from the corpus; `[UNK] [CLS] [SEP] [PAD] [MASK]` after the vocabulary, `[MASK]` lstrip), `[CLS] $A [SEP]`, saved by `PreTrainedTokenizerFast` (as ModernBERT-base). sentence-transformers: mean pooling + Normalize (modernbert-embed-base), `max_seq_length` 512. Most texts are longer than the window. |
+| `tiny-modernbert-cls/` | ModernBERT with every bias on, 3 layers, global every 2nd layer, `local_attention` 10 (5 each side), RoPE thetas 80000 / 5000; `tiny-modernbert`'s tokenizer. sentence-transformers: CLS pooling + Normalize (gte-modernbert-base). |
 | `tiny-xlmr-spm/` | XLM-RoBERTa in BAAI/bge-m3's layout with a tokenizer made the way the real XLM-R's was: a SentencePiece **unigram model** (`sentencepiece.SentencePieceTrainer`, 1200 pieces, `normalization_rule_name="nmt_nfkc"`, character coverage 1.0, no byte fallback, one thread, fixed seed; the script's corpus plus Vietnamese, Thai, Hindi, Hebrew, katakana and Korean lines), loaded by `XLMRobertaTokenizer(vocab_file=...)` and converted by transformers (`from_pretrained(..., from_slow=True)`, i.e. `convert_slow_tokenizer`). `tokenizer.json`: normalizer `Sequence[Precompiled (the nmt_nfkc charsmap), Strip(right), Replace(" {2,}" -> "▁")]`, pre-tokenizer `Metaspace` ("▁", prepend always, split), vocabulary 1202 (`<s>`=0 `<pad>`=1 `</s>`=2 `<unk>`=3, `<mask>`=1201, lstrip, not normalized); `sentencepiece.bpe.model` is dropped after the conversion (every library here loads the fast tokenizer). **Pitfalls:** NFKC comes only from the Precompiled charsmap, applied as the `tokenizers` library applies it: a half-width katakana with a half-width voiced mark (`ﾋﾞ`) becomes `ヒ` + U+3099, not `ビ` as in SentencePiece itself and in NFKC (so the slow and fast Python tokenizers differ there; every Python library here uses the fast one). 514 positions, `model_max_length` 512, `max_seq_length` 512 (texts over 512 tokens are truncated). Random weights (seed 6006), M3 heads (seed 6100), sentence-transformers CLS pooling + Normalize. |
 
 Characters that are deliberately not in the tokenizer corpora (emoji, Hebrew, Thai, Devanagari, most CJK
@@ -1263,7 +1375,7 @@ Thai, Hindi, Hebrew and more Japanese and Korean, but not emoji).
 MODEL_NAMES = [
     "tiny-bert-mean", "tiny-bert-cls", "tiny-bert-cased-config-override", "tiny-bert-dense", "tiny-xlmr-m3",
     "tiny-xlmr-m3-pth", "tiny-xlmr-spm", "tiny-mpnet", "tiny-deberta-v2",
-    "tiny-distilbert", "tiny-distilbert-sinusoidal",
+    "tiny-distilbert", "tiny-distilbert-sinusoidal", "tiny-modernbert", "tiny-modernbert-cls",
 ]
 
 
@@ -1287,6 +1399,8 @@ def main() -> int:
         "tiny-xlmr-m3": build_xlmr, "tiny-xlmr-spm": build_xlmr_spm, "tiny-mpnet": build_mpnet,
         "tiny-deberta-v2": build_deberta_v2, "tiny-distilbert": lambda o: build_distilbert(o, False),
         "tiny-distilbert-sinusoidal": lambda o: build_distilbert(o, True),
+        "tiny-modernbert": lambda o: build_modernbert(o, "tiny-modernbert"),
+        "tiny-modernbert-cls": lambda o: build_modernbert(o, "tiny-modernbert-cls"),
     }
     # tiny-xlmr-m3 and tiny-xlmr-m3-pth are built together, and tiny-bert-cased-config-override from tiny-bert-cls.
     wanted = set(args.only or MODEL_NAMES)
@@ -1311,7 +1425,8 @@ def main() -> int:
 
     print("pooling check (CLS vs mean vs max must differ clearly):")
     for name in ["tiny-bert-mean", "tiny-bert-cls", "tiny-bert-dense", "tiny-xlmr-m3", "tiny-xlmr-spm", "tiny-mpnet",
-                 "tiny-deberta-v2", "tiny-distilbert", "tiny-distilbert-sinusoidal"]:
+                 "tiny-deberta-v2", "tiny-distilbert", "tiny-distilbert-sinusoidal", "tiny-modernbert",
+                 "tiny-modernbert-cls"]:
         pooling_check(name, out / name)
     st_load_check(out / "tiny-bert-mean", HIDDEN)
     prompt_check(out / "tiny-bert-mean")
@@ -1327,6 +1442,8 @@ def main() -> int:
     st_load_check(out / "tiny-deberta-v2", HIDDEN)
     st_load_check(out / "tiny-distilbert", HIDDEN)
     st_load_check(out / "tiny-distilbert-sinusoidal", HIDDEN)
+    st_load_check(out / "tiny-modernbert", HIDDEN)
+    st_load_check(out / "tiny-modernbert-cls", HIDDEN)
 
     # The two XLM-R directories must agree on every file but the weights.
     a, b = tree_digest(out / "tiny-xlmr-m3"), tree_digest(out / "tiny-xlmr-m3-pth")

@@ -69,6 +69,17 @@ SIN="DistilBERT with sinusoidal_pos_embds: model.safetensors has no position tab
   --out "$S/tiny-distilbert-sinusoidal" --note "$SIN"
 "${G[@]}" --model fixtures/models/tiny-distilbert-sinusoidal --texts fixtures/texts/core.jsonl \
   --out "$S/tiny-distilbert-sinusoidal-f16" --pipelines normalized-cls --dtype f16 --note "$SIN"
+MB="ModernBERT: rotary positions (global and local thetas), global attention every 3rd layer and a 16-token sliding window (8 each side) otherwise, GeGLU, no biases; texts longer than the window."
+MBC="ModernBERT with biases (norm_bias, attention_bias, mlp_bias), global attention every 2nd layer, a 10-token sliding window (5 each side), RoPE thetas 80000 / 5000; CLS pooling + Normalize as gte-modernbert-base."
+for m in tiny-modernbert tiny-modernbert-cls; do
+  note=$MB; [ "$m" = tiny-modernbert-cls ] && note=$MBC
+  "${G[@]}" --model "fixtures/models/$m" --texts fixtures/texts/core.jsonl --texts fixtures/texts/minilm.jsonl --out "$S/$m" --note "$note"
+  "${G[@]}" --model "fixtures/models/$m" --texts fixtures/texts/core.jsonl --texts fixtures/texts/minilm.jsonl \
+    --out "$S/$m-f16" --pipelines normalized-cls --dtype f16 --note "$note"
+done
+"${G[@]}" --model fixtures/models/tiny-modernbert --texts fixtures/texts/long.jsonl --texts fixtures/texts/edge.jsonl \
+  --out "$S/tiny-modernbert-long" --max-length 8192 --pipelines raw-cls normalized-cls --batch-size 2 \
+  --note "ModernBERT to 8192 tokens (the 200,000-word text truncated there; the long texts past the 16-token window by far), raw and normalized CLS."
 R=(--texts fixtures/retrieval/queries.jsonl --texts fixtures/retrieval/corpus.jsonl --retrieval fixtures/retrieval
    --note "gate baseline: the bundled retrieval set (fixtures/retrieval) embedded by the Python libraries")
 "${G[@]}" --model fixtures/models/tiny-bert-mean "${R[@]}" --out "$S/tiny-bert-mean-retrieval" --max-length 64
@@ -114,6 +125,11 @@ if [ -x "$PY5" ]; then
     --note "$TF5" --note "$DB"
   "${G5[@]}" --model fixtures/models/tiny-distilbert-sinusoidal --texts fixtures/texts/core.jsonl \
     --out "$S/tiny-distilbert-sinusoidal-tf5" --note "$TF5" --note "$SIN"
+  for m in tiny-modernbert tiny-modernbert-cls; do
+    note=$MB; [ "$m" = tiny-modernbert-cls ] && note=$MBC
+    "${G5[@]}" --model "fixtures/models/$m" --texts fixtures/texts/core.jsonl --texts fixtures/texts/minilm.jsonl \
+      --out "$S/$m-tf5" --note "$TF5" --note "$note" --note "transformers 5 loads ModernBERT's tokenizer.json as it is (TokenizersBackend)."
+  done
   if [ -d fixtures/external/all-mpnet-base-v2 ]; then
     "${G5[@]}" --model fixtures/external/all-mpnet-base-v2 --texts fixtures/texts/core.jsonl --texts fixtures/texts/minilm.jsonl \
       --out "$S/all-mpnet-base-v2-tf5" --note "$TF5" --note "${MPNET_EXT[0]}" --note "${MPNET_EXT[1]}"

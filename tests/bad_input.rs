@@ -158,6 +158,42 @@ fn weights_missing_a_tensor_or_a_bias_or_with_a_wrong_shape_name_the_tensor() {
         "tiny-bert-mean",
         &["encoder.layer.0.intermediate.dense.weight", "shape"],
     );
+    // ModernBERT: a bias its config says the model has (never computed without it), and a norm weight.
+    model_error(
+        "tiny-modernbert",
+        "tiny-modernbert",
+        |m| edit_json(&m.join("config.json"), |v| v["attention_bias"] = true.into()),
+        "tiny-modernbert",
+        &["layers.0.attn.Wqkv.bias"],
+    );
+    model_error("tiny-modernbert-cls", "tiny-modernbert-cls", drop("layers.1.mlp.Wi.bias"), "tiny-modernbert-cls", &["layers.1.mlp.Wi.bias"]);
+    model_error("tiny-modernbert", "tiny-modernbert", drop("final_norm.weight"), "tiny-modernbert", &["final_norm.weight"]);
+}
+
+/// ModernBERT settings embcheck does not compute are refused, naming the key.
+#[test]
+fn modernbert_settings_it_does_not_compute_are_refused() {
+    model_error(
+        "tiny-modernbert",
+        "tiny-modernbert",
+        |m| edit_json(&m.join("config.json"), |v| v["rope_scaling"] = serde_json::json!({"rope_type": "yarn", "factor": 2.0})),
+        "config.json",
+        &["rope_scaling \"yarn\" is not supported"],
+    );
+    model_error(
+        "tiny-modernbert",
+        "tiny-modernbert",
+        |m| edit_json(&m.join("config.json"), |v| v["layer_types"] = serde_json::json!(["full_attention", "chunked_attention", "full_attention", "full_attention"])),
+        "config.json",
+        &["layer_types", "chunked_attention"],
+    );
+    model_error(
+        "tiny-modernbert",
+        "tiny-modernbert",
+        |m| edit_json(&m.join("config.json"), |v| v["global_attn_every_n_layers"] = 0.into()),
+        "config.json",
+        &["global_attn_every_n_layers is 0"],
+    );
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! Model families through the real CLI: a model type embcheck does not implement still gets every model-free
-//! check; MPNet is computed by its own encoder on both stacks and in half precision.
+//! check; MPNet, DistilBERT and ModernBERT are computed by their own encoders on both stacks and in half precision.
 
 mod common;
 
@@ -97,13 +97,19 @@ fn an_unimplemented_model_type_gets_every_model_free_check() {
     assert!(show(&o).contains("check a system against it with --against"), "{}", show(&o));
 }
 
-/// MPNet (relative position bias reached to its capped buckets by 512-token texts) and DistilBERT (learned
-/// and sinusoidal positions): embcheck's own encoder in f16 and bf16 stays close to its f32 vectors (no
+/// MPNet (relative position bias reached to its capped buckets by 512-token texts), DistilBERT (learned
+/// and sinusoidal positions) and ModernBERT (rotary positions, sliding-window layers): embcheck's own encoder in f16 and bf16 stays close to its f32 vectors (no
 /// Python bf16 reference: FlagEmbedding runs f16 only; the f16 suites are checked against its f16 run).
 #[test]
 fn new_families_in_half_precision_are_finite_and_close_to_f32() {
     let tmp = tempfile::tempdir().unwrap();
-    for (model, suite_name) in [("tiny-mpnet", "tiny-mpnet"), ("tiny-distilbert", "tiny-distilbert"), ("tiny-distilbert-sinusoidal", "tiny-distilbert-sinusoidal")] {
+    for (model, suite_name) in [
+        ("tiny-mpnet", "tiny-mpnet"),
+        ("tiny-distilbert", "tiny-distilbert"),
+        ("tiny-distilbert-sinusoidal", "tiny-distilbert-sinusoidal"),
+        ("tiny-modernbert", "tiny-modernbert"),
+        ("tiny-modernbert-cls", "tiny-modernbert-cls"),
+    ] {
         let input = suite(suite_name).join("texts.jsonl");
         let run = |dtype: &str| {
             let out = tmp.path().join(format!("{model}-{dtype}.safetensors"));

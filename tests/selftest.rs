@@ -50,7 +50,7 @@ const ROWS: &[(&str, &str, Want)] = &[
     ("batch size 7", "tiny-xlmr-m3 / m3-sparse", Pass),
     ("input order reversed", "tiny-xlmr-m3 / m3-colbert", Pass),
     ("RAYON_NUM_THREADS=1 (child process)", "tiny-bert-mean / sentence-transformers", Pass),
-    // The same faults on MPNet and DistilBERT: each family's own encoder recomputes the alternatives.
+    // The same faults on MPNet, DistilBERT and ModernBERT: each family's own encoder recomputes the alternatives.
     ("normalization dropped", "tiny-mpnet / sentence-transformers", Fail(&["normalization"])),
     ("pooling mean -> cls", "tiny-mpnet / sentence-transformers", Fail(&["pooling"])),
     ("max length 512 -> 64", "tiny-mpnet / sentence-transformers", Fail(&["truncation"])),
@@ -63,6 +63,16 @@ const ROWS: &[(&str, &str, Want)] = &[
     ("weights rounded to bf16", "tiny-distilbert / sentence-transformers", Fail(&["precision"])),
     ("pooling cls -> mean", "tiny-distilbert-sinusoidal / sentence-transformers", Fail(&["pooling"])),
     ("computed in f16", "tiny-distilbert-sinusoidal / normalized-cls", Fail(&["precision"])),
+    ("normalization dropped", "tiny-modernbert / sentence-transformers", Fail(&["normalization"])),
+    ("pooling mean -> cls", "tiny-modernbert / sentence-transformers", Fail(&["pooling"])),
+    ("max length 512 -> 24", "tiny-modernbert / sentence-transformers", Fail(&["truncation"])),
+    ("weights rounded to f16", "tiny-modernbert / sentence-transformers", Fail(&["precision"])),
+    ("computed in bf16", "tiny-modernbert / normalized-cls", Fail(&["precision"])),
+    ("last layer dropped", "tiny-modernbert / sentence-transformers", Fail(&["unknown"])),
+    ("pad tokens attended (no attention mask)", "tiny-modernbert / sentence-transformers", Fail(&["unknown"])),
+    ("batch size 7", "tiny-modernbert / sentence-transformers", Pass),
+    ("pooling cls -> mean", "tiny-modernbert-cls / sentence-transformers", Fail(&["pooling"])),
+    ("computed in f16", "tiny-modernbert-cls / normalized-cls", Fail(&["precision"])),
 ];
 
 #[test]

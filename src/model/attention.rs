@@ -28,6 +28,9 @@ pub struct Attention {
     pub scale: f32,
     /// Added to the scaled scores (MPNet's relative position bias), by head and key offset.
     pub bias: Option<super::layer::PositionBias>,
+    /// Sliding-window attention (ModernBERT's local layers): each query attends only the keys at most this
+    /// many positions away. Only those keys' scores are formed, so the scratch is `block × (block + 2w)`.
+    pub window: Option<usize>,
 }
 
 /// A raw pointer the tasks write through: each writes a disjoint block of rows × columns.
@@ -52,6 +55,9 @@ impl CustomOp1 for Attention {
         if h3 % 3 != 0 || (h3 / 3) % heads != 0 || self.lengths.len() != b {
             candle_core::bail!("attention-f32: [{b}, {l}, {h3}] with {heads} heads and {} lengths", self.lengths.len())
         }
+        if self.window.is_some() && self.bias.is_some() {
+            candle_core::bail!("attention-f32: a position bias and a window together are not implemented")
+        }
         if let Some(bias) = &self.bias {
             if bias.len != l || bias.table.len() != heads * (2 * l).saturating_sub(1) {
                 candle_core::bail!("attention-f32: a position bias for length {} ({} values) on [{b}, {l}, {h3}] with {heads} heads", bias.len, bias.table.len())
@@ -75,19 +81,35 @@ impl CustomOp1 for Attention {
             #[allow(clippy::redundant_locals)]
             let dst = dst;
             let m = q1 - q0;
+            // The keys this block of queries may attend: all n, or those within the window of some query.
+            let (k0, k1) = match self.window {
+                None => (0, n),
+                Some(w) => (q0.saturating_sub(w), (q1 - 1).saturating_add(w).saturating_add(1).min(n)),
+            };
+            let span = k1 - k0;
             let base = s * l * h3 + head * d;
-            let (q, k, v) = (&qkv[base + q0 * h3..], &qkv[base + h..], &qkv[base + 2 * h..]);
-            let mut scores = vec![0f32; m * n];
-            // SAFETY: every pointer/stride pair stays inside its slice: q rows q0..q1, k and v rows 0..n of
-            // text s (n ≤ l), head columns head·d..(head+1)·d; `scores` is m × n; the output block (rows
+            let (q, k, v) = (&qkv[base + q0 * h3..], &qkv[base + k0 * h3 + h..], &qkv[base + k0 * h3 + 2 * h..]);
+            let mut scores = vec![0f32; m * span];
+            // SAFETY: every pointer/stride pair stays inside its slice: q rows q0..q1, k and v rows k0..k1 of
+            // text s (k1 ≤ n ≤ l), head columns head·d..(head+1)·d; `scores` is m × span; the output block (rows
             // q0..q1 of text s, this head's columns) belongs to this task alone.
             unsafe {
                 // scores[i, j] = Σ_c q[i, c] · k[j, c]
-                gemm(m, n, d, scores.as_mut_ptr(), 1, n as isize, false, q.as_ptr(), 1, h3 as isize, k.as_ptr(), h3 as isize, 1, 0.0, 1.0, false, false, false, Parallelism::None);
+                gemm(m, span, d, scores.as_mut_ptr(), 1, span as isize, false, q.as_ptr(), 1, h3 as isize, k.as_ptr(), h3 as isize, 1, 0.0, 1.0, false, false, false, Parallelism::None);
             }
-            match &self.bias {
-                None => scores.chunks_mut(n).for_each(|row| super::softmax::softmax_row(row, n, self.scale)),
-                Some(bias) => {
+            match (&self.bias, self.window) {
+                (None, None) => scores.chunks_mut(n).for_each(|row| super::softmax::softmax_row(row, n, self.scale)),
+                (None, Some(w)) => {
+                    // Query i attends keys max(0, i − w) ..= min(n − 1, i + w): the others get weight 0, as the
+                    // finfo.min of transformers' sliding-window mask gives after the softmax.
+                    for (r, row) in scores.chunks_mut(span).enumerate() {
+                        let i = q0 + r;
+                        let (lo, hi) = (i.saturating_sub(w) - k0, (i + w + 1).min(n) - k0);
+                        row[..lo].iter_mut().for_each(|x| *x = 0.0);
+                        super::softmax::softmax_row(&mut row[lo..], hi - lo, self.scale);
+                    }
+                }
+                (Some(bias), _) => {
                     // Query q0 + r, key j: entry (L − 1 − (q0 + r)) + j of the head's row of 2L − 1 offsets.
                     let per_head = &bias.table[head * (2 * bias.len - 1)..(head + 1) * (2 * bias.len - 1)];
                     for (r, row) in scores.chunks_mut(n).enumerate() {
@@ -100,7 +122,7 @@ impl CustomOp1 for Attention {
             unsafe {
                 // ctx[i, c] = Σ_j p[i, j] · v[j, c]
                 let o = dst.0.add(s * l * h + q0 * h + head * d);
-                gemm(m, d, n, o, 1, h as isize, false, scores.as_ptr(), 1, n as isize, v.as_ptr(), 1, h3 as isize, 0.0, 1.0, false, false, false, Parallelism::None);
+                gemm(m, d, span, o, 1, h as isize, false, scores.as_ptr(), 1, span as isize, v.as_ptr(), 1, h3 as isize, 0.0, 1.0, false, false, false, Parallelism::None);
             }
         });
         Ok((CpuStorage::F32(out), Shape::from_dims(&[b, l, h])))
@@ -111,7 +133,12 @@ impl CustomOp1 for Attention {
 /// scores.
 pub fn attention(qkv: &Tensor, lengths: &[usize], heads: usize, scale: f32, bias: Option<&super::layer::PositionBias>) -> candle_core::Result<Tensor> {
     let bias = bias.map(|b| super::layer::PositionBias { table: b.table.clone(), len: b.len, full: None });
-    qkv.contiguous()?.apply_op1_no_bwd(&Attention { lengths: lengths.to_vec(), heads, scale, bias })
+    qkv.contiguous()?.apply_op1_no_bwd(&Attention { lengths: lengths.to_vec(), heads, scale, bias, window: None })
+}
+
+/// The same with sliding-window attention: query `i` attends keys `j` with `|i − j| ≤ window` only.
+pub fn windowed_attention(qkv: &Tensor, lengths: &[usize], heads: usize, scale: f32, window: usize) -> candle_core::Result<Tensor> {
+    qkv.contiguous()?.apply_op1_no_bwd(&Attention { lengths: lengths.to_vec(), heads, scale, bias: None, window: Some(window) })
 }
 
 #[cfg(test)]
@@ -153,6 +180,29 @@ mod tests {
                 .to_scalar::<f32>()
                 .unwrap();
             assert!(diff <= 1e-6, "text {s}: max |difference| {diff:e}");
+        }
+    }
+
+    /// With a window: equals the masked softmax of the full scores with every key farther than the window
+    /// from its query masked (transformers' sliding-window mask), windows smaller and larger than a block.
+    #[test]
+    fn a_window_masks_far_keys() {
+        let (b, l, heads, d) = (2usize, 600usize, 2usize, 4usize);
+        let h = heads * d;
+        let data: Vec<f32> = (0..b * l * 3 * h).map(|i| (((i * 7919) % 1013) as f32 / 1013.0 - 0.5) * 3.0).collect();
+        let qkv = Tensor::from_vec(data, (b, l, 3 * h), &Device::Cpu).unwrap();
+        let lengths = [600usize, 37];
+        let scale = 0.5f32;
+        for w in [0usize, 3, 64, 300, 1000] {
+            let got = windowed_attention(&qkv, &lengths, heads, scale, w).unwrap();
+            let split = qkv.reshape((b, l, 3, heads, d)).unwrap().permute((2, 0, 3, 1, 4)).unwrap().contiguous().unwrap();
+            let (q, k, v) = (split.get(0).unwrap(), split.get(1).unwrap(), split.get(2).unwrap());
+            let mask: Vec<f32> = (0..l).flat_map(|i| (0..l).map(move |j| if i.abs_diff(j) <= w { 0.0 } else { f32::MIN })).collect();
+            let mask = Tensor::from_vec(mask, (1, 1, l, l), &Device::Cpu).unwrap();
+            let scores = (q.matmul(&k.t().unwrap()).unwrap() * scale as f64).unwrap().broadcast_add(&mask).unwrap();
+            let probs = crate::model::softmax::masked_softmax(scores, &lengths, 1.0).unwrap();
+            let want = probs.matmul(&v).unwrap().transpose(1, 2).unwrap().reshape((b, l, h)).unwrap();
+            assert_equal_on_real_rows(&got, &want, &lengths);
         }
     }
 

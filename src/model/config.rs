@@ -10,7 +10,7 @@ use crate::error::{read_json, Error, Result};
 
 /// The `model_type`s of `config.json` whose encoder embcheck computes. `scripts/generate_fixtures.py` keeps
 /// the same list (a unit test compares them) to say whether embcheck can compute a suite's model.
-pub const IMPLEMENTED: &[&str] = &["bert", "xlm-roberta", "roberta", "camembert", "mpnet", "distilbert"];
+pub const IMPLEMENTED: &[&str] = &["bert", "xlm-roberta", "roberta", "camembert", "mpnet", "distilbert", "modernbert"];
 
 /// The encoder families embcheck runs. Chosen from `config.json`'s `model_type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +23,27 @@ pub enum Family {
     Mpnet,
     /// `distilbert`: positions 0..L (learned or sinusoidal), no token types, its own key names.
     DistilBert,
+    /// `modernbert`: rotary positions, pre-LN layers alternating global and sliding-window attention, GeGLU.
+    ModernBert,
+}
+
+/// ModernBERT's settings beyond the shared ones (`ModernBertConfig`, transformers 4.56 and 5.24 names).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModernBertConfig {
+    /// Per layer: whether it attends globally (else within the sliding window).
+    pub global_layers: Vec<bool>,
+    /// Keys at most this far from the query are attended by the local layers (`local_attention // 2`).
+    pub half_window: usize,
+    /// RoPE base of the global layers.
+    pub global_theta: f64,
+    /// RoPE base of the local layers.
+    pub local_theta: f64,
+    /// LayerNorms have a bias.
+    pub norm_bias: bool,
+    /// `Wqkv` and the attention's `Wo` have a bias.
+    pub attention_bias: bool,
+    /// The MLP's `Wi` and `Wo` have a bias.
+    pub mlp_bias: bool,
 }
 
 /// The encoder's hyper-parameters.
@@ -54,6 +75,8 @@ pub struct EncoderConfig {
     pub relative_attention_num_buckets: usize,
     /// DistilBERT `sinusoidal_pos_embds`: a position table missing from the weights is computed.
     pub sinusoidal_positions: bool,
+    /// ModernBERT's own settings (`None` for the other families).
+    pub modernbert: Option<ModernBertConfig>,
 }
 
 /// The `hidden_act` names of transformers' `ACT2FN` that candle computes the same way. Others (e.g.
@@ -97,6 +120,26 @@ struct Raw {
     hidden_dim: Option<usize>,
     activation: Option<serde_json::Value>,
     sinusoidal_pos_embds: Option<bool>,
+    // ModernBERT's.
+    hidden_activation: Option<serde_json::Value>,
+    norm_eps: Option<f64>,
+    norm_bias: Option<bool>,
+    attention_bias: Option<bool>,
+    mlp_bias: Option<bool>,
+    global_attn_every_n_layers: Option<usize>,
+    local_attention: Option<usize>,
+    global_rope_theta: Option<f64>,
+    // `null` (the global theta, in transformers 4) is kept apart from a missing key (10000).
+    #[serde(default, deserialize_with = "present")]
+    local_rope_theta: Option<serde_json::Value>,
+    layer_types: Option<Vec<String>>,
+    rope_parameters: Option<serde_json::Value>,
+    rope_scaling: Option<serde_json::Value>,
+}
+
+/// A key that is present, `null` included, as `Some`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
 }
 
 impl EncoderConfig {
@@ -109,6 +152,7 @@ impl EncoderConfig {
             "xlm-roberta" | "roberta" | "camembert" => Family::XlmRoberta,
             "mpnet" => Family::Mpnet,
             "distilbert" => Family::DistilBert,
+            "modernbert" => Family::ModernBert,
             other => return Err(Error::Unimplemented { path: path.to_path_buf(), model_type: other.to_string() }),
         };
         if let Some(p) = raw.position_embedding_type.as_deref() {
@@ -127,9 +171,23 @@ impl EncoderConfig {
                 layer_norm_eps: Some(1e-12),
                 ..raw
             }
+        } else if family == Family::ModernBert {
+            // ModernBertConfig's names and defaults (transformers 4.56 / 5.24).
+            Raw {
+                vocab_size: Some(raw.vocab_size.unwrap_or(50368)),
+                intermediate_size: Some(raw.intermediate_size.unwrap_or(1152)),
+                num_hidden_layers: Some(raw.num_hidden_layers.unwrap_or(22)),
+                max_position_embeddings: Some(raw.max_position_embeddings.unwrap_or(8192)),
+                hidden_act: raw.hidden_activation.clone(),
+                layer_norm_eps: Some(raw.norm_eps.unwrap_or(1e-5)),
+                pad_token_id: Some(raw.pad_token_id.unwrap_or(50283)),
+                type_vocab_size: Some(1),
+                ..raw
+            }
         } else {
             raw
         };
+        let modernbert = if family == Family::ModernBert { Some(modernbert_settings(path, &raw)?) } else { None };
         let hidden_act = match raw.hidden_act {
             None => Activation::Gelu,
             Some(v) => v.as_str().and_then(activation).ok_or_else(|| {
@@ -150,12 +208,21 @@ impl EncoderConfig {
             type_vocab_size: raw.type_vocab_size.unwrap_or(2),
             layer_norm_eps: raw.layer_norm_eps.unwrap_or(1e-12),
             pad_token_id: raw.pad_token_id.unwrap_or(match family {
-                Family::Bert | Family::DistilBert => 0,
+                Family::Bert | Family::DistilBert | Family::ModernBert => 0,
                 Family::XlmRoberta | Family::Mpnet => 1,
             }),
             relative_attention_num_buckets: raw.relative_attention_num_buckets.unwrap_or(32),
             sinusoidal_positions: raw.sinusoidal_pos_embds.unwrap_or(false),
+            modernbert,
         };
+        if let Some(m) = &cfg.modernbert {
+            if m.global_layers.len() != cfg.num_hidden_layers {
+                return Err(Error::input(path, format!("layer_types lists {} layers, num_hidden_layers is {}", m.global_layers.len(), cfg.num_hidden_layers)));
+            }
+            if (cfg.hidden_size / cfg.num_attention_heads.max(1)) % 2 != 0 {
+                return Err(Error::input(path, "the head size is odd: rotary embeddings rotate pairs of values"));
+            }
+        }
         if family == Family::Mpnet && cfg.relative_attention_num_buckets < super::mpnet::BUCKETS {
             return Err(Error::input(
                 path,
@@ -199,7 +266,7 @@ impl EncoderConfig {
     /// The most tokens (special tokens included) the position table can encode.
     pub fn max_tokens(&self) -> usize {
         match self.family {
-            Family::Bert | Family::DistilBert => self.max_position_embeddings,
+            Family::Bert | Family::DistilBert | Family::ModernBert => self.max_position_embeddings,
             Family::XlmRoberta | Family::Mpnet => self.max_position_embeddings.saturating_sub(self.pad_token_id as usize + 1),
         }
     }
@@ -209,7 +276,7 @@ impl EncoderConfig {
     /// XLM-R and MPNet: `cumsum(ids != pad) * (ids != pad) + pad`, as transformers does; BERT: `0..len`.
     pub fn position_ids(&self, ids: &[u32], out: &mut Vec<u32>) {
         match self.family {
-            Family::Bert | Family::DistilBert => out.extend(0..ids.len() as u32),
+            Family::Bert | Family::DistilBert | Family::ModernBert => out.extend(0..ids.len() as u32),
             Family::XlmRoberta | Family::Mpnet => {
                 let pad = self.pad_token_id;
                 let mut count = 0u32;
@@ -226,6 +293,70 @@ impl EncoderConfig {
     }
 }
 
+/// ModernBERT's layer pattern, window, RoPE bases and biases, as transformers 4.56 reads them
+/// (`global_attn_every_n_layers`, `local_attention`, `global_rope_theta`, `local_rope_theta`, a null local theta
+/// meaning the global one) or as transformers 5 saves them (`layer_types`, `rope_parameters` per layer type).
+/// RoPE scalings other than the default are refused, not approximated.
+fn modernbert_settings(path: &Path, raw: &Raw) -> Result<ModernBertConfig> {
+    let layers = raw.num_hidden_layers.unwrap_or(22);
+    let every = raw.global_attn_every_n_layers.unwrap_or(3);
+    if every == 0 {
+        return Err(Error::input(path, "global_attn_every_n_layers is 0, expected at least 1"));
+    }
+    let global_layers = match &raw.layer_types {
+        Some(types) => types
+            .iter()
+            .map(|t| match t.as_str() {
+                "full_attention" => Ok(true),
+                "sliding_attention" => Ok(false),
+                other => Err(Error::input(path, format!("layer_types: {other:?} is not full_attention or sliding_attention"))),
+            })
+            .collect::<Result<Vec<_>>>()?,
+        None => (0..layers).map(|i| i % every == 0).collect(),
+    };
+    let theta = |layer_type: &str| -> Result<Option<f64>> {
+        let Some(params) = raw.rope_parameters.as_ref().and_then(|p| p.get(layer_type)).filter(|p| !p.is_null()) else { return Ok(None) };
+        if let Some(kind) = params.get("rope_type").and_then(|t| t.as_str()) {
+            if kind != "default" {
+                return Err(Error::input(path, format!("rope_parameters.{layer_type}.rope_type {kind:?} is not supported (expected \"default\")")));
+            }
+        }
+        Ok(params.get("rope_theta").and_then(|t| t.as_f64()))
+    };
+    if let Some(s) = raw.rope_scaling.as_ref().filter(|s| !s.is_null()) {
+        let kind = s.get("rope_type").or_else(|| s.get("type")).and_then(|t| t.as_str()).unwrap_or("?");
+        if kind != "default" {
+            return Err(Error::input(path, format!("rope_scaling {kind:?} is not supported (expected none)")));
+        }
+    }
+    let global_theta = match theta("full_attention")? {
+        Some(t) => t,
+        None => raw.global_rope_theta.unwrap_or(160_000.0),
+    };
+    let local_theta = match theta("sliding_attention")? {
+        Some(t) => t,
+        None => match &raw.local_rope_theta {
+            None => 10_000.0,
+            Some(serde_json::Value::Null) => global_theta,
+            Some(v) => v.as_f64().ok_or_else(|| Error::input(path, format!("local_rope_theta {v} is not a number")))?,
+        },
+    };
+    for (key, t) in [("global_rope_theta", global_theta), ("local_rope_theta", local_theta)] {
+        if !(t.is_finite() && t > 1.0) {
+            return Err(Error::input(path, format!("{key} {t} is not a finite number above 1")));
+        }
+    }
+    Ok(ModernBertConfig {
+        global_layers,
+        half_window: raw.local_attention.unwrap_or(128) / 2,
+        global_theta,
+        local_theta,
+        norm_bias: raw.norm_bias.unwrap_or(false),
+        attention_bias: raw.attention_bias.unwrap_or(false),
+        mlp_bias: raw.mlp_bias.unwrap_or(false),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,6 +368,35 @@ mod tests {
         let line = script.lines().find(|l| l.starts_with("EMBCHECK_IMPLEMENTS = [")).expect("EMBCHECK_IMPLEMENTS in generate_fixtures.py");
         let listed: Vec<&str> = line.split('"').skip(1).step_by(2).collect();
         assert_eq!(listed, IMPLEMENTED);
+    }
+
+    /// ModernBERT's settings read from transformers 4's keys and from the `layer_types` / `rope_parameters`
+    /// that transformers 5.24 saves instead of the thetas (its `save_pretrained` of tiny-modernbert-cls's config).
+    #[test]
+    fn modernbert_settings_from_either_transformers_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let load = |json: &str| {
+            let path = dir.path().join("config.json");
+            std::fs::write(&path, json).unwrap();
+            EncoderConfig::load(&path).unwrap().modernbert.unwrap()
+        };
+        let common = r#""model_type": "modernbert", "hidden_size": 32, "num_attention_heads": 4, "num_hidden_layers": 3,
+                        "local_attention": 10, "norm_bias": true, "attention_bias": true, "mlp_bias": true"#;
+        let tf4 = load(&format!(r#"{{{common}, "global_attn_every_n_layers": 2, "global_rope_theta": 80000.0, "local_rope_theta": 5000.0}}"#));
+        let tf5 = load(&format!(
+            r#"{{{common}, "global_attn_every_n_layers": 2, "layer_types": ["full_attention", "sliding_attention", "full_attention"],
+                "rope_parameters": {{"full_attention": {{"rope_theta": 80000.0, "rope_type": "default"}},
+                                    "sliding_attention": {{"rope_theta": 5000.0, "rope_type": "default"}}}}}}"#
+        ));
+        assert_eq!(tf4, tf5);
+        assert_eq!(tf4.global_layers, vec![true, false, true]);
+        assert_eq!((tf4.half_window, tf4.global_theta, tf4.local_theta), (5, 80000.0, 5000.0));
+        // transformers 4: a null local theta means the global one; defaults are ModernBERT-base's.
+        let null_local = load(&format!(r#"{{{common}, "global_rope_theta": 7000.0, "local_rope_theta": null}}"#));
+        assert_eq!((null_local.global_theta, null_local.local_theta), (7000.0, 7000.0));
+        assert_eq!(null_local.global_layers, vec![true, false, false]);
+        let defaults = load(r#"{"model_type": "modernbert", "num_hidden_layers": 22}"#);
+        assert_eq!((defaults.half_window, defaults.global_theta, defaults.local_theta, defaults.norm_bias), (64, 160000.0, 10000.0, false));
     }
 
     /// An unknown model type is its own error (the model-free checks go on), naming what is implemented.

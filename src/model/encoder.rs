@@ -13,29 +13,45 @@ use candle_nn::VarBuilder;
 use super::config::{EncoderConfig, Family};
 use super::embeddings::Embeddings;
 use super::layer::{Layer, LayerNames};
-use super::{bert, distilbert, mpnet};
+use super::{bert, distilbert, modernbert, mpnet};
 use crate::error::{ComputeContext, Error, Result};
 
 pub use super::dense::Dense;
 
-/// A point in the forward pass whose hidden states [`Encoder::run`] hands out.
+/// A point in the forward pass whose hidden states [`Encoder::run`] hands out: after the embeddings, after
+/// layer i's attention block and its MLP block (each with its residual, and its norm in a post-LN layer),
+/// after a final norm (pre-LN families), and the output (the last of these again).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stage {
+pub(crate) enum Stage {
     Embeddings,
     Attention(usize),
     Mlp(usize),
+    FinalNorm,
     Output,
 }
+
+/// What [`Encoder::run`] hands each stage's hidden states to.
+pub(crate) type See<'a> = &'a mut (dyn FnMut(Stage, &Tensor) -> candle_core::Result<()> + Send);
 
 /// A loaded encoder: embeddings, then `num_hidden_layers` transformer layers.
 pub struct Encoder {
     cfg: EncoderConfig,
-    embeddings: Embeddings,
-    /// MPNet's relative position bias, shared by every layer.
-    relative: Option<mpnet::RelativeBias>,
-    layers: Vec<Layer>,
+    body: Body,
     dtype: DType,
     device: Device,
+}
+
+/// The layers of one kind of encoder.
+enum Body {
+    /// BERT, XLM-R, MPNet, DistilBERT: the shared embeddings and post-LN layers.
+    PostLn {
+        embeddings: Embeddings,
+        /// MPNet's relative position bias, shared by every layer.
+        relative: Option<mpnet::RelativeBias>,
+        layers: Vec<Layer>,
+    },
+    /// ModernBERT: its own pre-LN layers.
+    ModernBert(modernbert::Body),
 }
 
 impl Encoder {
@@ -45,16 +61,24 @@ impl Encoder {
         let (prefixes, names, layers_at): (&[&str], &LayerNames, &str) = match cfg.family {
             Family::Bert | Family::XlmRoberta => (bert::PREFIXES, &bert::LAYER, bert::LAYERS),
             Family::Mpnet => (mpnet::PREFIXES, &mpnet::LAYER, mpnet::LAYERS),
-            Family::DistilBert => (distilbert::PREFIXES, &distilbert::LAYER, distilbert::LAYERS),
+            Family::DistilBert | Family::ModernBert => (distilbert::PREFIXES, &distilbert::LAYER, distilbert::LAYERS),
         };
-        let prefix = prefixes.iter().find(|p| vb.contains_tensor(&format!("{p}embeddings.word_embeddings.weight"))).ok_or_else(|| {
+        let (prefixes, word) = match cfg.family {
+            Family::ModernBert => (modernbert::PREFIXES, modernbert::WORD_EMBEDDINGS),
+            _ => (prefixes, "embeddings.word_embeddings.weight"),
+        };
+        let prefix = prefixes.iter().find(|p| vb.contains_tensor(&format!("{p}{word}"))).ok_or_else(|| {
             let under: Vec<&str> = prefixes.iter().filter(|p| !p.is_empty()).copied().collect();
-            Error::model(what, format!("no tensor embeddings.word_embeddings.weight (nor under {}) in the weights", under.join(", ")))
+            Error::model(what, format!("no tensor {word} (nor under {}) in the weights", under.join(", ")))
         })?;
         let vb = if prefix.is_empty() { vb } else { vb.pp(prefix.trim_end_matches('.')) };
         let dtype = vb.dtype();
         let device = vb.device().clone();
         let build = || -> candle_core::Result<Self> {
+            if cfg.family == Family::ModernBert {
+                let body = Body::ModernBert(modernbert::Body::load(&vb, cfg)?);
+                return Ok(Encoder { cfg: cfg.clone(), body, dtype, device: device.clone() });
+            }
             let layers = (0..cfg.num_hidden_layers)
                 .map(|i| Layer::load(vb.pp(layers_at).pp(i), cfg, names))
                 .collect::<candle_core::Result<Vec<_>>>()?;
@@ -62,8 +86,9 @@ impl Encoder {
                 Family::Bert | Family::XlmRoberta => (Embeddings::load(&vb, cfg, true, None)?, None),
                 Family::Mpnet => (Embeddings::load(&vb, cfg, false, None)?, Some(mpnet::RelativeBias::load(&vb, cfg)?)),
                 Family::DistilBert => (Embeddings::load(&vb, cfg, false, distilbert::computed_positions(&vb, cfg)?)?, None),
+                Family::ModernBert => unreachable!("loaded above"),
             };
-            Ok(Encoder { cfg: cfg.clone(), embeddings, relative, layers, dtype, device: device.clone() })
+            Ok(Encoder { cfg: cfg.clone(), body: Body::PostLn { embeddings, relative, layers }, dtype, device: device.clone() })
         };
         build().map_err(|e| Error::model(what, format!("weights do not match config.json: {e}")))
     }
@@ -72,7 +97,10 @@ impl Encoder {
     /// γ ⊙ x̂ + β with ‖x̂‖ = √H, so ‖h‖ ≤ max|γ|·√H + ‖β‖. It sizes the f32 noise of heads whose output is
     /// a small sum of large terms (BGE-M3's sparse weights).
     pub fn hidden_norm_bound(&self) -> Result<f64> {
-        let norm = self.layers.last().map_or(&self.embeddings.norm, |l| &l.out_norm);
+        let norm = match &self.body {
+            Body::PostLn { embeddings, layers, .. } => layers.last().map_or(&embeddings.norm, |l| &l.out_norm),
+            Body::ModernBert(m) => &m.final_norm,
+        };
         let bound = || -> candle_core::Result<f64> {
             let gamma = norm.weight().to_dtype(DType::F64)?.abs()?.max(0)?.to_scalar::<f64>()?;
             let beta = match norm.bias() {
@@ -113,8 +141,9 @@ impl Encoder {
     }
 
     /// The hidden states after each stage, `[B, L, H]` f32 each, in order: the embeddings, then per layer its
-    /// attention block and its feed-forward block (each after its add & norm). Named as in a layers file:
-    /// `embeddings`, `layers.{i}.attention`, `layers.{i}.mlp`. For comparing a port stage by stage.
+    /// attention block and its feed-forward block (each after its residual add, and its norm in a post-LN
+    /// layer), then a pre-LN family's final norm. Named as in a layers file: `embeddings`,
+    /// `layers.{i}.attention`, `layers.{i}.mlp`, `final_norm`. For comparing a port stage by stage.
     pub fn forward_stages(&self, ids: &[Vec<u32>], pad_id: u32) -> Result<Vec<(String, Tensor)>> {
         let mut out = Vec::new();
         self.run(ids, pad_id, &mut |stage, x| {
@@ -122,6 +151,7 @@ impl Encoder {
                 Stage::Embeddings => "embeddings".to_string(),
                 Stage::Attention(i) => format!("layers.{i}.attention"),
                 Stage::Mlp(i) => format!("layers.{i}.mlp"),
+                Stage::FinalNorm => "final_norm".to_string(),
                 Stage::Output => return Ok(()),
             };
             out.push((name, x.to_dtype(DType::F32)?));
@@ -132,7 +162,7 @@ impl Encoder {
 
     /// Runs a right-padded batch, handing each stage's hidden states to `see` (the last one twice: as the
     /// last layer's and as [`Stage::Output`]).
-    fn run(&self, ids: &[Vec<u32>], pad_id: u32, see: &mut (dyn FnMut(Stage, &Tensor) -> candle_core::Result<()> + Send)) -> Result<()> {
+    fn run(&self, ids: &[Vec<u32>], pad_id: u32, see: See<'_>) -> Result<()> {
         let b = ids.len();
         let l = ids.iter().map(Vec::len).max().unwrap_or(0);
         if b == 0 || l == 0 {
@@ -156,12 +186,16 @@ impl Encoder {
         // On candle's thread pool, so that its matmuls and our row-parallel ops share one set of workers.
         let run = move || -> candle_core::Result<()> {
             let ids_t = Tensor::from_vec(flat_ids, (b, l), &self.device)?;
+            let (embeddings, relative, layers) = match &self.body {
+                Body::PostLn { embeddings, relative, layers } => (embeddings, relative, layers),
+                Body::ModernBert(m) => return m.forward(&ids_t, &lengths, see),
+            };
             let pos_t = Tensor::from_vec(positions, (b, l), &self.device)?;
-            let mut x = self.embeddings.forward(&ids_t, &pos_t)?;
+            let mut x = embeddings.forward(&ids_t, &pos_t)?;
             see(Stage::Embeddings, &x)?;
             // Computed once for the batch's length, shared by every layer (as transformers does).
-            let bias = self.relative.as_ref().map(|r| r.for_length(l, self.dtype)).transpose()?;
-            for (i, layer) in self.layers.iter().enumerate() {
+            let bias = relative.as_ref().map(|r| r.for_length(l, self.dtype)).transpose()?;
+            for (i, layer) in layers.iter().enumerate() {
                 let (attn, out) = layer.forward_blocks(&x, &lengths, bias.as_ref())?;
                 see(Stage::Attention(i), &attn)?;
                 see(Stage::Mlp(i), &out)?;

@@ -67,6 +67,41 @@ pub fn gelu_erf(x: Tensor) -> candle_core::Result<Tensor> {
     }
 }
 
+/// GeGLU as ModernBERT's MLP computes it: `x` `[rows, 2I]` chunked into input and gate halves, `act(input) ·
+/// gate` `[rows, I]`. GELU (erf) in f32 on the CPU takes the fast kernel in one pass; other activations and
+/// dtypes use candle's ops.
+pub fn geglu(x: &Tensor, act: candle_nn::Activation) -> candle_core::Result<Tensor> {
+    use candle_core::{Module, D};
+    let two_i = x.dim(D::Minus1)?;
+    let i = two_i / 2;
+    if act == candle_nn::Activation::Gelu && x.dtype() == DType::F32 && matches!(x.device(), Device::Cpu) {
+        let x = x.contiguous()?;
+        let rows = x.elem_count() / two_i.max(1);
+        let src = x.flatten_all()?.to_vec1::<f32>()?;
+        let mut out = vec![0f32; rows * i];
+        super::simd::par_rows_mut(&mut out, i, 16, |first, part| {
+            for (r, row) in part.chunks_mut(i.max(1)).enumerate() {
+                let s = &src[(first + r) * two_i..(first + r + 1) * two_i];
+                row.copy_from_slice(&s[..i]);
+                super::simd::map_inplace(row, gelu);
+                row.iter_mut().zip(&s[i..]).for_each(|(y, g)| *y *= g);
+            }
+        });
+        let mut dims = x.dims().to_vec();
+        if let Some(last) = dims.last_mut() {
+            *last = i;
+        }
+        return Tensor::from_vec(out, dims, x.device());
+    }
+    let input = x.narrow(D::Minus1, 0, i)?.contiguous()?;
+    let gate = x.narrow(D::Minus1, i, two_i - i)?;
+    let a = match act {
+        candle_nn::Activation::Gelu => input.gelu_erf()?,
+        act => act.forward(&input)?,
+    };
+    a.mul(&gate)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,6 +142,19 @@ mod tests {
         let t = Tensor::new(&[1.0f32, f32::NAN, -2.0], &Device::Cpu).unwrap();
         let out = gelu_erf(t).unwrap().to_vec1::<f32>().unwrap();
         assert!(out[0].is_finite() && out[1].is_nan() && out[2].is_finite(), "{out:?}");
+    }
+
+    /// The one-pass f32 GeGLU equals chunking, GELU and the product done as separate ops.
+    #[test]
+    fn geglu_equals_chunk_gelu_times_gate() {
+        let data: Vec<f32> = (0..3 * 5 * 8).map(|i| ((i * 37 % 23) as f32 - 11.0) * 0.3).collect();
+        let x = Tensor::from_vec(data, (3, 5, 8), &Device::Cpu).unwrap();
+        let got = geglu(&x, candle_nn::Activation::Gelu).unwrap();
+        assert_eq!(got.dims(), &[3, 5, 4]);
+        let input = gelu_erf(x.narrow(2, 0, 4).unwrap().contiguous().unwrap()).unwrap();
+        let want = (input * x.narrow(2, 4, 4).unwrap()).unwrap();
+        let (g, w) = (got.flatten_all().unwrap().to_vec1::<f32>().unwrap(), want.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+        assert!(g.iter().zip(&w).all(|(a, b)| a.to_bits() == b.to_bits()));
     }
 
     fn libm_erf(x: f64) -> f64 {

@@ -102,7 +102,7 @@ impl Layer {
                 Some(p) => Some(p.full.as_ref().ok_or_else(|| candle_core::Error::Msg("position bias without its tensor".into()))?),
                 None => None,
             };
-            attention(&q, &k, &v, lengths, self.head_dim, full, SCORE_BLOCK)?.transpose(1, 2)?.reshape((b, l, h))?
+            attention(&q, &k, &v, lengths, self.head_dim, full, None, SCORE_BLOCK)?.transpose(1, 2)?.reshape((b, l, h))?
         };
         let attn = self.attn_out.forward_add_norm(&ctx, x, &self.attn_norm, self.attn_add_norm.as_ref())?;
         let pre = self.intermediate.forward(&attn)?;
@@ -119,13 +119,14 @@ impl Layer {
 /// Past it the queries are taken in blocks of rows, so one 8192-token bge-m3 text (16 heads: 2^30 scores,
 /// 4 GiB per copy) needs 128 MiB per copy instead. Each query row's scores, softmax and weighted sum are
 /// the same arithmetic either way.
-const SCORE_BLOCK: usize = 1 << 25;
+pub(crate) const SCORE_BLOCK: usize = 1 << 25;
 
 /// `softmax(q kᵀ / √d + bias, keys past each length masked) v` for `[B, heads, L, d]` inputs (`bias`
-/// `[heads, L, L]`), in blocks of query rows when the whole score matrix would exceed `limit` scores
-/// ([`SCORE_BLOCK`]). Half precision only: f32 takes the fused [`super::attention`] op, whose scratch is
-/// bounded per task.
-fn attention(q: &Tensor, k: &Tensor, v: &Tensor, lengths: &[usize], head_dim: usize, bias: Option<&Tensor>, limit: usize) -> candle_core::Result<Tensor> {
+/// `[heads, L, L]`; `window`: keys farther than it from the query masked, as ModernBERT's local layers do), in
+/// blocks of query rows when the whole score matrix would exceed `limit` scores ([`SCORE_BLOCK`]). Half
+/// precision only: f32 takes the fused [`super::attention`] op, whose scratch is bounded per task.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn attention(q: &Tensor, k: &Tensor, v: &Tensor, lengths: &[usize], head_dim: usize, bias: Option<&Tensor>, window: Option<usize>, limit: usize) -> candle_core::Result<Tensor> {
     let (b, heads, l, _) = q.dims4()?;
     let scale = 1.0 / (head_dim as f64).sqrt();
     let kt = k.t()?;
@@ -136,6 +137,14 @@ fn attention(q: &Tensor, k: &Tensor, v: &Tensor, lengths: &[usize], head_dim: us
         let mut scores = (q.matmul(&kt)? * scale)?;
         if let Some(bias) = bias {
             scores = scores.broadcast_add(&bias.narrow(1, start, q.dim(2)?)?.unsqueeze(0)?)?;
+        }
+        if let Some(w) = window {
+            // Added in f32 with a finite minimum (transformers adds finfo.min): a padding query whose window
+            // holds no real key gets a finite row, not NaN — which 0-weighted would still poison P V.
+            let rows = q.dim(2)?;
+            let mask: Vec<f32> = (start..start + rows).flat_map(|i| (0..l).map(move |j| if i.abs_diff(j) <= w { 0.0 } else { f32::MIN })).collect();
+            let mask = Tensor::from_vec(mask, (1, 1, rows, l), q.device())?;
+            scores = scores.to_dtype(DType::F32)?.broadcast_add(&mask)?;
         }
         let probs = super::softmax::masked_softmax(scores, lengths, 1.0)?.to_dtype(q.dtype())?;
         probs.matmul(v)
@@ -173,9 +182,9 @@ mod tests {
         let bias = t(1, heads, l, l, 4).squeeze(0).unwrap();
         let lengths = [11usize, 6];
         for bias in [None, Some(&bias)] {
-            let whole = attention(&q, &k, &v, &lengths, d, bias, usize::MAX).unwrap();
+            let whole = attention(&q, &k, &v, &lengths, d, bias, None, usize::MAX).unwrap();
             for rows in [1usize, 3, 4, 10] {
-                let blocked = attention(&q, &k, &v, &lengths, d, bias, b * heads * l * rows).unwrap();
+                let blocked = attention(&q, &k, &v, &lengths, d, bias, None, b * heads * l * rows).unwrap();
                 let diff = max_diff(&blocked, &whole);
                 assert!(diff <= 1e-6, "{rows} rows per block: max difference {diff}");
             }

@@ -11,6 +11,7 @@ pub mod files;
 pub mod fused;
 pub mod gelu;
 pub mod layer;
+pub mod modernbert;
 pub mod mpnet;
 pub mod simd;
 pub mod softmax;
@@ -119,6 +120,8 @@ impl Model {
             Family::Bert | Family::DistilBert => &[("cls_token", "[CLS]"), ("pad_token", "[PAD]"), ("unk_token", "[UNK]")],
             // MPNetTokenizer's constructor defaults.
             Family::Mpnet => &[("cls_token", "<s>"), ("eos_token", "</s>"), ("pad_token", "<pad>"), ("unk_token", "[UNK]")],
+            // ModernBERT-base's special tokens (PreTrainedTokenizerFast has no defaults of its own).
+            Family::ModernBert => &[("cls_token", "[CLS]"), ("pad_token", "[PAD]"), ("unk_token", "[UNK]")],
         };
         let tokenizer = TextTokenizer::load(&files.tokenizer, defaults, loads_as_bert_tokenizer(&files, config.family)?, &stack)?;
         let pad_id = tokenizer.special.pad.unwrap_or(config.pad_token_id);
@@ -199,7 +202,7 @@ fn loads_as_bert_tokenizer(files: &ModelFiles, family: Family) -> Result<Option<
         None => match family {
             Family::Bert | Family::DistilBert => Some(BertKwargs::All),
             Family::Mpnet => Some(BertKwargs::CaseAndAccents),
-            Family::XlmRoberta => None,
+            Family::XlmRoberta | Family::ModernBert => None,
         },
     })
 }

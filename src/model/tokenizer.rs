@@ -345,6 +345,9 @@ fn tf5_class(tokenizer_config: &serde_json::Value, model_dir: &Path) -> Result<S
         "camembert" => "CamembertTokenizer",
         "mpnet" => "MPNetTokenizer",
         "distilbert" => "DistilBertTokenizer",
+        // transformers 5 lists modernbert among the models whose hub tokenizer class it replaces by
+        // TokenizersBackend (tokenizer.json as it is).
+        "modernbert" => "TokenizersBackend",
         other => return Err(Error::input(&config, format!("model_type {other:?}: no transformers 5 tokenizer class known to embcheck"))),
     }
     .to_string())

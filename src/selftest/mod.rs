@@ -57,6 +57,8 @@ const M3_QUERY: &str = "tiny-xlmr-m3-query";
 const MPNET: &str = "tiny-mpnet";
 const DISTIL: &str = "tiny-distilbert";
 const DISTIL_SIN: &str = "tiny-distilbert-sinusoidal";
+const MODERN: &str = "tiny-modernbert";
+const MODERN_CLS: &str = "tiny-modernbert-cls";
 
 /// The matrix: every fault class embcheck is meant to catch, and the changes it must not flag.
 pub fn matrix() -> Vec<Mutation> {
@@ -110,6 +112,16 @@ pub fn matrix() -> Vec<Mutation> {
         m("weights rounded to bf16", DISTIL, St, F::Round { f16: false }, f32, R::None, Expect::Fail("precision")),
         m("pooling cls -> mean", DISTIL_SIN, St, F::None, f32, R::Pooling("mean pooling"), Expect::Fail("pooling")),
         m("computed in f16", DISTIL_SIN, NormalizedCls, F::None, DType::F16, R::None, Expect::Fail("precision")),
+        m("normalization dropped", MODERN, St, F::None, f32, R::Pooling("mean pooling"), Expect::Fail("normalization")),
+        m("pooling mean -> cls", MODERN, St, F::None, f32, R::Pooling("cls pooling, normalized"), Expect::Fail("pooling")),
+        m("max length 512 -> 24", MODERN, St, F::None, f32, R::MaxLength(24), Expect::Fail("truncation")),
+        m("weights rounded to f16", MODERN, St, F::Round { f16: true }, f32, R::None, Expect::Fail("precision")),
+        m("computed in bf16", MODERN, NormalizedCls, F::None, DType::BF16, R::None, Expect::Fail("precision")),
+        m("last layer dropped", MODERN, St, F::DropLayer, f32, R::None, Expect::Fail("unknown")),
+        m("pad tokens attended (no attention mask)", MODERN, St, F::None, f32, R::PadsAttended, Expect::Fail("unknown")),
+        m("batch size 7", MODERN, St, F::None, f32, R::BatchSize(7), Expect::Pass),
+        m("pooling cls -> mean", MODERN_CLS, St, F::None, f32, R::Pooling("mean pooling, normalized"), Expect::Fail("pooling")),
+        m("computed in f16", MODERN_CLS, NormalizedCls, F::None, DType::F16, R::None, Expect::Fail("precision")),
     ]
 }
 
