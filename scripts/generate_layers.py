@@ -11,8 +11,10 @@ alone through AutoModel in float32 on the CPU, forward hooks record the hidden s
   embeddings             the embedding layer's output (after its LayerNorm)
   layers.{i}.attention   layer i's attention block, after its add & norm      (--full only)
   layers.{i}.mlp         layer i's feed-forward block, after its add & norm: the layer's output
+  final_norm             a pre-LN family's final norm (ModernBERT; there the stages above are the residual stream
+                         after each block, before any norm)
 
-Hooks sit on the LayerNorm modules that end each stage (the names differ by family: see HOOKS). The last stage is
+Hooks sit on the modules that end each stage (the names differ by family: see stage_hooks). The last stage is
 checked against AutoModel's last_hidden_state (the hooks saw the real computation).
 
 Writes <suite>/layers.safetensors (atomically), all f32 except the indices:
@@ -46,14 +48,36 @@ import generate_fixtures as gf  # noqa: E402  the same provenance helpers as the
 
 FORMAT = "embcheck-layers/1"
 
-# model_type -> (embeddings LayerNorm, attention block's LayerNorm, layer output's LayerNorm), {i} the layer.
-HOOKS = {
+# model_type -> the module that ends each stage and how its hidden states are read: "out" its output, "out0" the
+# first element of its output tuple, "in" its first input (a pre-hook). {i} is the layer.
+POST_LN = {
     "bert": ("embeddings.LayerNorm", "encoder.layer.{i}.attention.output.LayerNorm", "encoder.layer.{i}.output.LayerNorm"),
     "mpnet": ("embeddings.LayerNorm", "encoder.layer.{i}.attention.LayerNorm", "encoder.layer.{i}.output.LayerNorm"),
     "distilbert": ("embeddings.LayerNorm", "transformer.layer.{i}.sa_layer_norm", "transformer.layer.{i}.output_layer_norm"),
 }
 for alias in ("roberta", "xlm-roberta", "camembert"):
-    HOOKS[alias] = HOOKS["bert"]
+    POST_LN[alias] = POST_LN["bert"]
+
+
+def stage_hooks(model_type: str, layers: int, full: bool) -> list[tuple[str, str, str]]:
+    """(stage, module, how) in forward order."""
+    if model_type in POST_LN:
+        emb, attn, out = POST_LN[model_type]
+        stages = [("embeddings", emb, "out")]
+        for i in range(layers):
+            if full:
+                stages.append((f"layers.{i}.attention", attn.format(i=i), "out"))
+            stages.append((f"layers.{i}.mlp", out.format(i=i), "out"))
+        return stages
+    if model_type == "modernbert":
+        # Pre-LN: the residual stream after the attention is the MLP norm's input; after the MLP, the layer's output.
+        stages = [("embeddings", "embeddings", "out")]
+        for i in range(layers):
+            if full:
+                stages.append((f"layers.{i}.attention", f"layers.{i}.mlp_norm", "in"))
+            stages.append((f"layers.{i}.mlp", f"layers.{i}", "out0"))
+        return stages + [("final_norm", "final_norm", "out")]
+    raise SystemExit(f"model_type {model_type!r}: no stage hooks known (known: {sorted(POST_LN) + ['modernbert']})")
 
 
 def suite_settings(suite: Path) -> tuple[Path, int, list[dict]]:
@@ -71,27 +95,29 @@ def record(suite: Path, n: int | None, full: bool, threads: int = 1) -> Path:
     model_dir, max_length, texts = suite_settings(suite)
     config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
     model_type = config.get("model_type", "")
-    if model_type not in HOOKS:
-        raise SystemExit(f"{model_dir}: model_type {model_type!r}: no stage hooks known (known: {sorted(HOOKS)})")
     tok = AutoTokenizer.from_pretrained(str(model_dir))
     model = AutoModel.from_pretrained(str(model_dir), torch_dtype=torch.float32).eval()
     layers = int(config.get("num_hidden_layers", config.get("n_layers", 0)))
-    emb, attn, out = HOOKS[model_type]
-    stages = [("embeddings", emb)]
-    for i in range(layers):
-        if full:
-            stages.append((f"layers.{i}.attention", attn.format(i=i)))
-        stages.append((f"layers.{i}.mlp", out.format(i=i)))
+    stages = stage_hooks(model_type, layers, full)
     modules = dict(model.named_modules())
     seen: dict[str, torch.Tensor] = {}
     handles = []
-    for name, module_name in stages:
+
+    def keep(name: str, t: torch.Tensor) -> None:
+        seen[name] = t.detach().to(torch.float32).clone()
+
+    for name, module_name, how in stages:
         if module_name not in modules:
             raise SystemExit(f"{model_dir}: no module {module_name} for stage {name}")
-        handles.append(modules[module_name].register_forward_hook(
-            lambda _m, _a, o, name=name: seen.__setitem__(name, o.detach().to(torch.float32).clone())))
+        m = modules[module_name]
+        if how == "in":
+            handles.append(m.register_forward_pre_hook(lambda _m, a, name=name: keep(name, a[0])))
+        elif how == "out0":
+            handles.append(m.register_forward_hook(lambda _m, _a, o, name=name: keep(name, o[0] if isinstance(o, tuple) else o)))
+        else:
+            handles.append(m.register_forward_hook(lambda _m, _a, o, name=name: keep(name, o)))
     chosen = list(range(len(texts) if n is None else min(n, len(texts))))
-    rows: dict[str, list[np.ndarray]] = {name: [] for name, _ in stages}
+    rows: dict[str, list[np.ndarray]] = {name: [] for name, _, _ in stages}
     ids_all, offsets = [], [0]
     with torch.inference_mode():
         for k in chosen:
@@ -100,20 +126,20 @@ def record(suite: Path, n: int | None, full: bool, threads: int = 1) -> Path:
             last = model(**enc).last_hidden_state
             if not torch.equal(seen[stages[-1][0]], last):
                 raise SystemExit(f"text {k}: the last hook's states are not last_hidden_state")
-            for name, _ in stages:
+            for name, _, _ in stages:
                 rows[name].append(seen[name][0].numpy())
             ids_all.extend(enc["input_ids"][0].tolist())
             offsets.append(len(ids_all))
     for h in handles:
         h.remove()
-    tensors = {name: np.ascontiguousarray(np.concatenate(rows[name]), dtype=np.float32) for name, _ in stages}
+    tensors = {name: np.ascontiguousarray(np.concatenate(rows[name]), dtype=np.float32) for name, _, _ in stages}
     tensors["input_ids"] = np.asarray(ids_all, dtype=np.int64)
     tensors["offsets"] = np.asarray(offsets, dtype=np.int64)
     tensors["text_index"] = np.asarray(chosen, dtype=np.int64)
     metadata = {
         "format": FORMAT,
-        "stages": json.dumps([name for name, _ in stages]),
-        "hooks": json.dumps({name: module for name, module in stages}),
+        "stages": json.dumps([name for name, _, _ in stages]),
+        "hooks": json.dumps({name: f"{module} ({how})" for name, module, how in stages}),
         "libraries": json.dumps(gf.library_versions()),
         "model_files": json.dumps(gf.model_file_hashes(model_dir)),
         "texts_sha256": gf.sha256(suite / "texts.jsonl"),

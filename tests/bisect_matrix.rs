@@ -238,12 +238,12 @@ fn expect(b: &Bisection, bug: &Bug, family: &Family, reference: &LayerStates, ro
     }
 }
 
-fn run_matrix(family: &Family) {
+fn run_matrix(family: &Family, bugs: Vec<Bug>) {
     let dir = suite(family.suite);
     let s = Suite::load(&dir).unwrap();
     let reference = s.layer_reference().unwrap();
     let model_dir = PathBuf::from(s.model_location());
-    for bug in bugs() {
+    for bug in bugs {
         let port = port_model(&model_dir, &bug, family);
         // The closure route: the port in the caller's own code.
         let model = Model::load(port.path().to_str().unwrap(), DType::F32).unwrap();
@@ -265,12 +265,116 @@ fn run_matrix(family: &Family) {
 
 #[test]
 fn every_port_bug_is_located_on_bert() {
-    run_matrix(&BERT);
+    run_matrix(&BERT, bugs());
 }
 
 #[test]
 fn every_port_bug_is_located_on_xlmr() {
-    run_matrix(&XLMR);
+    run_matrix(&XLMR, bugs());
+}
+
+#[test]
+fn every_port_bug_is_located_on_modernbert() {
+    run_matrix(&MODERNBERT, modernbert_bugs());
+}
+
+const MODERNBERT: Family = Family { suite: "tiny-modernbert", first_position: 0, pad: None, heads: 4, hidden: 32, layer_norm_eps: 1e-5 };
+/// tiny-modernbert's `local_attention` 16: layers 1 and 2 (not global: every 3rd from 0 is) see ±8 tokens.
+const HALF_WINDOW: usize = 8;
+
+/// Rows of ModernBERT's fused `Wqkv` [3H, H] for q (0), k (1) or v (2), reordered per head by `perm` (a
+/// permutation of 0..H): feature `perm[o]` of the model becomes feature `o`.
+fn permute_qkv_rows(w: &mut HashMap<String, Tensor>, layer: usize, parts: &[usize], perm: &[u32], f: &Family) {
+    let key = format!("layers.{layer}.attn.Wqkv.weight");
+    let h = f.hidden as u32;
+    let mut rows: Vec<u32> = (0..3 * h).collect();
+    for &p in parts {
+        for (o, &src) in perm.iter().enumerate() {
+            rows[p * f.hidden + o] = p as u32 * h + src;
+        }
+    }
+    let idx = Tensor::new(rows.as_slice(), &Device::Cpu).unwrap();
+    let t = w[&key].index_select(&idx, 0).unwrap();
+    w.insert(key, t);
+}
+
+/// The classic ModernBERT port bugs, written into the weights or config.json.
+fn modernbert_bugs() -> Vec<Bug> {
+    vec![
+        Bug { name: "faithful", inject: |_, _| {}, stage: "", tokens: None },
+        Bug {
+            name: "LayerNorm epsilon 1e-12 for 1e-5",
+            inject: |dir, _| set_config(dir, "norm_eps", serde_json::json!(1e-12)),
+            stage: "embeddings",
+            tokens: None,
+        },
+        Bug {
+            name: "tanh GELU in the GeGLU for erf GELU",
+            inject: |dir, _| set_config(dir, "hidden_activation", serde_json::json!("gelu_pytorch_tanh")),
+            stage: "layers.0.mlp",
+            tokens: None,
+        },
+        Bug {
+            // Rotating pairs (x0, x1), (x2, x3), … instead of (x_j, x_j+d/2): the same as the model with its q and k
+            // features reordered within each head (even features first) under the right rotation.
+            name: "RoPE on interleaved pairs (layer 0)",
+            inject: |dir, f| {
+                let d = f.hidden / f.heads;
+                let perm: Vec<u32> = (0..f.heads)
+                    .flat_map(|hd| (0..d).map(move |j| (hd * d + if j < d / 2 { 2 * j } else { 2 * (j - d / 2) + 1 }) as u32))
+                    .collect();
+                edit_weights(dir, |w| permute_qkv_rows(w, 0, &[0, 1], &perm, f));
+            },
+            stage: "layers.0.attention",
+            tokens: None,
+        },
+        Bug {
+            name: "RoPE base: the local theta in the global layers",
+            inject: |dir, _| set_config(dir, "global_rope_theta", serde_json::json!(10000.0)),
+            stage: "layers.0.attention",
+            tokens: None,
+        },
+        Bug {
+            // Local layers attending to every token: only tokens with a key past ±8 of them change.
+            name: "sliding window ignored",
+            inject: |dir, _| set_config(dir, "local_attention", serde_json::json!(16384)),
+            stage: "layers.1.attention",
+            tokens: Some(|ids, _| {
+                let n = ids.len();
+                (0..n).filter(|&t| t > HALF_WINDOW || t + HALF_WINDOW < n - 1).collect()
+            }),
+        },
+        Bug {
+            name: "missing 1/√d (layer 1)",
+            inject: |dir, f| {
+                let scale = ((f.hidden / f.heads) as f64).sqrt();
+                edit_weights(dir, |w| {
+                    let key = "layers.1.attn.Wqkv.weight";
+                    let t = &w[key];
+                    let q = (t.narrow(0, 0, f.hidden).unwrap() * scale).unwrap();
+                    let rest = t.narrow(0, f.hidden, 2 * f.hidden).unwrap();
+                    w.insert(key.into(), Tensor::cat(&[q, rest], 0).unwrap());
+                })
+            },
+            stage: "layers.1.attention",
+            tokens: None,
+        },
+        Bug {
+            name: "head split transposed (layer 0)",
+            inject: |dir, f| {
+                let (heads, d) = (f.heads, f.hidden / f.heads);
+                let perm: Vec<u32> = (0..heads).flat_map(|hd| (0..d).map(move |j| (j * heads + hd) as u32)).collect();
+                edit_weights(dir, |w| {
+                    permute_qkv_rows(w, 0, &[0, 1, 2], &perm, f);
+                    let idx = Tensor::new(perm.as_slice(), &Device::Cpu).unwrap();
+                    let t = w["layers.0.attn.Wo.weight"].index_select(&idx, 1).unwrap();
+                    w.insert("layers.0.attn.Wo.weight".into(), t);
+                })
+            },
+            stage: "layers.0.attention",
+            tokens: None,
+        },
+    ]
 }
 
 /// A port that attends to padding (no attention mask): computed in padded batches whose pad tokens are fed as
