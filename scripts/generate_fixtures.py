@@ -6,7 +6,7 @@
         --model fixtures/models/tiny-bert-mean --texts fixtures/texts/core.jsonl \\
         --out fixtures/suites/tiny-bert-mean [--max-length N] [--name NAME] \\
         [--pipelines raw-cls normalized-cls sentence-transformers m3-sparse m3-colbert] [--batch-size 8] \\
-        [--dtype f32|f16] [--instruction TEXT] [--prompt TEXT | --prompt-name NAME] [--layers [N] [--layers-full]]
+        [--dtype f32|f16] [--instruction TEXT] [--prompt TEXT | --prompt-name NAME] [--layers [N|full] [--layers-full]]
 
 Runs under either stack (scripts/setup-reference-env.sh: transformers 4 with FlagEmbedding, every pipeline;
 scripts/setup-reference5-env.sh: transformers 5 / sentence-transformers 6, where FlagEmbedding does not import and
@@ -801,14 +801,14 @@ def main() -> int:
     pg.add_argument("--prompt-name", default=None, metavar="NAME",
                     help="sentence-transformers encode(..., prompt_name=NAME) (a key of the model's "
                          "config_sentence_transformers.json prompts); only the sentence-transformers pipeline")
-    ap.add_argument("--layers", nargs="?", const="all", default=None, metavar="N",
+    ap.add_argument("--layers", nargs="?", const="all", default=None, metavar="N|full",
                     help="also record per-layer hidden states (layers.safetensors, for embcheck bisect) of the first N "
-                         "texts (default: all); see scripts/generate_layers.py")
+                         "texts (default: all; 'full': all, with each layer's attention block); see scripts/generate_layers.py")
     ap.add_argument("--layers-full", action="store_true",
                     help="with --layers: each layer's attention block too, not only the layer outputs")
     args = ap.parse_args()
-    if args.layers not in (None, "all") and not args.layers.isdigit():
-        raise SystemExit(f"--layers {args.layers!r}: expected a number of texts")
+    if args.layers not in (None, "all", "full") and not args.layers.isdigit():
+        raise SystemExit(f"--layers {args.layers!r}: expected a number of texts or 'full'")
     for flag_name, v in [("--instruction", args.instruction), ("--prompt", args.prompt),
                          ("--prompt-name", args.prompt_name)]:
         if v is not None and v == "":
@@ -1154,7 +1154,8 @@ def main() -> int:
     if args.layers is not None:
         import generate_layers
 
-        generate_layers.record(out_dir, None if args.layers == "all" else int(args.layers), args.layers_full, args.threads)
+        count = None if args.layers in ("all", "full") else int(args.layers)
+        generate_layers.record(out_dir, count, args.layers_full or args.layers == "full", args.threads)
     return 0
 
 
