@@ -16,6 +16,9 @@ use common::{embcheck, show, suite};
 use embcheck::bisect::{own_stages, Bisection, LayerStates, TextStates};
 use embcheck::{Model, Suite};
 
+/// The token positions a positional bug touches in a text with these ids.
+type Positions = fn(&[u32], &Family) -> Vec<usize>;
+
 /// A port bug, and where it must be found.
 struct Bug {
     name: &'static str,
@@ -24,7 +27,7 @@ struct Bug {
     /// The stage it must be located at.
     stage: &'static str,
     /// Which token positions of a text with these ids it must name (`None`: not positional, any non-empty set).
-    tokens: Option<fn(&[u32], &Family) -> Vec<usize>>,
+    tokens: Option<Positions>,
 }
 
 /// What the injections need to know of the model.

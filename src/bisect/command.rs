@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::fixture::TextItem;
 use crate::source::command::exchange;
 
-type Stages = Vec<(String, Vec<f32>)>;
+use super::StageStates as Stages;
 
 /// Runs `cmd` over the reference's texts and collects its states; a text it rejects or leaves unanswered is
 /// an error naming it (a bisection needs every recorded text's states).
@@ -26,7 +26,7 @@ pub fn command_states(cmd: &str, reference: &LayerStates, texts: &[TextItem], ti
         })
         .collect();
     let h = reference.hidden;
-    let (answers, ended) = exchange(cmd, &requests, &|v| parse(v, h), timeout, None)?;
+    let (answers, ended) = exchange(cmd, &requests, &move |v| parse(v, h), timeout, None)?;
     let mut stages: Vec<String> = Vec::new();
     let mut out = Vec::with_capacity(answers.len());
     for (r, answer) in reference.texts.iter().zip(answers) {

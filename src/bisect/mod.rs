@@ -32,6 +32,9 @@ pub use command::command_states;
 pub use own::{own_stages, own_states};
 pub use states::{describe_stage, LayerStates, TextStates, FORMAT};
 
+/// One text's hidden states per stage, each `tokens × H` values, named as in a layers file.
+pub type StageStates = Vec<(String, Vec<f32>)>;
+
 /// Relative error one stage of f32 arithmetic stays well below: a stage must exceed it to be a fault.
 pub const NOISE: f64 = 1e-5;
 /// How many times the previous stage's error a stage's error must be to count as a jump, not accumulation.
@@ -270,7 +273,7 @@ impl Suite {
     /// Bisects a port in your `cargo test`: `port` gets each recorded text's token ids and returns its
     /// hidden states per stage, named as in a layers file (`embeddings`, `layers.{i}.attention`,
     /// `layers.{i}.mlp`), each `ids.len()` rows of H values. Stages it leaves out are not compared.
-    pub fn bisect_with(&self, port: &mut dyn FnMut(&[u32]) -> Result<Vec<(String, Vec<f32>)>>) -> Result<Bisection> {
+    pub fn bisect_with(&self, port: &mut dyn FnMut(&[u32]) -> Result<StageStates>) -> Result<Bisection> {
         let reference = self.layer_reference()?;
         let mut texts = Vec::new();
         let mut stages: Vec<String> = Vec::new();

@@ -8,7 +8,7 @@ use crate::error::{ComputeContext, Result};
 use crate::model::Model;
 
 /// One text's states per stage (`ids.len()` rows of H values each), named as in a layers file.
-pub fn own_stages(model: &Model, ids: &[u32]) -> Result<Vec<(String, Vec<f32>)>> {
+pub fn own_stages(model: &Model, ids: &[u32]) -> Result<super::StageStates> {
     let stages = model.encoder.forward_stages(&[ids.to_vec()], model.pad_id)?;
     stages.into_iter().map(|(name, t)| Ok((name.clone(), rows(&t, 0, ids.len()).context(|| format!("stage {name}"))?))).collect()
 }

@@ -58,6 +58,9 @@ pub fn run(cmd: &str, pipeline: PipelineKind, texts: &[TextItem], timeout: Durat
     Ok(Run { outputs, ended })
 }
 
+/// Reads one answer line: the id of the request it answers (if it names one) and what it holds, or why not.
+pub type ParseAnswer<T> = dyn Fn(&serde_json::Value) -> (Option<String>, std::result::Result<T, String>);
+
 /// The process side of [`run`], for any request and answer: writes each request as one JSON line, reads
 /// answer lines (`parse` says which request a line answers, by its `"id"`, or none; and what it holds),
 /// with the same bounds on time, the same refusal of lines that answer nothing, duplicates and bad exits.
@@ -66,7 +69,7 @@ pub fn run(cmd: &str, pipeline: PipelineKind, texts: &[TextItem], timeout: Durat
 pub fn exchange<T>(
     cmd: &str,
     requests: &[(String, serde_json::Value)],
-    parse: &dyn Fn(&serde_json::Value) -> (Option<String>, std::result::Result<T, String>),
+    parse: &ParseAnswer<T>,
     timeout: Duration,
     deadline: Option<Deadline>,
 ) -> Result<(Vec<std::result::Result<T, String>>, String)> {
