@@ -83,6 +83,11 @@ fn mpnet_and_distilbert_agree_with_the_references() {
 }
 
 #[test]
+fn modernbert_agrees_with_the_references() {
+    agrees_with_the_references("tiny-modernbert", "tiny-modernbert-tf5");
+}
+
+#[test]
 #[ignore = "needs fixtures/external/all-MiniLM-L6-v2 and all-mpnet-base-v2 (scripts/fetch-models.sh)"]
 fn real_models_agree_with_the_references() {
     agrees_with_the_references("all-minilm-l6-v2", "all-minilm-l6-v2-tf5");

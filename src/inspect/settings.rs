@@ -105,7 +105,7 @@ pub(crate) fn of(p: &Pipeline, model: &Model, suite: &PipelineOptions, cli: &Pip
     let normalizer_source = if stack.rebuilds_tokenizers() {
         format!("rebuilt from the vocabulary by transformers {}'s tokenizer class (tokenizer_config.json)", stack.transformers)
     } else {
-        format!("tokenizer.json, BERT-style options from tokenizer_config.json (transformers {})", stack.transformers)
+        format!("tokenizer.json as transformers {} loads it (a BERT-style class takes its options from tokenizer_config.json)", stack.transformers)
     };
     out.push(Setting::new("normalizer", model.tokenizer.describe_normalizer(), normalizer_source));
 
