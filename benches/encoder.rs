@@ -38,6 +38,7 @@ fn encoder(h: usize, heads: usize, inter: usize) -> Encoder {
         pad_token_id: 0,
         relative_attention_num_buckets: 32,
         sinusoidal_positions: false,
+        modernbert: None,
     };
     let mut t: HashMap<String, Tensor> = HashMap::new();
     let mut add = |name: &str, shape: &[usize]| {
