@@ -33,7 +33,8 @@ pub(crate) enum Stage {
 /// What [`Encoder::run`] hands each stage's hidden states to.
 pub(crate) type See<'a> = &'a mut (dyn FnMut(Stage, &Tensor) -> candle_core::Result<()> + Send);
 
-/// A loaded encoder: embeddings, then `num_hidden_layers` transformer layers.
+/// A loaded encoder: embeddings, then `num_hidden_layers` transformer layers (the shared post-LN ones, or
+/// ModernBERT's own).
 pub struct Encoder {
     cfg: EncoderConfig,
     body: Body,
@@ -58,14 +59,14 @@ impl Encoder {
     /// Builds the encoder from a [`VarBuilder`] over the checkpoint; the base model may sit under the
     /// prefix a task-head checkpoint of its family uses (`bert.`, `roberta.`, `mpnet.`, ...).
     pub fn load(vb: VarBuilder, cfg: &EncoderConfig, what: &str) -> Result<Self> {
-        let (prefixes, names, layers_at): (&[&str], &LayerNames, &str) = match cfg.family {
-            Family::Bert | Family::XlmRoberta => (bert::PREFIXES, &bert::LAYER, bert::LAYERS),
-            Family::Mpnet => (mpnet::PREFIXES, &mpnet::LAYER, mpnet::LAYERS),
-            Family::DistilBert | Family::ModernBert => (distilbert::PREFIXES, &distilbert::LAYER, distilbert::LAYERS),
-        };
-        let (prefixes, word) = match cfg.family {
-            Family::ModernBert => (modernbert::PREFIXES, modernbert::WORD_EMBEDDINGS),
-            _ => (prefixes, "embeddings.word_embeddings.weight"),
+        // Where the family's tensors are: its task-head prefixes, the token table that finds the prefix, and
+        // (for the post-LN families) the layer names.
+        const WORDS: &str = "embeddings.word_embeddings.weight";
+        let (prefixes, word, post_ln): (&[&str], &str, Option<(&LayerNames, &str)>) = match cfg.family {
+            Family::Bert | Family::XlmRoberta => (bert::PREFIXES, WORDS, Some((&bert::LAYER, bert::LAYERS))),
+            Family::Mpnet => (mpnet::PREFIXES, WORDS, Some((&mpnet::LAYER, mpnet::LAYERS))),
+            Family::DistilBert => (distilbert::PREFIXES, WORDS, Some((&distilbert::LAYER, distilbert::LAYERS))),
+            Family::ModernBert => (modernbert::PREFIXES, modernbert::WORD_EMBEDDINGS, None),
         };
         let prefix = prefixes.iter().find(|p| vb.contains_tensor(&format!("{p}{word}"))).ok_or_else(|| {
             let under: Vec<&str> = prefixes.iter().filter(|p| !p.is_empty()).copied().collect();
@@ -75,10 +76,10 @@ impl Encoder {
         let dtype = vb.dtype();
         let device = vb.device().clone();
         let build = || -> candle_core::Result<Self> {
-            if cfg.family == Family::ModernBert {
+            let Some((names, layers_at)) = post_ln else {
                 let body = Body::ModernBert(modernbert::Body::load(&vb, cfg)?);
                 return Ok(Encoder { cfg: cfg.clone(), body, dtype, device: device.clone() });
-            }
+            };
             let layers = (0..cfg.num_hidden_layers)
                 .map(|i| Layer::load(vb.pp(layers_at).pp(i), cfg, names))
                 .collect::<candle_core::Result<Vec<_>>>()?;
@@ -86,7 +87,7 @@ impl Encoder {
                 Family::Bert | Family::XlmRoberta => (Embeddings::load(&vb, cfg, true, None)?, None),
                 Family::Mpnet => (Embeddings::load(&vb, cfg, false, None)?, Some(mpnet::RelativeBias::load(&vb, cfg)?)),
                 Family::DistilBert => (Embeddings::load(&vb, cfg, false, distilbert::computed_positions(&vb, cfg)?)?, None),
-                Family::ModernBert => unreachable!("loaded above"),
+                Family::ModernBert => candle_core::bail!("ModernBERT has no post-LN layers (loaded above)"),
             };
             Ok(Encoder { cfg: cfg.clone(), body: Body::PostLn { embeddings, relative, layers }, dtype, device: device.clone() })
         };
