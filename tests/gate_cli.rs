@@ -49,6 +49,10 @@ fn noised(model: &Path, dest: &Path, scale: f64) -> PathBuf {
 fn gate(baseline: &Path, candidate: &str, reports: &Path, extra: &[&str]) -> std::process::Output {
     let mut args = vec!["gate", "--baseline", baseline.to_str().unwrap(), "--candidate", candidate, "--report-dir", reports.to_str().unwrap()];
     args.extend_from_slice(extra);
+    // These candidates are the baseline's model served or stored another way: the parity question.
+    if !extra.contains(&"--mode") {
+        args.extend(["--mode", "parity"]);
+    }
     embcheck(&args)
 }
 

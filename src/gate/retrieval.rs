@@ -1,13 +1,17 @@
 //! A retrieval set: `queries.jsonl` and `corpus.jsonl` (JSON Lines with `"id"` and `"text"`) and
 //! `qrels.tsv` (`query-id<TAB>corpus-id<TAB>grade`, an optional header line starting with `query-id`;
-//! grade > 0 is relevant). A suite carries one with `retrieval = "DIR"` in `suite.toml`; the suite's texts
-//! must include every query and passage by id, so its reference holds their Python-made vectors.
+//! grade > 0 is relevant). BEIR's layout is read as it is: `"_id"` for the id, a passage's `"title"` joined
+//! to its text with a space as BEIR's dense models do, and the judgments in `qrels/test.tsv` (or the only
+//! `.tsv` under `qrels/`). A query's slice (its language, say) is a field of its line, named by
+//! `[gate] slice_field` (default `lang`), at the top level or in BEIR's `"metadata"` object.
+//! A suite carries one with `retrieval = "DIR"` in `suite.toml`; the suite's texts must include every
+//! query and passage by id, so its reference holds their Python-made vectors.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use crate::error::{read_to_string, Error, Result};
-use crate::fixture::{read_texts, TextItem};
+use crate::fixture::TextItem;
 
 /// A retrieval set mapped onto a suite's texts.
 #[derive(Debug, Clone)]
@@ -21,14 +25,16 @@ pub struct RetrievalSet {
     pub corpus: Vec<usize>,
     /// Queries without any relevant passage, left out of the figures.
     pub unjudged: usize,
+    /// Each of `queries`' slice (the value of the slice field), `None` where the line has none.
+    pub slices: Vec<Option<String>>,
 }
 
 impl RetrievalSet {
     /// Reads the set in `dir` and finds each query and passage among `texts` by id.
-    pub fn load(dir: &Path, texts: &[TextItem]) -> Result<Self> {
-        let queries = read_texts(&dir.join("queries.jsonl"))?;
-        let corpus = read_texts(&dir.join("corpus.jsonl"))?;
-        let qrels_path = dir.join("qrels.tsv");
+    pub fn load(dir: &Path, texts: &[TextItem], slice_field: &str) -> Result<Self> {
+        let (queries, query_slices) = read_lines(&dir.join("queries.jsonl"), slice_field)?;
+        let (corpus, _) = read_lines(&dir.join("corpus.jsonl"), slice_field)?;
+        let qrels_path = qrels_file(dir)?;
         let qrels = read_qrels(&qrels_path)?;
         let by_id: HashMap<&str, usize> = texts.iter().enumerate().map(|(i, t)| (t.id.as_str(), i)).collect();
         let locate = |file: &str, items: &[TextItem]| -> Result<Vec<usize>> {
@@ -57,18 +63,79 @@ impl RetrievalSet {
             judged.entry(qi).or_default().push((di, *g));
         }
         let mut out = Vec::new();
+        let mut slices = Vec::new();
         let mut unjudged = 0;
         for (qi, &text_index) in q_idx.iter().enumerate() {
             match judged.remove(&qi) {
-                Some(j) if j.iter().any(|(_, g)| *g > 0.0) => out.push((text_index, j)),
+                Some(j) if j.iter().any(|(_, g)| *g > 0.0) => {
+                    out.push((text_index, j));
+                    slices.push(query_slices[qi].clone());
+                }
                 _ => unjudged += 1,
             }
         }
         if out.is_empty() {
             return Err(Error::input(&qrels_path, "no query has a relevant passage (grade > 0)"));
         }
-        Ok(RetrievalSet { dir: dir.to_path_buf(), queries: out, corpus: c_idx, unjudged })
+        Ok(RetrievalSet { dir: dir.to_path_buf(), queries: out, corpus: c_idx, unjudged, slices })
     }
+}
+
+/// The judgments: `qrels.tsv`, else BEIR's `qrels/test.tsv`, else the only `.tsv` under `qrels/`.
+fn qrels_file(dir: &Path) -> Result<PathBuf> {
+    let flat = dir.join("qrels.tsv");
+    if flat.is_file() {
+        return Ok(flat);
+    }
+    let beir = dir.join("qrels");
+    if beir.join("test.tsv").is_file() {
+        return Ok(beir.join("test.tsv"));
+    }
+    let tsv: Vec<PathBuf> = std::fs::read_dir(&beir)
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "tsv")).collect())
+        .unwrap_or_default();
+    match tsv.as_slice() {
+        [only] => Ok(only.clone()),
+        [] => Err(Error::input(dir, "no judgments: expected qrels.tsv, or BEIR's qrels/test.tsv")),
+        _ => Err(Error::input(&beir, "several .tsv files and no test.tsv: which split to judge on is ambiguous")),
+    }
+}
+
+/// A queries or corpus file's texts (`"id"` or BEIR's `"_id"`; BEIR's `"title"` joined to the text) and
+/// each line's slice. Blank lines are skipped; errors name the line.
+fn read_lines(path: &Path, slice_field: &str) -> Result<(Vec<TextItem>, Vec<Option<String>>)> {
+    let mut items = Vec::new();
+    let mut slices = Vec::new();
+    for (n, line) in read_to_string(path)?.split('\n').enumerate() {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.trim().is_empty() {
+            continue;
+        }
+        let at = |m: String| Error::input(path, format!("line {}: {m}", n + 1));
+        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| at(format!("invalid JSON: {e}")))?;
+        let text = v.get("text").and_then(|t| t.as_str()).ok_or_else(|| at("expected an object with a string \"text\"".into()))?;
+        let id = match v.get("id").or_else(|| v.get("_id")) {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(other) if !other.is_null() => other.to_string(),
+            _ => return Err(at("expected an \"id\" (or BEIR's \"_id\")".into())),
+        };
+        // BEIR's dense models embed `title + " " + text`, stripped, when a passage has a title.
+        let text = match v.get("title").and_then(|t| t.as_str()).filter(|t| !t.is_empty()) {
+            Some(title) => format!("{title} {text}").trim().to_string(),
+            None => text.to_string(),
+        };
+        let field = v.get(slice_field).or_else(|| v.get("metadata").and_then(|m| m.get(slice_field)));
+        slices.push(match field {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(s)) => Some(s.clone()),
+            Some(other) => Some(other.to_string()),
+        });
+        items.push(TextItem { id, text });
+    }
+    if items.is_empty() {
+        return Err(Error::input(path, "holds no texts"));
+    }
+    Ok((items, slices))
 }
 
 /// `(line number, query id, passage id, grade)` per judgment.
