@@ -158,3 +158,41 @@ fn read_qrels(path: &Path) -> Result<Vec<(usize, String, String, f64)>> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(id: &str, text: &str) -> TextItem {
+        TextItem { id: id.into(), text: text.into() }
+    }
+
+    #[test]
+    fn beir_layout_is_read_as_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("queries.jsonl"), "{\"_id\": \"1\", \"text\": \"wie alt\", \"metadata\": {\"lang\": \"de\"}}\n{\"_id\": \"2\", \"text\": \"how old\", \"metadata\": {}}\n").unwrap();
+        std::fs::write(d.join("corpus.jsonl"), "{\"_id\": \"d1\", \"title\": \"Age\", \"text\": \"It is old.\"}\n{\"_id\": \"d2\", \"title\": \"\", \"text\": \"Other.\"}\n").unwrap();
+        std::fs::create_dir(d.join("qrels")).unwrap();
+        std::fs::write(d.join("qrels/test.tsv"), "query-id\tcorpus-id\tscore\n1\td1\t1\n2\td1\t1\n").unwrap();
+        std::fs::write(d.join("qrels/train.tsv"), "query-id\tcorpus-id\tscore\n2\td2\t1\n").unwrap();
+        let texts = [item("1", "wie alt"), item("2", "how old"), item("d1", "Age It is old."), item("d2", "Other.")];
+        let r = RetrievalSet::load(d, &texts, "lang").unwrap();
+        assert_eq!(r.queries, vec![(0, vec![(0, 1.0)]), (1, vec![(0, 1.0)])], "the test split; title + text");
+        assert_eq!(r.slices, vec![Some("de".to_string()), None]);
+        // Without test.tsv, two splits are ambiguous.
+        std::fs::remove_file(d.join("qrels/test.tsv")).unwrap();
+        std::fs::write(d.join("qrels/dev.tsv"), "2\td2\t1\n").unwrap();
+        assert!(RetrievalSet::load(d, &texts, "lang").unwrap_err().to_string().contains("ambiguous"));
+    }
+
+    #[test]
+    fn the_bundled_set_has_a_slice_per_language_and_one_for_cross_lingual_queries() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/retrieval");
+        let (q, slices) = read_lines(&dir.join("queries.jsonl"), "lang").unwrap();
+        let count = |s: &str| slices.iter().filter(|x| x.as_deref() == Some(s)).count();
+        assert_eq!(q.len(), 42);
+        assert_eq!((count("en"), count("de"), count("fr"), count("es"), count("cross-lingual")), (27, 4, 3, 3, 1));
+        assert!(slices.iter().all(Option::is_some));
+    }
+}
