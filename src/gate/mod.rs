@@ -317,10 +317,8 @@ pub fn run(dir: &Path, candidate: &Candidate, pipelines: &[PipelineKind], mode: 
             notes.push(format!("{} queries of {} have no relevant passage and are left out", r.unjudged, r.dir.display()));
         }
     }
-    let started = std::time::Instant::now();
-    let (candidates, info) = candidate_outputs(spec, &reference, candidate, &kinds, &texts, progress, &mut notes)?;
-    let embedded = !matches!(candidate, Candidate::Source(SourceConfig { spec: source::SourceSpec::File(_), .. }));
-    let seconds_per_1000 = embedded.then(|| started.elapsed().as_secs_f64() * 1000.0 / texts.len() as f64);
+    let (candidates, info, seconds) = candidate_outputs(spec, &reference, candidate, &kinds, &texts, progress, &mut notes)?;
+    let seconds_per_1000 = seconds.map(|s| s * 1000.0 / texts.len() as f64);
     let mode = match mode {
         Some(m) => ModeChoice { mode: m, reason: format!("given with --mode {}", m.name()) },
         None => {
@@ -393,6 +391,8 @@ fn known_of(spec: &SuiteSpec, reference: &TensorFile, candidate: &Candidate, inf
 }
 
 /// The candidate's values per pipeline: `Err(message)` for a text it rejected.
+/// With them, the wall seconds the candidate took to embed the texts (every pipeline; loading a model
+/// not counted), when embcheck ran it: not for a file.
 type Outputs = Vec<std::result::Result<Vector, String>>;
 
 fn candidate_outputs(
@@ -403,7 +403,7 @@ fn candidate_outputs(
     texts: &[TextItem],
     progress: bool,
     notes: &mut Vec<String>,
-) -> Result<(Vec<Outputs>, SourceInfo)> {
+) -> Result<(Vec<Outputs>, SourceInfo, Option<f64>)> {
     match candidate {
         Candidate::Model(location) => {
             // The Python stack the baseline was made with decides tokenization and text handling.
@@ -412,7 +412,9 @@ fn candidate_outputs(
             let options = spec.options.clone();
             let pipelines = kinds.iter().map(|&k| Pipeline::build(k, &model, &options)).collect::<Result<Vec<_>>>()?;
             let strings: Vec<String> = texts.iter().map(|t| t.text.clone()).collect();
+            let started = std::time::Instant::now();
             let out = embed_many(&model, &pipelines, &strings, BatchOptions { batch_size: spec.batch_size, progress })?;
+            let seconds = started.elapsed().as_secs_f64();
             notes.push(format!(
                 "the candidate ran through embcheck's own pipelines with the suite's settings (max length {}, dtype {})",
                 pipelines.first().map_or(0, |p| p.max_length),
@@ -420,11 +422,12 @@ fn candidate_outputs(
             ));
             let mut info = SourceInfo::own_pipeline(location);
             info.details.insert("model".into(), location.clone());
-            Ok((out.into_iter().map(|e| e.vectors.into_iter().map(Ok).collect()).collect(), info))
+            Ok((out.into_iter().map(|e| e.vectors.into_iter().map(Ok).collect()).collect(), info, Some(seconds)))
         }
         Candidate::Source(config) => {
             let mut all = Vec::new();
             let mut info = SourceInfo::default();
+            let started = std::time::Instant::now();
             for &k in kinds {
                 let (outputs, i) = source::collect(config, k, texts)?;
                 if outputs.len() != texts.len() {
@@ -438,7 +441,8 @@ fn candidate_outputs(
                 );
                 info = i;
             }
-            Ok((all, info))
+            let timed = !matches!(config.spec, source::SourceSpec::File(_));
+            Ok((all, info, timed.then(|| started.elapsed().as_secs_f64())))
         }
     }
 }

@@ -199,7 +199,7 @@ pub fn terminal(r: &GateReport) -> String {
         if let Some(q) = &p.retrieval {
             for x in q.slices.iter().filter(|x| !x.gated) {
                 let (d, ..) = drop_of(&x.metrics[0].diff);
-                let _ = writeln!(s, "    {}={}: {} queries, {} drop {} (reported, not gated: fewer than {})", q.slice_field, x.slice, x.queries, x.metrics[0].metric, num(d), x.min_queries);
+                let _ = writeln!(s, "    {}={}: {} quer{}, {} drop {} (reported, not gated: fewer than {})", q.slice_field, x.slice, x.queries, if x.queries == 1 { "y" } else { "ies" }, x.metrics[0].metric, num(d), x.min_queries);
             }
         }
         if let Some(i) = &p.reindex {
