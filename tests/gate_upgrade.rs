@@ -217,3 +217,33 @@ fn same_weights_choose_parity_and_an_upgrade_needs_a_retrieval_set() {
     assert_eq!(o.status.code(), Some(2), "{}", show(&o));
     assert!(String::from_utf8_lossy(&o.stderr).contains("carries no retrieval set"), "{}", show(&o));
 }
+
+#[test]
+#[ignore = "needs all-mpnet-base-v2 in fixtures/external (bash scripts/fetch-models.sh; scripts/test.sh runs it)"]
+fn all_mpnet_base_v2_through_embcheck_ranks_as_the_committed_sentence_transformers_vectors() {
+    // The committed file came from sentence-transformers; embcheck's own mpnet on the real weights is an
+    // independent computation of the same vectors: every query's figures must agree.
+    let tmp = tempfile::tempdir().unwrap();
+    let model = root().join("fixtures/external/all-mpnet-base-v2");
+    let (own, file) = (tmp.path().join("own"), tmp.path().join("file"));
+    let o = gate(&suite(SUITE), model.to_str().unwrap(), &own, &[]);
+    assert_eq!(o.status.code(), Some(3), "{}", show(&o));
+    let o = gate(&suite(SUITE), &candidate("all-mpnet-base-v2"), &file, &[]);
+    assert_eq!(o.status.code(), Some(3), "{}", show(&o));
+    let (a, b) = (json(&own), json(&file));
+    assert_eq!(a["mode"]["mode"], "upgrade");
+    let per_query = |j: &serde_json::Value| -> Vec<(String, f64, f64)> {
+        j["pipelines"][0]["retrieval"]["queries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|q| (q["id"].as_str().unwrap().to_string(), q["ndcg_candidate"].as_f64().unwrap(), q["mrr_candidate"].as_f64().unwrap()))
+            .collect()
+    };
+    let (pa, pb) = (per_query(&a), per_query(&b));
+    assert_eq!(pa.len(), 42);
+    for (x, y) in pa.iter().zip(&pb) {
+        assert!(x.0 == y.0 && (x.1 - y.1).abs() < 1e-9 && x.2 == y.2, "{x:?} vs {y:?}");
+    }
+    assert!(a["pipelines"][0]["reindex"]["seconds_per_1000_texts"].as_f64().unwrap() > 0.0, "embcheck ran it: timed");
+}
