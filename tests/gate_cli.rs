@@ -380,3 +380,25 @@ fn sparse_and_colbert_are_gated_by_their_own_scores() {
         assert!(value(&c, "mean Jaccard@10") < 0.8, "{p}: {c:?}");
     }
 }
+
+#[test]
+fn asked_the_upgrade_question_a_noised_model_is_judged_on_quality_and_its_index_measured() {
+    // Same width as the baseline: its queries are run against the baseline's passages on the judgments.
+    let tmp = tempfile::tempdir().unwrap();
+    let model = noised(&root().join(TINY), &tmp.path().join("m"), 1.0);
+    let reports = tmp.path().join("r");
+    let o = gate(&suite("tiny-bert-mean-retrieval"), model.to_str().unwrap(), &reports, &["--pipeline", "sentence-transformers", "--mode", "upgrade"]);
+    assert!(matches!(o.status.code(), Some(0 | 1 | 3)), "{}", show(&o));
+    let j = json(&reports);
+    assert_eq!(j["mode"]["mode"], "upgrade");
+    let c = checks(&j, "sentence-transformers");
+    assert!(!c.iter().any(|c| c.0.contains("Jaccard") || c.0.contains("Spearman")), "neighbours are not gated in an upgrade: {c:?}");
+    assert!(c.iter().any(|c| c.0.starts_with("all queries: MRR@10 drop")), "{c:?}");
+    let shared = &j["pipelines"][0]["reindex"]["shared_index"];
+    let mixed = shared["mixed"].as_array().unwrap();
+    assert_eq!(mixed.len(), 3, "{shared}");
+    // The verdict on sharing follows the mixed figures' margins.
+    let within = mixed.iter().all(|m| -m["diff"]["low"].as_f64().unwrap() <= m["margin"].as_f64().unwrap());
+    assert_eq!(shared["possible"].as_bool().unwrap(), within, "{shared}");
+    assert!(shared["why"].as_str().unwrap().contains("new queries against old passages"), "{shared}");
+}
