@@ -178,6 +178,32 @@ mod tests {
         assert!(!c.passed && !c.inconclusive);
     }
 
+    proptest::proptest! {
+        /// Every interval gets exactly one verdict; an improvement always passes; an interval that holds
+        /// both 0 and the margin is inconclusive and asks for more queries than it had; a sure drop beyond
+        /// the margin always fails.
+        #[test]
+        fn verdicts_partition_the_intervals(a in -1.0f64..1.0, b in -1.0f64..1.0, margin in 0.001f64..0.5, n in 2usize..5000) {
+            let (low, high) = if a <= b { (a, b) } else { (b, a) };
+            let c = non_inferior("all queries", &MetricDiff { margin, ..m(low, high) }, n, 0.95);
+            let (drop_lo, drop_hi) = (-high, -low);
+            proptest::prop_assert!(!(c.passed && c.inconclusive));
+            proptest::prop_assert_eq!(c.passed, drop_hi <= margin);
+            if drop_hi <= 0.0 {
+                proptest::prop_assert!(c.passed);
+            }
+            if drop_lo <= 0.0 && drop_hi > margin {
+                proptest::prop_assert!(c.inconclusive);
+                let note = c.note.clone().unwrap();
+                let needed: usize = note.split("about ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+                proptest::prop_assert!(needed > n, "{}", note);
+            }
+            if drop_lo > margin {
+                proptest::prop_assert!(!c.passed && !c.inconclusive);
+            }
+        }
+    }
+
     #[test]
     fn queries_needed_scales_with_the_squared_width() {
         assert_eq!(queries_needed(42, 0.10, 0.05), 168);
