@@ -389,19 +389,24 @@ pub fn html(r: &GateReport) -> String {
             Mode::Upgrade => (0.0, "not gated (upgrade)".to_string()),
         };
         let below = jaccards.iter().filter(|j| j.is_nan() || **j < limit).count();
+        let caption = match r.mode.mode {
+            Mode::Parity => format!(
+                r#"<span class="swatch" style="background:{ok}"></span>at or above {limit}
+               <span class="swatch" style="background:{over}"></span>below {limit} ({below} of {n} texts).
+               The gate's limit is on the mean ({mean})"#,
+                ok = super::histogram::OK_COLOR,
+                over = super::histogram::OVER_COLOR,
+                n = jaccards.len(),
+                mean = num(p.jaccard_mean),
+            ),
+            Mode::Upgrade => format!("Neighbour churn is part of an upgrade's re-index impact, reported and not gated: mean {}", num(p.jaccard_mean)),
+        };
         let _ = write!(
             s,
             r#"<div class="charts"><figure><h4>Neighbours kept: Jaccard@{k} per text</h4>{}<figcaption>
-               <span class="swatch" style="background:{ok}"></span>at or above {limit}
-               <span class="swatch" style="background:{over}"></span>below {limit} ({below} of {n} texts).
-               {which} ({mean}); every text's neighbours are in gate.csv.</figcaption></figure></div>"#,
+               {caption}; every text's neighbours are in gate.csv.</figcaption></figure></div>"#,
             super::histogram::unit_svg(&jaccards, &format!("Jaccard@{} (neighbours shared / neighbours of either)", p.k), limit, &limit_label),
-            which = if r.mode.mode == Mode::Parity { "The gate's limit is on the mean" } else { "Neighbour churn is reported in an upgrade, not gated: the mean" },
             k = p.k,
-            ok = super::histogram::OK_COLOR,
-            over = super::histogram::OVER_COLOR,
-            n = jaccards.len(),
-            mean = num(p.jaccard_mean),
         );
         let _ = write!(s, r#"<p class="meta">{}</p>"#, esc(&spearman_line(p, r.thresholds.confidence)));
         if let Some(d) = &p.drift {
