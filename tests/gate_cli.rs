@@ -91,16 +91,24 @@ fn same_model_passes_with_every_report() {
     for p in ["raw-cls", "normalized-cls", "sentence-transformers"] {
         let c = checks(&j, p);
         assert!(c.iter().all(|c| c.2), "{p}: {c:?}");
-        assert_eq!(value(&c, "mean Jaccard@10"), 1.0, "{p}");
+        // raw-cls of this tiny random model has exact-looking ties among the CJK texts: three texts swap
+        // their 10th neighbour for one whose reference cosine differs by 2e-9 to 2.4e-8 (below f32
+        // agreement); the two normalized pipelines keep every neighbour.
+        let jac = value(&c, "mean Jaccard@10");
+        if p == "raw-cls" {
+            assert!(jac > 0.998, "{p}: {jac}");
+        } else {
+            assert_eq!(jac, 1.0, "{p}");
+        }
         assert!(value(&c, "Spearman") > 0.999999, "{p}: {c:?}");
         assert_eq!(value(&c, "nDCG@10 drop"), 0.0, "{p}: same rankings, no drop");
     }
     let r = &j["pipelines"][2]["retrieval"];
-    assert_eq!(r["queries"].as_array().unwrap().len(), 42);
-    assert_eq!(r["corpus"], 157);
+    assert_eq!(r["queries"].as_array().unwrap().len(), 130);
+    assert_eq!(r["corpus"], 408);
     // One CSV row per pipeline × text, with the query figures on the query rows.
     let csv = std::fs::read_to_string(reports.join("gate.csv")).unwrap();
-    assert_eq!(csv.lines().count(), 1 + 3 * 199);
+    assert_eq!(csv.lines().count(), 1 + 3 * 538);
     let junit = std::fs::read_to_string(reports.join("junit.xml")).unwrap();
     assert!(junit.contains("tests=\"3\"") && junit.contains("failures=\"0\""), "{junit}");
 }
