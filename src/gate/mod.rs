@@ -70,23 +70,28 @@ pub struct Check {
     /// Not passed, but the queries cannot tell a drop of the margin from none (upgrade mode; see
     /// [`upgrade`]): neither a pass nor a fail.
     pub inconclusive: bool,
+    /// Whether it decides the verdict. A slice's check that its few queries cannot decide is reported, not
+    /// gated ([`Verdict::Unresolved`]): a slice fails on a clear drop only; the verdict rests on all queries.
+    pub gating: bool,
     /// Why it is inconclusive, and about how many queries would decide.
     pub note: Option<String>,
 }
 
 impl Check {
     fn at_least(name: impl Into<String>, value: f64, limit: f64) -> Self {
-        Check { name: name.into(), value, op: ">=", limit, passed: value >= limit, inconclusive: false, note: None }
+        Check { name: name.into(), value, op: ">=", limit, passed: value >= limit, inconclusive: false, gating: true, note: None }
     }
 
     fn at_most(name: impl Into<String>, value: f64, limit: f64) -> Self {
-        Check { name: name.into(), value, op: "<=", limit, passed: value <= limit, inconclusive: false, note: None }
+        Check { name: name.into(), value, op: "<=", limit, passed: value <= limit, inconclusive: false, gating: true, note: None }
     }
 
     /// This check's verdict.
     pub fn verdict(&self) -> Verdict {
         if self.passed {
             Verdict::Pass
+        } else if !self.gating {
+            Verdict::Unresolved
         } else if self.inconclusive {
             Verdict::Inconclusive
         } else {
@@ -96,12 +101,15 @@ impl Check {
 }
 
 /// A check's, pipeline's or gate's verdict: any failed check fails, else any inconclusive one makes it
-/// inconclusive.
+/// inconclusive; unresolved slice checks leave it a pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     /// Every check passed.
     Pass,
+    /// A slice's check its few queries cannot decide (no clear drop, no proof the drop is within the margin):
+    /// reported with the queries that would decide it, not gated. Only a check's verdict, never a pipeline's.
+    Unresolved,
     /// No check failed; some could not be decided with the queries at hand.
     Inconclusive,
     /// A check failed.
@@ -113,14 +121,15 @@ impl Verdict {
     pub fn word(self) -> &'static str {
         match self {
             Verdict::Pass => "PASS",
+            Verdict::Unresolved => "NOT RESOLVED",
             Verdict::Inconclusive => "INCONCLUSIVE",
             Verdict::Fail => "FAIL",
         }
     }
 
-    /// The worst of several (Pass when there are none).
+    /// The worst of several (Pass when there are none); unresolved slice checks count as passes.
     pub fn worst(all: impl IntoIterator<Item = Verdict>) -> Verdict {
-        all.into_iter().max().unwrap_or(Verdict::Pass)
+        all.into_iter().map(|v| if v == Verdict::Unresolved { Verdict::Pass } else { v }).max().unwrap_or(Verdict::Pass)
     }
 }
 
@@ -246,9 +255,9 @@ pub struct PipelineGate {
 }
 
 impl PipelineGate {
-    /// Whether every check passed.
+    /// Whether its verdict is a pass (a slice check left unresolved does not count against it).
     pub fn passed(&self) -> bool {
-        self.checks.iter().all(|c| c.passed)
+        self.verdict() == Verdict::Pass
     }
 
     /// The worst of its checks' verdicts.
@@ -279,9 +288,9 @@ pub struct GateReport {
 }
 
 impl GateReport {
-    /// Whether every pipeline passed.
+    /// Whether every pipeline's verdict is a pass.
     pub fn passed(&self) -> bool {
-        self.pipelines.iter().all(PipelineGate::passed)
+        self.verdict() == Verdict::Pass
     }
 
     /// The worst pipeline's verdict.

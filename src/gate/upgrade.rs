@@ -8,6 +8,13 @@
 //!   queries cannot tell them apart. The interval's width w shrinks as 1/√n, so about n·(w / M)² queries
 //!   give an interval narrower than M, which cannot hold both;
 //! - **fail** otherwise (hi > M and lo > 0): the candidate is worse, and the drop may exceed the margin.
+//!
+//! A slice is judged by the same interval but gates only a clear drop: it fails when its interval lies above
+//! 0 and reaches past M, passes when hi ≤ M, and is otherwise **not resolved** — reported with the queries
+//! that would decide it, not gated. Slices are there to catch a regression the mean over all queries hides (a
+//! broken language); demanding that each small slice also prove non-inferiority would make every upgrade on a
+//! multilingual set inconclusive (13 queries give intervals ~0.15 wide against a margin of 0.05). The power
+//! rule holds for the verdict: all queries' interval must resolve the margin.
 
 use serde::Serialize;
 
@@ -29,6 +36,16 @@ pub fn queries_needed(n: usize, width: f64, margin: f64) -> usize {
 
 /// The non-inferiority check of one metric on `n` queries (`scope`: `all queries` or `lang=de`).
 pub fn non_inferior(scope: &str, m: &MetricDiff, n: usize, confidence: f64) -> Check {
+    judged(scope, m, n, confidence, true)
+}
+
+/// [`non_inferior`] for a slice: an undecided interval is not resolved, not inconclusive (see the module
+/// documentation).
+pub fn slice_check(scope: &str, m: &MetricDiff, n: usize, confidence: f64) -> Check {
+    judged(scope, m, n, confidence, false)
+}
+
+fn judged(scope: &str, m: &MetricDiff, n: usize, confidence: f64, gating: bool) -> Check {
     let (lo, hi) = (-m.diff.high + 0.0, -m.diff.low + 0.0);
     let name = format!("{scope}: {} drop, upper bound of the {:.0}% interval", m.metric, confidence * 100.0);
     let passed = hi <= m.margin;
@@ -36,21 +53,25 @@ pub fn non_inferior(scope: &str, m: &MetricDiff, n: usize, confidence: f64) -> C
     let note = inconclusive.then(|| {
         let w = hi - lo;
         format!(
-            "inconclusive: {n} queries cannot resolve a drop of {} in {} (the drop's interval [{lo:.4}, {hi:.4}] holds both no drop and a drop of {}); about {} queries would (width {w:.4} shrinks as 1/√n)",
+            "{}: {n} queries cannot resolve a drop of {} in {} (the drop's interval [{lo:.4}, {hi:.4}] holds both no drop and a drop of {}); about {} queries would (width {w:.4} shrinks as 1/√n){}",
+            if gating { "inconclusive" } else { "not resolved" },
             m.margin,
             m.metric,
             m.margin,
-            queries_needed(n, w, m.margin)
+            queries_needed(n, w, m.margin),
+            if gating { "" } else { "; reported, not gated: a slice fails only on a clear drop" }
         )
     });
-    Check { name, value: hi, op: "<=", limit: m.margin, passed, inconclusive, note }
+    // An undecided slice does not gate; a clear drop in a slice does.
+    let gating = gating || !inconclusive;
+    Check { name, value: hi, op: "<=", limit: m.margin, passed, inconclusive, gating, note }
 }
 
 /// The upgrade's checks on a retrieval gate: every metric on all queries, then on every gated slice.
 pub fn checks(r: &RetrievalGate, confidence: f64) -> Vec<Check> {
     let mut out: Vec<Check> = r.overall.iter().map(|m| non_inferior("all queries", m, r.queries.len(), confidence)).collect();
     for s in r.slices.iter().filter(|s| s.gated) {
-        out.extend(s.metrics.iter().map(|m| non_inferior(&format!("{}={}", r.slice_field, s.slice), m, s.queries, confidence)));
+        out.extend(s.metrics.iter().map(|m| slice_check(&format!("{}={}", r.slice_field, s.slice), m, s.queries, confidence)));
     }
     out
 }
@@ -153,9 +174,24 @@ pub fn drop_of(d: &Interval) -> (f64, f64, f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gate::Verdict;
 
     fn m(low: f64, high: f64) -> MetricDiff {
         MetricDiff { metric: "nDCG@10".into(), baseline: 0.9, candidate: 0.9, diff: Interval { mean: (low + high) / 2.0, low, high }, margin: 0.05 }
+    }
+
+    #[test]
+    fn a_slice_fails_on_a_clear_drop_and_is_otherwise_not_resolved_never_inconclusive() {
+        // Undecided: not resolved, not gating, the verdict unaffected.
+        let c = slice_check("lang=ja", &m(-0.06, 0.09), 13, 0.95);
+        assert_eq!(c.verdict(), Verdict::Unresolved);
+        assert!(c.note.as_deref().unwrap().starts_with("not resolved: 13 queries"));
+        assert_eq!(Verdict::worst([Verdict::Pass, c.verdict()]), Verdict::Pass);
+        // A clear drop past the margin fails; a drop within it passes, as for all queries.
+        assert_eq!(slice_check("lang=ja", &m(-0.9, -0.5), 13, 0.95).verdict(), Verdict::Fail);
+        assert_eq!(slice_check("lang=ja", &m(-0.04, 0.02), 13, 0.95).verdict(), Verdict::Pass);
+        // For all queries the same interval is inconclusive.
+        assert_eq!(non_inferior("all queries", &m(-0.06, 0.09), 130, 0.95).verdict(), Verdict::Inconclusive);
     }
 
     #[test]

@@ -122,6 +122,7 @@ fn vbadge(v: Verdict) -> &'static str {
         Verdict::Pass => badge(true),
         Verdict::Fail => badge(false),
         Verdict::Inconclusive => r#"<span class="badge skip">INCONCLUSIVE</span>"#,
+        Verdict::Unresolved => r#"<span class="badge skip">NOT RESOLVED</span>"#,
     }
 }
 
@@ -291,12 +292,12 @@ fn junit(r: &GateReport, path: &Path) -> Result<Vec<u8>> {
         let status = if p.passed() {
             TestCaseStatus::success()
         } else if p.verdict() == Verdict::Inconclusive {
-            let open: Vec<String> = p.checks.iter().filter(|c| c.inconclusive).map(check_line).collect();
+            let open: Vec<String> = p.checks.iter().filter(|c| c.verdict() == Verdict::Inconclusive).map(check_line).collect();
             let mut st = TestCaseStatus::skipped();
             st.set_type("inconclusive").set_message(open.join("; "));
             st
         } else {
-            let failed: Vec<String> = p.checks.iter().filter(|c| !c.passed).map(check_line).collect();
+            let failed: Vec<String> = p.checks.iter().filter(|c| c.verdict() == Verdict::Fail).map(check_line).collect();
             let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
             st.set_type("gate").set_message(failed.join("; ")).set_description(body.clone());
             st
@@ -354,7 +355,7 @@ pub fn html(r: &GateReport) -> String {
     if r.pipelines.len() > 1 {
         s.push_str(r#"<ul class="toc">"#);
         for p in &r.pipelines {
-            let failed = p.checks.iter().filter(|c| !c.passed).count();
+            let failed = p.checks.iter().filter(|c| c.verdict() == Verdict::Fail).count();
             let _ = write!(s, r##"<li>{} <a href="#p-{name}">{name}</a>: {failed} of {} checks failed</li>"##, vbadge(p.verdict()), p.checks.len(), name = p.pipeline.name());
         }
         s.push_str("</ul>");
@@ -367,7 +368,7 @@ pub fn html(r: &GateReport) -> String {
             let _ = write!(
                 s,
                 r#"<tr class="{}"><td>{}</td><td class="n">{}</td><td class="n">{} {}</td><td>{}</td></tr>"#,
-                if c.passed { "" } else { "failing" },
+                if c.verdict() == Verdict::Fail { "failing" } else { "" },
                 esc(&c.name),
                 num(c.value),
                 esc(c.op),
@@ -478,7 +479,7 @@ fn index(r: &GateReport) -> String {
         esc(&r.candidate.location)
     );
     for p in &r.pipelines {
-        let failed = p.checks.iter().filter(|c| !c.passed).count();
+        let failed = p.checks.iter().filter(|c| c.verdict() == Verdict::Fail).count();
         let _ = write!(s, r##"<li>{} <a href="gate.html#p-{name}">{name}</a>: {failed} of {} checks failed</li>"##, vbadge(p.verdict()), p.checks.len(), name = p.pipeline.name());
     }
     s.push_str(
@@ -491,7 +492,7 @@ fn index(r: &GateReport) -> String {
 /// The page header's badge class and word.
 fn header_word(v: Verdict) -> (&'static str, &'static str) {
     match v {
-        Verdict::Pass => ("pass", "PASSED"),
+        Verdict::Pass | Verdict::Unresolved => ("pass", "PASSED"),
         Verdict::Inconclusive => ("skip", "INCONCLUSIVE"),
         Verdict::Fail => ("fail", "FAILED"),
     }
