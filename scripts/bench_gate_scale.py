@@ -7,7 +7,7 @@ with small Gaussian noise, renormalized (a candidate that should pass). With --r
 writes a suite of Q queries + P passages carrying a retrieval set (each query is a noisy copy of one
 passage, judged relevant). Then it runs, once per suite,
 
-    /usr/bin/time -v EMBCHECK gate --baseline SUITE --candidate CANDIDATE.npy --report-dir REPORTS
+    /usr/bin/time -v EMBCHECK gate --baseline SUITE --candidate CANDIDATE.npy --mode parity --report-dir REPORTS
 
 and prints a table: texts, wall and CPU seconds, peak resident memory (GiB), the load average when it
 started (the machine may be shared: CPU seconds say more then), the gate's verdict. The data is made
@@ -111,7 +111,7 @@ def make_retrieval(out, passages, queries, seed, gate_extra):
 
 
 def run(embcheck, suite, reports):
-    cmd = ["/usr/bin/time", "-v", embcheck, "gate", "--baseline", str(suite), "--candidate", str(suite / "candidate.npy"), "--report-dir", str(reports)]
+    cmd = ["/usr/bin/time", "-v", embcheck, "gate", "--baseline", str(suite), "--candidate", str(suite / "candidate.npy"), "--mode", "parity", "--report-dir", str(reports)]
     t0 = time.monotonic()
     p = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.monotonic() - t0

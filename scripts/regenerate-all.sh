@@ -101,6 +101,12 @@ if [ -d fixtures/external/all-mpnet-base-v2 ]; then
 else
   echo "skipping all-mpnet-base-v2: run bash scripts/fetch-models.sh first" >&2
 fi
+# The upgrade walkthrough's candidates (README, "Gate a model upgrade"): all-mpnet-base-v2's vectors for the
+# all-minilm-l6-v2-retrieval suite's texts, as shipped, cut at 6 tokens, and with one language broken.
+if [ -d fixtures/external/all-mpnet-base-v2 ] && [ -f "$S/all-minilm-l6-v2-retrieval/texts.jsonl" ]; then
+  "$PY" scripts/make_upgrade_candidates.py "$S/all-minilm-l6-v2-retrieval" fixtures/external/all-mpnet-base-v2 \
+    fixtures/candidates/all-minilm-l6-v2-retrieval --break en --break de --break ja
+fi
 
 # The same models and texts under transformers 5 / sentence-transformers 6 (bash scripts/setup-reference5-env.sh).
 if [ -x "$PY5" ]; then

@@ -17,7 +17,12 @@ pub mod exit {
     pub const FAIL: u8 = 1;
     /// Usage, configuration or input error (a missing model, a malformed file, a bad flag).
     pub const ERROR: u8 = 2;
+    /// `gate`: no check failed, but some could not be decided with the queries at hand.
+    pub const INCONCLUSIVE: u8 = 3;
 }
+
+/// `gate`'s exit codes.
+const EXIT_CODES_GATE: &str = "Exit codes:\n  0  pass\n  1  at least one check failed\n  2  usage, configuration or input error (bad flag, missing model, malformed file, --mode needed)\n  3  inconclusive: no check failed, but too few queries to tell a drop of the margin from none (0 with --allow-inconclusive)";
 
 const EXIT_CODES: &str = "Exit codes:\n  0  everything within tolerance\n  1  at least one comparison out of tolerance\n  2  usage, configuration or input error (bad flag, missing model, malformed file)";
 
@@ -90,9 +95,9 @@ pub enum Command {
     /// Compare two vectors files (.safetensors, .npy, .jsonl) with the same metrics and exit codes.
     #[command(after_help = EXIT_CODES)]
     Diff(DiffArgs),
-    /// Gate a model upgrade: embed a suite's texts with a candidate and compare it with the suite's
-    /// baseline by drift, neighbour agreement and retrieval quality.
-    #[command(after_help = EXIT_CODES)]
+    /// Gate a candidate against a suite's baseline: parity (the same model another way: drift and
+    /// neighbour agreement) or upgrade (another model: retrieval quality, non-inferiority).
+    #[command(after_help = EXIT_CODES_GATE)]
     Gate(GateArgs),
     /// Inject known faults into embcheck's own pipeline on the bundled models and print which are caught,
     /// with which diagnosis (the detection matrix); exit 0 when every row is as expected.
@@ -219,6 +224,15 @@ pub struct GateArgs {
     /// Where to write gate.csv, gate.md, gate.json, junit.xml and gate.html.
     #[arg(long, default_value = "reports/gate")]
     pub report_dir: PathBuf,
+    /// parity: the same model another way (drift and neighbour agreement gate); upgrade: another model
+    /// (retrieval quality gates, non-inferiority; neighbours and drift are reported as re-index impact).
+    /// Default: inferred from the weights' sha256, the model id and the width, or exit 2 asking for it.
+    #[arg(long, value_parser = ["parity", "upgrade"], value_name = "MODE")]
+    pub mode: Option<String>,
+    /// Exit 0 rather than 3 when the gate is inconclusive (no check failed, but some interval was too
+    /// wide to tell a drop of the margin from none).
+    #[arg(long)]
+    pub allow_inconclusive: bool,
     #[command(flatten)]
     pub http: HttpArgs,
 }

@@ -4,7 +4,8 @@
 //! tokenizer, encoder; hidden states → vectors, one faithful copy per Python library), or a system under test
 //! (your function, an HTTP server, a command, a file) — → [`compare`] (metrics, tolerances, diagnosis proven
 //! with the suite's model) → [`report`]. [`fixture`] holds the suite and reference file formats; [`suite`]
-//! ties them together; [`gate`] judges a model upgrade against a suite's baseline.
+//! ties them together; [`gate`] judges a candidate against a suite's baseline, asking parity (the same model
+//! served another way: its vectors must agree) or upgrade (another model: retrieval quality must not drop).
 //!
 //! Check your own embedding function in your `cargo test`:
 //!

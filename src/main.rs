@@ -580,7 +580,7 @@ fn diff(args: DiffArgs) -> Result<u8> {
     Ok(if result.passed() { exit::PASS } else { exit::FAIL })
 }
 
-/// `embcheck gate`: a candidate against a suite's baseline; exit 0 pass, 1 fail, 2 input error.
+/// `embcheck gate`: a candidate against a suite's baseline; exit 0 pass, 1 fail, 2 input error, 3 inconclusive.
 fn gate(args: GateArgs) -> Result<u8> {
     use embcheck::gate::{self, Candidate};
     let mut pipelines = args.pipelines.clone();
@@ -601,14 +601,27 @@ fn gate(args: GateArgs) -> Result<u8> {
         }
         Candidate::Source(source_config(&args.candidate, &args.http)?)
     };
-    let report = gate::run(&args.baseline, &candidate, &pipelines, true)?;
+    let mode = args.mode.as_deref().map(str::parse::<gate::Mode>).transpose().map_err(Error::Usage)?;
+    let report = gate::run(&args.baseline, &candidate, &pipelines, mode, true)?;
     print!("{}", embcheck::report::gate::terminal(&report));
     let written = embcheck::report::gate::write_all(&args.report_dir, &report)?;
     if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY") {
         embcheck::atomic::append(std::path::Path::new(&path), &embcheck::report::gate::markdown(&report))?;
     }
-    println!("\ngate {}: {}; {} report files in {}", report.suite, if report.passed() { "passed" } else { "FAILED" }, written.len(), args.report_dir.display());
-    Ok(if report.passed() { exit::PASS } else { exit::FAIL })
+    let verdict = report.verdict();
+    let word = match verdict {
+        // A gate's verdict is never Unresolved (only a slice check's is).
+        gate::Verdict::Pass | gate::Verdict::Unresolved => "passed",
+        gate::Verdict::Inconclusive => "INCONCLUSIVE",
+        gate::Verdict::Fail => "FAILED",
+    };
+    println!("\ngate {} ({}): {word}; {} report files in {}", report.suite, report.mode.mode.name(), written.len(), args.report_dir.display());
+    Ok(match verdict {
+        gate::Verdict::Pass | gate::Verdict::Unresolved => exit::PASS,
+        gate::Verdict::Inconclusive if args.allow_inconclusive => exit::PASS,
+        gate::Verdict::Inconclusive => exit::INCONCLUSIVE,
+        gate::Verdict::Fail => exit::FAIL,
+    })
 }
 
 /// The detection matrix: every injected fault caught with its diagnosis, every benign change passing.

@@ -76,7 +76,7 @@ fn an_unimplemented_model_type_gets_every_model_free_check() {
     // gate with a candidate system (a file), and diff: no model needed.
     let o = embcheck(&[
         "gate", "--baseline", dir.to_str().unwrap(), "--candidate", faithful.to_str().unwrap(), "--pipeline", "normalized-cls",
-        "--report-dir", tmp.path().join("gate").to_str().unwrap(),
+        "--mode", "parity", "--report-dir", tmp.path().join("gate").to_str().unwrap(),
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
     let o = embcheck(&["diff", faithful.to_str().unwrap(), dir.join("reference.safetensors").to_str().unwrap(), "--pipeline", "normalized-cls"]);

@@ -317,7 +317,7 @@ mod tests {
         let tokens: Vec<Vec<f64>> = smooth.iter().map(|&e| vec![e, e / 2.0]).collect();
         assert!(locate(&names(5), &smooth, &tokens).is_none());
         let jump = [1e-7, 3e-7, 5e-3, 6e-3, 7e-3];
-        let tokens: Vec<Vec<f64>> = jump.iter().map(|&e| vec![e / 100.0, e, e / 1000.0]).collect();
+        let tokens: Vec<Vec<f64>> = jump.iter().map(|&e| vec![e / 1000.0, e, e / 10000.0]).collect();
         let l = locate(&names(5), &jump, &tokens).unwrap();
         assert_eq!(l.stage, "s2");
         assert_eq!(l.tokens, vec![1], "only the token that jumps");

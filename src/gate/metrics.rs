@@ -237,6 +237,16 @@ pub fn recall_at_k(ranking: &[usize], relevant: &[(usize, f64)], k: usize) -> f6
     ranking.iter().take(k).filter(|d| rel.contains(d)).count() as f64 / rel.len() as f64
 }
 
+/// MRR@k: 1 / the rank of the first relevant document within the top k, 0 when none is (as BEIR's
+/// `mrr_at_k` computes it). NaN when the query has no relevant document.
+pub fn mrr_at_k(ranking: &[usize], relevant: &[(usize, f64)], k: usize) -> f64 {
+    if !relevant.iter().any(|(_, g)| *g > 0.0) {
+        return f64::NAN;
+    }
+    let relevant_at = |d: &usize| relevant.iter().any(|(x, g)| x == d && *g > 0.0);
+    ranking.iter().take(k).position(relevant_at).map_or(0.0, |i| 1.0 / (i + 1) as f64)
+}
+
 /// nDCG@k with graded relevance, gain 2^g − 1 and discount log2(rank + 1) (as trec_eval and BEIR compute
 /// it). NaN when the query has no relevant document.
 pub fn ndcg_at_k(ranking: &[usize], relevant: &[(usize, f64)], k: usize) -> f64 {
@@ -312,6 +322,15 @@ mod tests {
     fn top_k_skips_self_breaks_ties_by_index_and_ranks_nan_last() {
         assert_eq!(top_k(&[0.9, 0.5, 0.5, f64::NAN, 0.7], 3, Some(0)), vec![4, 1, 2]);
         assert_eq!(top_k(&[f64::NAN, 0.1], 2, None), vec![1, 0]);
+    }
+
+    #[test]
+    fn mrr_is_the_reciprocal_rank_of_the_first_relevant_within_k() {
+        let rel = [(7, 1.0), (9, 2.0), (3, 0.0)];
+        assert_eq!(mrr_at_k(&[3, 9, 7], &rel, 10), 0.5, "grade 0 is not relevant");
+        assert_eq!(mrr_at_k(&[7, 9], &rel, 10), 1.0);
+        assert_eq!(mrr_at_k(&[1, 2, 9], &rel, 2), 0.0, "beyond k counts nothing");
+        assert!(mrr_at_k(&[1], &[(1, 0.0)], 10).is_nan());
     }
 
     #[test]

@@ -10,15 +10,19 @@
 //! difference. [`Thresholds`] decide.
 
 pub mod metrics;
+pub mod mode;
 pub mod neighbours;
 pub mod retrieval;
+pub mod slices;
 pub mod sparse;
 pub mod thresholds;
+pub mod upgrade;
 
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+pub use mode::{Mode, ModeChoice};
 pub use retrieval::RetrievalSet;
 pub use thresholds::Thresholds;
 
@@ -63,15 +67,69 @@ pub struct Check {
     pub limit: f64,
     /// Whether the value is within the limit (NaN never is).
     pub passed: bool,
+    /// Not passed, but the queries cannot tell a drop of the margin from none (upgrade mode; see
+    /// [`upgrade`]): neither a pass nor a fail.
+    pub inconclusive: bool,
+    /// Whether it decides the verdict. A slice's check that its few queries cannot decide is reported, not
+    /// gated ([`Verdict::Unresolved`]): a slice fails on a clear drop only; the verdict rests on all queries.
+    pub gating: bool,
+    /// Why it is inconclusive, and about how many queries would decide.
+    pub note: Option<String>,
 }
 
 impl Check {
     fn at_least(name: impl Into<String>, value: f64, limit: f64) -> Self {
-        Check { name: name.into(), value, op: ">=", limit, passed: value >= limit }
+        Check { name: name.into(), value, op: ">=", limit, passed: value >= limit, inconclusive: false, gating: true, note: None }
     }
 
     fn at_most(name: impl Into<String>, value: f64, limit: f64) -> Self {
-        Check { name: name.into(), value, op: "<=", limit, passed: value <= limit }
+        Check { name: name.into(), value, op: "<=", limit, passed: value <= limit, inconclusive: false, gating: true, note: None }
+    }
+
+    /// This check's verdict.
+    pub fn verdict(&self) -> Verdict {
+        if self.passed {
+            Verdict::Pass
+        } else if !self.gating {
+            Verdict::Unresolved
+        } else if self.inconclusive {
+            Verdict::Inconclusive
+        } else {
+            Verdict::Fail
+        }
+    }
+}
+
+/// A check's, pipeline's or gate's verdict: any failed check fails, else any inconclusive one makes it
+/// inconclusive; unresolved slice checks leave it a pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// Every check passed.
+    Pass,
+    /// A slice's check its few queries cannot decide (no clear drop, no proof the drop is within the margin):
+    /// reported with the queries that would decide it, not gated. Only a check's verdict, never a pipeline's.
+    Unresolved,
+    /// No check failed; some could not be decided with the queries at hand.
+    Inconclusive,
+    /// A check failed.
+    Fail,
+}
+
+impl Verdict {
+    /// `PASS`, `INCONCLUSIVE` or `FAIL`.
+    pub fn word(self) -> &'static str {
+        match self {
+            Verdict::Pass => "PASS",
+            Verdict::Unresolved => "NOT RESOLVED",
+            Verdict::Inconclusive => "INCONCLUSIVE",
+            Verdict::Fail => "FAIL",
+        }
+    }
+
+    /// The worst of several (Pass when there are none); unresolved slice checks count as passes.
+    pub fn worst(all: impl IntoIterator<Item = Verdict>) -> Verdict {
+        all.into_iter().map(|v| if v == Verdict::Unresolved { Verdict::Pass } else { v }).max().unwrap_or(Verdict::Pass)
     }
 }
 
@@ -114,6 +172,8 @@ pub struct DriftSummary {
 pub struct QueryGate {
     /// The query's id.
     pub id: String,
+    /// Its slice (the value of `[gate] slice_field`), when it has one.
+    pub slice: Option<String>,
     /// nDCG@k of the baseline.
     pub ndcg_baseline: f64,
     /// nDCG@k of the candidate.
@@ -122,6 +182,10 @@ pub struct QueryGate {
     pub recall_baseline: f64,
     /// recall@k of the candidate.
     pub recall_candidate: f64,
+    /// MRR@k of the baseline.
+    pub mrr_baseline: f64,
+    /// MRR@k of the candidate.
+    pub mrr_candidate: f64,
 }
 
 /// Retrieval quality of both sides on the suite's retrieval set.
@@ -147,6 +211,12 @@ pub struct RetrievalGate {
     pub corpus: usize,
     /// Queries without relevant passages, left out.
     pub unjudged: usize,
+    /// nDCG@k, recall@k and MRR@k over every query, each with its interval and margin.
+    pub overall: Vec<slices::MetricDiff>,
+    /// The field that puts queries in slices.
+    pub slice_field: String,
+    /// The same per slice (empty when no query has the field).
+    pub slices: Vec<slices::SliceGate>,
     /// Per query.
     pub queries: Vec<QueryGate>,
 }
@@ -178,14 +248,21 @@ pub struct PipelineGate {
     pub spearman_detail: metrics::RankCorrelation,
     /// Retrieval quality, when the suite carries a retrieval set.
     pub retrieval: Option<RetrievalGate>,
+    /// What switching to the candidate changes for an index (upgrade mode).
+    pub reindex: Option<upgrade::ReindexImpact>,
     /// Every check made; the pipeline passes when all do.
     pub checks: Vec<Check>,
 }
 
 impl PipelineGate {
-    /// Whether every check passed.
+    /// Whether its verdict is a pass (a slice check left unresolved does not count against it).
     pub fn passed(&self) -> bool {
-        self.checks.iter().all(|c| c.passed)
+        self.verdict() == Verdict::Pass
+    }
+
+    /// The worst of its checks' verdicts.
+    pub fn verdict(&self) -> Verdict {
+        Verdict::worst(self.checks.iter().map(Check::verdict))
     }
 }
 
@@ -200,6 +277,8 @@ pub struct GateReport {
     pub baseline_model: String,
     /// The candidate.
     pub candidate: SourceInfo,
+    /// The question answered, and why.
+    pub mode: ModeChoice,
     /// The limits applied.
     pub thresholds: Thresholds,
     /// Per pipeline.
@@ -209,14 +288,20 @@ pub struct GateReport {
 }
 
 impl GateReport {
-    /// Whether every pipeline passed.
+    /// Whether every pipeline's verdict is a pass.
     pub fn passed(&self) -> bool {
-        self.pipelines.iter().all(PipelineGate::passed)
+        self.verdict() == Verdict::Pass
+    }
+
+    /// The worst pipeline's verdict.
+    pub fn verdict(&self) -> Verdict {
+        Verdict::worst(self.pipelines.iter().map(PipelineGate::verdict))
     }
 }
 
-/// Gates `candidate` against the suite in `dir`, for `pipelines` (all of the suite's when empty).
-pub fn run(dir: &Path, candidate: &Candidate, pipelines: &[PipelineKind], progress: bool) -> Result<GateReport> {
+/// Gates `candidate` against the suite in `dir`, for `pipelines` (all of the suite's when empty), in
+/// `mode`, or in the mode [`mode::decide`] infers when `None` (an [`Error::Usage`] when it cannot).
+pub fn run(dir: &Path, candidate: &Candidate, pipelines: &[PipelineKind], mode: Option<Mode>, progress: bool) -> Result<GateReport> {
     // The suite loaded as `check` loads it: the same checks (texts' sha256, metadata) and error messages.
     let suite = crate::Suite::load(dir)?;
     let spec = &suite.spec;
@@ -231,14 +316,29 @@ pub fn run(dir: &Path, candidate: &Candidate, pipelines: &[PipelineKind], progre
     }
     let baselines = kinds.iter().map(|&k| data.expected(spec, k).map(|s| s.vectors)).collect::<Result<Vec<_>>>()?;
     let crate::suite::Loaded { texts, reference, .. } = data;
-    let retrieval = spec.retrieval.as_deref().map(|d| RetrievalSet::load(d, &texts)).transpose()?;
+    let retrieval = spec.retrieval.as_deref().map(|d| RetrievalSet::load(d, &texts, &thresholds.slice_field)).transpose()?;
+    if mode == Some(Mode::Upgrade) && retrieval.is_none() {
+        return Err(no_retrieval_set(spec));
+    }
     let mut notes = Vec::new();
     if let Some(r) = &retrieval {
         if r.unjudged > 0 {
             notes.push(format!("{} queries of {} have no relevant passage and are left out", r.unjudged, r.dir.display()));
         }
     }
-    let (candidates, info) = candidate_outputs(spec, &reference, candidate, &kinds, &texts, progress, &mut notes)?;
+    let (candidates, info, seconds) = candidate_outputs(spec, &reference, candidate, &kinds, &texts, progress, &mut notes)?;
+    let seconds_per_1000 = seconds.map(|s| s * 1000.0 / texts.len() as f64);
+    let mode = match mode {
+        Some(m) => ModeChoice { mode: m, reason: format!("given with --mode {}", m.name()) },
+        None => {
+            let known = known_of(spec, &reference, candidate, &info, &baselines, &candidates);
+            let choice = mode::decide(&known).map_err(Error::Usage)?;
+            if choice.mode == Mode::Upgrade && retrieval.is_none() {
+                return Err(no_retrieval_set(spec));
+            }
+            choice
+        }
+    };
     // The file's bytes are no longer needed: at corpus scale they are as large as the vectors.
     drop(reference);
     let ids: Vec<String> = texts.iter().map(|t| t.id.clone()).collect();
@@ -246,20 +346,62 @@ pub fn run(dir: &Path, candidate: &Candidate, pipelines: &[PipelineKind], progre
         .iter()
         .zip(&baselines)
         .zip(candidates)
-        .map(|((&k, base), cand)| gate_pipeline(k, &ids, base, cand, retrieval.as_ref(), &thresholds))
+        .map(|((&k, base), cand)| {
+            let mut p = gate_pipeline(k, &ids, base, cand, retrieval.as_ref(), mode.mode, &thresholds);
+            if let Some(r) = &mut p.reindex {
+                r.seconds_per_1000_texts = seconds_per_1000;
+            }
+            p
+        })
         .collect();
     Ok(GateReport {
         suite: spec.name.clone(),
         dir: spec.dir.clone(),
         baseline_model: spec.model.clone(),
         candidate: info,
+        mode,
         thresholds,
         pipelines,
         notes,
     })
 }
 
+fn no_retrieval_set(spec: &SuiteSpec) -> Error {
+    Error::Usage(format!("an upgrade is gated on retrieval quality: suite {} carries no retrieval set (retrieval = \"DIR\" in suite.toml)", spec.name))
+}
+
+/// What is known of both sides for [`mode::decide`]: the weights' sha256 (the reference records the
+/// baseline's), a model id, the width of the first pipeline's dense vectors.
+fn known_of(spec: &SuiteSpec, reference: &TensorFile, candidate: &Candidate, info: &SourceInfo, baselines: &[Vec<Vector>], candidates: &[Outputs]) -> mode::Known {
+    let recorded: std::collections::BTreeMap<String, String> =
+        reference.metadata().get("sha256").and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
+    let weights = ["model.safetensors", "pytorch_model.bin"].into_iter().find_map(|f| recorded.get(f).map(|h| (f.to_string(), h.clone())));
+    let mut known = mode::Known { baseline_weights: weights.clone(), baseline_id: spec.model.clone(), ..Default::default() };
+    match candidate {
+        Candidate::Model(location) => {
+            let dir = crate::model::ModelFiles::resolve(location).ok().map(|f| f.dir);
+            if let (Some(dir), Some((file, _))) = (dir, &weights) {
+                known.candidate_weights_sha = crate::fixture::provenance::sha256_file(&dir.join(file)).ok();
+            }
+            if !Path::new(location).is_dir() {
+                known.candidate_id = Some(location.clone());
+            }
+        }
+        Candidate::Source(_) => known.candidate_id = info.details.get("model").cloned(),
+    }
+    let width = |v: Option<&Vector>| match v {
+        Some(Vector::Dense(d)) if !d.is_empty() => Some(d.len()),
+        _ => None,
+    };
+    if let (Some(b), Some(c)) = (baselines.first(), candidates.first()) {
+        known.widths = b.iter().find_map(|x| width(Some(x))).zip(c.iter().find_map(|o| width(o.as_ref().ok())));
+    }
+    known
+}
+
 /// The candidate's values per pipeline: `Err(message)` for a text it rejected.
+/// With them, the wall seconds the candidate took to embed the texts (every pipeline; loading a model
+/// not counted), when embcheck ran it: not for a file.
 type Outputs = Vec<std::result::Result<Vector, String>>;
 
 fn candidate_outputs(
@@ -270,7 +412,7 @@ fn candidate_outputs(
     texts: &[TextItem],
     progress: bool,
     notes: &mut Vec<String>,
-) -> Result<(Vec<Outputs>, SourceInfo)> {
+) -> Result<(Vec<Outputs>, SourceInfo, Option<f64>)> {
     match candidate {
         Candidate::Model(location) => {
             // The Python stack the baseline was made with decides tokenization and text handling.
@@ -279,7 +421,9 @@ fn candidate_outputs(
             let options = spec.options.clone();
             let pipelines = kinds.iter().map(|&k| Pipeline::build(k, &model, &options)).collect::<Result<Vec<_>>>()?;
             let strings: Vec<String> = texts.iter().map(|t| t.text.clone()).collect();
+            let started = std::time::Instant::now();
             let out = embed_many(&model, &pipelines, &strings, BatchOptions { batch_size: spec.batch_size, progress })?;
+            let seconds = started.elapsed().as_secs_f64();
             notes.push(format!(
                 "the candidate ran through embcheck's own pipelines with the suite's settings (max length {}, dtype {})",
                 pipelines.first().map_or(0, |p| p.max_length),
@@ -287,11 +431,12 @@ fn candidate_outputs(
             ));
             let mut info = SourceInfo::own_pipeline(location);
             info.details.insert("model".into(), location.clone());
-            Ok((out.into_iter().map(|e| e.vectors.into_iter().map(Ok).collect()).collect(), info))
+            Ok((out.into_iter().map(|e| e.vectors.into_iter().map(Ok).collect()).collect(), info, Some(seconds)))
         }
         Candidate::Source(config) => {
             let mut all = Vec::new();
             let mut info = SourceInfo::default();
+            let started = std::time::Instant::now();
             for &k in kinds {
                 let (outputs, i) = source::collect(config, k, texts)?;
                 if outputs.len() != texts.len() {
@@ -305,7 +450,8 @@ fn candidate_outputs(
                 );
                 info = i;
             }
-            Ok((all, info))
+            let timed = !matches!(config.spec, source::SourceSpec::File(_));
+            Ok((all, info, timed.then(|| started.elapsed().as_secs_f64())))
         }
     }
 }
@@ -316,6 +462,7 @@ fn gate_pipeline(
     base: &[Vector],
     cand: Outputs,
     retrieval: Option<&RetrievalSet>,
+    mode: Mode,
     t: &Thresholds,
 ) -> PipelineGate {
     let n = ids.len();
@@ -383,6 +530,17 @@ fn gate_pipeline(
     let non_finite = texts.iter().filter(|x| x.non_finite).count();
     checks.push(Check::at_most("texts the candidate rejected", rejected as f64, 0.0));
     checks.push(Check::at_most("texts with NaN or infinite values", non_finite as f64, 0.0));
+    let retrieval = retrieval.map(|r| (r, gate_retrieval(r, ids, &scores, t)));
+    if mode == Mode::Upgrade {
+        // Neighbours and drift move with any other model: they are the re-index impact, not a verdict.
+        let reindex = retrieval.as_ref().map(|(r, g)| upgrade::reindex(r, g, base, &values, &scores, not_comparable.as_deref(), t));
+        if let Some((_, g)) = &retrieval {
+            checks.extend(upgrade::checks(g, t.confidence));
+        }
+        let retrieval = retrieval.map(|(_, g)| g);
+        return PipelineGate { pipeline: kind, k, texts, drift, not_comparable, jaccard_mean, jaccard_min, neighbours_compared: compared.len(), jaccard_interval, spearman, spearman_detail: correlation, retrieval, reindex, checks };
+    }
+    let retrieval = retrieval.map(|(_, g)| g);
     checks.push(Check::at_least(format!("mean Jaccard@{k} of neighbours"), jaccard_mean, t.min_jaccard_at_k));
     checks.push(Check::at_least("Spearman of pairwise similarities", spearman, t.min_spearman));
     if let Some(d) = &drift {
@@ -393,7 +551,6 @@ fn gate_pipeline(
             checks.push(Check::at_most("largest drift relative L2", d.max_rel_l2, limit));
         }
     }
-    let retrieval = retrieval.map(|r| gate_retrieval(r, ids, &scores, t));
     if let Some(r) = &retrieval {
         checks.push(Check::at_most(format!("nDCG@{} drop, upper bound of the {:.0}% interval", r.k, t.confidence * 100.0), drop_bound(r.ndcg_diff), t.max_ndcg_drop));
         checks.push(Check::at_most(
@@ -402,7 +559,7 @@ fn gate_pipeline(
             t.max_recall_drop,
         ));
     }
-    PipelineGate { pipeline: kind, k, texts, drift, not_comparable, jaccard_mean, jaccard_min, neighbours_compared: compared.len(), jaccard_interval, spearman, spearman_detail: correlation, retrieval, checks }
+    PipelineGate { pipeline: kind, k, texts, drift, not_comparable, jaccard_mean, jaccard_min, neighbours_compared: compared.len(), jaccard_interval, spearman, spearman_detail: correlation, retrieval, reindex: None, checks }
 }
 
 /// `m` of `0..n` drawn without replacement with `seed` (a partial Fisher–Yates shuffle), in order.
@@ -520,31 +677,36 @@ fn gate_retrieval(r: &RetrievalSet, ids: &[String], scores: &Scores, t: &Thresho
         .queries
         .iter()
         .zip(top_base.iter().zip(&top_cand))
-        .map(|((q, judged), (rb, rc))| {
+        .zip(&r.slices)
+        .map(|(((q, judged), (rb, rc)), slice)| {
             QueryGate {
                 id: ids[*q].clone(),
+                slice: slice.clone(),
                 ndcg_baseline: metrics::ndcg_at_k(rb, judged, k),
                 ndcg_candidate: metrics::ndcg_at_k(rc, judged, k),
                 recall_baseline: metrics::recall_at_k(rb, judged, k),
                 recall_candidate: metrics::recall_at_k(rc, judged, k),
+                mrr_baseline: metrics::mrr_at_k(rb, judged, k),
+                mrr_candidate: metrics::mrr_at_k(rc, judged, k),
             }
         })
         .collect();
-    let col = |f: fn(&QueryGate) -> f64| queries.iter().map(f).collect::<Vec<f64>>();
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-    let (nb, nc) = (col(|q| q.ndcg_baseline), col(|q| q.ndcg_candidate));
-    let (rb, rc) = (col(|q| q.recall_baseline), col(|q| q.recall_candidate));
+    // nDCG with seed, recall with seed + 1 (as before MRR joined them), MRR with seed + 2.
+    let overall = slices::figures(&queries.iter().map(slices::per_query).collect::<Vec<_>>(), k, t, t.seed);
     RetrievalGate {
         dir: r.dir.clone(),
         k,
-        ndcg_baseline: mean(&nb),
-        ndcg_candidate: mean(&nc),
-        ndcg_diff: metrics::paired_bootstrap(&nb, &nc, t.bootstrap_resamples, t.confidence, t.seed),
-        recall_baseline: mean(&rb),
-        recall_candidate: mean(&rc),
-        recall_diff: metrics::paired_bootstrap(&rb, &rc, t.bootstrap_resamples, t.confidence, t.seed.wrapping_add(1)),
+        ndcg_baseline: overall[0].baseline,
+        ndcg_candidate: overall[0].candidate,
+        ndcg_diff: overall[0].diff,
+        recall_baseline: overall[1].baseline,
+        recall_candidate: overall[1].candidate,
+        recall_diff: overall[1].diff,
         corpus: r.corpus.len(),
         unjudged: r.unjudged,
+        slice_field: t.slice_field.clone(),
+        slices: slices::slices(&queries, k, t),
+        overall,
         queries,
     }
 }
@@ -563,7 +725,7 @@ mod tests {
     fn same_vectors_pass_every_check() {
         let (ids, base) = texts(6);
         let cand: Outputs = base.iter().cloned().map(Ok).collect();
-        let p = gate_pipeline(PipelineKind::RawCls, &ids, &base, cand, None, &Thresholds::default());
+        let p = gate_pipeline(PipelineKind::RawCls, &ids, &base, cand, None, Mode::Parity, &Thresholds::default());
         assert!(p.passed(), "{:?}", p.checks);
         assert_eq!(p.k, 5, "k is capped at n - 1");
         assert_eq!(p.drift.as_ref().unwrap().max_rel_l2, 0.0);
@@ -574,14 +736,14 @@ mod tests {
         let (ids, base) = texts(6);
         let mut cand: Outputs = base.iter().cloned().map(Ok).collect();
         cand[2] = Err("413 payload too large".into());
-        let p = gate_pipeline(PipelineKind::RawCls, &ids, &base, cand, None, &Thresholds::default());
+        let p = gate_pipeline(PipelineKind::RawCls, &ids, &base, cand, None, Mode::Parity, &Thresholds::default());
         assert!(!p.passed());
         assert_eq!(p.texts[2].rejected.as_deref(), Some("413 payload too large"));
         assert!(p.checks.iter().any(|c| c.name.starts_with("texts the candidate rejected") && !c.passed));
 
         let mut cand: Outputs = base.iter().cloned().map(Ok).collect();
         cand[4] = Ok(Vector::Dense(vec![f32::NAN, 0.0, 0.0]));
-        let p = gate_pipeline(PipelineKind::RawCls, &ids, &base, cand, None, &Thresholds::default());
+        let p = gate_pipeline(PipelineKind::RawCls, &ids, &base, cand, None, Mode::Parity, &Thresholds::default());
         assert!(!p.passed());
         assert!(p.texts[4].non_finite);
         assert!(p.drift.as_ref().unwrap().min_cosine.is_nan(), "a NaN is never hidden by the summary");
@@ -621,9 +783,10 @@ mod tests {
             queries: (0..40).map(|q| (q, vec![(q * 7 % 900, 1.0), (q * 13 % 900, 2.0)])).collect(),
             corpus: (200..n).collect(),
             unjudged: 0,
+            slices: vec![None; 40],
         };
         let t = Thresholds { spearman_pairs: n * n, ..Thresholds::default() };
-        let p = gate_pipeline(PipelineKind::RawCls, &ids, &base, cand_v.iter().cloned().map(Ok).collect(), Some(&r), &t);
+        let p = gate_pipeline(PipelineKind::RawCls, &ids, &base, cand_v.iter().cloned().map(Ok).collect(), Some(&r), Mode::Parity, &t);
         let (jaccards, spearman, ndcg) = by_full_matrices(&base, &cand_v, &r, 10, 10);
         assert_eq!(p.texts.iter().map(|t| t.jaccard.unwrap()).collect::<Vec<_>>(), jaccards);
         assert!(jaccards.iter().any(|&j| j < 1.0), "the candidate moves some neighbours");
@@ -633,13 +796,13 @@ mod tests {
         assert_eq!(q.queries.iter().map(|x| (x.ndcg_baseline, x.ndcg_candidate)).collect::<Vec<_>>(), ndcg);
         // Above the pair limit: a seeded sample whose interval holds the exact value.
         let t = Thresholds { spearman_pairs: 100_000, ..Thresholds::default() };
-        let p = gate_pipeline(PipelineKind::RawCls, &ids, &base, cand_v.iter().cloned().map(Ok).collect(), None, &t);
+        let p = gate_pipeline(PipelineKind::RawCls, &ids, &base, cand_v.iter().cloned().map(Ok).collect(), None, Mode::Parity, &t);
         let c = p.spearman_detail;
         assert!(c.sampled && c.pairs == 100_000 && c.of_pairs == n * (n - 1) / 2);
         assert!(c.low <= spearman && spearman <= c.high, "{c:?} vs exact {spearman}");
         // A sample of texts: their Jaccard@k are the exact ones, the others are not reported.
         let t = Thresholds { neighbour_texts: Some(300), ..Thresholds::default() };
-        let p = gate_pipeline(PipelineKind::RawCls, &ids, &base, cand_v.iter().cloned().map(Ok).collect(), None, &t);
+        let p = gate_pipeline(PipelineKind::RawCls, &ids, &base, cand_v.iter().cloned().map(Ok).collect(), None, Mode::Parity, &t);
         assert_eq!(p.neighbours_compared, 300);
         assert_eq!(p.texts.iter().filter(|t| t.jaccard.is_some()).count(), 300);
         for (t, j) in p.texts.iter().zip(&jaccards) {
@@ -660,7 +823,7 @@ mod tests {
                 other => Ok(other.clone()),
             })
             .collect();
-        let p = gate_pipeline(PipelineKind::RawCls, &ids, &base, cand, None, &Thresholds::default());
+        let p = gate_pipeline(PipelineKind::RawCls, &ids, &base, cand, None, Mode::Parity, &Thresholds::default());
         assert!(p.drift.is_none() && p.not_comparable.as_deref().unwrap_or("").contains("width"));
         // Doubling every vector keeps every cosine: the neighbours agree.
         assert!(p.passed(), "{:?}", p.checks);

@@ -8,6 +8,9 @@
 //! retrieval_k = 10         # recall@k and nDCG@k
 //! max_ndcg_drop = 0.05     # the drop's bootstrap upper bound (95 %) must stay at or below this
 //! max_recall_drop = 0.05
+//! max_mrr_drop = 0.05      # MRR@k (upgrade mode: the non-inferiority margins of nDCG, recall and MRR)
+//! slice_field = "lang"     # the queries.jsonl field that puts a query in a slice
+//! min_slice_queries = 10   # slices with fewer judged queries are reported, not gated
 //! min_drift_cosine = 0.99  # optional; only where the spaces are comparable
 //! max_drift_rel_l2 = 0.1   # optional
 //! spearman_pairs = 2000000 # exact over all pairs up to this many (2,000 texts), a seeded sample of it above
@@ -41,6 +44,13 @@ pub struct Thresholds {
     pub max_ndcg_drop: f64,
     /// Largest recall@k drop allowed, judged the same way.
     pub max_recall_drop: f64,
+    /// Largest MRR@k drop allowed (judged in upgrade mode, reported in parity mode).
+    pub max_mrr_drop: f64,
+    /// The field of a query's line in `queries.jsonl` that names its slice (`lang`: each language).
+    pub slice_field: String,
+    /// A slice with fewer judged queries is reported but not gated: a bootstrap over a handful of queries
+    /// does not give an interval worth trusting.
+    pub min_slice_queries: usize,
     /// Lowest per-text cosine between candidate and baseline, when set (only where the spaces compare:
     /// an upgrade to another model moves every vector and is judged by agreement and quality alone).
     pub min_drift_cosine: Option<f64>,
@@ -69,6 +79,9 @@ impl Default for Thresholds {
             retrieval_k: 10,
             max_ndcg_drop: 0.05,
             max_recall_drop: 0.05,
+            max_mrr_drop: 0.05,
+            slice_field: "lang".into(),
+            min_slice_queries: 10,
             min_drift_cosine: None,
             max_drift_rel_l2: None,
             bootstrap_resamples: 2000,
@@ -94,13 +107,16 @@ impl Thresholds {
         if t.neighbour_texts.is_some_and(|m| m < 2) {
             return bad("neighbour_texts must be at least 2".into());
         }
+        if t.min_slice_queries < 2 {
+            return bad("min_slice_queries must be at least 2".into());
+        }
         if t.spearman_pairs < 10 {
             return bad("spearman_pairs must be at least 10".into());
         }
         if t.bootstrap_resamples == 0 || !(t.confidence > 0.0 && t.confidence < 1.0) {
             return bad("bootstrap_resamples must be at least 1 and confidence within (0, 1)".into());
         }
-        let finite = [t.min_jaccard_at_k, t.min_spearman, t.max_ndcg_drop, t.max_recall_drop]
+        let finite = [t.min_jaccard_at_k, t.min_spearman, t.max_ndcg_drop, t.max_recall_drop, t.max_mrr_drop]
             .into_iter()
             .chain(t.min_drift_cosine)
             .chain(t.max_drift_rel_l2)

@@ -10,7 +10,8 @@ use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, Te
 
 use super::html::{badge, esc, head};
 use super::markdown::md;
-use crate::gate::{Check, GateReport, PipelineGate, TextGate};
+use crate::gate::slices::MetricDiff;
+use crate::gate::{Check, GateReport, Mode, PipelineGate, RetrievalGate, TextGate, Verdict};
 use crate::error::{Error, Result};
 
 /// Texts listed as "moved most" per pipeline in gate.md and the HTML page.
@@ -70,6 +71,9 @@ pub fn csv(r: &GateReport, path: &Path) -> Result<Vec<u8>> {
         "recall_candidate",
         "rejected",
         "non_finite",
+        "slice",
+        "mrr_baseline",
+        "mrr_candidate",
     ])
     .map_err(err)?;
     for p in &r.pipelines {
@@ -94,6 +98,9 @@ pub fn csv(r: &GateReport, path: &Path) -> Result<Vec<u8>> {
                 opt(q.map(|q| q.recall_candidate)),
                 t.rejected.clone().unwrap_or_default(),
                 t.non_finite.to_string(),
+                q.and_then(|q| q.slice.clone()).unwrap_or_default(),
+                opt(q.map(|q| q.mrr_baseline)),
+                opt(q.map(|q| q.mrr_candidate)),
             ])
             .map_err(err)?;
         }
@@ -101,16 +108,45 @@ pub fn csv(r: &GateReport, path: &Path) -> Result<Vec<u8>> {
     w.into_inner().map_err(|e| Error::io(path, std::io::Error::other(e.to_string())))
 }
 
-fn verdict(passed: bool) -> &'static str {
-    if passed {
-        "PASS"
-    } else {
-        "FAIL"
+fn check_line(c: &Check) -> String {
+    let mut line = format!("{} {} = {} (limit {} {})", c.verdict().word(), c.name, num(c.value), c.op, c.limit);
+    if let Some(n) = &c.note {
+        let _ = write!(line, ": {n}");
+    }
+    line
+}
+
+/// A verdict's badge: PASS, FAIL, or INCONCLUSIVE in the colour of a skipped check.
+fn vbadge(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Pass => badge(true),
+        Verdict::Fail => badge(false),
+        Verdict::Inconclusive => r#"<span class="badge skip">INCONCLUSIVE</span>"#,
+        Verdict::Unresolved => r#"<span class="badge skip">NOT RESOLVED</span>"#,
     }
 }
 
-fn check_line(c: &Check) -> String {
-    format!("{} {} = {} (limit {} {})", verdict(c.passed), c.name, num(c.value), c.op, c.limit)
+/// The question, in one line for every report.
+fn mode_line(r: &GateReport) -> String {
+    let what = match r.mode.mode {
+        Mode::Parity => "parity — is this the baseline's model served another way? Drift and neighbour agreement gate",
+        Mode::Upgrade => "upgrade — is this other model at least as good? Retrieval quality gates (non-inferiority); neighbours and drift are the re-index impact, not gated",
+    };
+    format!("question: {what}. Why {}: {}", r.mode.mode.name(), r.mode.reason)
+}
+
+/// Rows of a metric table: (scope, metric, baseline, candidate, drop, drop interval low, high, status).
+fn metric_rows(q: &RetrievalGate) -> Vec<[String; 8]> {
+    let row = |scope: &str, m: &MetricDiff, status: String| {
+        let (mean, low, high) = drop_of(&m.diff);
+        [scope.to_string(), m.metric.clone(), num(m.baseline), num(m.candidate), num(mean), num(low), num(high), status]
+    };
+    let mut out: Vec<[String; 8]> = q.overall.iter().map(|m| row(&format!("all ({})", q.queries.len()), m, String::new())).collect();
+    for s in &q.slices {
+        let status = if s.gated { String::new() } else { format!("reported, not gated (< {} queries)", s.min_queries) };
+        out.extend(s.metrics.iter().map(|m| row(&format!("{}={} ({})", q.slice_field, s.slice, s.queries), m, status.clone())));
+    }
+    out
 }
 
 /// The texts whose neighbours moved most (lowest Jaccard@k first, ties in suite order).
@@ -143,11 +179,12 @@ fn spearman_line(p: &PipelineGate, level: f64) -> String {
 pub fn terminal(r: &GateReport) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "GATE {}: candidate {} {}", r.suite, r.candidate.kind, r.candidate.location);
+    let _ = writeln!(s, "GATE {}: {}", r.suite, mode_line(r));
     for n in &r.notes {
         let _ = writeln!(s, "NOTE {}: {n}", r.suite);
     }
     for p in &r.pipelines {
-        let _ = writeln!(s, "{} {} {}", verdict(p.passed()), r.suite, p.pipeline);
+        let _ = writeln!(s, "{} {} {}", p.verdict().word(), r.suite, p.pipeline);
         for c in &p.checks {
             let _ = writeln!(s, "    {}", check_line(c));
         }
@@ -160,6 +197,16 @@ pub fn terminal(r: &GateReport) -> String {
         if let Some(why) = &p.not_comparable {
             let _ = writeln!(s, "    drift not measured: {why}");
         }
+        if let Some(q) = &p.retrieval {
+            for x in q.slices.iter().filter(|x| !x.gated) {
+                let (d, ..) = drop_of(&x.metrics[0].diff);
+                let _ = writeln!(s, "    {}={}: {} quer{}, {} drop {} (reported, not gated: fewer than {})", q.slice_field, x.slice, x.queries, if x.queries == 1 { "y" } else { "ies" }, x.metrics[0].metric, num(d), x.min_queries);
+            }
+        }
+        if let Some(i) = &p.reindex {
+            let _ = writeln!(s, "    re-index impact: {}", reindex_line(i));
+            let _ = writeln!(s, "    shared index: {}", i.shared_index.why);
+        }
         for t in worst(p).iter().take(5) {
             let _ = writeln!(s, "    {}: Jaccard@{} {}, lost [{}], gained [{}]", t.id, p.k, num(t.jaccard.unwrap_or(f64::NAN)), t.lost.join(", "), t.gained.join(", "));
         }
@@ -170,7 +217,8 @@ pub fn terminal(r: &GateReport) -> String {
 /// gate.md.
 pub fn markdown(r: &GateReport) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "# embcheck gate: {} — {}\n", r.suite, verdict(r.passed()));
+    let _ = writeln!(s, "# embcheck gate: {} — {}\n", r.suite, r.verdict().word());
+    let _ = writeln!(s, "- {}", mode_line(r));
     let _ = writeln!(s, "- baseline: the suite's Python references (model `{}`)", r.baseline_model);
     let _ = writeln!(s, "- candidate: {} `{}`", r.candidate.kind, r.candidate.location);
     for (k, v) in &r.candidate.details {
@@ -180,10 +228,19 @@ pub fn markdown(r: &GateReport) -> String {
         let _ = writeln!(s, "- note: {n}");
     }
     for p in &r.pipelines {
-        let _ = writeln!(s, "\n## {} — {}\n", p.pipeline, verdict(p.passed()));
+        let _ = writeln!(s, "\n## {} — {}\n", p.pipeline, p.verdict().word());
         let _ = writeln!(s, "| check | value | limit | |\n|---|---|---|---|");
         for c in &p.checks {
-            let _ = writeln!(s, "| {} | {} | {} {} | {} |", c.name, num(c.value), c.op, c.limit, verdict(c.passed));
+            let _ = writeln!(s, "| {} | {} | {} {} | {} |", md(&c.name), num(c.value), c.op, c.limit, c.verdict().word());
+        }
+        for n in p.checks.iter().filter_map(|c| c.note.as_ref()) {
+            let _ = writeln!(s, "\n- {}", md(n));
+        }
+        if let Some(i) = &p.reindex {
+            let _ = writeln!(s, "\nRe-index impact (reported, not gated): {}. Shared index: {}.", reindex_line(i), i.shared_index.why);
+            if p.drift.is_some() || p.not_comparable.is_some() {
+                let _ = writeln!(s, "\nNeighbour churn and drift below are part of the re-index impact.");
+            }
         }
         let _ = writeln!(s, "\nNeighbours: mean Jaccard@{} {}, lowest {}; {} of {} texts kept all their neighbours.", p.k, num(p.jaccard_mean), num(p.jaccard_min), p.texts.iter().filter(|t| t.jaccard.is_some_and(|j| j >= 1.0)).count(), p.neighbours_compared);
         if let Some(i) = &p.jaccard_interval {
@@ -209,10 +266,9 @@ pub fn markdown(r: &GateReport) -> String {
         }
         if let Some(q) = &p.retrieval {
             let _ = writeln!(s, "\nRetrieval ({} queries, {} passages, `{}`):\n", q.queries.len(), q.corpus, q.dir.display());
-            let _ = writeln!(s, "| metric | baseline | candidate | drop (baseline − candidate) | {:.0}% interval of the drop |\n|---|---|---|---|---|", r.thresholds.confidence * 100.0);
-            for (name, b, c, d) in [("nDCG", q.ndcg_baseline, q.ndcg_candidate, &q.ndcg_diff), ("recall", q.recall_baseline, q.recall_candidate, &q.recall_diff)] {
-                let (mean, low, high) = drop_of(d);
-                let _ = writeln!(s, "| {name}@{} | {} | {} | {} | [{}, {}] |", q.k, num(b), num(c), num(mean), num(low), num(high));
+            let _ = writeln!(s, "| queries | metric | baseline | candidate | drop (baseline − candidate) | {:.0}% interval of the drop | |\n|---|---|---|---|---|---|---|", r.thresholds.confidence * 100.0);
+            for [scope, metric, b, c, d, lo, hi, status] in metric_rows(q) {
+                let _ = writeln!(s, "| {} | {metric} | {b} | {c} | {d} | [{lo}, {hi}] | {status} |", md(&scope));
             }
         }
         let w = worst(p);
@@ -235,8 +291,13 @@ fn junit(r: &GateReport, path: &Path) -> Result<Vec<u8>> {
         let body: String = p.checks.iter().map(|c| check_line(c) + "\n").collect();
         let status = if p.passed() {
             TestCaseStatus::success()
+        } else if p.verdict() == Verdict::Inconclusive {
+            let open: Vec<String> = p.checks.iter().filter(|c| c.verdict() == Verdict::Inconclusive).map(check_line).collect();
+            let mut st = TestCaseStatus::skipped();
+            st.set_type("inconclusive").set_message(open.join("; "));
+            st
         } else {
-            let failed: Vec<String> = p.checks.iter().filter(|c| !c.passed).map(check_line).collect();
+            let failed: Vec<String> = p.checks.iter().filter(|c| c.verdict() == Verdict::Fail).map(check_line).collect();
             let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
             st.set_type("gate").set_message(failed.join("; ")).set_description(body.clone());
             st
@@ -256,16 +317,29 @@ fn junit(r: &GateReport, path: &Path) -> Result<Vec<u8>> {
 
 /// The drop baseline − candidate of a candidate − baseline interval: its mean and interval, the one sign
 /// convention of every gate report (a check's limit is on the drop's upper bound).
-fn drop_of(d: &crate::gate::metrics::Interval) -> (f64, f64, f64) {
-    (-d.mean + 0.0, -d.high + 0.0, -d.low + 0.0)
+use crate::gate::upgrade::drop_of;
+
+/// The re-index impact in one sentence.
+fn reindex_line(i: &crate::gate::upgrade::ReindexImpact) -> String {
+    let time = i.seconds_per_1000_texts.map_or("the candidate's time not measured (its vectors came from a file)".to_string(), |t| format!("the candidate took {t:.2} s per 1,000 texts"));
+    format!(
+        "{} of {} passages ({:.0}%) change their top-{} neighbours among the passages (mean Jaccard@{} {}); {time}",
+        i.passages_changed,
+        i.passages,
+        100.0 * i.passages_changed as f64 / i.passages.max(1) as f64,
+        i.k,
+        i.k,
+        num(i.passage_jaccard_mean)
+    )
 }
 
 /// gate.html: one self-contained page, in the look of the check reports.
 pub fn html(r: &GateReport) -> String {
-    let (class, word) = if r.passed() { ("pass", "PASSED") } else { ("fail", "FAILED") };
+    let (class, word) = header_word(r.verdict());
     let mut s = String::new();
     s.push_str(&head(&format!("embcheck gate · {} · {word}", r.suite)));
     let _ = writeln!(s, r#"<header><h1>gate {} <span class="badge {class}">{word}</span></h1>"#, esc(&r.suite));
+    let _ = writeln!(s, r#"<p class="meta"><b>{}</b></p>"#, esc(&mode_line(r)));
     let details: Vec<String> = r.candidate.details.iter().map(|(k, v)| format!("{}={}", esc(k), esc(v))).collect();
     let _ = writeln!(
         s,
@@ -281,43 +355,59 @@ pub fn html(r: &GateReport) -> String {
     if r.pipelines.len() > 1 {
         s.push_str(r#"<ul class="toc">"#);
         for p in &r.pipelines {
-            let failed = p.checks.iter().filter(|c| !c.passed).count();
-            let _ = write!(s, r##"<li>{} <a href="#p-{name}">{name}</a>: {failed} of {} checks failed</li>"##, badge(p.passed()), p.checks.len(), name = p.pipeline.name());
+            let failed = p.checks.iter().filter(|c| c.verdict() == Verdict::Fail).count();
+            let _ = write!(s, r##"<li>{} <a href="#p-{name}">{name}</a>: {failed} of {} checks failed</li>"##, vbadge(p.verdict()), p.checks.len(), name = p.pipeline.name());
         }
         s.push_str("</ul>");
     }
     s.push_str("</header>\n");
     for p in &r.pipelines {
-        let _ = writeln!(s, r#"<section id="p-{}"><h2>{} {}</h2>"#, p.pipeline.name(), p.pipeline, badge(p.passed()));
+        let _ = writeln!(s, r#"<section id="p-{}"><h2>{} {}</h2>"#, p.pipeline.name(), p.pipeline, vbadge(p.verdict()));
         s.push_str("<table><tr><th>check</th><th>value</th><th>limit</th><th></th></tr>");
         for c in &p.checks {
             let _ = write!(
                 s,
                 r#"<tr class="{}"><td>{}</td><td class="n">{}</td><td class="n">{} {}</td><td>{}</td></tr>"#,
-                if c.passed { "" } else { "failing" },
+                if c.verdict() == Verdict::Fail { "failing" } else { "" },
                 esc(&c.name),
                 num(c.value),
                 esc(c.op),
                 c.limit,
-                badge(c.passed)
+                vbadge(c.verdict())
             );
         }
         s.push_str("</table>");
+        for n in p.checks.iter().filter_map(|c| c.note.as_ref()) {
+            let _ = write!(s, r#"<p class="meta">{}</p>"#, esc(n));
+        }
+        if let Some(i) = &p.reindex {
+            let _ = write!(s, "<h3>Re-index impact (reported, not gated)</h3><p class=\"meta\">{}.<br>Shared index: {}.</p>", esc(&reindex_line(i)), esc(&i.shared_index.why));
+        }
         let jaccards: Vec<f64> = p.texts.iter().filter_map(|t| t.jaccard).collect();
-        let limit = r.thresholds.min_jaccard_at_k;
+        // In an upgrade neighbours are reported, not limited: no limit drawn (0 puts every text above it).
+        let (limit, limit_label) = match r.mode.mode {
+            Mode::Parity => (r.thresholds.min_jaccard_at_k, format!("limit: mean ≥ {}", r.thresholds.min_jaccard_at_k)),
+            Mode::Upgrade => (0.0, "not gated (upgrade)".to_string()),
+        };
         let below = jaccards.iter().filter(|j| j.is_nan() || **j < limit).count();
+        let caption = match r.mode.mode {
+            Mode::Parity => format!(
+                r#"<span class="swatch" style="background:{ok}"></span>at or above {limit}
+               <span class="swatch" style="background:{over}"></span>below {limit} ({below} of {n} texts).
+               The gate's limit is on the mean ({mean})"#,
+                ok = super::histogram::OK_COLOR,
+                over = super::histogram::OVER_COLOR,
+                n = jaccards.len(),
+                mean = num(p.jaccard_mean),
+            ),
+            Mode::Upgrade => format!("Neighbour churn is part of an upgrade's re-index impact, reported and not gated: mean {}", num(p.jaccard_mean)),
+        };
         let _ = write!(
             s,
             r#"<div class="charts"><figure><h4>Neighbours kept: Jaccard@{k} per text</h4>{}<figcaption>
-               <span class="swatch" style="background:{ok}"></span>at or above {limit}
-               <span class="swatch" style="background:{over}"></span>below {limit} ({below} of {n} texts).
-               The gate's limit is on the mean ({mean}); every text's neighbours are in gate.csv.</figcaption></figure></div>"#,
-            super::histogram::unit_svg(&jaccards, &format!("Jaccard@{} (neighbours shared / neighbours of either)", p.k), limit, &format!("limit: mean ≥ {limit}")),
+               {caption}; every text's neighbours are in gate.csv.</figcaption></figure></div>"#,
+            super::histogram::unit_svg(&jaccards, &format!("Jaccard@{} (neighbours shared / neighbours of either)", p.k), limit, &limit_label),
             k = p.k,
-            ok = super::histogram::OK_COLOR,
-            over = super::histogram::OVER_COLOR,
-            n = jaccards.len(),
-            mean = num(p.jaccard_mean),
         );
         let _ = write!(s, r#"<p class="meta">{}</p>"#, esc(&spearman_line(p, r.thresholds.confidence)));
         if let Some(d) = &p.drift {
@@ -336,22 +426,18 @@ pub fn html(r: &GateReport) -> String {
         if let Some(q) = &p.retrieval {
             let _ = write!(
                 s,
-                "<h3>Retrieval ({} queries, {} passages)</h3><table><tr><th>metric</th><th>baseline</th><th>candidate</th><th>drop (baseline − candidate)</th><th>{:.0}% interval of the drop</th></tr>",
+                "<h3>Retrieval ({} queries, {} passages)</h3><table><tr><th>queries</th><th>metric</th><th>baseline</th><th>candidate</th><th>drop (baseline − candidate)</th><th>{:.0}% interval of the drop</th><th></th></tr>",
                 q.queries.len(),
                 q.corpus,
                 r.thresholds.confidence * 100.0
             );
-            for (name, b, c, d) in [("nDCG", q.ndcg_baseline, q.ndcg_candidate, &q.ndcg_diff), ("recall", q.recall_baseline, q.recall_candidate, &q.recall_diff)] {
-                let (mean, low, high) = drop_of(d);
+            for [scope, metric, b, c, d, lo, hi, status] in metric_rows(q) {
                 let _ = write!(
                     s,
-                    r#"<tr><td>{name}@{}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td><td class="n">[{}, {}]</td></tr>"#,
-                    q.k,
-                    num(b),
-                    num(c),
-                    num(mean),
-                    num(low),
-                    num(high)
+                    r#"<tr><td class="id">{}</td><td>{}</td><td class="n">{b}</td><td class="n">{c}</td><td class="n">{d}</td><td class="n">[{lo}, {hi}]</td><td class="detail">{}</td></tr>"#,
+                    esc(&scope),
+                    esc(&metric),
+                    esc(&status)
                 );
             }
             s.push_str("</table>");
@@ -381,7 +467,7 @@ pub fn html(r: &GateReport) -> String {
 
 /// index.html: the run at a glance, as for `check` — the verdict, each pipeline, and the files written.
 fn index(r: &GateReport) -> String {
-    let (class, word) = if r.passed() { ("pass", "PASSED") } else { ("fail", "FAILED") };
+    let (class, word) = header_word(r.verdict());
     let mut s = String::new();
     s.push_str(&head(&format!("embcheck gate · {} · {word}", r.suite)));
     let _ = writeln!(s, r#"<header><h1>embcheck gate <span class="badge {class}">{word}</span></h1>"#);
@@ -393,12 +479,21 @@ fn index(r: &GateReport) -> String {
         esc(&r.candidate.location)
     );
     for p in &r.pipelines {
-        let failed = p.checks.iter().filter(|c| !c.passed).count();
-        let _ = write!(s, r##"<li>{} <a href="gate.html#p-{name}">{name}</a>: {failed} of {} checks failed</li>"##, badge(p.passed()), p.checks.len(), name = p.pipeline.name());
+        let failed = p.checks.iter().filter(|c| c.verdict() == Verdict::Fail).count();
+        let _ = write!(s, r##"<li>{} <a href="gate.html#p-{name}">{name}</a>: {failed} of {} checks failed</li>"##, vbadge(p.verdict()), p.checks.len(), name = p.pipeline.name());
     }
     s.push_str(
         r#"</ul><p class="meta">Files: <a href="gate.html">gate.html</a> · <a href="gate.md">gate.md</a> · <a href="gate.csv">gate.csv</a> · <a href="gate.json">gate.json</a> · <a href="junit.xml">junit.xml</a></p></section>"#,
     );
     s.push_str("\n<footer>Written by embcheck gate.</footer>\n</body></html>\n");
     s
+}
+
+/// The page header's badge class and word.
+fn header_word(v: Verdict) -> (&'static str, &'static str) {
+    match v {
+        Verdict::Pass | Verdict::Unresolved => ("pass", "PASSED"),
+        Verdict::Inconclusive => ("skip", "INCONCLUSIVE"),
+        Verdict::Fail => ("fail", "FAILED"),
+    }
 }
