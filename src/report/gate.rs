@@ -116,6 +116,11 @@ fn check_line(c: &Check) -> String {
     line
 }
 
+/// What a check's note is about: its name up to the metric (`lang=de: nDCG@10 drop`).
+fn scope(c: &Check) -> &str {
+    c.name.split(", upper bound").next().unwrap_or(&c.name)
+}
+
 /// A verdict's badge: PASS, FAIL, or INCONCLUSIVE in the colour of a skipped check.
 fn vbadge(v: Verdict) -> &'static str {
     match v {
@@ -233,8 +238,8 @@ pub fn markdown(r: &GateReport) -> String {
         for c in &p.checks {
             let _ = writeln!(s, "| {} | {} | {} {} | {} |", md(&c.name), num(c.value), c.op, c.limit, c.verdict().word());
         }
-        for n in p.checks.iter().filter_map(|c| c.note.as_ref()) {
-            let _ = writeln!(s, "\n- {}", md(n));
+        for c in p.checks.iter().filter(|c| c.note.is_some()) {
+            let _ = writeln!(s, "\n- {}: {}", md(scope(c)), md(c.note.as_deref().unwrap_or_default()));
         }
         if let Some(i) = &p.reindex {
             let _ = writeln!(s, "\nRe-index impact (reported, not gated): {}. Shared index: {}.", reindex_line(i), i.shared_index.why);
@@ -377,8 +382,8 @@ pub fn html(r: &GateReport) -> String {
             );
         }
         s.push_str("</table>");
-        for n in p.checks.iter().filter_map(|c| c.note.as_ref()) {
-            let _ = write!(s, r#"<p class="meta">{}</p>"#, esc(n));
+        for c in p.checks.iter().filter(|c| c.note.is_some()) {
+            let _ = write!(s, r#"<p class="meta"><b>{}</b>: {}</p>"#, esc(scope(c)), esc(c.note.as_deref().unwrap_or_default()));
         }
         if let Some(i) = &p.reindex {
             let _ = write!(s, "<h3>Re-index impact (reported, not gated)</h3><p class=\"meta\">{}.<br>Shared index: {}.</p>", esc(&reindex_line(i)), esc(&i.shared_index.why));
