@@ -150,9 +150,7 @@ fn bugs() -> Vec<Bug> {
             // Heads split as [d, heads] instead of [heads, d] (and merged back the same way) in layer 0.
             name: "head split transposed (layer 0)",
             inject: |dir, f| {
-                let (heads, d) = (f.heads, f.hidden / f.heads);
-                // Feature (head, j) of the model is read from (j, head) of the port's layout.
-                let perm: Vec<u32> = (0..heads).flat_map(|hd| (0..d).map(move |j| (j * heads + hd) as u32)).collect();
+                let perm = transposed_heads(f);
                 edit_weights(dir, |w| {
                     let idx = Tensor::new(perm.as_slice(), &Device::Cpu).unwrap();
                     for p in ["query", "key", "value"] {
@@ -170,6 +168,13 @@ fn bugs() -> Vec<Bug> {
             tokens: None,
         },
     ]
+}
+
+/// Heads split as [d, heads] instead of [heads, d]: feature (head, j) of the model is read from (j, head) of
+/// the port's layout.
+fn transposed_heads(f: &Family) -> Vec<u32> {
+    let (heads, d) = (f.heads, f.hidden / f.heads);
+    (0..heads).flat_map(|hd| (0..d).map(move |j| (j * heads + hd) as u32)).collect()
 }
 
 fn set_config(dir: &Path, key: &str, value: serde_json::Value) {
@@ -365,8 +370,7 @@ fn modernbert_bugs() -> Vec<Bug> {
         Bug {
             name: "head split transposed (layer 0)",
             inject: |dir, f| {
-                let (heads, d) = (f.heads, f.hidden / f.heads);
-                let perm: Vec<u32> = (0..heads).flat_map(|hd| (0..d).map(move |j| (j * heads + hd) as u32)).collect();
+                let perm = transposed_heads(f);
                 edit_weights(dir, |w| {
                     permute_qkv_rows(w, 0, &[0, 1, 2], &perm, f);
                     let idx = Tensor::new(perm.as_slice(), &Device::Cpu).unwrap();

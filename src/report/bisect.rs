@@ -20,13 +20,7 @@ pub fn write_all(dir: &Path, b: &Bisection) -> Result<Vec<PathBuf>> {
         ("bisect.json", serde_json::to_vec_pretty(b).map_err(|e| Error::io(dir.join("bisect.json"), std::io::Error::other(e)))?),
         ("bisect.html", html(b).into_bytes()),
     ];
-    let mut written = Vec::new();
-    for (name, bytes) in files {
-        let path = dir.join(name);
-        crate::atomic::write(&path, &bytes)?;
-        written.push(path);
-    }
-    Ok(written)
+    super::write_named(dir, files.into())
 }
 
 /// The verdict in one line.

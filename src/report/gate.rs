@@ -27,13 +27,7 @@ pub fn write_all(dir: &Path, report: &GateReport) -> Result<Vec<PathBuf>> {
         ("gate.html", html(report).into_bytes()),
         ("index.html", index(report).into_bytes()),
     ];
-    let mut written = Vec::new();
-    for (name, bytes) in files {
-        let path = dir.join(name);
-        crate::atomic::write(&path, &bytes)?;
-        written.push(path);
-    }
-    Ok(written)
+    super::write_named(dir, files.into())
 }
 
 fn num(x: f64) -> String {

@@ -187,5 +187,18 @@ fn worst_by<'a>(
     })
 }
 
+
+/// Writes each `(name, bytes)` under `dir`, atomically; returns the paths written (for gate and bisect, whose
+/// reports are one directory of named files).
+pub(crate) fn write_named(dir: &Path, files: Vec<(&str, Vec<u8>)>) -> Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    for (name, bytes) in files {
+        let path = dir.join(name);
+        crate::atomic::write(&path, &bytes)?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
 #[cfg(test)]
 mod tests;
