@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use super::states::{LayerStates, TextStates};
+use super::states::LayerStates;
 use crate::error::{Error, Result};
 use crate::fixture::TextItem;
 use crate::source::command::exchange;
@@ -27,27 +27,12 @@ pub fn command_states(cmd: &str, reference: &LayerStates, texts: &[TextItem], ti
         .collect();
     let h = reference.hidden;
     let (answers, ended) = exchange(cmd, &requests, &move |v| parse(v, h), timeout, None)?;
-    let mut stages: Vec<String> = Vec::new();
-    let mut out = Vec::with_capacity(answers.len());
-    for (r, answer) in reference.texts.iter().zip(answers) {
-        let given = answer.map_err(|m| Error::Usage(format!("cmd:{cmd}: text {}: {m} ({ended})", r.index)))?;
-        if stages.is_empty() {
-            stages = given.iter().map(|(s, _)| s.clone()).collect();
-        }
-        let mut states = Vec::with_capacity(stages.len());
-        for s in &stages {
-            let (_, v) = given
-                .iter()
-                .find(|(g, _)| g == s)
-                .ok_or_else(|| Error::Usage(format!("cmd:{cmd}: text {} has no stage {s:?} while the first text has it", r.index)))?;
-            if v.len() != r.ids.len() * h {
-                return Err(Error::Usage(format!("cmd:{cmd}: text {} stage {s:?}: {} rows, expected one per token ({})", r.index, v.len() / h.max(1), r.ids.len())));
-            }
-            states.push(v.clone());
-        }
-        out.push(TextStates { index: r.index, ids: r.ids.clone(), states });
-    }
-    Ok(LayerStates { stages, hidden: h, texts: out, metadata: Default::default() })
+    let given = reference
+        .texts
+        .iter()
+        .zip(answers)
+        .map(|(r, answer)| answer.map_err(|m| Error::Usage(format!("cmd:{cmd}: text {}: {m} ({ended})", r.index))));
+    LayerStates::of_port(reference, given, &format!("cmd:{cmd}"))
 }
 
 /// One answer line: its id and its stages (each a list of per-token rows of `h` numbers, flattened).

@@ -275,31 +275,44 @@ impl Suite {
     /// `layers.{i}.mlp`), each `ids.len()` rows of H values. Stages it leaves out are not compared.
     pub fn bisect_with(&self, port: &mut dyn FnMut(&[u32]) -> Result<StageStates>) -> Result<Bisection> {
         let reference = self.layer_reference()?;
-        let mut texts = Vec::new();
+        let given = reference.texts.iter().map(|r| port(&r.ids));
+        let port = LayerStates::of_port(&reference, given, "the port")?;
+        compare(self.name(), "a Rust closure (Suite::bisect_with)", &reference, &port)
+    }
+}
+
+impl LayerStates {
+    /// A port's states for the reference's texts, one [`StageStates`] per text in the reference's order: the
+    /// stages of the first text, every text holding each of them with one row of H values per token.
+    /// `what` names the port in errors.
+    pub fn of_port(reference: &LayerStates, given: impl Iterator<Item = Result<StageStates>>, what: &str) -> Result<LayerStates> {
+        let h = reference.hidden;
         let mut stages: Vec<String> = Vec::new();
-        for r in &reference.texts {
-            let given = port(&r.ids)?;
+        let mut texts = Vec::with_capacity(reference.texts.len());
+        for (r, given) in reference.texts.iter().zip(given) {
+            let given = given?;
             if stages.is_empty() {
                 stages = given.iter().map(|(s, _)| s.clone()).collect();
             }
             let mut states = Vec::with_capacity(stages.len());
             for s in &stages {
-                let (_, v) = given.iter().find(|(g, _)| g == s).ok_or_else(|| Error::Usage(format!("the port gave stage {s} for one text but not for text {}", r.index)))?;
-                if v.len() != r.ids.len() * reference.hidden {
+                let (_, v) = given
+                    .iter()
+                    .find(|(g, _)| g == s)
+                    .ok_or_else(|| Error::Usage(format!("{what}: text {} has no stage {s:?} while the first text has it", r.index)))?;
+                if v.len() != r.ids.len() * h {
                     return Err(Error::Usage(format!(
-                        "the port's stage {s} for text {} has {} values, expected {} tokens × {}",
+                        "{what}: text {} stage {s:?}: {} values, expected {} tokens × {h}",
                         r.index,
                         v.len(),
-                        r.ids.len(),
-                        reference.hidden
+                        r.ids.len()
                     )));
                 }
                 states.push(v.clone());
             }
             texts.push(TextStates { index: r.index, ids: r.ids.clone(), states });
         }
-        let port = LayerStates { stages, hidden: reference.hidden, texts, metadata: Default::default() };
-        compare(self.name(), "a Rust closure (Suite::bisect_with)", &reference, &port)
+        Ok(LayerStates { stages, hidden: h, texts, metadata: Default::default() })
     }
 }
 

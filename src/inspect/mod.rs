@@ -96,6 +96,8 @@ pub struct PipelineView {
     /// The text as the library hands it to the tokenizer (prefix, strip and `str.lower()` applied; a
     /// normalizer's lowercasing shows in the tokens).
     pub prepared: String,
+    /// Max length in tokens, special tokens included.
+    pub max_length: usize,
     /// The settings in force, each with where it came from.
     pub settings: Vec<Setting>,
     /// The tokens, special tokens included, after truncation.
@@ -177,36 +179,42 @@ const FIRST: usize = 6;
 pub struct Inspector {
     request: InspectRequest,
     model: Model,
-    /// The model under the other stack (transformers 4 ↔ 5), or why it does not load there.
-    other: std::result::Result<Model, String>,
-    options: PipelineOptions,
+    /// The request's pipelines that build for the model, and those that do not with why.
+    built: Vec<Pipeline>,
+    not_run: Vec<NotRun>,
+    /// The other stack (transformers 4 ↔ 5): the model and, per pipeline, its build there or why not; or why the
+    /// model does not load there.
+    other: std::result::Result<(Model, Vec<std::result::Result<Pipeline, String>>), String>,
 }
 
 impl Inspector {
     /// Loads the request's model under its stack and under the other one.
     pub fn new(request: &InspectRequest) -> Result<Self> {
         let model = Model::from_files_for(request.files.clone(), request.dtype.0, request.stack)?;
-        let other_stack = if request.stack.rebuilds_tokenizers() { Stack::TRANSFORMERS4 } else { Stack::TRANSFORMERS5 };
-        let other = Model::from_files_for(request.files.clone(), DType::F32, other_stack).map_err(|e| e.to_string());
         let options = merged(&request.suite_options, &request.cli_options);
-        Ok(Inspector { request: request.clone(), model, other, options })
-    }
-
-    /// Runs `text` through each pipeline and gathers what [`Inspection`] holds.
-    pub fn inspect(&self, text: &str) -> Result<Inspection> {
-        let (model, request, options) = (&self.model, &self.request, &self.options);
-        let mut built = Vec::new();
-        let mut not_run = Vec::new();
+        let (mut built, mut not_run) = (Vec::new(), Vec::new());
         for &kind in &request.pipelines {
-            match Pipeline::build(kind, model, options) {
+            match Pipeline::build(kind, &model, &options) {
                 Ok(p) => built.push(p),
                 Err(e) => not_run.push(NotRun { pipeline: kind, reason: e.to_string() }),
             }
         }
+        let other = Model::from_files_for(request.files.clone(), DType::F32, other_stack(request.stack))
+            .map(|m| {
+                let there = built.iter().map(|p| Pipeline::build(p.kind, &m, &options).map_err(|e| e.to_string())).collect();
+                (m, there)
+            })
+            .map_err(|e| e.to_string());
+        Ok(Inspector { request: request.clone(), model, built, not_run, other })
+    }
+
+    /// Runs `text` through each pipeline and gathers what [`Inspection`] holds.
+    pub fn inspect(&self, text: &str) -> Result<Inspection> {
+        let (model, request) = (&self.model, &self.request);
         let texts = [text.to_string()];
-        let outputs = if built.is_empty() { Vec::new() } else { embed_many(model, &built, &texts, BatchOptions::default())? };
+        let outputs = if self.built.is_empty() { Vec::new() } else { embed_many(model, &self.built, &texts, BatchOptions::default())? };
         let mut pipelines = Vec::new();
-        for (p, out) in built.iter().zip(&outputs) {
+        for (p, out) in self.built.iter().zip(&outputs) {
             let prepared = p.prep.apply(text);
             let lowercased = p.prep.lowercase == Lowercase::Normalizer;
             let tokens = model.tokenizer.encode_detailed(&prepared, p.max_length, lowercased)?;
@@ -214,6 +222,7 @@ impl Inspector {
             let whole = model.tokenizer.encode_detailed(&prepared, usize::MAX / 2, lowercased)?;
             pipelines.push(PipelineView {
                 pipeline: p.kind,
+                max_length: p.max_length,
                 settings: settings::of(p, model, &request.suite_options, &request.cli_options)?,
                 truncated: whole.len() > tokens.len(),
                 output: output_view(&out.vectors[0], &tokens),
@@ -252,7 +261,7 @@ impl Inspector {
             stack: Setting::new("stack", request.stack.to_string(), &request.stack_origin),
             dtype: Setting::new("dtype", dtype_name(*dtype), dtype_origin),
             pipelines,
-            not_run,
+            not_run: self.not_run.clone(),
             other_stack,
             cosines,
         })
@@ -260,21 +269,21 @@ impl Inspector {
 
     /// For each pipeline shown, what the other stack (transformers 4 ↔ 5) would hand its model.
     fn other_stack(&self, text: &str, shown: &[PipelineView]) -> Result<Vec<StackDifference>> {
-        let other = if self.request.stack.rebuilds_tokenizers() { Stack::TRANSFORMERS4 } else { Stack::TRANSFORMERS5 };
+        let other = other_stack(self.request.stack);
         let mut out = Vec::new();
-        for view in shown {
+        // `shown` holds the built pipelines in order, as the other stack's builds do.
+        for (i, view) in shown.iter().enumerate() {
             let entry = |verdict: String, differs: bool| StackDifference { stack: other.to_string(), pipeline: view.pipeline, verdict, differs };
-            let model = match &self.other {
-                Ok(m) => m,
+            let (model, p) = match &self.other {
+                Ok((m, there)) => match &there[i] {
+                    Ok(p) => (m, p),
+                    Err(e) => {
+                        out.push(entry(format!("does not run: {e}"), false));
+                        continue;
+                    }
+                },
                 Err(e) => {
                     out.push(entry(format!("not loadable: {e}"), false));
-                    continue;
-                }
-            };
-            let p = match Pipeline::build(view.pipeline, model, &self.options) {
-                Ok(p) => p,
-                Err(e) => {
-                    out.push(entry(format!("does not run: {e}"), false));
                     continue;
                 }
             };
@@ -294,7 +303,7 @@ impl Inspector {
                     at(&view.tokens)
                 ));
             }
-            if p.max_length != view_max_length(view) {
+            if p.max_length != view.max_length {
                 what.push(format!("max length {}", p.max_length));
             }
             // A text prepared otherwise that tokenizes alike changes nothing the model sees.
@@ -338,8 +347,13 @@ fn output_view(v: &Vector, tokens: &[TokenInfo]) -> OutputView {
     }
 }
 
-fn view_max_length(view: &PipelineView) -> usize {
-    view.settings.iter().find(|s| s.name == "max length").and_then(|s| s.value.parse().ok()).unwrap_or(0)
+/// The stack inspected beside `stack`: transformers 4 ↔ 5.
+fn other_stack(stack: Stack) -> Stack {
+    if stack.rebuilds_tokenizers() {
+        Stack::TRANSFORMERS4
+    } else {
+        Stack::TRANSFORMERS5
+    }
 }
 
 #[cfg(test)]

@@ -42,7 +42,8 @@ fn origin(field: &str, flag: &str, suite: bool, cli: bool) -> String {
 /// The settings of pipeline `p` on `model`, in the order a reader follows the text: preparation, tokenizer,
 /// length, model, head.
 pub(crate) fn of(p: &Pipeline, model: &Model, suite: &PipelineOptions, cli: &PipelineOptions) -> Result<Vec<Setting>> {
-    let st = p.kind == PipelineKind::SentenceTransformers;
+    let st_config = if p.kind == PipelineKind::SentenceTransformers { Some(StConfig::load(&model.files)?) } else { None };
+    let st = st_config.is_some();
     let stack = model.stack;
     let mut out = Vec::new();
 
@@ -83,8 +84,8 @@ pub(crate) fn of(p: &Pipeline, model: &Model, suite: &PipelineOptions, cli: &Pip
     };
     out.push(Setting::new("strip", if p.prep.strip { "str.strip()" } else { "no" }, strip_source));
 
-    let (lower, lower_source) = if st {
-        let do_lower = StConfig::load(&model.files)?.do_lower_case;
+    let (lower, lower_source) = if let Some(c) = &st_config {
+        let do_lower = c.do_lower_case;
         let file = format!("sentence_bert_config.json: do_lower_case {do_lower}");
         match p.prep.lowercase {
             Lowercase::No if do_lower => ("no extra: the tokenizer's normalizer lowercases".to_string(), file),
@@ -123,7 +124,7 @@ pub(crate) fn of(p: &Pipeline, model: &Model, suite: &PipelineOptions, cli: &Pip
         PipelineKind::NormalizedCls => {
             ("cls: hidden state of token 0, L2-normalized".to_string(), "FlagEmbedding: pooling_method cls, normalize_embeddings".to_string())
         }
-        PipelineKind::SentenceTransformers => (chain(model)?, modules_source(model)?),
+        PipelineKind::SentenceTransformers => (chain(st_config.as_ref().expect("loaded for sentence-transformers")), modules_source(model)?),
         PipelineKind::M3Sparse => (
             "relu(sparse_linear · h) per token, max per token id, special tokens dropped".to_string(),
             "FlagEmbedding return_sparse; sparse_linear.pt".to_string(),
@@ -138,8 +139,7 @@ pub(crate) fn of(p: &Pipeline, model: &Model, suite: &PipelineOptions, cli: &Pip
 }
 
 /// The sentence-transformers chain after the Transformer, in words: `mean → Dense(768→256, tanh) → Normalize`.
-fn chain(model: &Model) -> Result<String> {
-    let st = StConfig::load(&model.files)?;
+fn chain(st: &StConfig) -> String {
     let parts: Vec<String> = st
         .modules
         .iter()
@@ -152,7 +152,7 @@ fn chain(model: &Model) -> Result<String> {
             crate::pipeline::StModule::Normalize => "Normalize".to_string(),
         })
         .collect();
-    Ok(parts.join(" → "))
+    parts.join(" → ")
 }
 
 /// `modules.json`'s module folders, or the library's default chain when the file is absent.
