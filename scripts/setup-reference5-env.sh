@@ -4,11 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${EMBCHECK_REF5_VENV:-.venv-ref5}
-if [ ! -x "$venv/bin/python" ]; then
-  python3 -m venv "$venv"
-fi
-"$venv/bin/python" -m pip install -q --upgrade pip
-"$venv/bin/python" -m pip install -q -r scripts/requirements-reference5.txt
+bash scripts/install-python-stack.sh "$venv" scripts/requirements-reference5.txt
 "$venv/bin/python" - <<'PY'
 import torch, transformers, sentence_transformers  # noqa: F401  fail here, not later
 assert transformers.__version__.startswith("5."), transformers.__version__

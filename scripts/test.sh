@@ -4,6 +4,11 @@
 # systems under test with scripts/check-systems.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# CI machines may have little disk: release builds there keep no incremental state (~2 GB; dependencies are
+# not incremental anyway, so nothing is built twice), and pip keeps no cache.
+if [ "${CI:-}" = true ]; then
+  export CARGO_INCREMENTAL=0 PIP_NO_CACHE_DIR=1
+fi
 bash scripts/fetch-models.sh
 cargo test --release -- --include-ignored
 # Real systems under test (the AutoModel seed scenario, an embedding server on the real libraries, models
