@@ -85,14 +85,18 @@ import numpy as np
 import torch
 
 SCRIPT = Path(__file__).resolve()
-ALL_PIPELINES = ["raw-cls", "normalized-cls", "sentence-transformers", "m3-sparse", "m3-colbert"]
-DENSE = ["raw-cls", "normalized-cls", "sentence-transformers"]
+ALL_PIPELINES = ["raw-cls", "normalized-cls", "sentence-transformers", "m3-sparse", "m3-colbert", "raw-last",
+                 "normalized-last"]
+DENSE = ["raw-cls", "normalized-cls", "sentence-transformers", "raw-last", "normalized-last"]
+# Decoder embedders: last-token pipelines instead of the CLS ones.
+DECODERS = ["llama", "mistral", "qwen2", "qwen3"]
+INSTRUCTED = ["normalized-cls", "m3-sparse", "m3-colbert", "normalized-last"]  # the pipelines --instruction applies to
 FLAG_PIPELINES = ["normalized-cls", "m3-sparse", "m3-colbert"]  # the only ones --dtype f16 runs
 FORMAT = "embcheck-reference/1"
 # The config.json model_types whose encoder embcheck computes (src/model/config.rs IMPLEMENTED; a unit test there
 # keeps the two lists equal). Other models get model-free checks only: a system's vectors against the references,
 # diff, gate with a candidate system; no proven diagnosis, no `embcheck check` of its own pipeline.
-EMBCHECK_IMPLEMENTS = ["bert", "xlm-roberta", "roberta", "camembert", "mpnet", "distilbert", "modernbert"]
+EMBCHECK_IMPLEMENTS = ["bert", "xlm-roberta", "roberta", "camembert", "mpnet", "distilbert", "modernbert", "llama", "mistral", "qwen2", "qwen3"]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -253,14 +257,18 @@ class Capture:
         module.forward = forward
 
     def rows(self, skip: int = 0) -> list[list[int]]:
-        """Unpadded ids of every captured row (right padding checked)."""
+        """Unpadded ids of every captured row (right padding, or left padding for a tokenizer whose padding_side
+        is left, checked: the real tokens are contiguous)."""
         out = []
         for ids, mask in self.batches[skip:]:
             for r in range(ids.shape[0]):
                 m = mask[r].tolist()
                 n = int(sum(m))
-                assert m == [1] * n + [0] * (len(m) - n), "attention mask is not right-padded"
-                out.append(ids[r, :n].tolist())
+                if m == [1] * n + [0] * (len(m) - n):
+                    out.append(ids[r, :n].tolist())
+                else:
+                    assert m == [0] * (len(m) - n) + [1] * n, "attention mask is neither right- nor left-padded"
+                    out.append(ids[r, len(m) - n:].tolist())
         return out
 
     def remove(self):
@@ -354,6 +362,81 @@ def run_raw_cls(model: str, texts: list[str], n: int, bs: int) -> dict:
         f"return_tensors='pt'); model(**inputs)[0][:, 0] under torch.no_grad(), batches of {bs} in input order"
     )
     return {"vecs": np.concatenate(vecs).astype(np.float32), "ids": ids, "call": call, "model": mdl, "tok": tok}
+
+
+def last_token_rows(h: torch.Tensor, mask: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, list[list[int]]]:
+    """Each row's hidden state at its last real token and its real ids, for either padding side."""
+    vecs, rows = [], []
+    for r in range(h.shape[0]):
+        real = mask[r].nonzero().flatten()
+        assert (real == torch.arange(int(real[0]), int(real[-1]) + 1)).all(), "real tokens are not contiguous"
+        vecs.append(h[r, int(real[-1])])
+        rows.append(ids[r, real].tolist())
+    return torch.stack(vecs), rows
+
+
+@torch.no_grad()
+def run_raw_last(model: str, texts: list[str], n: int, bs: int) -> dict:
+    """transformers AutoModel on a decoder: the last real token's hidden state, the tokenizer's own padding side."""
+    from transformers import AutoModel, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model)
+    mdl = AutoModel.from_pretrained(model, dtype=torch.float32).eval()
+    assert_dtype("raw-last", mdl)
+    vecs, ids = [], []
+    for batch in chunks(texts, bs):
+        enc = tok(batch, padding=True, truncation=True, max_length=n, return_tensors="pt")
+        v, rows = last_token_rows(mdl(**enc)[0], enc["attention_mask"], enc["input_ids"])
+        vecs.append(v.numpy())
+        ids += rows
+    call = (
+        f"transformers.AutoModel.from_pretrained(model, dtype=torch.float32).eval(); "
+        f"AutoTokenizer.from_pretrained(model) (padding_side {tok.padding_side!r})(batch, padding=True, truncation=True, "
+        f"max_length={n}, return_tensors='pt'); model(**inputs)[0] at each row's last attention_mask position, "
+        f"batches of {bs} in input order"
+    )
+    return {"vecs": np.concatenate(vecs).astype(np.float32), "ids": ids, "call": call, "model": mdl, "tok": tok}
+
+
+@torch.no_grad()
+def run_normalized_last(model: str, texts: list[str], n: int, bs: int, instruction: str | None) -> dict:
+    """The decoder model cards' recipe (Qwen3-Embedding, e5-mistral-7b-instruct): the tokenizer with
+    padding_side='left', the instruction prefixed, last_token_pool (left padding: [:, -1]), F.normalize. EOS: when
+    the tokenizer's own encodings end with eos_token_id (Qwen3-Embedding) the plain call; otherwise e5-mistral's
+    card: truncate to max_length - 1 without padding, append eos_token_id to every text, then tokenizer.pad."""
+    import torch.nn.functional as F
+    from transformers import AutoModel, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model, padding_side="left")
+    mdl = AutoModel.from_pretrained(model, dtype=torch.float32).eval()
+    assert_dtype("normalized-last", mdl)
+    fed = [(instruction or "") + t for t in texts]
+    by_hand = tok("a")["input_ids"][-1] != tok.eos_token_id
+    vecs, ids = [], []
+    for batch in chunks(fed, bs):
+        if by_hand:
+            enc = tok(batch, max_length=n - 1, return_attention_mask=False, padding=False, truncation=True)
+            enc["input_ids"] = [x + [tok.eos_token_id] for x in enc["input_ids"]]
+            enc = tok.pad(enc, padding=True, return_attention_mask=True, return_tensors="pt")
+        else:
+            enc = tok(batch, padding=True, truncation=True, max_length=n, return_tensors="pt")
+        h = mdl(**enc)[0]
+        mask = enc["attention_mask"]
+        # last_token_pool, as on the cards
+        if mask[:, -1].sum() == mask.shape[0]:
+            pooled = h[:, -1]
+        else:
+            pooled = h[torch.arange(h.shape[0]), mask.sum(dim=1) - 1]
+        vecs.append(F.normalize(pooled, p=2, dim=1).numpy())
+        ids += last_token_rows(h, mask, enc["input_ids"])[1]
+    eos = ("tokenizer(batch, max_length=%d, padding=False, truncation=True); input_ids + [eos_token_id]; "
+           "tokenizer.pad(..., padding=True)" % (n - 1)) if by_hand else (
+           "tokenizer(batch, padding=True, truncation=True, max_length=%d) (its post-processor appends EOS)" % n)
+    call = (
+        f"AutoTokenizer.from_pretrained(model, padding_side='left'); {eos}; AutoModel(dtype=torch.float32)(**inputs)"
+        f"[0]; last_token_pool; F.normalize(p=2, dim=1); texts = {instruction or ''!r} + text; batches of {bs}"
+    )
+    return {"vecs": np.concatenate(vecs).astype(np.float32), "ids": ids, "call": call, "texts": fed}
 
 
 @torch.no_grad()
@@ -832,7 +915,10 @@ def main() -> int:
 
     has_heads = local and (model_dir / "sparse_linear.pt").is_file() and (model_dir / "colbert_linear.pt").is_file()
     has_st = local and ((model_dir / "modules.json").is_file() or (model_dir / "sentence_bert_config.json").is_file())
-    if args.pipelines is None:
+    decoder = local and read_json(model_dir / "config.json").get("model_type") in DECODERS
+    if args.pipelines is None and decoder:
+        pipelines = ["raw-last", "normalized-last"] + (["sentence-transformers"] if has_st else [])
+    elif args.pipelines is None:
         pipelines = ["raw-cls", "normalized-cls"]
         pipelines += ["sentence-transformers"] if has_st or not local else []
         pipelines += ["m3-sparse", "m3-colbert"] if has_heads else []
@@ -864,8 +950,8 @@ def main() -> int:
         raise SystemExit("m3-sparse / m3-colbert need sparse_linear.pt and colbert_linear.pt in the model directory")
     instruction = args.instruction
     st_prompt, st_prompt_name = args.prompt, args.prompt_name
-    if instruction is not None and not any(p in pipelines for p in FLAG_PIPELINES):
-        raise SystemExit(f"--instruction applies only to the FlagEmbedding pipelines {FLAG_PIPELINES}; none is selected")
+    if instruction is not None and not any(p in pipelines for p in INSTRUCTED):
+        raise SystemExit(f"--instruction applies only to the pipelines {INSTRUCTED}; none is selected")
     if (st_prompt is not None or st_prompt_name is not None) and "sentence-transformers" not in pipelines:
         raise SystemExit("--prompt / --prompt-name apply only to the sentence-transformers pipeline, which is not selected")
     query: dict[str, str] = {}  # the suite.toml keys the Rust side reads
@@ -896,7 +982,7 @@ def main() -> int:
     ids_by: dict[str, list[list[int]]] = {}
 
     raw = None
-    if "raw-cls" in pipelines or has_heads or "sentence-transformers" in pipelines or fp16:
+    if "raw-cls" in pipelines or has_heads or ("sentence-transformers" in pipelines and not decoder) or fp16:
         raw = run_raw_cls(model_arg, texts, n, bs)  # also used for the cross-checks (float32, also for --dtype f16)
     if raw is not None and local and (model_dir / "tokenizer.json").is_file():
         # How far the library's tokenizer is from tokenizer.json loaded as it is (what a Rust service using the
@@ -942,6 +1028,23 @@ def main() -> int:
         if "m3-colbert" in pipelines:
             tensors["m3-colbert"] = np.concatenate(flag["colbert"]).astype(np.float32)
             tensors["m3-colbert.offsets"] = pack(flag["colbert"])[1]
+
+    last = None
+    if "raw-last" in pipelines:
+        last = run_raw_last(model_arg, texts, n, bs)
+        tensors["raw-last"], ids_by["raw-last"], calls["raw-last"] = last["vecs"], last["ids"], last["call"]
+    if "normalized-last" in pipelines:
+        nl = run_normalized_last(model_arg, texts, n, bs, instruction)
+        tensors["normalized-last"], ids_by["normalized-last"], calls["normalized-last"] = nl["vecs"], nl["ids"], nl["call"]
+        if last is not None and instruction is None:
+            # The card's recipe on the same texts: the raw last token normalized, where the ids agree.
+            same = [i for i in range(len(texts)) if nl["ids"][i] == last["ids"][i]]
+            if same:
+                r = last["vecs"][same].astype(np.float64)
+                d = float(np.abs(r / np.linalg.norm(r, axis=1, keepdims=True) - nl["vecs"][same]).max())
+                checks["normalized-last vs raw-last/|raw-last| (left vs the tokenizer's padding), same ids: max abs"] = d
+                print(f"  cross-check normalized-last vs raw-last/|raw-last| on {len(same)} texts with the same ids: max abs {d:.3e}")
+                assert d <= 1e-4, d
 
     st = None
     if "sentence-transformers" in pipelines:
@@ -1116,7 +1219,7 @@ def main() -> int:
     if instruction is not None:
         metadata["instruction"] = instruction
         metadata["instruction_format"] = "{}{}"
-        metadata["instruction_pipelines"] = json.dumps([p for p in pipelines if p in FLAG_PIPELINES])
+        metadata["instruction_pipelines"] = json.dumps([p for p in pipelines if p in INSTRUCTED])
     if st is not None and st["prompt"]:
         if st_prompt is not None:
             metadata["prompt"] = st_prompt

@@ -1332,6 +1332,97 @@ def build_modernbert(out: Path, name: str) -> None:
           f"thetas {g_theta}/{l_theta}, biases {biases}, ids {enc}")
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Decoder embedders (Qwen3-Embedding's and e5-mistral's layouts: byte-level BPE, last-token pooling)
+# ---------------------------------------------------------------------------------------------------------
+QWEN3_QUERY = "Instruct: Given a web search query, retrieve relevant passages that answer the query\nQuery:"
+E5_QUERY = "Instruct: Retrieve semantically similar text.\nQuery: "
+
+
+def decoder_bpe(specials: list[str], template: str) -> Tokenizer:
+    """tiny-modernbert's byte-level BPE with the decoder's special tokens after the vocabulary and its template:
+    "$A <|endoftext|>" (Qwen3-Embedding's tokenizer.json appends EOS) or "<s> $A" (Llama / Mistral: BOS, no EOS)."""
+    tok = byte_level_bpe(merges_wanted=700)
+    base = tok.get_vocab_size(with_added_tokens=False)
+    # A fresh tokenizer: byte_level_bpe's [CLS]/[SEP]/... added tokens are not wanted here.
+    ids = {t: i for t, i in tok.get_vocab(with_added_tokens=False).items()}
+    merges = [tuple(m.split(" ")) for m in json.loads(tok.to_str())["model"]["merges"]] if isinstance(
+        json.loads(tok.to_str())["model"]["merges"][0], str) else [tuple(m) for m in json.loads(tok.to_str())["model"]["merges"]]
+    out = Tokenizer(models.BPE(ids, merges, unk_token=None, fuse_unk=False, byte_fallback=False))
+    out.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    out.decoder = decoders.ByteLevel()
+    out.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials])
+    assert out.token_to_id(specials[0]) == base, (out.token_to_id(specials[0]), base)
+    single = template.split()
+    named = [t for t in single if t != "$A"]
+    out.post_processor = processors.TemplateProcessing(
+        single=template, pair=template + " " + " ".join(t if t != "$A" else "$B" for t in single),
+        special_tokens=[(t, out.token_to_id(t)) for t in named])
+    return out
+
+
+# name -> (class, seed, layers, heads, kv heads, head_dim, config extras, tokenizer specials, template,
+#          special tokens, padding side, pooling, prompts)
+DECODER_VARIANTS = {
+    # Qwen3-Embedding-0.6B's layout: q/k norms, GQA (6 query heads on 2 key/value heads), head_dim 8 (query width
+    # 48, not the hidden 32), the tokenizer appends <|endoftext|>, left padding, last-token pooling + Normalize,
+    # the query instruction as a prompt.
+    "tiny-qwen3": ("Qwen3", 15000, 3, 6, 2, 8, {"rope_theta": 1000.0, "attention_bias": False},
+                   ["<|endoftext|>", "<|im_start|>", "<|im_end|>"], "$A <|endoftext|>",
+                   {"eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>"}, "left", "lasttoken", {"query": QWEN3_QUERY}),
+    # e5-mistral's layout: BOS only (the card appends EOS by hand), 4 query heads on 1 key/value head, a sliding
+    # window of 8 tokens on every layer (most texts are longer), right padding.
+    "tiny-mistral": ("Mistral", 15100, 2, 4, 1, None, {"rope_theta": 10000.0, "sliding_window": 8},
+                     ["<unk>", "<s>", "</s>"], "<s> $A",
+                     {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "</s>"}, "right",
+                     "lasttoken", {"query": E5_QUERY}),
+    # Llama with every bias (attention_bias, mlp_bias), plain multi-head attention, RoPE theta 500000; mean pooling
+    # without the prompt (include_prompt false), no Normalize.
+    "tiny-llama": ("Llama", 15200, 2, 4, 4, None, {"rope_theta": 500000.0, "attention_bias": True, "mlp_bias": True},
+                   ["<unk>", "<s>", "</s>"], "<s> $A",
+                   {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<unk>"}, "right",
+                   "mean", {"query": E5_QUERY}),
+}
+
+
+def build_decoder(out: Path, name: str) -> None:
+    cls, seed, layers, heads, kv, head_dim, extra, specials, template, named, side, pooling, prompts = DECODER_VARIANTS[name]
+    d = out / name
+    tok = decoder_bpe(specials, template)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=8192, padding_side=side,
+                                   model_input_names=["input_ids", "attention_mask"], **named)
+    fast.save_pretrained(d, legacy_format=False)
+    torch.manual_seed(seed)
+    config_cls = getattr(transformers, f"{cls}Config")
+    model_cls = getattr(transformers, f"{cls}Model")
+    ids = {k: tok.token_to_id(v) for k, v in named.items()}
+    kw = dict(vocab_size=tok.get_vocab_size(), hidden_size=HIDDEN, num_hidden_layers=layers, num_attention_heads=heads,
+              num_key_value_heads=kv, intermediate_size=48, hidden_act="silu", max_position_embeddings=8192,
+              initializer_range=INIT_RANGE, rms_norm_eps=1e-6, pad_token_id=ids["pad_token"],
+              eos_token_id=ids["eos_token"], bos_token_id=ids.get("bos_token"), tie_word_embeddings=False, **extra)
+    if head_dim is not None:
+        kw["head_dim"] = head_dim
+    model = model_cls(config_cls(**kw))
+    gen = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for mname, p in model.named_parameters():
+            if p.dim() == 2:
+                p.normal_(0.0, INIT_RANGE)
+            elif mname.endswith("norm.weight"):  # RMSNorm weights (1 by default): random, so a swapped one shows
+                p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=gen))
+            elif mname.endswith(".bias"):
+                p.copy_(0.1 * torch.randn(p.shape, generator=gen))
+    model.eval().save_pretrained(d, safe_serialization=True)
+    pool = full_pooling(pooling)
+    if name == "tiny-llama":
+        pool["include_prompt"] = False
+    write_st_files(d, pool, with_normalize=pooling == "lasttoken", max_seq_length=512, do_lower_case=False, prompts=prompts)
+    t = transformers.AutoTokenizer.from_pretrained(d)
+    enc = t("The quick brown fox")["input_ids"]
+    assert t.padding_side == side, t.padding_side
+    print(f"  {name}: {cls}, vocab {tok.get_vocab_size()}, layers {layers}, heads {heads}/{kv}, ids {enc}")
+
+
 README = """\
 # Tiny test models
 
@@ -1376,6 +1467,7 @@ MODEL_NAMES = [
     "tiny-bert-mean", "tiny-bert-cls", "tiny-bert-cased-config-override", "tiny-bert-dense", "tiny-xlmr-m3",
     "tiny-xlmr-m3-pth", "tiny-xlmr-spm", "tiny-mpnet", "tiny-deberta-v2",
     "tiny-distilbert", "tiny-distilbert-sinusoidal", "tiny-modernbert", "tiny-modernbert-cls",
+    "tiny-qwen3", "tiny-mistral", "tiny-llama",
 ]
 
 
@@ -1401,6 +1493,9 @@ def main() -> int:
         "tiny-distilbert-sinusoidal": lambda o: build_distilbert(o, True),
         "tiny-modernbert": lambda o: build_modernbert(o, "tiny-modernbert"),
         "tiny-modernbert-cls": lambda o: build_modernbert(o, "tiny-modernbert-cls"),
+        "tiny-qwen3": lambda o: build_decoder(o, "tiny-qwen3"),
+        "tiny-mistral": lambda o: build_decoder(o, "tiny-mistral"),
+        "tiny-llama": lambda o: build_decoder(o, "tiny-llama"),
     }
     # tiny-xlmr-m3 and tiny-xlmr-m3-pth are built together, and tiny-bert-cased-config-override from tiny-bert-cls.
     wanted = set(args.only or MODEL_NAMES)
@@ -1444,6 +1539,8 @@ def main() -> int:
     st_load_check(out / "tiny-distilbert-sinusoidal", HIDDEN)
     st_load_check(out / "tiny-modernbert", HIDDEN)
     st_load_check(out / "tiny-modernbert-cls", HIDDEN)
+    for name in DECODER_VARIANTS:
+        st_load_check(out / name, HIDDEN)
 
     # The two XLM-R directories must agree on every file but the weights.
     a, b = tree_digest(out / "tiny-xlmr-m3"), tree_digest(out / "tiny-xlmr-m3-pth")

@@ -133,6 +133,11 @@ pub(crate) fn of(p: &Pipeline, model: &Model, suite: &PipelineOptions, cli: &Pip
             "colbert_linear · h for tokens 1.., each L2-normalized".to_string(),
             "FlagEmbedding return_colbert_vecs; colbert_linear.pt".to_string(),
         ),
+        PipelineKind::RawLast => ("lasttoken: hidden state of the last real token, as is".to_string(), "transformers AutoModel(...)[0] at each text's last token".to_string()),
+        PipelineKind::NormalizedLast => (
+            format!("lasttoken, L2-normalized{}", if p.prep.append.is_some() { "; EOS appended by hand" } else { "; EOS from the tokenizer" }),
+            "the decoder model cards' last_token_pool + F.normalize".to_string(),
+        ),
     };
     out.push(Setting::new("head", pooling, pooling_source));
     Ok(out)

@@ -10,7 +10,7 @@ use crate::error::{read_json, Error, Result};
 
 /// The `model_type`s of `config.json` whose encoder embcheck computes. `scripts/generate_fixtures.py` keeps
 /// the same list (a unit test compares them) to say whether embcheck can compute a suite's model.
-pub const IMPLEMENTED: &[&str] = &["bert", "xlm-roberta", "roberta", "camembert", "mpnet", "distilbert", "modernbert"];
+pub const IMPLEMENTED: &[&str] = &["bert", "xlm-roberta", "roberta", "camembert", "mpnet", "distilbert", "modernbert", "llama", "mistral", "qwen2", "qwen3"];
 
 /// The encoder families embcheck runs. Chosen from `config.json`'s `model_type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +25,8 @@ pub enum Family {
     DistilBert,
     /// `modernbert`: rotary positions, pre-LN layers alternating global and sliding-window attention, GeGLU.
     ModernBert,
+    /// `llama`, `mistral`, `qwen2`, `qwen3`: causal decoders with rotary positions (see [`super::decoder`]).
+    Decoder,
 }
 
 /// ModernBERT's settings beyond the shared ones (`ModernBertConfig`, transformers 4.56 and 5.24 names).
@@ -77,6 +79,8 @@ pub struct EncoderConfig {
     pub sinusoidal_positions: bool,
     /// ModernBERT's own settings (`None` for the other families).
     pub modernbert: Option<ModernBertConfig>,
+    /// A decoder's own settings (`None` for the encoder families).
+    pub decoder: Option<super::decoder::DecoderConfig>,
 }
 
 /// The `hidden_act` names of transformers' `ACT2FN` that candle computes the same way. Others (e.g.
@@ -146,13 +150,15 @@ impl EncoderConfig {
     /// Parses `config.json`. Unknown `model_type`s and unsupported settings are errors naming the file.
     pub fn load(path: &Path) -> Result<Self> {
         let raw: Raw = read_json(path)?;
-        let model_type = raw.model_type.as_deref().unwrap_or("");
+        let model_type = raw.model_type.clone().unwrap_or_default();
+        let model_type = model_type.as_str();
         let family = match model_type {
             "bert" => Family::Bert,
             "xlm-roberta" | "roberta" | "camembert" => Family::XlmRoberta,
             "mpnet" => Family::Mpnet,
             "distilbert" => Family::DistilBert,
             "modernbert" => Family::ModernBert,
+            t if super::decoder::MODEL_TYPES.contains(&t) => Family::Decoder,
             other => return Err(Error::Unimplemented { path: path.to_path_buf(), model_type: other.to_string() }),
         };
         if let Some(p) = raw.position_embedding_type.as_deref() {
@@ -184,8 +190,37 @@ impl EncoderConfig {
                 type_vocab_size: Some(1),
                 ..raw
             }
+        } else if family == Family::Decoder {
+            // LlamaConfig / MistralConfig / Qwen2Config / Qwen3Config defaults (transformers 4.56 / 5.24).
+            let qwen = model_type.starts_with("qwen");
+            Raw {
+                vocab_size: Some(raw.vocab_size.unwrap_or(if qwen { 151936 } else { 32000 })),
+                hidden_size: Some(raw.hidden_size.unwrap_or(4096)),
+                num_hidden_layers: Some(raw.num_hidden_layers.unwrap_or(32)),
+                num_attention_heads: Some(raw.num_attention_heads.unwrap_or(32)),
+                intermediate_size: Some(raw.intermediate_size.unwrap_or(match model_type {
+                    "llama" => 11008,
+                    "mistral" => 14336,
+                    _ => 22016,
+                })),
+                hidden_act: Some(raw.hidden_act.clone().unwrap_or_else(|| "silu".into())),
+                max_position_embeddings: Some(raw.max_position_embeddings.unwrap_or(match model_type {
+                    "llama" => 2048,
+                    "mistral" => 131072,
+                    _ => 32768,
+                })),
+                type_vocab_size: Some(1),
+                pad_token_id: Some(raw.pad_token_id.unwrap_or(0)),
+                ..raw
+            }
         } else {
             raw
+        };
+        let decoder = if family == Family::Decoder {
+            let (layers, heads, hidden) = (raw.num_hidden_layers.unwrap_or(32), raw.num_attention_heads.unwrap_or(32), raw.hidden_size.unwrap_or(4096));
+            Some(super::decoder::DecoderConfig::load(path, model_type, layers, heads, hidden)?)
+        } else {
+            None
         };
         let modernbert = if family == Family::ModernBert { Some(modernbert_settings(path, &raw)?) } else { None };
         let hidden_act = match raw.hidden_act {
@@ -208,12 +243,13 @@ impl EncoderConfig {
             type_vocab_size: raw.type_vocab_size.unwrap_or(2),
             layer_norm_eps: raw.layer_norm_eps.unwrap_or(1e-12),
             pad_token_id: raw.pad_token_id.unwrap_or(match family {
-                Family::Bert | Family::DistilBert | Family::ModernBert => 0,
+                Family::Bert | Family::DistilBert | Family::ModernBert | Family::Decoder => 0,
                 Family::XlmRoberta | Family::Mpnet => 1,
             }),
             relative_attention_num_buckets: raw.relative_attention_num_buckets.unwrap_or(32),
             sinusoidal_positions: raw.sinusoidal_pos_embds.unwrap_or(false),
             modernbert,
+            decoder,
         };
         if let Some(m) = &cfg.modernbert {
             if m.global_layers.len() != cfg.num_hidden_layers {
@@ -254,7 +290,8 @@ impl EncoderConfig {
                 format!("max_position_embeddings {} leaves no position for a token after pad_token_id {}", cfg.max_position_embeddings, cfg.pad_token_id),
             ));
         }
-        if cfg.hidden_size % cfg.num_attention_heads != 0 {
+        // A decoder's heads have their own width (`head_dim`), not necessarily hidden_size / heads.
+        if cfg.family != Family::Decoder && cfg.hidden_size % cfg.num_attention_heads != 0 {
             return Err(Error::input(
                 path,
                 format!("hidden_size {} is not a multiple of num_attention_heads {}", cfg.hidden_size, cfg.num_attention_heads),
@@ -266,7 +303,7 @@ impl EncoderConfig {
     /// The most tokens (special tokens included) the position table can encode.
     pub fn max_tokens(&self) -> usize {
         match self.family {
-            Family::Bert | Family::DistilBert | Family::ModernBert => self.max_position_embeddings,
+            Family::Bert | Family::DistilBert | Family::ModernBert | Family::Decoder => self.max_position_embeddings,
             Family::XlmRoberta | Family::Mpnet => self.max_position_embeddings.saturating_sub(self.pad_token_id as usize + 1),
         }
     }
@@ -276,7 +313,7 @@ impl EncoderConfig {
     /// XLM-R and MPNet: `cumsum(ids != pad) * (ids != pad) + pad`, as transformers does; BERT: `0..len`.
     pub fn position_ids(&self, ids: &[u32], out: &mut Vec<u32>) {
         match self.family {
-            Family::Bert | Family::DistilBert | Family::ModernBert => out.extend(0..ids.len() as u32),
+            Family::Bert | Family::DistilBert | Family::ModernBert | Family::Decoder => out.extend(0..ids.len() as u32),
             Family::XlmRoberta | Family::Mpnet => {
                 let pad = self.pad_token_id;
                 let mut count = 0u32;

@@ -3,6 +3,7 @@
 pub mod attention;
 pub mod bert;
 pub mod config;
+pub mod decoder;
 pub mod dense;
 pub mod distilbert;
 pub mod embeddings;
@@ -122,6 +123,8 @@ impl Model {
             Family::Mpnet => &[("cls_token", "<s>"), ("eos_token", "</s>"), ("pad_token", "<pad>"), ("unk_token", "[UNK]")],
             // ModernBERT-base's special tokens (PreTrainedTokenizerFast has no defaults of its own).
             Family::ModernBert => &[("cls_token", "[CLS]"), ("pad_token", "[PAD]"), ("unk_token", "[UNK]")],
+            // The decoders' tokenizers name their special tokens in tokenizer_config.json.
+            Family::Decoder => &[],
         };
         let tokenizer = TextTokenizer::load(&files.tokenizer, defaults, loads_as_bert_tokenizer(&files, config.family)?, &stack)?;
         let pad_id = tokenizer.special.pad.unwrap_or(config.pad_token_id);
@@ -202,7 +205,7 @@ fn loads_as_bert_tokenizer(files: &ModelFiles, family: Family) -> Result<Option<
         None => match family {
             Family::Bert | Family::DistilBert => Some(BertKwargs::All),
             Family::Mpnet => Some(BertKwargs::CaseAndAccents),
-            Family::XlmRoberta | Family::ModernBert => None,
+            Family::XlmRoberta | Family::ModernBert | Family::Decoder => None,
         },
     })
 }

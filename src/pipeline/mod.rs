@@ -34,6 +34,13 @@ pub enum PipelineKind {
     /// BGE-M3 ColBERT vectors (FlagEmbedding `return_colbert_vecs`).
     #[serde(rename = "m3-colbert")]
     M3Colbert,
+    /// transformers `AutoModel`: the last real token's hidden state, not normalized (decoder embedders).
+    #[serde(rename = "raw-last")]
+    RawLast,
+    /// The decoder model cards' recipe: last-token pooling, L2-normalized, the query instruction prefixed, EOS
+    /// appended by hand where the tokenizer does not append it (e5-mistral's card).
+    #[serde(rename = "normalized-last")]
+    NormalizedLast,
 }
 
 /// What kind of value a pipeline produces per text.
@@ -49,12 +56,14 @@ pub enum OutputKind {
 
 impl PipelineKind {
     /// Every pipeline.
-    pub const ALL: [PipelineKind; 5] = [
+    pub const ALL: [PipelineKind; 7] = [
         PipelineKind::RawCls,
         PipelineKind::NormalizedCls,
         PipelineKind::SentenceTransformers,
         PipelineKind::M3Sparse,
         PipelineKind::M3Colbert,
+        PipelineKind::RawLast,
+        PipelineKind::NormalizedLast,
     ];
 
     /// The name used on the command line, in suite.toml and as the reference tensor's name.
@@ -65,6 +74,8 @@ impl PipelineKind {
             PipelineKind::SentenceTransformers => "sentence-transformers",
             PipelineKind::M3Sparse => "m3-sparse",
             PipelineKind::M3Colbert => "m3-colbert",
+            PipelineKind::RawLast => "raw-last",
+            PipelineKind::NormalizedLast => "normalized-last",
         }
     }
 
@@ -177,6 +188,8 @@ pub struct TextPrep {
     pub strip: bool,
     /// `do_lower_case`, as the sentence-transformers version applies it.
     pub lowercase: Lowercase,
+    /// An id appended by hand after truncating to one token less (EOS, as e5-mistral's card does).
+    pub append: Option<u32>,
 }
 
 /// How sentence-transformers lowercases for `do_lower_case`.
@@ -211,10 +224,15 @@ impl TextPrep {
     /// truncated to `max_length`).
     pub fn tokenize(&self, tokenizer: &TextTokenizer, texts: &[String], max_length: usize) -> Result<Vec<Vec<u32>>> {
         let prepared: Vec<String> = texts.iter().map(|t| self.apply(t)).collect();
-        match self.lowercase {
-            Lowercase::Normalizer => tokenizer.encode_all_lowercased(&prepared, max_length),
-            _ => tokenizer.encode_all(&prepared, max_length),
+        let room = if self.append.is_some() { max_length.saturating_sub(1).max(1) } else { max_length };
+        let mut ids = match self.lowercase {
+            Lowercase::Normalizer => tokenizer.encode_all_lowercased(&prepared, room)?,
+            _ => tokenizer.encode_all(&prepared, room)?,
+        };
+        if let Some(id) = self.append {
+            ids.iter_mut().for_each(|seq| seq.push(id));
         }
+        Ok(ids)
     }
 }
 
@@ -231,6 +249,7 @@ pub const NOISE_FLOOR_ULPS: f64 = 32.0;
 #[derive(Debug, Clone)]
 enum Head {
     Cls { normalize: bool },
+    Last { normalize: bool },
     SentenceTransformers { modules: Vec<StModule>, prompt_len: usize },
     Sparse { heads: M3Heads, dropped: Vec<u32> },
     Colbert { heads: M3Heads },
@@ -263,10 +282,12 @@ impl Pipeline {
             Some(n) => n,
             None => model.default_max_length()?,
         };
+        let takes_instruction = kind.is_flag_embedding() || kind == PipelineKind::NormalizedLast;
         let flag_prep = || TextPrep {
-            prefix: if kind.is_flag_embedding() { opts.instruction.clone().unwrap_or_default() } else { String::new() },
+            prefix: if takes_instruction { opts.instruction.clone().unwrap_or_default() } else { String::new() },
             strip: false,
             lowercase: Lowercase::No,
+            append: None,
         };
         if kind.is_flag_embedding() && model.stack.rebuilds_tokenizers() {
             // There is no Python to mirror: FlagEmbedding 1.4.2 does not import under transformers 5.
@@ -280,6 +301,8 @@ impl Pipeline {
         let (prep, head) = match kind {
             PipelineKind::RawCls => (flag_prep(), Head::Cls { normalize: false }),
             PipelineKind::NormalizedCls => (flag_prep(), Head::Cls { normalize: true }),
+            PipelineKind::RawLast => (flag_prep(), Head::Last { normalize: false }),
+            PipelineKind::NormalizedLast => (TextPrep { append: eos_by_hand(model)?, ..flag_prep() }, Head::Last { normalize: true }),
             PipelineKind::SentenceTransformers => {
                 let st = StConfig::load(&model.files)?;
                 let prompt = match (&opts.prompt, &opts.prompt_name) {
@@ -301,7 +324,7 @@ impl Pipeline {
                     (true, true) if model.tokenizer.has_lowercase_normalizer() => Lowercase::No,
                     (true, true) => Lowercase::Normalizer,
                 };
-                let prep = TextPrep { prefix: prompt.clone(), strip: opts.st_strip.unwrap_or(stack.st_strips()), lowercase };
+                let prep = TextPrep { prefix: prompt.clone(), strip: opts.st_strip.unwrap_or(stack.st_strips()), lowercase, append: None };
                 let cls_masked = st.modules.iter().any(|m| matches!(m, StModule::Pooling(p) if p.cls && !p.include_prompt));
                 if !prompt.is_empty() && cls_masked && stack.st_cls_skips_prompt() {
                     return Err(Error::Usage(format!(
@@ -342,6 +365,7 @@ impl Pipeline {
     pub fn pooling(&self) -> Option<PoolingChoice> {
         match &self.head {
             Head::Cls { normalize } => Some(PoolingChoice { modes: "cls".into(), normalized: *normalize }),
+            Head::Last { normalize } => Some(PoolingChoice { modes: "lasttoken".into(), normalized: *normalize }),
             Head::SentenceTransformers { modules, .. } => modules.iter().find_map(|m| match m {
                 StModule::Pooling(p) => {
                     Some(PoolingChoice { modes: p.describe(), normalized: modules.iter().any(|m| matches!(m, StModule::Normalize)) })
@@ -407,11 +431,30 @@ impl Pipeline {
                 }
                 Vector::Dense(v)
             }
+            Head::Last { normalize: n } => {
+                let last = ids.len().max(1) - 1;
+                let mut v = tokens[last * h..(last + 1) * h].to_vec();
+                if *n {
+                    normalize(&mut v);
+                }
+                Vector::Dense(v)
+            }
             Head::SentenceTransformers { modules, prompt_len } => Vector::Dense(run_modules(modules, tokens, h, *prompt_len)?),
             Head::Sparse { heads, dropped } => Vector::Sparse(heads.sparse(tokens, ids, dropped)),
             Head::Colbert { heads } => Vector::Multi(heads.colbert(tokens, ids.len())?),
         })
     }
+}
+
+/// The EOS id `normalized-last` appends by hand: none when the tokenizer already ends every encoding with EOS
+/// (Qwen3-Embedding's tokenizer.json: `$A <|endoftext|>`, which its card relies on), else the tokenizer's EOS
+/// (e5-mistral's card: `input_ids + [tokenizer.eos_token_id]` after truncating to max_length − 1).
+fn eos_by_hand(model: &Model) -> Result<Option<u32>> {
+    let eos = model.tokenizer.special.eos.ok_or_else(|| {
+        Error::Usage(format!("normalized-last: {} has no eos_token in tokenizer_config.json to end each text with", model.files.name))
+    })?;
+    let probe = model.tokenizer.encode_all(&["a".to_string()], usize::MAX)?;
+    Ok((probe[0].last() != Some(&eos)).then_some(eos))
 }
 
 /// Runs a sentence-transformers module chain on one text's hidden states.
@@ -433,7 +476,7 @@ mod tests {
 
     #[test]
     fn lowercase_per_version() {
-        let prep = |lowercase| TextPrep { prefix: String::new(), strip: false, lowercase };
+        let prep = |lowercase| TextPrep { prefix: String::new(), strip: false, lowercase, append: None };
         // Python's str.lower() knows the final sigma; a per-character lowercase does not.
         assert_eq!(prep(Lowercase::Python).apply("ΟΔΟΣ Α"), "οδος α");
         // From 5.4 the tokenizer lowercases (TextPrep::tokenize), not the text preparation.
