@@ -15,7 +15,16 @@ pub const SCORES: usize = 1 << 22;
 /// `softmax(q kᵀ · scale + mask) v` for one text: `q` `[heads, n, d]`, `k` and `v` `[kv_heads, n, d]` (query
 /// head `h` reads key/value head `h / (heads / kv_heads)`, as transformers' `repeat_kv`). Query `i` attends keys
 /// `j ≤ i`, and with a window `w` only those with `j > i − w`. Returns the context `[n, heads · d]`.
+///
+/// Half precision: computed in f32 from the rounded q, k, v and the context rounded back, as PyTorch's CPU
+/// `scaled_dot_product_attention` (the flash kernel transformers' sdpa attention reaches) accumulates scores,
+/// softmax and P·V in float32 for float16 / bfloat16 inputs.
 pub fn causal(q: &Tensor, k: &Tensor, v: &Tensor, window: Option<usize>, scale: f64) -> candle_core::Result<Tensor> {
+    let dtype = q.dtype();
+    if dtype != candle_core::DType::F32 {
+        let f = |t: &Tensor| t.to_dtype(candle_core::DType::F32);
+        return causal(&f(q)?, &f(k)?, &f(v)?, window, scale)?.to_dtype(dtype);
+    }
     let (heads, n, d) = q.dims3()?;
     let kv_heads = k.dim(0)?;
     let group = heads / kv_heads;
