@@ -7,7 +7,8 @@
 #     and with one fault each -> the right diagnosis; a 500 for one text; 429 retried; nothing listening -> 2;
 #   - models with weight scales unlike the bundled ones (scripts/make_scaled_model.py), references made by
 #     the Python libraries now -> every f32 pipeline passes; the same computed in f16 fails; a ModernBERT of a
-#     configuration no bundled model has (scripts/make_modernbert_model.py) -> every f32 pipeline passes.
+#     configuration no bundled model has (scripts/make_modernbert_model.py) -> every f32 pipeline passes; so do
+#     three decoders of configurations no bundled one has (scripts/make_decoder_model.py: Qwen2, Qwen3, Llama).
 # Needs the reference stack (.venv-ref, made here if absent) and a release build. Run by scripts/test.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -142,6 +143,30 @@ else
   printf 'FAIL  %-44s exit %s (expected 0)\n' "unseen ModernBERT, every pipeline in f32" "$got"; grep -E "FAIL|^    " "$tmp/mb.log" | head; failures=$((failures + 1))
 fi
 fi
+
+echo "== decoder configurations no bundled model has (references made now by the Python libraries)"
+# Qwen2ForCausalLM (weights under model.): hidden 48, 6 query heads on 3, a 5-token window from layer 1 on
+# (use_sliding_window, max_window_layers 1), theta 20000, tiny-qwen3's tokenizer (EOS appended, left padding).
+# Qwen3Model: hidden 40, head_dim 16 (query width 64), 4 heads on 1, windows of 6 from layer 2, attention_bias,
+# theta 50000, mean pooling, tiny-mistral's tokenizer (<s> only: EOS by hand). LlamaForCausalLM: hidden 36 in 3
+# heads on 1, gelu, every bias, theta 1000.
+for spec in "q2|--kind qwen2 --hidden 48 --layers 3 --heads 6 --kv-heads 3 --intermediate 40 --theta 20000 --window 5 --max-window-layers 1 --causal-lm --seed 7" \
+            "q3|--kind qwen3 --hidden 40 --layers 4 --heads 4 --kv-heads 1 --head-dim 16 --intermediate 56 --theta 50000 --window 6 --max-window-layers 2 --attention-bias --pooling mean --tokenizer-from fixtures/models/tiny-mistral --seed 8" \
+            "ll|--kind llama --hidden 36 --layers 2 --heads 3 --kv-heads 1 --intermediate 30 --theta 1000 --act gelu --attention-bias --mlp-bias --causal-lm --seed 9"; do
+  tag=${spec%%|*}
+  # shellcheck disable=SC2086
+  "$PY" scripts/make_decoder_model.py --out "$tmp/model-$tag" ${spec#*|} >/dev/null
+  "$PY" scripts/generate_fixtures.py --model "$tmp/model-$tag" --texts fixtures/texts/unseen.jsonl --texts fixtures/texts/edge.jsonl \
+    --out "$tmp/suite-$tag" >"$tmp/gen-$tag.log" 2>&1 || { cat "$tmp/gen-$tag.log"; exit 1; }
+  got=0
+  "$E" check "$tmp/suite-$tag" --report-dir "$tmp/rep-$tag" >"$tmp/$tag.log" 2>&1 || got=$?
+  ran=$((ran + 1))
+  if [ "$got" = 0 ]; then
+    printf 'ok    %-44s exit 0\n' "unseen decoder $tag, every pipeline in f32"
+  else
+    printf 'FAIL  %-44s exit %s (expected 0)\n' "unseen decoder $tag, every pipeline in f32" "$got"; grep -E "FAIL|^    " "$tmp/$tag.log" | head; failures=$((failures + 1))
+  fi
+done
 
 echo
 echo "systems: $((ran - failures)) passed, $failures failed"

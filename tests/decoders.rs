@@ -107,3 +107,22 @@ fn normalized_last_ends_every_text_with_one_eos() {
         }
     }
 }
+
+/// transformers 5 tokenizes a `qwen2` model with its own rebuilt `Qwen2Tokenizer` whatever tokenizer_config.json
+/// names (qwen2 is in its MODELS_WITH_INCORRECT_HUB_TOKENIZER_CLASS): embcheck does not mirror that class and
+/// refuses it under that stack (exit 2) rather than tokenize with tokenizer.json as it is.
+#[test]
+fn a_qwen2_tokenizer_under_transformers5_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("model");
+    copy_dir(&root().join("fixtures/models/tiny-qwen3"), &model);
+    let cfg = model.join("config.json");
+    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
+    v["model_type"] = "qwen2".into();
+    std::fs::write(&cfg, v.to_string()).unwrap();
+    let input = suite("tiny-qwen3").join("texts.jsonl");
+    let out = tmp.path().join("out.safetensors");
+    let o = embcheck(&["embed", "--model", model.to_str().unwrap(), "--pipeline", "raw-last", "--input", input.to_str().unwrap(), "--output", out.to_str().unwrap(), "--stack", "transformers5"]);
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("Qwen2Tokenizer"), "{}", show(&o));
+}

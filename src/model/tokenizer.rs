@@ -332,12 +332,18 @@ const TF5_BERT_CLASSES: &[&str] = &[
 /// `Fast` suffix (the hub's class wins over the model type's), else the class registered for config.json's
 /// `model_type`.
 fn tf5_class(tokenizer_config: &serde_json::Value, model_dir: &Path) -> Result<String> {
-    if let Some(c) = tokenizer_config.get("tokenizer_class").and_then(|c| c.as_str()) {
-        return Ok(c.trim_end_matches("Fast").to_string());
-    }
     let config = model_dir.join("config.json");
     let v: serde_json::Value = if config.is_file() { read_json(&config)? } else { serde_json::Value::Null };
     let model_type = v.get("model_type").and_then(|m| m.as_str()).unwrap_or("");
+    // transformers 5 ignores the hub's class for the model types of MODELS_WITH_INCORRECT_HUB_TOKENIZER_CLASS
+    // that map to a class of their own: qwen2 is always Qwen2Tokenizer (a rebuilt tokenizer), whatever
+    // tokenizer_config.json names.
+    if model_type == "qwen2" {
+        return Ok("Qwen2Tokenizer".to_string());
+    }
+    if let Some(c) = tokenizer_config.get("tokenizer_class").and_then(|c| c.as_str()) {
+        return Ok(c.trim_end_matches("Fast").to_string());
+    }
     Ok(match model_type {
         "bert" => "BertTokenizer",
         "xlm-roberta" => "XLMRobertaTokenizer",
