@@ -73,6 +73,22 @@ const ROWS: &[(&str, &str, Want)] = &[
     ("batch size 7", "tiny-modernbert / sentence-transformers", Pass),
     ("pooling cls -> mean", "tiny-modernbert-cls / sentence-transformers", Fail(&["pooling"])),
     ("computed in f16", "tiny-modernbert-cls / normalized-cls", Fail(&["precision"])),
+    // Decoders: last-token pooling, EOS handling, instructions and prompts.
+    ("normalization dropped", "tiny-qwen3 / sentence-transformers", Fail(&["normalization"])),
+    ("normalization dropped (raw last token)", "tiny-qwen3 / normalized-last", Fail(&["normalization"])),
+    ("pooling lasttoken -> mean", "tiny-qwen3 / sentence-transformers", Fail(&["pooling"])),
+    // The ids show it: one EOS too many (Qwen3's tokenizer appends it already) or none (e5-mistral's recipe).
+    ("EOS doubled (appended after the tokenizer's)", "tiny-qwen3 / normalized-last", Fail(&["tokenization"])),
+    ("EOS dropped (not appended by hand)", "tiny-mistral / normalized-last", Fail(&["tokenization"])),
+    ("instruction dropped", "tiny-qwen3-query / normalized-last", Fail(&["preprocessing"])),
+    ("prompt dropped", "tiny-qwen3-query / sentence-transformers", Fail(&["preprocessing"])),
+    ("computed in f16", "tiny-qwen3 / raw-last", Fail(&["precision"])),
+    ("weights rounded to bf16", "tiny-mistral / sentence-transformers", Fail(&["precision"])),
+    ("max length 512 -> 16", "tiny-llama / sentence-transformers", Fail(&["truncation"])),
+    ("last layer dropped", "tiny-mistral / raw-last", Fail(&["unknown"])),
+    // Right padding under a causal mask: no real token attends a pad, with or without the padding mask.
+    ("pad tokens attended (no attention mask)", "tiny-mistral / raw-last", Pass),
+    ("batch size 7", "tiny-qwen3 / sentence-transformers", Pass),
 ];
 
 #[test]

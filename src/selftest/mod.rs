@@ -59,11 +59,15 @@ const DISTIL: &str = "tiny-distilbert";
 const DISTIL_SIN: &str = "tiny-distilbert-sinusoidal";
 const MODERN: &str = "tiny-modernbert";
 const MODERN_CLS: &str = "tiny-modernbert-cls";
+const QWEN3: &str = "tiny-qwen3";
+const QWEN3_QUERY: &str = "tiny-qwen3-query";
+const MISTRAL: &str = "tiny-mistral";
+const LLAMA: &str = "tiny-llama";
 
 /// The matrix: every fault class embcheck is meant to catch, and the changes it must not flag.
 pub fn matrix() -> Vec<Mutation> {
     use FileChange as F;
-    use PipelineKind::{M3Colbert, M3Sparse, NormalizedCls, SentenceTransformers as St};
+    use PipelineKind::{M3Colbert, M3Sparse, NormalizedCls, NormalizedLast, RawLast, SentenceTransformers as St};
     use RunChange as R;
     let m = |name, suite, pipeline, files, dtype, run, expect| Mutation { name, suite, pipeline, files, dtype, run, expect };
     let f32 = DType::F32;
@@ -122,6 +126,21 @@ pub fn matrix() -> Vec<Mutation> {
         m("batch size 7", MODERN, St, F::None, f32, R::BatchSize(7), Expect::Pass),
         m("pooling cls -> mean", MODERN_CLS, St, F::None, f32, R::Pooling("mean pooling, normalized"), Expect::Fail("pooling")),
         m("computed in f16", MODERN_CLS, NormalizedCls, F::None, DType::F16, R::None, Expect::Fail("precision")),
+        // Decoders: last-token pooling, EOS, instructions.
+        m("normalization dropped", QWEN3, St, F::None, f32, R::Pooling("lasttoken pooling"), Expect::Fail("normalization")),
+        m("normalization dropped (raw last token)", QWEN3, NormalizedLast, F::None, f32, R::Head(RawLast), Expect::Fail("normalization")),
+        m("pooling lasttoken -> mean", QWEN3, St, F::None, f32, R::Pooling("mean pooling, normalized"), Expect::Fail("pooling")),
+        m("EOS doubled (appended after the tokenizer's)", QWEN3, NormalizedLast, F::None, f32, R::EosByHand(true), Expect::Fail("tokenization")),
+        m("EOS dropped (not appended by hand)", MISTRAL, NormalizedLast, F::None, f32, R::EosByHand(false), Expect::Fail("tokenization")),
+        m("instruction dropped", QWEN3_QUERY, NormalizedLast, F::None, f32, R::DropPrefix, Expect::Fail("preprocessing")),
+        m("prompt dropped", QWEN3_QUERY, St, F::None, f32, R::DropPrefix, Expect::Fail("preprocessing")),
+        m("computed in f16", QWEN3, RawLast, F::None, DType::F16, R::None, Expect::Fail("precision")),
+        m("weights rounded to bf16", MISTRAL, St, F::Round { f16: false }, f32, R::None, Expect::Fail("precision")),
+        m("max length 512 -> 16", LLAMA, St, F::None, f32, R::MaxLength(16), Expect::Fail("truncation")),
+        m("last layer dropped", MISTRAL, RawLast, F::DropLayer, f32, R::None, Expect::Fail("unknown")),
+        // Right padding under a causal mask: no real token ever attends a pad, mask or not.
+        m("pad tokens attended (no attention mask)", MISTRAL, RawLast, F::None, f32, R::PadsAttended, Expect::Pass),
+        m("batch size 7", QWEN3, St, F::None, f32, R::BatchSize(7), Expect::Pass),
     ]
 }
 

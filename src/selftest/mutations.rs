@@ -61,6 +61,9 @@ pub enum RunChange {
     PadsAttended,
     /// The pipeline run by the `embcheck embed` binary in a child process with `RAYON_NUM_THREADS` set to this.
     Threads(usize),
+    /// EOS appended by hand after the tokenizer (`true`: doubled where the tokenizer appends it already) or not
+    /// (`false`: missing where the recipe appends it by hand).
+    EosByHand(bool),
 }
 
 /// A temporary directory removed when dropped (tempfile's).
@@ -201,14 +204,17 @@ impl MutatedSystem {
             RunChange::Strip => pipeline.prep.strip = !pipeline.prep.strip,
             RunChange::Prefix(p) => pipeline.prep.prefix = format!("{p}{}", pipeline.prep.prefix),
             RunChange::DropPrefix => pipeline.prep.prefix.clear(),
+            RunChange::EosByHand(add) => {
+                let eos = model.tokenizer.special.eos.ok_or_else(|| Error::Usage("selftest: the model has no eos_token".into()))?;
+                pipeline.prep.append = add.then_some(eos);
+            }
             _ => {}
         }
         Ok(MutatedSystem { model, pipeline, run, exe })
     }
 
     fn embed_here(&self, texts: &[String], batch_size: usize) -> Result<Vec<Output>> {
-        let prepared: Vec<String> = texts.iter().map(|t| self.pipeline.prep.apply(t)).collect();
-        let ids = self.model.tokenizer.encode_all(&prepared, self.pipeline.max_length)?;
+        let ids = self.pipeline.prep.tokenize(&self.model.tokenizer, texts, self.pipeline.max_length)?;
         let mut out: Vec<Option<Vector>> = vec![None; texts.len()];
         for_each_batch(&self.model, &ids, batch_size, |i, tokens, h| {
             out[i] = Some(match self.run {
@@ -229,8 +235,7 @@ impl MutatedSystem {
 
     /// One batch, padded by hand with the model's pad id and run with no mask, in the order given.
     fn embed_unmasked(&self, texts: &[String]) -> Result<Vec<Output>> {
-        let prepared: Vec<String> = texts.iter().map(|t| self.pipeline.prep.apply(t)).collect();
-        let ids = self.model.tokenizer.encode_all(&prepared, self.pipeline.max_length)?;
+        let ids = self.pipeline.prep.tokenize(&self.model.tokenizer, texts, self.pipeline.max_length)?;
         let l = ids.iter().map(Vec::len).max().unwrap_or(0);
         let padded: Vec<Vec<u32>> = ids.iter().map(|s| s.iter().copied().chain(std::iter::repeat(self.model.pad_id)).take(l).collect()).collect();
         let hidden = self.model.hidden_states(&padded)?;
