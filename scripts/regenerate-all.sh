@@ -149,3 +149,39 @@ if [ -x "$PY5" ]; then
 else
   echo "skipping the *-tf5 suites: run bash scripts/setup-reference5-env.sh first" >&2
 fi
+
+# Decoder embedders (tiny-qwen3, tiny-mistral, tiny-llama): both stacks, plain and query suites; f16 and the
+# 8192-token suite under transformers 4.
+QN="Qwen3 (Qwen3Model): q/k RMSNorms, 6 query heads on 2 key/value heads, head_dim 8; the tokenizer appends <|endoftext|> and pads on the left."
+MN="Mistral (MistralModel): 4 query heads on 1 key/value head, an 8-token sliding window on every layer (most texts are longer); the tokenizer prepends <s> and appends no EOS (normalized-last appends it by hand, as e5-mistral's card)."
+LN="Llama (LlamaModel) with attention_bias and mlp_bias, RoPE theta 500000; <s> prepended, no EOS; sentence-transformers mean pooling."
+Q3=$'Instruct: Given a web search query, retrieve relevant passages that answer the query\nQuery:'
+E5=$'Instruct: Retrieve semantically similar text.\nQuery: '
+decoders() {  # decoders PYTHON SUFFIX [extra note]
+  local g=("$1" scripts/generate_fixtures.py) suf=$2; shift 2
+  local extra=("$@")
+  "${g[@]}" --model fixtures/models/tiny-qwen3 --texts fixtures/texts/core.jsonl --out "$S/tiny-qwen3$suf" --max-length 512 "${extra[@]}" --note "$QN"
+  "${g[@]}" --model fixtures/models/tiny-mistral --texts fixtures/texts/core.jsonl --out "$S/tiny-mistral$suf" --max-length 512 "${extra[@]}" --note "$MN"
+  "${g[@]}" --model fixtures/models/tiny-llama --texts fixtures/texts/core.jsonl --out "$S/tiny-llama$suf" --max-length 512 "${extra[@]}" --note "$LN"
+  "${g[@]}" --model fixtures/models/tiny-qwen3 --texts fixtures/texts/core.jsonl --out "$S/tiny-qwen3-query$suf" --max-length 512 \
+    --pipelines normalized-last sentence-transformers --instruction "$Q3" --prompt-name query \
+    --note "Queries: Qwen3-Embedding's instruction on the card (normalized-last) and as the prompt named query (sentence-transformers)."
+  "${g[@]}" --model fixtures/models/tiny-mistral --texts fixtures/texts/core.jsonl --out "$S/tiny-mistral-query$suf" --max-length 512 \
+    --pipelines normalized-last sentence-transformers --instruction "$E5" --prompt-name query \
+    --note "Queries: e5-mistral's instruction format (normalized-last, EOS appended by hand) and the prompt named query (sentence-transformers, last token)."
+  "${g[@]}" --model fixtures/models/tiny-llama --texts fixtures/texts/unseen.jsonl --out "$S/tiny-llama-query$suf" --max-length 512 \
+    --pipelines normalized-last sentence-transformers --instruction "$E5" --prompt-name query \
+    --note "Queries: the instruction (normalized-last) and the prompt named query, masked out of sentence-transformers' mean pooling (include_prompt false). unseen.jsonl: no text is empty after the prompt (an all-masked mean is the zero vector, which never passes the cosine check)."
+}
+decoders "$PY" ""
+for m in qwen3 mistral; do
+  "${G[@]}" --model "fixtures/models/tiny-$m" --texts fixtures/texts/core.jsonl --out "$S/tiny-$m-f16" --max-length 512 --dtype f16 \
+    --note "transformers AutoModel in torch.float16 on CPU (raw-last, and the card's recipe normalized-last): embcheck computes the suite in f16."
+done
+"${G[@]}" --model fixtures/models/tiny-mistral --texts fixtures/texts/long.jsonl --texts fixtures/texts/edge.jsonl \
+  --out "$S/tiny-mistral-long" --max-length 8192 --batch-size 1 --pipelines raw-last normalized-last \
+  --note "Mistral to 8192 tokens (the 200,000-word text truncated): the 8-token sliding window over long texts, in bounded memory." \
+  --note "Batch size 1: left-padded to 8192 tokens, the recipe's own output moves (transformers counts positions from the first pad: a 12-token text padded to 8192 differs from itself alone by 3.1e-5 relative L2 in float32, large RoPE angles rounding differently)."
+if [ -x "$PY5" ]; then
+  decoders "$PY5" -tf5 --note "Generated under transformers 5 / sentence-transformers 6 (scripts/setup-reference5-env.sh)."
+fi
