@@ -47,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import generate_fixtures as gf  # noqa: E402  the same provenance helpers as the references
 
 FORMAT = "embcheck-layers/1"
+DECODERS = ["llama", "mistral", "qwen2", "qwen3"]
 
 # model_type -> the module that ends each stage and how its hidden states are read: "out" its output, "out0" the
 # first element of its output tuple, "in" its first input (a pre-hook). {i} is the layer.
@@ -77,7 +78,16 @@ def stage_hooks(model_type: str, layers: int, full: bool) -> list[tuple[str, str
                 stages.append((f"layers.{i}.attention", f"layers.{i}.mlp_norm", "in"))
             stages.append((f"layers.{i}.mlp", f"layers.{i}", "out0"))
         return stages + [("final_norm", "final_norm", "out")]
-    raise SystemExit(f"model_type {model_type!r}: no stage hooks known (known: {sorted(POST_LN) + ['modernbert']})")
+    if model_type in DECODERS:
+        # Pre-norm decoders: the residual stream after the attention is the post-attention norm's input; after the
+        # MLP, the layer's output; then the final RMSNorm.
+        stages = [("embeddings", "embed_tokens", "out")]
+        for i in range(layers):
+            if full:
+                stages.append((f"layers.{i}.attention", f"layers.{i}.post_attention_layernorm", "in"))
+            stages.append((f"layers.{i}.mlp", f"layers.{i}", "out0"))
+        return stages + [("final_norm", "norm", "out")]
+    raise SystemExit(f"model_type {model_type!r}: no stage hooks known (known: {sorted(POST_LN) + ['modernbert'] + DECODERS})")
 
 
 def suite_settings(suite: Path) -> tuple[Path, int, list[dict]]:

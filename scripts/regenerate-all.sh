@@ -174,6 +174,7 @@ decoders() {  # decoders PYTHON SUFFIX [extra note]
     --note "Queries: the instruction (normalized-last) and the prompt named query, masked out of sentence-transformers' mean pooling (include_prompt false). unseen.jsonl: no text is empty after the prompt (an all-masked mean is the zero vector, which never passes the cosine check)."
 }
 decoders "$PY" ""
+"$PY" scripts/generate_layers.py --suite "$S/tiny-qwen3" --texts 4 --full  # bisect's reference (tests/decoders.rs)
 for m in qwen3 mistral; do
   "${G[@]}" --model "fixtures/models/tiny-$m" --texts fixtures/texts/core.jsonl --out "$S/tiny-$m-f16" --max-length 512 --dtype f16 \
     --note "transformers AutoModel in torch.float16 on CPU (raw-last, and the card's recipe normalized-last): embcheck computes the suite in f16."

@@ -126,3 +126,31 @@ fn a_qwen2_tokenizer_under_transformers5_is_refused() {
     assert_eq!(o.status.code(), Some(2), "{}", show(&o));
     assert!(String::from_utf8_lossy(&o.stderr).contains("Qwen2Tokenizer"), "{}", show(&o));
 }
+
+/// `bisect` on a decoder: embcheck's own stages agree with transformers' (the suite's layers.safetensors, from
+/// scripts/generate_layers.py: embeddings, each layer's attention and MLP residual stream, the final RMSNorm);
+/// a port whose layer-1 key norm lost its weights diverges first at layer 1's attention.
+#[test]
+fn bisect_names_the_first_diverging_decoder_stage() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = suite("tiny-qwen3");
+    let o = embcheck(&["bisect", dir.to_str().unwrap(), "--report-dir", tmp.path().join("ok").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("no divergence"), "{}", show(&o));
+
+    let model = tmp.path().join("port");
+    copy_dir(&root().join("fixtures/models/tiny-qwen3"), &model);
+    let weights = model.join("model.safetensors");
+    let mut tensors = candle_core::safetensors::load(&weights, &candle_core::Device::Cpu).unwrap();
+    let name = "layers.1.self_attn.k_norm.weight";
+    let w = &tensors[name];
+    let ones = candle_core::Tensor::ones(w.shape(), w.dtype(), &candle_core::Device::Cpu).unwrap();
+    tensors.insert(name.to_string(), ones);
+    candle_core::safetensors::save(&tensors, &weights).unwrap();
+    let o = embcheck(&["bisect", dir.to_str().unwrap(), "--against", model.to_str().unwrap(), "--report-dir", tmp.path().join("bad").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("layer 1 attention"), "{out}");
+    let first = out.lines().find(|l| l.contains("first") || l.contains("diverg")).unwrap_or("");
+    assert!(first.contains("layer 1") && first.contains("attention"), "{out}");
+}
