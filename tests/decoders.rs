@@ -154,3 +154,32 @@ fn bisect_names_the_first_diverging_decoder_stage() {
     let first = out.lines().find(|l| l.contains("first") || l.contains("diverg")).unwrap_or("");
     assert!(first.contains("layer 1") && first.contains("attention"), "{out}");
 }
+
+/// Through `check --against` (a `cmd:` system: embcheck's own `embed` with one thing wrong): a Qwen3-Embedding
+/// style service that forgets the query instruction fails every text with `preprocessing`; the faithful command
+/// passes. (f16, EOS and pooling faults: the self-test's decoder rows, tests/selftest.rs.)
+#[test]
+fn faults_of_a_decoder_service_are_diagnosed_through_check_against() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = suite("tiny-qwen3-query");
+    let exe = env!("CARGO_BIN_EXE_embcheck");
+    let instruction = "Instruct: Given a web search query, retrieve relevant passages that answer the query\nQuery:";
+    let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+    let cmd = |pipeline: &str, extra: &str| format!("cmd:{exe} embed --model fixtures/models/tiny-qwen3 --pipeline {pipeline} --max-length 512 {extra} --input - --output -");
+    for (name, source, code, keyword) in [
+        ("faithful", cmd("normalized-last", &format!("--instruction {}", quote(instruction))), 0, None),
+        ("instruction dropped", cmd("normalized-last", ""), 1, Some("preprocessing")),
+    ] {
+        let reports = tmp.path().join(name.replace(' ', "-"));
+        let o = embcheck(&["check", dir.to_str().unwrap(), "--against", &source, "--pipeline", "normalized-last", "--report-dir", reports.to_str().unwrap(), "--diagnosis-budget", "300"]);
+        assert_eq!(o.status.code(), Some(code), "{name}: {}", show(&o));
+        if let Some(k) = keyword {
+            let mut r = csv::Reader::from_path(reports.join("tiny-qwen3-query/diff.csv")).unwrap();
+            let h = r.headers().unwrap().clone();
+            let (pass, diag) = (h.iter().position(|c| c == "pass").unwrap(), h.iter().position(|c| c == "diagnosis").unwrap());
+            let failing: Vec<String> = r.records().map(|x| x.unwrap()).filter(|x| &x[pass] != "true").map(|x| x[diag].to_string()).collect();
+            assert_eq!(failing.len(), 42, "{name}: {failing:?}");
+            assert!(failing.iter().all(|d| d == k), "{name}: {failing:?}");
+        }
+    }
+}
