@@ -19,7 +19,7 @@ pub use config::{DecoderConfig, DecoderKind, MODEL_TYPES};
 use crate::model::config::EncoderConfig;
 use crate::model::dense::Dense;
 use crate::model::encoder::{See, Stage};
-use crate::model::modernbert::rope;
+use crate::model::modernbert::{linear, rope};
 
 /// Prefixes under which checkpoints of task heads (`Qwen3ForCausalLM`, ...) store the base model.
 pub const PREFIXES: &[&str] = &["", "model."];
@@ -50,14 +50,6 @@ impl RmsNorm {
     /// The largest |weight|: ‖output row‖ ≤ max|w| · √width.
     fn max_abs_weight(&self) -> candle_core::Result<f64> {
         self.weight.to_dtype(DType::F64)?.abs()?.max(0)?.to_scalar::<f64>()
-    }
-}
-
-fn linear(vb: VarBuilder, d_in: usize, d_out: usize, bias: bool) -> candle_core::Result<Dense> {
-    if bias {
-        Dense::load(&vb, d_in, d_out)
-    } else {
-        Ok(Dense::new(vb.get((d_out, d_in), "weight")?, None))
     }
 }
 

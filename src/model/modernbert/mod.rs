@@ -30,7 +30,7 @@ fn layer_norm(vb: VarBuilder, h: usize, eps: f64, bias: bool) -> candle_core::Re
 }
 
 /// A linear layer, with a bias only where the config has one.
-fn linear(vb: VarBuilder, d_in: usize, d_out: usize, bias: bool) -> candle_core::Result<Dense> {
+pub(crate) fn linear(vb: VarBuilder, d_in: usize, d_out: usize, bias: bool) -> candle_core::Result<Dense> {
     if bias {
         Dense::load(&vb, d_in, d_out)
     } else {
