@@ -432,7 +432,10 @@ impl Pipeline {
                 Vector::Dense(v)
             }
             Head::Last { normalize: n } => {
-                let last = ids.len().max(1) - 1;
+                // A tokenizer with no special tokens gives an empty text no token: transformers refuses such an
+                // input too, so it is an error here, never a read past the hidden states.
+                let last = ids.len().checked_sub(1).filter(|&l| tokens.len() >= (l + 1) * h);
+                let last = last.ok_or_else(|| Error::Usage("a text with no tokens has no last token to pool".into()))?;
                 let mut v = tokens[last * h..(last + 1) * h].to_vec();
                 if *n {
                     normalize(&mut v);
