@@ -13,7 +13,7 @@ use candle_nn::VarBuilder;
 use super::config::{EncoderConfig, Family};
 use super::embeddings::Embeddings;
 use super::layer::{Layer, LayerNames};
-use super::{bert, distilbert, modernbert, mpnet};
+use super::{bert, distilbert, gemma3, modernbert, mpnet};
 use crate::error::{ComputeContext, Error, Result};
 
 pub use super::dense::Dense;
@@ -53,6 +53,8 @@ enum Body {
     },
     /// ModernBERT: its own pre-LN layers.
     ModernBert(modernbert::Body),
+    /// Gemma 3 text: its own pre- and post-normed layers.
+    Gemma3(gemma3::Body),
 }
 
 impl Encoder {
@@ -67,6 +69,7 @@ impl Encoder {
             Family::Mpnet => (mpnet::PREFIXES, WORDS, Some((&mpnet::LAYER, mpnet::LAYERS))),
             Family::DistilBert => (distilbert::PREFIXES, WORDS, Some((&distilbert::LAYER, distilbert::LAYERS))),
             Family::ModernBert => (modernbert::PREFIXES, modernbert::WORD_EMBEDDINGS, None),
+            Family::Gemma3 => (gemma3::PREFIXES, gemma3::WORD_EMBEDDINGS, None),
         };
         let prefix = prefixes.iter().find(|p| vb.contains_tensor(&format!("{p}{word}"))).ok_or_else(|| {
             let under: Vec<&str> = prefixes.iter().filter(|p| !p.is_empty()).copied().collect();
@@ -77,7 +80,10 @@ impl Encoder {
         let device = vb.device().clone();
         let build = || -> candle_core::Result<Self> {
             let Some((names, layers_at)) = post_ln else {
-                let body = Body::ModernBert(modernbert::Body::load(&vb, cfg)?);
+                let body = match cfg.family {
+                    Family::Gemma3 => Body::Gemma3(gemma3::Body::load(&vb, cfg)?),
+                    _ => Body::ModernBert(modernbert::Body::load(&vb, cfg)?),
+                };
                 return Ok(Encoder { cfg: cfg.clone(), body, dtype, device: device.clone() });
             };
             let layers = (0..cfg.num_hidden_layers)
@@ -87,7 +93,7 @@ impl Encoder {
                 Family::Bert | Family::XlmRoberta => (Embeddings::load(&vb, cfg, true, None)?, None),
                 Family::Mpnet => (Embeddings::load(&vb, cfg, false, None)?, Some(mpnet::RelativeBias::load(&vb, cfg)?)),
                 Family::DistilBert => (Embeddings::load(&vb, cfg, false, distilbert::computed_positions(&vb, cfg)?)?, None),
-                Family::ModernBert => candle_core::bail!("ModernBERT has no post-LN layers (loaded above)"),
+                Family::ModernBert | Family::Gemma3 => candle_core::bail!("no post-LN layers in this family (loaded above)"),
             };
             Ok(Encoder { cfg: cfg.clone(), body: Body::PostLn { embeddings, relative, layers }, dtype, device: device.clone() })
         };
@@ -101,6 +107,7 @@ impl Encoder {
         let norm = match &self.body {
             Body::PostLn { embeddings, layers, .. } => layers.last().map_or(&embeddings.norm, |l| &l.out_norm),
             Body::ModernBert(m) => &m.final_norm,
+            Body::Gemma3(g) => return g.norm_bound(self.cfg.hidden_size).context(|| "final RMSNorm weights".into()),
         };
         let bound = || -> candle_core::Result<f64> {
             let gamma = norm.weight().to_dtype(DType::F64)?.abs()?.max(0)?.to_scalar::<f64>()?;
@@ -190,6 +197,7 @@ impl Encoder {
             let (embeddings, relative, layers) = match &self.body {
                 Body::PostLn { embeddings, relative, layers } => (embeddings, relative, layers),
                 Body::ModernBert(m) => return m.forward(&ids_t, &lengths, see),
+                Body::Gemma3(g) => return g.forward(&ids_t, &lengths, see),
             };
             let pos_t = Tensor::from_vec(positions, (b, l), &self.device)?;
             let mut x = embeddings.forward(&ids_t, &pos_t)?;

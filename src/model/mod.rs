@@ -9,6 +9,7 @@ pub mod embeddings;
 pub mod encoder;
 pub mod files;
 pub mod fused;
+pub mod gemma3;
 pub mod gelu;
 pub mod layer;
 pub mod modernbert;
@@ -122,6 +123,8 @@ impl Model {
             Family::Mpnet => &[("cls_token", "<s>"), ("eos_token", "</s>"), ("pad_token", "<pad>"), ("unk_token", "[UNK]")],
             // ModernBERT-base's special tokens (PreTrainedTokenizerFast has no defaults of its own).
             Family::ModernBert => &[("cls_token", "[CLS]"), ("pad_token", "[PAD]"), ("unk_token", "[UNK]")],
+            // GemmaTokenizer's constructor defaults.
+            Family::Gemma3 => &[("eos_token", "<eos>"), ("pad_token", "<pad>"), ("unk_token", "<unk>")],
         };
         let tokenizer = TextTokenizer::load(&files.tokenizer, defaults, loads_as_bert_tokenizer(&files, config.family)?, &stack)?;
         let pad_id = tokenizer.special.pad.unwrap_or(config.pad_token_id);
@@ -202,7 +205,7 @@ fn loads_as_bert_tokenizer(files: &ModelFiles, family: Family) -> Result<Option<
         None => match family {
             Family::Bert | Family::DistilBert => Some(BertKwargs::All),
             Family::Mpnet => Some(BertKwargs::CaseAndAccents),
-            Family::XlmRoberta | Family::ModernBert => None,
+            Family::XlmRoberta | Family::ModernBert | Family::Gemma3 => None,
         },
     })
 }
