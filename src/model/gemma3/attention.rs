@@ -1,5 +1,5 @@
 //! Gemma 3's attention as transformers' eager attention computes it, for every dtype: scores `q kᵀ · s` in the
-//! model dtype (`s = query_pre_attn_scalar^-0.5`), softcapped if the config says so, the mask added in f32
+//! model dtype (`s = query_pre_attn_scalar^-0.5`), the mask added in f32
 //! (`finfo.min` where a key is not seen), the softmax in f32, `P V` in the model dtype. Key and value heads are
 //! shared by groups of query heads (repeated, as `repeat_kv`). Queries are taken in blocks of rows so that at
 //! most [`crate::model::layer::SCORE_BLOCK`] scores exist at once: memory stays bounded to 8192 tokens.
@@ -18,10 +18,10 @@ pub fn sees(mask: Mask, i: usize, j: usize) -> bool {
     }
 }
 
-/// `softmax(softcap(q kᵀ · scale) + mask) v` for `q` `[B, H, L, d]` and `k`, `v` `[B, Hkv, L, d]`; keys past
+/// `softmax(q kᵀ · scale + mask) v` for `q` `[B, H, L, d]` and `k`, `v` `[B, Hkv, L, d]`; keys past
 /// `lengths[b]` are masked. Returns `[B, H, L, d]`.
 #[allow(clippy::too_many_arguments)]
-pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, lengths: &[usize], scale: f64, softcap: Option<f64>, mask: Mask, limit: usize) -> candle_core::Result<Tensor> {
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, lengths: &[usize], scale: f64, mask: Mask, limit: usize) -> candle_core::Result<Tensor> {
     let (b, heads, l, d) = q.dims4()?;
     let kv_heads = k.dim(1)?;
     let repeat = |t: &Tensor| -> candle_core::Result<Tensor> {
@@ -35,9 +35,6 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, lengths: &[usize], scale: f
     let block = |q: &Tensor, start: usize| -> candle_core::Result<Tensor> {
         let rows = q.dim(2)?;
         let mut scores = (q.matmul(&kt)? * scale)?;
-        if let Some(cap) = softcap {
-            scores = ((scores / cap)?.tanh()? * cap)?;
-        }
         if mask != Mask::Bidirectional {
             let m: Vec<f32> = (start..start + rows).flat_map(|i| (0..l).map(move |j| if sees(mask, i, j) { 0.0 } else { f32::MIN })).collect();
             let m = Tensor::from_vec(m, (1, 1, rows, l), q.device())?;
@@ -78,8 +75,7 @@ mod tests {
     }
 
     /// Each query row computed by hand (per head, its key head h / groups, only the keys it sees, the
-    /// softmax in f64) equals the blocked computation, for every mask, with softcapping and GQA, in blocks of
-    /// any size.
+    /// softmax in f64) equals the blocked computation, for every mask, with GQA, in blocks of any size.
     #[test]
     fn equals_a_row_by_row_computation() {
         let (b, heads, kv, l, d) = (2usize, 4usize, 2usize, 13usize, 4usize);
@@ -89,29 +85,22 @@ mod tests {
         let k4: Vec<Vec<Vec<Vec<f32>>>> = (0..b).map(|s| k.get(s).unwrap().to_vec3().unwrap()).collect();
         let v4: Vec<Vec<Vec<Vec<f32>>>> = (0..b).map(|s| v.get(s).unwrap().to_vec3().unwrap()).collect();
         for mask in [Mask::Bidirectional, Mask::BidirectionalWindow(3), Mask::Causal, Mask::CausalWindow(4)] {
-            for softcap in [None, Some(2.0)] {
-                for limit in [usize::MAX, b * heads * l * 3] {
-                    let got = attention(&q, &k, &v, &lengths, 0.4, softcap, mask, limit).unwrap();
-                    for (s, &n) in lengths.iter().enumerate() {
-                        let got_s: Vec<Vec<Vec<f32>>> = got.get(s).unwrap().to_vec3().unwrap();
-                        for h in 0..heads {
-                            let g = h / (heads / kv);
-                            for i in 0..n {
-                                let keys: Vec<usize> = (0..n).filter(|&j| sees(mask, i, j)).collect();
-                                let scores: Vec<f64> = keys
-                                    .iter()
-                                    .map(|&j| {
-                                        let x = (0..d).map(|c| q4[s][h][i][c] as f64 * k4[s][g][j][c] as f64).sum::<f64>() * 0.4;
-                                        softcap.map_or(x, |c| c * (x / c).tanh())
-                                    })
-                                    .collect();
-                                let m = scores.iter().cloned().fold(f64::MIN, f64::max);
-                                let z: f64 = scores.iter().map(|x| (x - m).exp()).sum();
-                                for c in 0..d {
-                                    let want: f64 = keys.iter().zip(&scores).map(|(&j, x)| (x - m).exp() / z * v4[s][g][j][c] as f64).sum();
-                                    let have = got_s[h][i][c] as f64;
-                                    assert!((want - have).abs() < 2e-5, "{mask:?} {softcap:?} text {s} head {h} row {i}: {have} vs {want}");
-                                }
+            for limit in [usize::MAX, b * heads * l * 3] {
+                let got = attention(&q, &k, &v, &lengths, 0.4, mask, limit).unwrap();
+                for (s, &n) in lengths.iter().enumerate() {
+                    let got_s: Vec<Vec<Vec<f32>>> = got.get(s).unwrap().to_vec3().unwrap();
+                    for h in 0..heads {
+                        let g = h / (heads / kv);
+                        for i in 0..n {
+                            let keys: Vec<usize> = (0..n).filter(|&j| sees(mask, i, j)).collect();
+                            let scores: Vec<f64> =
+                                keys.iter().map(|&j| (0..d).map(|c| q4[s][h][i][c] as f64 * k4[s][g][j][c] as f64).sum::<f64>() * 0.4).collect();
+                            let m = scores.iter().cloned().fold(f64::MIN, f64::max);
+                            let z: f64 = scores.iter().map(|x| (x - m).exp()).sum();
+                            for c in 0..d {
+                                let want: f64 = keys.iter().zip(&scores).map(|(&j, x)| (x - m).exp() / z * v4[s][g][j][c] as f64).sum();
+                                let have = got_s[h][i][c] as f64;
+                                assert!((want - have).abs() < 2e-5, "{mask:?} text {s} head {h} row {i}: {have} vs {want}");
                             }
                         }
                     }

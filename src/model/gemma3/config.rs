@@ -1,6 +1,8 @@
 //! Gemma 3's settings beyond the shared ones, read from `config.json` as transformers 5's `Gemma3TextConfig`
 //! reads them (its defaults for missing keys), or as transformers 4 saved them (`sliding_window_pattern`,
-//! `rope_theta`, `rope_local_base_freq`).
+//! `rope_theta`, `rope_local_base_freq`). `attn_logit_softcapping` is read by neither: transformers' Gemma 3
+//! attention (4.56 and 5.24) keeps it but never passes it to the attention function (Gemma 2's softcapping gave
+//! way to the q/k norms), so a config that sets it computes as one that does not.
 
 use std::path::Path;
 
@@ -42,8 +44,6 @@ pub struct Gemma3Config {
     pub global_theta: f64,
     /// RoPE base of the local layers.
     pub local_theta: f64,
-    /// `attn_logit_softcapping`: scores become `cap · tanh(scores / cap)`.
-    pub softcap: Option<f64>,
 }
 
 impl Gemma3Config {
@@ -77,7 +77,6 @@ struct Raw {
     rope_local_base_freq: Option<f64>,
     rope_parameters: Option<serde_json::Value>,
     rope_scaling: Option<serde_json::Value>,
-    attn_logit_softcapping: Option<f64>,
     use_bidirectional_attention: Option<bool>,
     attention_bias: Option<bool>,
 }
@@ -132,7 +131,9 @@ impl Gemma3Config {
             }
         }
         let theta = |layer_type: &str| -> Result<Option<f64>> {
-            let Some(params) = raw.rope_parameters.as_ref().and_then(|p| p.get(layer_type)).filter(|p| !p.is_null()) else { return Ok(None) };
+            let Some(params) = raw.rope_parameters.as_ref().and_then(|p| p.get(layer_type)).filter(|p| !p.is_null()) else {
+                return Ok(None);
+            };
             if let Some(kind) = params.get("rope_type").and_then(|t| t.as_str()) {
                 if kind != "default" {
                     return Err(Error::input(path, format!("rope_parameters.{layer_type}.rope_type {kind:?} is not supported (expected \"default\")")));
@@ -155,11 +156,6 @@ impl Gemma3Config {
         if !(query_pre_attn_scalar.is_finite() && query_pre_attn_scalar > 0.0) {
             return Err(Error::input(path, format!("query_pre_attn_scalar {query_pre_attn_scalar} is not a finite number above 0")));
         }
-        if let Some(c) = raw.attn_logit_softcapping {
-            if !(c.is_finite() && c > 0.0) {
-                return Err(Error::input(path, format!("attn_logit_softcapping {c} is not a finite number above 0")));
-            }
-        }
         Ok(Gemma3Config {
             kv_heads,
             head_dim,
@@ -169,7 +165,6 @@ impl Gemma3Config {
             bidirectional: raw.use_bidirectional_attention.unwrap_or(false),
             global_theta,
             local_theta,
-            softcap: raw.attn_logit_softcapping,
         })
     }
 }
@@ -189,13 +184,17 @@ mod tests {
     /// (`layer_types`, `rope_parameters`) give the same settings; the pattern makes every 6th layer global.
     #[test]
     fn settings_from_either_transformers_version() {
-        let tf4 = load(r#"{"model_type": "gemma3_text", "num_hidden_layers": 7, "num_attention_heads": 4, "num_key_value_heads": 1,
-            "sliding_window_pattern": 6, "rope_theta": 1000000.0, "rope_local_base_freq": 10000.0, "sliding_window": 512}"#);
-        let tf5 = load(r#"{"model_type": "gemma3_text", "num_hidden_layers": 7, "num_attention_heads": 4, "num_key_value_heads": 1,
+        let tf4 = load(
+            r#"{"model_type": "gemma3_text", "num_hidden_layers": 7, "num_attention_heads": 4, "num_key_value_heads": 1,
+            "sliding_window_pattern": 6, "rope_theta": 1000000.0, "rope_local_base_freq": 10000.0, "sliding_window": 512}"#,
+        );
+        let tf5 = load(
+            r#"{"model_type": "gemma3_text", "num_hidden_layers": 7, "num_attention_heads": 4, "num_key_value_heads": 1,
             "layer_types": ["sliding_attention", "sliding_attention", "sliding_attention", "sliding_attention", "sliding_attention",
                             "full_attention", "sliding_attention"],
             "rope_parameters": {"full_attention": {"rope_type": "default", "rope_theta": 1000000.0},
-                                "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}}, "sliding_window": 512}"#);
+                                "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}}, "sliding_window": 512}"#,
+        );
         assert_eq!(tf4, tf5);
         assert_eq!(tf4.global_layers, vec![false, false, false, false, false, true, false]);
         assert_eq!((tf4.mask(0), tf4.mask(5)), (Mask::CausalWindow(512), Mask::Causal));

@@ -2,7 +2,7 @@
 //! by √hidden in the model dtype, then pre- and post-normed layers — RMSNorm with `(1 + w)` before and after
 //! attention and before and after the MLP; attention with q/k RMSNorms per head, grouped key/value heads,
 //! rotary positions with a base per layer kind, global or within a sliding window per `layer_types`, scaled by
-//! `query_pre_attn_scalar^-0.5`, softcapped if `attn_logit_softcapping` is set, causal unless
+//! `query_pre_attn_scalar^-0.5` (`attn_logit_softcapping` has no effect there: see [`config`]), causal unless
 //! `use_bidirectional_attention`; a GeGLU MLP (`act(gate) · up`) — and a final RMSNorm. As transformers 5's
 //! `Gemma3TextModel` (5.24) computes it; transformers 4.56 has no bidirectional mode.
 
@@ -158,7 +158,7 @@ impl Body {
             let v = split(layer.v.forward(&normed)?, kv)?;
             let (cos, sin) = if layer.global { &global } else { &local };
             let (q, k) = (rope::apply(&q, cos, sin)?, rope::apply(&k, cos, sin)?);
-            let ctx = attention::attention(&q, &k, &v, lengths, scaling, self.settings.softcap, self.settings.mask(n), crate::model::layer::SCORE_BLOCK)?;
+            let ctx = attention::attention(&q, &k, &v, lengths, scaling, self.settings.mask(n), crate::model::layer::SCORE_BLOCK)?;
             let ctx = ctx.transpose(1, 2)?.reshape((b, l, self.heads * d))?;
             x = (x + layer.post_attention_norm.forward(&layer.o.forward(&ctx)?)?)?;
             see(Stage::Attention(n), &x)?;
