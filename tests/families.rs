@@ -145,7 +145,8 @@ fn worst_rel_l2(csv_path: &Path) -> f64 {
 /// key heads, mean pooling, two Dense layers, Normalize; queries with the `query` prompt): embcheck's own
 /// encoder passes the transformers 5 / sentence-transformers 6 references at f32 rounding level, raw and
 /// through the sentence-transformers chain. The same model computed causally (config.json without
-/// `use_bidirectional_attention`, what transformers 4.56 or a port that ignores the key computes) fails.
+/// `use_bidirectional_attention`, what transformers 4.56 or a port that ignores the key computes), checked as a
+/// system under test, fails on every text with the `attention-mask` diagnosis.
 #[test]
 fn embeddinggemma_passes_its_references_and_a_causal_run_does_not() {
     let tmp = tempfile::tempdir().unwrap();
@@ -165,15 +166,20 @@ fn embeddinggemma_passes_its_references_and_a_causal_run_does_not() {
     cfg["use_bidirectional_attention"] = false.into();
     std::fs::write(&cfg_path, cfg.to_string()).unwrap();
     let dir = suite("tiny-embeddinggemma-tf5");
-    let out = tmp.path().join("causal.safetensors");
+    let out = tmp.path().join("causal.jsonl");
     let o = embcheck(&[
         "embed", "--suite", dir.to_str().unwrap(), "--model", model.to_str().unwrap(), "--pipeline", "sentence-transformers",
         "--output", out.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", show(&o));
-    let (shape, causal) = read_tensors(&out).f32s.remove("embeddings").unwrap();
-    let (_, reference) = read_tensors(&dir.join("reference.safetensors")).f32s.remove("sentence-transformers").unwrap();
-    let far = causal.chunks(shape[1]).zip(reference.chunks(shape[1])).filter(|(a, e)| rel_l2(a, e) > 1e-2).count();
-    // Every text of more than one token changes (a one-token text, <bos> alone, sees only itself either way).
-    assert!(far >= shape[0] - 3, "{far} of {} texts moved by the causal mask", shape[0]);
+    // Checked as a system under test: every text fails, each proven to be the causal mask by recomputation.
+    let reports = tmp.path().join("causal-check");
+    let o = embcheck(&[
+        "check", dir.to_str().unwrap(), "--against", out.to_str().unwrap(), "--pipeline", "sentence-transformers", "--diagnosis-budget", "600",
+        "--report-dir", reports.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    let failing = failing_diagnoses(&reports.join("tiny-embeddinggemma-tf5").join("diff.csv"));
+    assert_eq!(failing.len(), text_ids(&dir).len(), "{}", show(&o));
+    assert!(failing.iter().all(|d| d == "attention-mask"), "{failing:?}");
 }

@@ -73,6 +73,9 @@ const ROWS: &[(&str, &str, Want)] = &[
     ("batch size 7", "tiny-modernbert / sentence-transformers", Pass),
     ("pooling cls -> mean", "tiny-modernbert-cls / sentence-transformers", Fail(&["pooling"])),
     ("computed in f16", "tiny-modernbert-cls / normalized-cls", Fail(&["precision"])),
+    ("causal mask on a bidirectional model", "tiny-embeddinggemma-tf5 / sentence-transformers", Fail(&["attention-mask"])),
+    ("computed in f16", "tiny-embeddinggemma-query-tf5 / sentence-transformers", Fail(&["precision"])),
+    ("batch size 7", "tiny-embeddinggemma-tf5 / sentence-transformers", Pass),
 ];
 
 #[test]

@@ -125,6 +125,21 @@ impl Encoder {
         &self.cfg
     }
 
+    /// Whether the attention is bidirectional, for a family whose config chooses (Gemma 3's
+    /// `use_bidirectional_attention`); `None` for the others.
+    pub fn bidirectional(&self) -> Option<bool> {
+        self.cfg.gemma3.as_ref().map(|g| g.bidirectional)
+    }
+
+    /// Computes with a bidirectional (`true`) or causal mask whatever config.json says: what a port that gets
+    /// the mask wrong computes. Returns false, changing nothing, for a family whose config has no such choice.
+    pub fn set_bidirectional(&mut self, bidirectional: bool) -> bool {
+        let (Body::Gemma3(g), Some(settings)) = (&mut self.body, self.cfg.gemma3.as_mut()) else { return false };
+        g.set_bidirectional(bidirectional);
+        settings.bidirectional = bidirectional;
+        true
+    }
+
     /// The dtype the weights were loaded in.
     pub fn dtype(&self) -> DType {
         self.dtype

@@ -59,6 +59,8 @@ const DISTIL: &str = "tiny-distilbert";
 const DISTIL_SIN: &str = "tiny-distilbert-sinusoidal";
 const MODERN: &str = "tiny-modernbert";
 const MODERN_CLS: &str = "tiny-modernbert-cls";
+const GEMMA: &str = "tiny-embeddinggemma-tf5";
+const GEMMA_QUERY: &str = "tiny-embeddinggemma-query-tf5";
 
 /// The matrix: every fault class embcheck is meant to catch, and the changes it must not flag.
 pub fn matrix() -> Vec<Mutation> {
@@ -122,6 +124,10 @@ pub fn matrix() -> Vec<Mutation> {
         m("batch size 7", MODERN, St, F::None, f32, R::BatchSize(7), Expect::Pass),
         m("pooling cls -> mean", MODERN_CLS, St, F::None, f32, R::Pooling("mean pooling, normalized"), Expect::Fail("pooling")),
         m("computed in f16", MODERN_CLS, NormalizedCls, F::None, DType::F16, R::None, Expect::Fail("precision")),
+        // EmbeddingGemma's shape: Gemma 3 run bidirectionally, two Dense layers after the pooling.
+        m("causal mask on a bidirectional model", GEMMA, St, F::Causal, f32, R::None, Expect::Fail("attention-mask")),
+        m("computed in f16", GEMMA_QUERY, St, F::None, DType::F16, R::None, Expect::Fail("precision")),
+        m("batch size 7", GEMMA, St, F::None, f32, R::BatchSize(7), Expect::Pass),
     ]
 }
 
@@ -173,7 +179,9 @@ pub fn run_one(fixtures: &Path, m: &Mutation, exe: Option<&Path>) -> Result<Outc
     suite.diagnosis_budget = crate::suite::DiagnosisBudget::Unlimited;
     let source = ModelFiles::resolve(&suite.spec.model_location)?.dir;
     let tmp = mutations::temp_dir(m.suite)?;
-    let model = mutations::load_mutated(&source, &m.files, m.dtype, &tmp, &fixtures.join("models"))?;
+    // The model as the stack the reference was made with loads it (tokenizer, text handling).
+    let stack = crate::model::Stack::from_reference(&suite.load_data()?.metadata).map_err(|e| Error::input(suite.spec.reference_path(), e.to_string()))?;
+    let model = mutations::load_mutated(&source, &m.files, m.dtype, &tmp, &fixtures.join("models"), stack)?;
     let options = suite.spec.options.clone();
     let pipeline = Pipeline::build(m.pipeline, &model, &options)?;
     let mut system = mutations::MutatedSystem::new(model, pipeline, m.run.clone(), &options, exe.map(Path::to_path_buf))?;
