@@ -140,7 +140,7 @@ if [ -x "$PY5" ]; then
   [ "${MODELS:-0}" = 1 ] && "$PY5" scripts/make_tiny_models.py --only tiny-embeddinggemma
   EG="EmbeddingGemma-style Gemma 3 (Gemma3TextModel, use_bidirectional_attention): 2 query heads per key head, head_dim 16, query_pre_attn_scalar 24, a sliding window of 8 (4 keys each side once bidirectional) in layers 0, 1, 3, RoPE thetas 1e6 / 1e4; mean pooling, Dense 32->64->24 (no bias, Identity), Normalize. transformers 4.56 cannot run it (no use_bidirectional_attention)."
   "${G5[@]}" --model fixtures/models/tiny-embeddinggemma --texts fixtures/texts/core.jsonl --texts fixtures/texts/minilm.jsonl \
-    --out "$S/tiny-embeddinggemma-tf5" --note "$EG"
+    --out "$S/tiny-embeddinggemma-tf5" --note "$EG" --layers 12 --layers-full
   "${G5[@]}" --model fixtures/models/tiny-embeddinggemma --texts fixtures/texts/core.jsonl \
     --out "$S/tiny-embeddinggemma-query-tf5" --pipelines sentence-transformers --prompt-name query --max-length 512 --note "$EG" \
     --note "Queries as EmbeddingGemma's users embed them: encode(..., prompt_name='query') -> 'task: search result | query: ' + text, cut at 512 tokens."
