@@ -158,6 +158,10 @@ fn embeddinggemma_passes_its_references_and_a_causal_run_does_not() {
         eprintln!("{name}: worst rel-L2 {worst:e}");
         assert!(worst < 1e-5, "{name}: worst relative L2 {worst:e}");
     }
+    // Stage by stage (embeddings, each block's residual stream, the final norm) against transformers 5's states.
+    let o = embcheck(&["bisect", suite("tiny-embeddinggemma-tf5").to_str().unwrap(), "--report-dir", tmp.path().join("bisect").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("no divergence"), "{}", show(&o));
     // The causal run: the same files with use_bidirectional_attention false.
     let model = tmp.path().join("causal");
     copy_dir(&root().join("fixtures/models/tiny-embeddinggemma"), &model);
