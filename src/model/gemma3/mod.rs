@@ -18,8 +18,9 @@ use crate::model::encoder::{See, Stage};
 use crate::model::modernbert::rope;
 pub use config::{Gemma3Config, Mask};
 
-/// Prefixes under which checkpoints of task heads (`Gemma3ForCausalLM`, ...) store the text model.
-pub const PREFIXES: &[&str] = &["", "model.", "model.language_model."];
+/// Prefixes under which checkpoints store the text model: none (`Gemma3TextModel`, EmbeddingGemma) or `model.`
+/// (`Gemma3ForCausalLM`).
+pub const PREFIXES: &[&str] = &["", "model."];
 
 /// Where the token table is, under the text model (the encoder finds the prefix by it).
 pub const WORD_EMBEDDINGS: &str = "embed_tokens.weight";
