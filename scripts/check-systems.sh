@@ -167,6 +167,31 @@ for spec in "q2|--kind qwen2 --hidden 48 --layers 3 --heads 6 --kv-heads 3 --int
     printf 'FAIL  %-44s exit %s (expected 0)\n' "unseen decoder $tag, every pipeline in f32" "$got"; grep -E "FAIL|^    " "$tmp/$tag.log" | head; failures=$((failures + 1))
   fi
 done
+echo "== Gemma 3 configurations no bundled model has (references made now by transformers 5)"
+PY5=$PWD/.venv-ref5/bin/python
+if [ -x "$PY5" ]; then
+  # Bidirectional (EmbeddingGemma-like) and causal; hidden 48 in 6 query heads over 2 key heads of 12, 5 layers
+  # with every 3rd global (sliding_window_pattern, the transformers 4 keys), window 6, attn_logit_softcapping set
+  # (transformers' Gemma 3 ignores it), Gemma3ForCausalLM weights under model.
+  for kind in bidirectional causal; do
+    extra=(); [ "$kind" = causal ] && extra=(--causal)
+    "$PY5" scripts/make_gemma3_model.py --out "$tmp/model-g-$kind" --softcap 3.0 --causal-lm --tf4-keys --seed 7 \
+      "${extra[@]}" >/dev/null 2>&1
+    "$PY5" scripts/generate_fixtures.py --model "$tmp/model-g-$kind" --texts fixtures/texts/unseen.jsonl \
+      --texts fixtures/texts/edge.jsonl --out "$tmp/suite-g-$kind" >"$tmp/gen-g-$kind.log" 2>&1 || { cat "$tmp/gen-g-$kind.log"; exit 1; }
+    got=0
+    "$E" check "$tmp/suite-g-$kind" --report-dir "$tmp/rep-g-$kind" >"$tmp/g-$kind.log" 2>&1 || got=$?
+    ran=$((ran + 1))
+    if [ "$got" = 0 ]; then
+      printf 'ok    %-44s exit 0\n' "unseen Gemma 3 ($kind), every pipeline in f32"
+    else
+      printf 'FAIL  %-44s exit %s (expected 0)\n' "unseen Gemma 3 ($kind), every pipeline in f32" "$got"
+      grep -E "FAIL|^    " "$tmp/g-$kind.log" | head; failures=$((failures + 1))
+    fi
+  done
+else
+  echo "skipped: no .venv-ref5 (bash scripts/setup-reference5-env.sh); transformers 4.56 cannot run EmbeddingGemma"
+fi
 
 echo
 echo "systems: $((ran - failures)) passed, $failures failed"

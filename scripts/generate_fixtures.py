@@ -97,7 +97,7 @@ FORMAT = "embcheck-reference/1"
 # The config.json model_types whose encoder embcheck computes (src/model/config.rs IMPLEMENTED; a unit test there
 # keeps the two lists equal). Other models get model-free checks only: a system's vectors against the references,
 # diff, gate with a candidate system; no proven diagnosis, no `embcheck check` of its own pipeline.
-EMBCHECK_IMPLEMENTS = ["bert", "xlm-roberta", "roberta", "camembert", "mpnet", "distilbert", "modernbert", "llama", "mistral", "qwen2", "qwen3"]
+EMBCHECK_IMPLEMENTS = ["bert", "xlm-roberta", "roberta", "camembert", "mpnet", "distilbert", "modernbert", "llama", "mistral", "qwen2", "qwen3", "gemma3_text"]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -918,6 +918,10 @@ def main() -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     name = args.name or out_dir.resolve().name
 
+    cfg_json = read_json(model_dir / "config.json") if local and (model_dir / "config.json").is_file() else {}
+    if cfg_json.get("use_bidirectional_attention") and int(transformers.__version__.split(".")[0]) < 5:
+        raise SystemExit(f"{args.model}: use_bidirectional_attention (EmbeddingGemma) needs transformers 5; transformers "
+                         f"{transformers.__version__} would run it causally: use .venv-ref5/bin/python")
     has_heads = local and (model_dir / "sparse_linear.pt").is_file() and (model_dir / "colbert_linear.pt").is_file()
     has_st = local and ((model_dir / "modules.json").is_file() or (model_dir / "sentence_bert_config.json").is_file())
     decoder = local and read_json(model_dir / "config.json").get("model_type") in DECODERS

@@ -87,7 +87,16 @@ def stage_hooks(model_type: str, layers: int, full: bool) -> list[tuple[str, str
                 stages.append((f"layers.{i}.attention", f"layers.{i}.post_attention_layernorm", "in"))
             stages.append((f"layers.{i}.mlp", f"layers.{i}", "out0"))
         return stages + [("final_norm", "norm", "out")]
-    raise SystemExit(f"model_type {model_type!r}: no stage hooks known (known: {sorted(POST_LN) + ['modernbert'] + DECODERS})")
+    if model_type == "gemma3_text":
+        # Pre- and post-normed: the residual stream after the attention block is the pre-feedforward norm's input;
+        # after the MLP block, the layer's output. The embeddings are embed_tokens' output (scaled by √hidden).
+        stages = [("embeddings", "embed_tokens", "out")]
+        for i in range(layers):
+            if full:
+                stages.append((f"layers.{i}.attention", f"layers.{i}.pre_feedforward_layernorm", "in"))
+            stages.append((f"layers.{i}.mlp", f"layers.{i}", "out0"))
+        return stages + [("final_norm", "norm", "out")]
+    raise SystemExit(f"model_type {model_type!r}: no stage hooks known (known: {sorted(POST_LN) + ['modernbert', 'gemma3_text'] + DECODERS})")
 
 
 def suite_settings(suite: Path) -> tuple[Path, int, list[dict]]:

@@ -13,7 +13,7 @@ PY=${PY:-.venv-ref/bin/python}
 PY5=${PY5:-.venv-ref5/bin/python}
 for a in "$@"; do
   case "$a" in
-    --models) "$PY" scripts/make_tiny_models.py ;;
+    --models) "$PY" scripts/make_tiny_models.py; MODELS=1 ;;
     --texts) "$PY" scripts/make_texts.py ;;
     *) echo "unknown argument: $a" >&2; exit 2 ;;
   esac
@@ -136,6 +136,14 @@ if [ -x "$PY5" ]; then
     "${G5[@]}" --model "fixtures/models/$m" --texts fixtures/texts/core.jsonl --texts fixtures/texts/minilm.jsonl \
       --out "$S/$m-tf5" --note "$TF5" --note "$note" --note "transformers 5 loads ModernBERT's tokenizer.json as it is (TokenizersBackend)."
   done
+  # EmbeddingGemma: transformers 5 only (4.56 has no use_bidirectional_attention; the generator refuses it there).
+  [ "${MODELS:-0}" = 1 ] && "$PY5" scripts/make_tiny_models.py --only tiny-embeddinggemma
+  EG="EmbeddingGemma-style Gemma 3 (Gemma3TextModel, use_bidirectional_attention): 2 query heads per key head, head_dim 16, query_pre_attn_scalar 24, a sliding window of 8 (4 keys each side once bidirectional) in layers 0, 1, 3, RoPE thetas 1e6 / 1e4; mean pooling, Dense 32->64->24 (no bias, Identity), Normalize. transformers 4.56 cannot run it (no use_bidirectional_attention)."
+  "${G5[@]}" --model fixtures/models/tiny-embeddinggemma --texts fixtures/texts/core.jsonl --texts fixtures/texts/minilm.jsonl \
+    --out "$S/tiny-embeddinggemma-tf5" --note "$EG" --layers 12 --layers-full
+  "${G5[@]}" --model fixtures/models/tiny-embeddinggemma --texts fixtures/texts/core.jsonl \
+    --out "$S/tiny-embeddinggemma-query-tf5" --pipelines sentence-transformers --prompt-name query --max-length 512 --note "$EG" \
+    --note "Queries as EmbeddingGemma's users embed them: encode(..., prompt_name='query') -> 'task: search result | query: ' + text, cut at 512 tokens."
   if [ -d fixtures/external/all-mpnet-base-v2 ]; then
     "${G5[@]}" --model fixtures/external/all-mpnet-base-v2 --texts fixtures/texts/core.jsonl --texts fixtures/texts/minilm.jsonl \
       --out "$S/all-mpnet-base-v2-tf5" --note "$TF5" --note "${MPNET_EXT[0]}" --note "${MPNET_EXT[1]}"

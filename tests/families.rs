@@ -1,5 +1,6 @@
 //! Model families through the real CLI: a model type embcheck does not implement still gets every model-free
-//! check; MPNet, DistilBERT and ModernBERT are computed by their own encoders on both stacks and in half precision.
+//! check; MPNet, DistilBERT, ModernBERT and Gemma 3 (EmbeddingGemma) are computed by their own encoders on both
+//! stacks (Gemma 3: transformers 5 only) and in half precision.
 
 mod common;
 
@@ -109,6 +110,7 @@ fn new_families_in_half_precision_are_finite_and_close_to_f32() {
         ("tiny-distilbert-sinusoidal", "tiny-distilbert-sinusoidal"),
         ("tiny-modernbert", "tiny-modernbert"),
         ("tiny-modernbert-cls", "tiny-modernbert-cls"),
+        ("tiny-embeddinggemma", "tiny-embeddinggemma-tf5"),
     ] {
         let input = suite(suite_name).join("texts.jsonl");
         let run = |dtype: &str| {
@@ -129,4 +131,59 @@ fn new_families_in_half_precision_are_finite_and_close_to_f32() {
             assert!(worst < bound, "{model} {dtype}: worst relative L2 {worst:e}");
         }
     }
+}
+
+/// The worst relative L2 of the rows of a diff.csv.
+fn worst_rel_l2(csv_path: &Path) -> f64 {
+    let mut r = csv::Reader::from_path(csv_path).unwrap_or_else(|e| panic!("{}: {e}", csv_path.display()));
+    let h = r.headers().unwrap().clone();
+    let col = h.iter().position(|c| c == "rel_l2").unwrap_or_else(|| panic!("no rel_l2 column in {h:?}"));
+    r.records().map(|x| x.unwrap()[col].parse::<f64>().unwrap()).fold(0f64, f64::max)
+}
+
+/// EmbeddingGemma's shape (Gemma 3 text run bidirectionally, sliding windows shorter than most texts, grouped
+/// key heads, mean pooling, two Dense layers, Normalize; queries with the `query` prompt): embcheck's own
+/// encoder passes the transformers 5 / sentence-transformers 6 references at f32 rounding level, raw and
+/// through the sentence-transformers chain. The same model computed causally (config.json without
+/// `use_bidirectional_attention`, what transformers 4.56 or a port that ignores the key computes), checked as a
+/// system under test, fails on every text with the `attention-mask` diagnosis.
+#[test]
+fn embeddinggemma_passes_its_references_and_a_causal_run_does_not() {
+    let tmp = tempfile::tempdir().unwrap();
+    for name in ["tiny-embeddinggemma-tf5", "tiny-embeddinggemma-query-tf5"] {
+        let reports = tmp.path().join(name);
+        let o = embcheck(&["check", suite(name).to_str().unwrap(), "--report-dir", reports.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+        let worst = worst_rel_l2(&reports.join(name).join("diff.csv"));
+        eprintln!("{name}: worst rel-L2 {worst:e}");
+        assert!(worst < 1e-5, "{name}: worst relative L2 {worst:e}");
+    }
+    // Stage by stage (embeddings, each block's residual stream, the final norm) against transformers 5's states.
+    let o = embcheck(&["bisect", suite("tiny-embeddinggemma-tf5").to_str().unwrap(), "--report-dir", tmp.path().join("bisect").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("no divergence"), "{}", show(&o));
+    // The causal run: the same files with use_bidirectional_attention false.
+    let model = tmp.path().join("causal");
+    copy_dir(&root().join("fixtures/models/tiny-embeddinggemma"), &model);
+    let cfg_path = model.join("config.json");
+    let mut cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
+    cfg["use_bidirectional_attention"] = false.into();
+    std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+    let dir = suite("tiny-embeddinggemma-tf5");
+    let out = tmp.path().join("causal.jsonl");
+    let o = embcheck(&[
+        "embed", "--suite", dir.to_str().unwrap(), "--model", model.to_str().unwrap(), "--pipeline", "sentence-transformers",
+        "--output", out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", show(&o));
+    // Checked as a system under test: every text fails, each proven to be the causal mask by recomputation.
+    let reports = tmp.path().join("causal-check");
+    let o = embcheck(&[
+        "check", dir.to_str().unwrap(), "--against", out.to_str().unwrap(), "--pipeline", "sentence-transformers", "--diagnosis-budget", "600",
+        "--report-dir", reports.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    let failing = failing_diagnoses(&reports.join("tiny-embeddinggemma-tf5").join("diff.csv"));
+    assert_eq!(failing.len(), text_ids(&dir).len(), "{}", show(&o));
+    assert!(failing.iter().all(|d| d == "attention-mask"), "{failing:?}");
 }

@@ -89,6 +89,9 @@ const ROWS: &[(&str, &str, Want)] = &[
     // Right padding under a causal mask: no real token attends a pad, with or without the padding mask.
     ("pad tokens attended (no attention mask)", "tiny-mistral / raw-last", Pass),
     ("batch size 7", "tiny-qwen3 / sentence-transformers", Pass),
+    ("causal mask on a bidirectional model", "tiny-embeddinggemma-tf5 / sentence-transformers", Fail(&["attention-mask"])),
+    ("computed in f16", "tiny-embeddinggemma-query-tf5 / sentence-transformers", Fail(&["precision"])),
+    ("batch size 7", "tiny-embeddinggemma-tf5 / sentence-transformers", Pass),
 ];
 
 #[test]

@@ -9,7 +9,7 @@ use std::path::Path;
 use common::*;
 
 /// The suites generated under transformers 5 whose models are committed.
-const TF5_SUITES: [&str; 10] = [
+const TF5_SUITES: [&str; 12] = [
     "tiny-xlmr-m3-tf5",
     "tiny-xlmr-spm-tf5",
     "tiny-bert-mean-tf5",
@@ -20,6 +20,8 @@ const TF5_SUITES: [&str; 10] = [
     "tiny-distilbert-sinusoidal-tf5",
     "tiny-modernbert-tf5",
     "tiny-modernbert-cls-tf5",
+    "tiny-embeddinggemma-tf5",
+    "tiny-embeddinggemma-query-tf5",
 ];
 
 fn libraries(suite: &Path) -> serde_json::Value {

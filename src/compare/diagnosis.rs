@@ -3,7 +3,7 @@
 //! matches within tolerance. Otherwise the keyword is `unknown` and the detail says what was tried.
 //!
 //! Keywords (stable, in the `diagnosis` column): `rejected`, `non-finite`, `tokenization`, `truncation`,
-//! `preprocessing`, `normalization`, `pooling`, `padding`, `precision`, `unknown`.
+//! `preprocessing`, `normalization`, `pooling`, `padding`, `attention-mask`, `precision`, `unknown`.
 //!
 //! Which side an alternative explains depends on the [`Subject`]: when embcheck's own pipeline is checked,
 //! the reference is the odd one out (it was made some other way); when a system under test is checked, its
@@ -37,6 +37,9 @@ pub enum Stage {
     Pooling,
     /// The text alone matches while the text in its padded batch does not.
     Padding,
+    /// The model computed with the other attention mask (causal where config.json says bidirectional, or the
+    /// reverse) matches.
+    AttentionMask,
     /// Drift of the size that f16/bf16 computation gives on this text.
     Precision,
     /// Nothing above was proven.
@@ -56,6 +59,7 @@ impl Stage {
             Stage::Normalization => "normalization",
             Stage::Pooling => "pooling",
             Stage::Padding => "padding",
+            Stage::AttentionMask => "attention-mask",
             Stage::Precision => "precision",
             Stage::Unknown => "unknown",
         }
@@ -144,6 +148,11 @@ pub trait Alternatives {
     fn preprocessings(&mut self, _index: usize) -> Result<Vec<(String, Vector)>> {
         Ok(Vec::new())
     }
+    /// embcheck's pipeline on the text with the model's attention mask changed (causal for bidirectional, or the
+    /// reverse), each named; empty for models whose config has no such choice.
+    fn other_masks(&mut self, _index: usize) -> Result<Vec<(String, Vector)>> {
+        Ok(Vec::new())
+    }
     /// embcheck's pipeline on the text in the other precisions, per dtype name.
     fn other_precisions(&mut self, _index: usize) -> Result<Vec<(String, Vector)>> {
         Ok(Vec::new())
@@ -213,8 +222,8 @@ const PRECISION_BAND: (f64, f64) = (1.0 / 3.0, 3.0);
 /// embcheck's f16-weights value on a 32-wide model; unrelated weight noise at about 1.0.
 const TOWARDS: f64 = 0.85;
 
-/// Diagnoses a failing row: stages in order (tokens → normalization → pooling → truncation →
-/// preprocessing → padding → precision), each proven by the numbers or by a matching alternative.
+/// Diagnoses a failing row: stages in order (tokens → normalization → pooling → attention mask →
+/// truncation → preprocessing → padding → precision), each proven by the numbers or by a matching alternative.
 pub fn diagnose(row: &RowResult, actual: &Vector, expected: &Vector, tol: &Tolerance, alt: &mut dyn Alternatives) -> Result<Diagnosis> {
     let m = &row.metrics;
     if !m.finite {
@@ -325,6 +334,10 @@ pub fn diagnose(row: &RowResult, actual: &Vector, expected: &Vector, tol: &Toler
     let poolings = alt.poolings(row.index)?;
     if let Some(k) = first_matching_index(poolings.iter().map(|(c, v)| (c.to_string(), v)), subject, tol, &mut tried) {
         return Ok(pooling_diagnosis(&poolings[k].0, alt.own_pooling(), who, other));
+    }
+    // One recomputation, before the truncation search's many: the model's other attention mask.
+    if let Some(name) = first_matching(alt.other_masks(row.index)?, subject, tol, &mut tried) {
+        return Ok(Diagnosis::new(Stage::AttentionMask, format!("{who} matches this text recomputed with {name}")));
     }
     // Lengths recomputed without a match, and how far each was from the subject: the cut-off search below
     // starts from them instead of recomputing them.

@@ -10,7 +10,7 @@ use crate::error::{read_json, Error, Result};
 
 /// The `model_type`s of `config.json` whose encoder embcheck computes. `scripts/generate_fixtures.py` keeps
 /// the same list (a unit test compares them) to say whether embcheck can compute a suite's model.
-pub const IMPLEMENTED: &[&str] = &["bert", "xlm-roberta", "roberta", "camembert", "mpnet", "distilbert", "modernbert", "llama", "mistral", "qwen2", "qwen3"];
+pub const IMPLEMENTED: &[&str] = &["bert", "xlm-roberta", "roberta", "camembert", "mpnet", "distilbert", "modernbert", "llama", "mistral", "qwen2", "qwen3", "gemma3_text"];
 
 /// The encoder families embcheck runs. Chosen from `config.json`'s `model_type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +27,9 @@ pub enum Family {
     ModernBert,
     /// `llama`, `mistral`, `qwen2`, `qwen3`: causal decoders with rotary positions (see [`super::decoder`]).
     Decoder,
+    /// `gemma3_text`: scaled embeddings, pre- and post-normed layers (RMSNorm), grouped-query attention with
+    /// rotary positions, local and global layers, GeGLU; causal or bidirectional (EmbeddingGemma).
+    Gemma3,
 }
 
 /// ModernBERT's settings beyond the shared ones (`ModernBertConfig`, transformers 4.56 and 5.24 names).
@@ -81,6 +84,8 @@ pub struct EncoderConfig {
     pub modernbert: Option<ModernBertConfig>,
     /// A decoder's own settings (`None` for the encoder families).
     pub decoder: Option<super::decoder::DecoderConfig>,
+    /// Gemma 3's own settings (`None` for the other families).
+    pub gemma3: Option<super::gemma3::Gemma3Config>,
 }
 
 /// The `hidden_act` names of transformers' `ACT2FN` that candle computes the same way. Others (e.g.
@@ -124,8 +129,10 @@ struct Raw {
     hidden_dim: Option<usize>,
     activation: Option<serde_json::Value>,
     sinusoidal_pos_embds: Option<bool>,
-    // ModernBERT's.
+    // ModernBERT's (and Gemma 3's hidden_activation).
     hidden_activation: Option<serde_json::Value>,
+    // Gemma 3's.
+    rms_norm_eps: Option<f64>,
     norm_eps: Option<f64>,
     norm_bias: Option<bool>,
     attention_bias: Option<bool>,
@@ -159,6 +166,7 @@ impl EncoderConfig {
             "distilbert" => Family::DistilBert,
             "modernbert" => Family::ModernBert,
             t if super::decoder::MODEL_TYPES.contains(&t) => Family::Decoder,
+            "gemma3_text" => Family::Gemma3,
             other => return Err(Error::Unimplemented { path: path.to_path_buf(), model_type: other.to_string() }),
         };
         if let Some(p) = raw.position_embedding_type.as_deref() {
@@ -213,6 +221,20 @@ impl EncoderConfig {
                 pad_token_id: Some(raw.pad_token_id.unwrap_or(0)),
                 ..raw
             }
+        } else if family == Family::Gemma3 {
+            // Gemma3TextConfig's defaults (transformers 5.24).
+            Raw {
+                vocab_size: Some(raw.vocab_size.unwrap_or(262_208)),
+                hidden_size: Some(raw.hidden_size.unwrap_or(2304)),
+                intermediate_size: Some(raw.intermediate_size.unwrap_or(9216)),
+                num_hidden_layers: Some(raw.num_hidden_layers.unwrap_or(super::gemma3::config::DEFAULT_LAYERS)),
+                num_attention_heads: Some(raw.num_attention_heads.unwrap_or(super::gemma3::config::DEFAULT_HEADS)),
+                max_position_embeddings: Some(raw.max_position_embeddings.unwrap_or(131_072)),
+                hidden_act: Some(raw.hidden_activation.clone().unwrap_or_else(|| "gelu_pytorch_tanh".into())),
+                layer_norm_eps: Some(raw.rms_norm_eps.unwrap_or(1e-6)),
+                type_vocab_size: Some(1),
+                ..raw
+            }
         } else {
             raw
         };
@@ -222,6 +244,7 @@ impl EncoderConfig {
         } else {
             None
         };
+        let gemma3 = if family == Family::Gemma3 { Some(super::gemma3::Gemma3Config::load(path)?) } else { None };
         let modernbert = if family == Family::ModernBert { Some(modernbert_settings(path, &raw)?) } else { None };
         let hidden_act = match raw.hidden_act {
             None => Activation::Gelu,
@@ -243,13 +266,14 @@ impl EncoderConfig {
             type_vocab_size: raw.type_vocab_size.unwrap_or(2),
             layer_norm_eps: raw.layer_norm_eps.unwrap_or(1e-12),
             pad_token_id: raw.pad_token_id.unwrap_or(match family {
-                Family::Bert | Family::DistilBert | Family::ModernBert | Family::Decoder => 0,
+                Family::Bert | Family::DistilBert | Family::ModernBert | Family::Decoder | Family::Gemma3 => 0,
                 Family::XlmRoberta | Family::Mpnet => 1,
             }),
             relative_attention_num_buckets: raw.relative_attention_num_buckets.unwrap_or(32),
             sinusoidal_positions: raw.sinusoidal_pos_embds.unwrap_or(false),
             modernbert,
             decoder,
+            gemma3,
         };
         if let Some(m) = &cfg.modernbert {
             if m.global_layers.len() != cfg.num_hidden_layers {
@@ -291,7 +315,7 @@ impl EncoderConfig {
             ));
         }
         // A decoder's heads have their own width (`head_dim`), not necessarily hidden_size / heads.
-        if cfg.family != Family::Decoder && cfg.hidden_size % cfg.num_attention_heads != 0 {
+        if !matches!(cfg.family, Family::Decoder | Family::Gemma3) && cfg.hidden_size % cfg.num_attention_heads != 0 {
             return Err(Error::input(
                 path,
                 format!("hidden_size {} is not a multiple of num_attention_heads {}", cfg.hidden_size, cfg.num_attention_heads),
@@ -303,7 +327,7 @@ impl EncoderConfig {
     /// The most tokens (special tokens included) the position table can encode.
     pub fn max_tokens(&self) -> usize {
         match self.family {
-            Family::Bert | Family::DistilBert | Family::ModernBert | Family::Decoder => self.max_position_embeddings,
+            Family::Bert | Family::DistilBert | Family::ModernBert | Family::Decoder | Family::Gemma3 => self.max_position_embeddings,
             Family::XlmRoberta | Family::Mpnet => self.max_position_embeddings.saturating_sub(self.pad_token_id as usize + 1),
         }
     }
@@ -313,7 +337,7 @@ impl EncoderConfig {
     /// XLM-R and MPNet: `cumsum(ids != pad) * (ids != pad) + pad`, as transformers does; BERT: `0..len`.
     pub fn position_ids(&self, ids: &[u32], out: &mut Vec<u32>) {
         match self.family {
-            Family::Bert | Family::DistilBert | Family::ModernBert | Family::Decoder => out.extend(0..ids.len() as u32),
+            Family::Bert | Family::DistilBert | Family::ModernBert | Family::Decoder | Family::Gemma3 => out.extend(0..ids.len() as u32),
             Family::XlmRoberta | Family::Mpnet => {
                 let pad = self.pad_token_id;
                 let mut count = 0u32;

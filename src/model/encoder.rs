@@ -13,7 +13,7 @@ use candle_nn::VarBuilder;
 use super::config::{EncoderConfig, Family};
 use super::embeddings::Embeddings;
 use super::layer::{Layer, LayerNames};
-use super::{bert, decoder, distilbert, modernbert, mpnet};
+use super::{bert, decoder, distilbert, gemma3, modernbert, mpnet};
 use crate::error::{ComputeContext, Error, Result};
 
 pub use super::dense::Dense;
@@ -55,6 +55,8 @@ enum Body {
     ModernBert(modernbert::Body),
     /// Llama, Mistral, Qwen2, Qwen3: causal pre-norm decoder layers.
     Decoder(decoder::Body),
+    /// Gemma 3 text: its own pre- and post-normed layers.
+    Gemma3(gemma3::Body),
 }
 
 impl Encoder {
@@ -70,6 +72,7 @@ impl Encoder {
             Family::DistilBert => (distilbert::PREFIXES, WORDS, Some((&distilbert::LAYER, distilbert::LAYERS))),
             Family::ModernBert => (modernbert::PREFIXES, modernbert::WORD_EMBEDDINGS, None),
             Family::Decoder => (decoder::PREFIXES, decoder::WORD_EMBEDDINGS, None),
+            Family::Gemma3 => (gemma3::PREFIXES, gemma3::WORD_EMBEDDINGS, None),
         };
         let prefix = prefixes.iter().find(|p| vb.contains_tensor(&format!("{p}{word}"))).ok_or_else(|| {
             let under: Vec<&str> = prefixes.iter().filter(|p| !p.is_empty()).copied().collect();
@@ -82,6 +85,7 @@ impl Encoder {
             let Some((names, layers_at)) = post_ln else {
                 let body = match cfg.family {
                     Family::Decoder => Body::Decoder(decoder::Body::load(&vb, cfg)?),
+                    Family::Gemma3 => Body::Gemma3(gemma3::Body::load(&vb, cfg)?),
                     _ => Body::ModernBert(modernbert::Body::load(&vb, cfg)?),
                 };
                 return Ok(Encoder { cfg: cfg.clone(), body, dtype, device: device.clone() });
@@ -93,7 +97,7 @@ impl Encoder {
                 Family::Bert | Family::XlmRoberta => (Embeddings::load(&vb, cfg, true, None)?, None),
                 Family::Mpnet => (Embeddings::load(&vb, cfg, false, None)?, Some(mpnet::RelativeBias::load(&vb, cfg)?)),
                 Family::DistilBert => (Embeddings::load(&vb, cfg, false, distilbert::computed_positions(&vb, cfg)?)?, None),
-                Family::ModernBert | Family::Decoder => candle_core::bail!("no post-LN layers in this family (loaded above)"),
+                Family::ModernBert | Family::Decoder | Family::Gemma3 => candle_core::bail!("no post-LN layers in this family (loaded above)"),
             };
             Ok(Encoder { cfg: cfg.clone(), body: Body::PostLn { embeddings, relative, layers }, dtype, device: device.clone() })
         };
@@ -108,6 +112,7 @@ impl Encoder {
             Body::PostLn { embeddings, layers, .. } => layers.last().map_or(&embeddings.norm, |l| &l.out_norm),
             Body::ModernBert(m) => &m.final_norm,
             Body::Decoder(d) => return d.hidden_norm_bound().context(|| "final RMSNorm weights".into()),
+            Body::Gemma3(g) => return g.norm_bound(self.cfg.hidden_size).context(|| "final RMSNorm weights".into()),
         };
         let bound = || -> candle_core::Result<f64> {
             let gamma = norm.weight().to_dtype(DType::F64)?.abs()?.max(0)?.to_scalar::<f64>()?;
@@ -123,6 +128,21 @@ impl Encoder {
     /// The model's configuration.
     pub fn config(&self) -> &EncoderConfig {
         &self.cfg
+    }
+
+    /// Whether the attention is bidirectional, for a family whose config chooses (Gemma 3's
+    /// `use_bidirectional_attention`); `None` for the others.
+    pub fn bidirectional(&self) -> Option<bool> {
+        self.cfg.gemma3.as_ref().map(|g| g.bidirectional)
+    }
+
+    /// Computes with a bidirectional (`true`) or causal mask whatever config.json says: what a port that gets
+    /// the mask wrong computes. Returns false, changing nothing, for a family whose config has no such choice.
+    pub fn set_bidirectional(&mut self, bidirectional: bool) -> bool {
+        let (Body::Gemma3(g), Some(settings)) = (&mut self.body, self.cfg.gemma3.as_mut()) else { return false };
+        g.set_bidirectional(bidirectional);
+        settings.bidirectional = bidirectional;
+        true
     }
 
     /// The dtype the weights were loaded in.
@@ -198,6 +218,7 @@ impl Encoder {
                 Body::PostLn { embeddings, relative, layers } => (embeddings, relative, layers),
                 Body::ModernBert(m) => return m.forward(&ids_t, &lengths, see),
                 Body::Decoder(d) => return d.forward(&ids_t, &lengths, see),
+                Body::Gemma3(g) => return g.forward(&ids_t, &lengths, see),
             };
             let pos_t = Tensor::from_vec(positions, (b, l), &self.device)?;
             let mut x = embeddings.forward(&ids_t, &pos_t)?;

@@ -10,6 +10,7 @@ pub mod embeddings;
 pub mod encoder;
 pub mod files;
 pub mod fused;
+pub mod gemma3;
 pub mod gelu;
 pub mod layer;
 pub mod modernbert;
@@ -125,6 +126,8 @@ impl Model {
             Family::ModernBert => &[("cls_token", "[CLS]"), ("pad_token", "[PAD]"), ("unk_token", "[UNK]")],
             // The decoders' tokenizers name their special tokens in tokenizer_config.json.
             Family::Decoder => &[],
+            // GemmaTokenizer's constructor defaults.
+            Family::Gemma3 => &[("eos_token", "<eos>"), ("pad_token", "<pad>"), ("unk_token", "<unk>")],
         };
         let tokenizer = TextTokenizer::load(&files.tokenizer, defaults, loads_as_bert_tokenizer(&files, config.family)?, &stack)?;
         let pad_id = tokenizer.special.pad.unwrap_or(config.pad_token_id);
@@ -205,7 +208,7 @@ fn loads_as_bert_tokenizer(files: &ModelFiles, family: Family) -> Result<Option<
         None => match family {
             Family::Bert | Family::DistilBert => Some(BertKwargs::All),
             Family::Mpnet => Some(BertKwargs::CaseAndAccents),
-            Family::XlmRoberta | Family::ModernBert | Family::Decoder => None,
+            Family::XlmRoberta | Family::ModernBert | Family::Decoder | Family::Gemma3 => None,
         },
     })
 }

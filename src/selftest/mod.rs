@@ -63,6 +63,8 @@ const QWEN3: &str = "tiny-qwen3";
 const QWEN3_QUERY: &str = "tiny-qwen3-query";
 const MISTRAL: &str = "tiny-mistral";
 const LLAMA: &str = "tiny-llama";
+const GEMMA: &str = "tiny-embeddinggemma-tf5";
+const GEMMA_QUERY: &str = "tiny-embeddinggemma-query-tf5";
 
 /// The matrix: every fault class embcheck is meant to catch, and the changes it must not flag.
 pub fn matrix() -> Vec<Mutation> {
@@ -141,6 +143,10 @@ pub fn matrix() -> Vec<Mutation> {
         // Right padding under a causal mask: no real token ever attends a pad, mask or not.
         m("pad tokens attended (no attention mask)", MISTRAL, RawLast, F::None, f32, R::PadsAttended, Expect::Pass),
         m("batch size 7", QWEN3, St, F::None, f32, R::BatchSize(7), Expect::Pass),
+        // EmbeddingGemma's shape: Gemma 3 run bidirectionally, two Dense layers after the pooling.
+        m("causal mask on a bidirectional model", GEMMA, St, F::Causal, f32, R::None, Expect::Fail("attention-mask")),
+        m("computed in f16", GEMMA_QUERY, St, F::None, DType::F16, R::None, Expect::Fail("precision")),
+        m("batch size 7", GEMMA, St, F::None, f32, R::BatchSize(7), Expect::Pass),
     ]
 }
 
@@ -192,7 +198,9 @@ pub fn run_one(fixtures: &Path, m: &Mutation, exe: Option<&Path>) -> Result<Outc
     suite.diagnosis_budget = crate::suite::DiagnosisBudget::Unlimited;
     let source = ModelFiles::resolve(&suite.spec.model_location)?.dir;
     let tmp = mutations::temp_dir(m.suite)?;
-    let model = mutations::load_mutated(&source, &m.files, m.dtype, &tmp, &fixtures.join("models"))?;
+    // The model as the stack the reference was made with loads it (tokenizer, text handling).
+    let stack = crate::model::Stack::from_reference(&suite.load_data()?.metadata).map_err(|e| Error::input(suite.spec.reference_path(), e.to_string()))?;
+    let model = mutations::load_mutated(&source, &m.files, m.dtype, &tmp, &fixtures.join("models"), stack)?;
     let options = suite.spec.options.clone();
     let pipeline = Pipeline::build(m.pipeline, &model, &options)?;
     let mut system = mutations::MutatedSystem::new(model, pipeline, m.run.clone(), &options, exe.map(Path::to_path_buf))?;

@@ -10,7 +10,7 @@ use candle_core::DType;
 use crate::embed::for_each_batch;
 use crate::error::{Error, Result};
 use crate::fixture::TextItem;
-use crate::model::{Model, ModelFiles};
+use crate::model::{Model, ModelFiles, Stack};
 use crate::pipeline::{Pipeline, PipelineKind, Vector};
 use crate::source::{command, Embedder, Output};
 
@@ -30,6 +30,9 @@ pub enum FileChange {
     PadId(u32),
     /// `tokenizer.json`, `tokenizer_config.json` and `special_tokens_map.json` taken from this bundled model.
     Tokenizer(&'static str),
+    /// `config.json`'s `use_bidirectional_attention` set false: EmbeddingGemma run causally, as transformers 4.56
+    /// (which does not know the key) or a decoder port runs it.
+    Causal,
 }
 
 /// A change to how the pipeline is run.
@@ -136,10 +139,11 @@ fn edit_config(dir: &Path, edit: impl FnOnce(&mut serde_json::Map<String, serde_
     std::fs::write(&path, v.to_string()).map_err(|e| Error::io(&path, e))
 }
 
-/// Loads the model in `source` (a bundled model directory) with `change` applied to a copy in `tmp`, in `dtype`.
-pub fn load_mutated(source: &Path, change: &FileChange, dtype: DType, tmp: &TempDir, models_root: &Path) -> Result<Model> {
+/// Loads the model in `source` (a bundled model directory) with `change` applied to a copy in `tmp`, in `dtype`,
+/// as `stack` loads it (the stack the suite's reference was made with).
+pub fn load_mutated(source: &Path, change: &FileChange, dtype: DType, tmp: &TempDir, models_root: &Path, stack: Stack) -> Result<Model> {
     if *change == FileChange::None {
-        return Model::from_files(ModelFiles::from_dir(&source.display().to_string(), source)?, dtype);
+        return Model::from_files_for(ModelFiles::from_dir(&source.display().to_string(), source)?, dtype, stack);
     }
     let dir = tmp.path().join("model");
     copy_dir(source, &dir)?;
@@ -158,6 +162,10 @@ pub fn load_mutated(source: &Path, change: &FileChange, dtype: DType, tmp: &Temp
             c.insert("num_hidden_layers".into(), (n - 1).into());
             Ok(())
         })?,
+        FileChange::Causal => edit_config(&dir, |c| {
+            c.insert("use_bidirectional_attention".into(), false.into());
+            Ok(())
+        })?,
         FileChange::PadId(id) => edit_config(&dir, |c| {
             c.insert("pad_token_id".into(), (*id).into());
             Ok(())
@@ -172,7 +180,7 @@ pub fn load_mutated(source: &Path, change: &FileChange, dtype: DType, tmp: &Temp
             }
         }
     }
-    let mut model = Model::from_files(ModelFiles::from_dir(&dir.display().to_string(), &dir)?, dtype)?;
+    let mut model = Model::from_files_for(ModelFiles::from_dir(&dir.display().to_string(), &dir)?, dtype, stack)?;
     if let FileChange::PadId(id) = change {
         model.pad_id = *id;
     }
@@ -300,14 +308,14 @@ mod tests {
         let src = bundled("tiny-bert-mean");
         let orig = Model::from_files(ModelFiles::from_dir("orig", &src).unwrap(), DType::F32).unwrap();
         let tmp = temp_dir("unit").unwrap();
-        let m = load_mutated(&src, &FileChange::DropLayer, DType::F32, &tmp, &root).unwrap();
+        let m = load_mutated(&src, &FileChange::DropLayer, DType::F32, &tmp, &root, Stack::default()).unwrap();
         assert_eq!(m.config.num_hidden_layers + 1, orig.config.num_hidden_layers);
         let tmp = temp_dir("unit").unwrap();
-        let m = load_mutated(&src, &FileChange::PadId(7), DType::F32, &tmp, &root).unwrap();
+        let m = load_mutated(&src, &FileChange::PadId(7), DType::F32, &tmp, &root, Stack::default()).unwrap();
         assert_eq!((m.pad_id, m.config.pad_token_id), (7, 7));
         // Rounded weights are f16 values; the bundled file is left as it was.
         let tmp = temp_dir("unit").unwrap();
-        load_mutated(&src, &FileChange::Round { f16: true }, DType::F32, &tmp, &root).unwrap();
+        load_mutated(&src, &FileChange::Round { f16: true }, DType::F32, &tmp, &root, Stack::default()).unwrap();
         let bytes = std::fs::read(tmp.path().join("model/model.safetensors")).unwrap();
         let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
         let w = st.tensor("embeddings.word_embeddings.weight").unwrap();

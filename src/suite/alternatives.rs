@@ -1,6 +1,6 @@
 //! Alternatives computed with the suite's own model, to prove a diagnosis (see
 //! [`crate::compare::diagnosis`]): the text alone, at other max lengths, pooled otherwise, prepared
-//! otherwise, in other precisions.
+//! otherwise, with the other attention mask, in other precisions.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -217,6 +217,23 @@ impl Alternatives for ModelAlternatives<'_> {
             out.push((name, self.with_prep(index, prep)?));
         }
         Ok(out)
+    }
+
+    fn other_masks(&mut self, index: usize) -> Result<Vec<(String, Vector)>> {
+        let Some(bidirectional) = self.model.encoder.bidirectional() else { return Ok(Vec::new()) };
+        let name = if bidirectional {
+            "the causal attention mask (config.json sets use_bidirectional_attention, which transformers 5 follows and 4.56 ignores)"
+        } else {
+            "a bidirectional attention mask (config.json leaves use_bidirectional_attention off)"
+        };
+        self.within_budget()?;
+        if !self.others.contains_key(name) {
+            let mut m = Model::from_files_for(self.model.files.clone(), self.model.encoder.dtype(), self.model.stack)?;
+            m.encoder.set_bidirectional(!bidirectional);
+            self.others.insert(name.to_string(), m);
+        }
+        let (v, _, _) = Self::single(&self.others[name], self.pipeline, &self.texts[index])?;
+        Ok(vec![(name.to_string(), v)])
     }
 
     fn other_precisions(&mut self, index: usize) -> Result<Vec<(String, Vector)>> {
