@@ -4,13 +4,14 @@ Python libraries at test time (scripts/check-systems.sh).
 
     .venv-ref/bin/python scripts/make_decoder_model.py --out /tmp/dec --kind qwen2 [--hidden 48 --layers 3
         --heads 6 --kv-heads 3 --head-dim N --intermediate 40 --theta 10000 --window N --max-window-layers N
-        --attention-bias --mlp-bias --act silu --causal-lm --pooling lasttoken|mean --seed 1
+        --attention-bias --mlp-bias --act silu --causal-lm --pooling lasttoken|mean --seed 1 --std 0.15
         --tokenizer-from fixtures/models/tiny-qwen3]
 
 --window sets sliding_window (Qwen2 / Qwen3: with use_sliding_window true, windowed from layer
 --max-window-layers on). --causal-lm saves the *ForCausalLM class (weights under model.). The tokenizer files
 are copied from --tokenizer-from (tiny-qwen3: EOS appended by the tokenizer, left padding; tiny-mistral: <s>
-only, right padding); sentence-transformers files are written for the pooling given (Normalize after
+only, right padding); matrices are drawn with standard deviation --std (0.15 makes the differences between
+implementations visible in tiny models; 0.02 is transformers' own initialisation); sentence-transformers files are written for the pooling given (Normalize after
 lasttoken). Deterministic for a seed.
 """
 import argparse
@@ -47,6 +48,7 @@ def main() -> None:
     ap.add_argument("--pooling", choices=["lasttoken", "mean"], default="lasttoken")
     ap.add_argument("--max-seq-length", type=int, default=512)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--std", type=float, default=0.15)
     args = ap.parse_args()
 
     out = Path(args.out)
@@ -82,7 +84,7 @@ def main() -> None:
     with torch.no_grad():
         for pname, p in model.named_parameters():
             if p.dim() == 2:
-                p.normal_(0.0, 0.15)
+                p.normal_(0.0, args.std)
             elif pname.endswith("norm.weight"):
                 p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=gen))
             elif pname.endswith(".bias"):
