@@ -35,9 +35,9 @@ fn pipeline() -> impl TypedValueParser<Value = PipelineKind> {
     PossibleValuesParser::new(PipelineKind::ALL.map(PipelineKind::name)).try_map(|s| s.parse::<PipelineKind>())
 }
 
-/// `--dtype`: f32, f16 or bf16 (the long names float32, float16, bfloat16 too).
+/// `--dtype`: f32, f16, bf16 or f64 (the long names float32, float16, bfloat16, float64 too).
 fn dtype() -> impl TypedValueParser<Value = DType> {
-    let names = [("f32", "float32"), ("f16", "float16"), ("bf16", "bfloat16")];
+    let names = [("f32", "float32"), ("f16", "float16"), ("bf16", "bfloat16"), ("f64", "float64")];
     PossibleValuesParser::new(names.map(|(n, long)| PossibleValue::new(n).alias(long)))
         .try_map(|s| parse_dtype(&s).ok_or_else(|| format!("unknown dtype {s:?}")))
 }

@@ -39,6 +39,10 @@ pub enum Stage {
     Padding,
     /// Drift of the size that f16/bf16 computation gives on this text.
     Precision,
+    /// Not a failure: both sides are as close to embcheck's f64 value as f32 arithmetic explains
+    /// ([`super::noise`]). The row passes with this verdict.
+    #[serde(rename = "f32 noise")]
+    F32Noise,
     /// Nothing above was proven.
     Unknown,
 }
@@ -57,6 +61,7 @@ impl Stage {
             Stage::Pooling => "pooling",
             Stage::Padding => "padding",
             Stage::Precision => "precision",
+            Stage::F32Noise => "f32 noise",
             Stage::Unknown => "unknown",
         }
     }
@@ -147,6 +152,20 @@ pub trait Alternatives {
     /// embcheck's pipeline on the text in the other precisions, per dtype name.
     fn other_precisions(&mut self, _index: usize) -> Result<Vec<(String, Vector)>> {
         Ok(Vec::new())
+    }
+    /// embcheck's pipeline on text `index` alone with weights and accumulation in f64 (the value f32 noise
+    /// is measured against, see [`super::noise`]); computed once per text.
+    fn f64_value(&mut self, _index: usize) -> Result<Option<Vector>> {
+        Ok(None)
+    }
+    /// The f64 value of text `index` if [`Alternatives::f64_value`] computed it already (nothing is computed).
+    fn f64_known(&self, _index: usize) -> Option<Vector> {
+        None
+    }
+    /// The scales of f32 noise for text `index`: the reference's recorded own noise scaled to the text (if the
+    /// reference records one) and [`super::noise::growth_floor`] for the text and model.
+    fn noise_scales(&mut self, _index: usize) -> Result<(Option<f64>, f64)> {
+        Ok((None, 0.0))
     }
 }
 
@@ -326,27 +345,34 @@ pub fn diagnose(row: &RowResult, actual: &Vector, expected: &Vector, tol: &Toler
     if let Some(k) = first_matching_index(poolings.iter().map(|(c, v)| (c.to_string(), v)), subject, tol, &mut tried) {
         return Ok(pooling_diagnosis(&poolings[k].0, alt.own_pooling(), who, other));
     }
-    // Lengths recomputed without a match, and how far each was from the subject: the cut-off search below
-    // starts from them instead of recomputing them.
-    let mut cut: Vec<(usize, f64)> = Vec::new();
-    for n in alt.truncation_lengths(row.index)? {
-        if let Some(v) = alt.with_max_length(row.index, n)? {
-            if passes(&v, subject, tol) {
-                alt.confirm_truncation(n);
-                return Ok(Diagnosis::new(Stage::Truncation, truncation_words(alt, row.index, who, other, n)?));
+    // Another cut or another preparation of the text feeds the model other token ids: when both sides' ids are
+    // known and the same, neither can explain the difference, and none is recomputed (on an 8192-token text
+    // the cut-off search alone is hundreds of encoder passes).
+    if row.tokens == TokenMatch::Same {
+        tried.push("no other max length or text preparation (both sides encoded the same token ids)".into());
+    } else {
+        // Lengths recomputed without a match, and how far each was from the subject: the cut-off search below
+        // starts from them instead of recomputing them.
+        let mut cut: Vec<(usize, f64)> = Vec::new();
+        for n in alt.truncation_lengths(row.index)? {
+            if let Some(v) = alt.with_max_length(row.index, n)? {
+                if passes(&v, subject, tol) {
+                    alt.confirm_truncation(n);
+                    return Ok(Diagnosis::new(Stage::Truncation, truncation_words(alt, row.index, who, other, n)?));
+                }
+                tried.push(format!("max length {n}"));
+                cut.push((n, metrics::compare(&v, subject).rel_l2));
             }
-            tried.push(format!("max length {n}"));
-            cut.push((n, metrics::compare(&v, subject).rel_l2));
         }
-    }
-    if let Some(name) = first_matching(alt.preprocessings(row.index)?, subject, tol, &mut tried) {
-        return Ok(Diagnosis::new(Stage::Preprocessing, format!("{who} matches {name}")));
-    }
-    // The text's own cut-offs: a service may truncate at any length, not only the usual ones.
-    if let Some(n) = search_cutoff(row.index, subject, tol, &cut, alt)? {
-        alt.confirm_truncation(n);
-        let cut = truncation_words(alt, row.index, who, other, n)?;
-        return Ok(Diagnosis::new(Stage::Truncation, format!("{cut} (found among the text's own cut-offs)")));
+        if let Some(name) = first_matching(alt.preprocessings(row.index)?, subject, tol, &mut tried) {
+            return Ok(Diagnosis::new(Stage::Preprocessing, format!("{who} matches {name}")));
+        }
+        // The text's own cut-offs: a service may truncate at any length, not only the usual ones.
+        if let Some(n) = search_cutoff(row.index, subject, tol, &cut, alt)? {
+            alt.confirm_truncation(n);
+            let cut = truncation_words(alt, row.index, who, other, n)?;
+            return Ok(Diagnosis::new(Stage::Truncation, format!("{cut} (found among the text's own cut-offs)")));
+        }
     }
     if !external {
         if let Some(alone) = &ours {
@@ -372,8 +398,12 @@ pub fn diagnose(row: &RowResult, actual: &Vector, expected: &Vector, tol: &Toler
         candidates.extend(storage.into_iter().filter_map(|(name, round)| rounded(base, round).map(|v| (format!("storing the value in {name}"), v))));
         let (lo, hi) = PRECISION_BAND;
         let mut best: Option<(String, f64, f64)> = None;
+        // The f64 value, when the text was recomputed in it, is the sharper anchor: the drift of a lower
+        // precision from the exact value, without embcheck's own f32 noise in it.
+        let exact = alt.f64_known(row.index);
+        let anchor = exact.as_ref().unwrap_or(base);
         for (name, v) in candidates {
-            let d = metrics::compare(&v, base).rel_l2;
+            let d = metrics::compare(&v, anchor).rel_l2;
             let ratio = metrics::compare(&v, subject).rel_l2 / m.rel_l2;
             let independent = (1.0 + (d / m.rel_l2).powi(2)).sqrt();
             let fits = d.is_finite() && d > 0.0 && m.rel_l2 >= lo * d && m.rel_l2 <= hi * d && ratio < TOWARDS * independent;
@@ -386,8 +416,9 @@ pub fn diagnose(row: &RowResult, actual: &Vector, expected: &Vector, tol: &Toler
             return Ok(Diagnosis::new(
                 Stage::Precision,
                 format!(
-                    "relative L2 {:.3e} is of the size that {name} gives on this text ({d:.3e}), and {name} moves embcheck's value towards {who} ({ratio:.3} of the difference away)",
-                    m.rel_l2
+                    "relative L2 {:.3e} is of the size that {name} gives on this text ({d:.3e}{}), and {name} moves embcheck's value towards {who} ({ratio:.3} of the difference away)",
+                    m.rel_l2,
+                    if exact.is_some() { " from embcheck's f64 value" } else { "" }
                 ),
             ));
         }
