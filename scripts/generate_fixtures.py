@@ -682,10 +682,11 @@ def sparse_noise_floor(model_arg: str, model_dir: Path) -> float:
 # ---------------------------------------------------------------------------------------------------------
 @torch.no_grad()
 def f64_noise(model_arg: str, tensors: dict, ids_by: dict, rows: list[dict], pipelines: list[str], sample: int) -> dict:
-    """The reference's own f32 noise: for the `sample` longest texts (the most noise), the distance (relative L2)
-    of each CLS-based reference vector to the same pipeline computed by transformers in float64 (AutoModel
-    loaded with dtype=torch.float64, the text alone, the reference's own token ids). embcheck's `check` reads it
-    as the scale of f32 noise when it proves a small failure to be noise by recomputing in f64."""
+    """The reference's own f32 noise: for the `sample` longest texts (the most noise), the same pipeline computed
+    by transformers in float64 (AutoModel loaded with dtype=torch.float64, the text alone, the reference's own
+    token ids) and the distance (relative L2) of the reference vector to it. embcheck's `check` reads them when
+    it proves a small failure to be noise by recomputing in f64: the distance as the scale of f32 noise, the
+    float64 value to check that its own f64 value is the Python library's."""
     from transformers import AutoModel
 
     covered = [p for p in ("raw-cls", "normalized-cls") if p in pipelines]
@@ -706,12 +707,13 @@ def f64_noise(model_arg: str, tensors: dict, ids_by: dict, rows: list[dict], pip
             exact = cls[key] / np.linalg.norm(cls[key]) if p == "normalized-cls" else cls[key]
             ref = tensors[p][i].astype(np.float64)
             entries.append({"id": rows[i]["id"], "tokens": len(ids[i]),
-                            "rel_l2": float(np.linalg.norm(ref - exact) / np.linalg.norm(exact))})
+                            "rel_l2": float(np.linalg.norm(ref - exact) / np.linalg.norm(exact)),
+                            "f64": [float(x) for x in exact]})
         out[p] = {"sample": entries,
                   "call": "transformers.AutoModel.from_pretrained(model, dtype=torch.float64).eval(); "
                           "model(input_ids=ids, attention_mask=ones)[0][0, 0] per text alone"
                           + (", L2-normalized" if p == "normalized-cls" else "")
-                          + "; rel_l2 = ||reference - f64|| / ||f64||"}
+                          + "; rel_l2 = ||reference - f64|| / ||f64||; f64 = that value"}
         worst = max(entries, key=lambda e: e["rel_l2"])
         print(f"  {p}: the reference's own f32 noise (vs float64) on the {len(entries)} longest texts: max "
               f"{worst['rel_l2']:.3e} ({worst['id']}, {worst['tokens']} tokens)")

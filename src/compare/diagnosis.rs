@@ -167,6 +167,10 @@ pub trait Alternatives {
     fn noise_scales(&mut self, _index: usize) -> Result<(Option<f64>, f64)> {
         Ok((None, 0.0))
     }
+    /// The Python library's float64 value of text `id`, when the reference records it.
+    fn python_f64(&self, _id: &str) -> Option<Vector> {
+        None
+    }
 }
 
 /// No model at hand: only what the two values themselves prove.
