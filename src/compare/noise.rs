@@ -119,17 +119,20 @@ impl Evidence {
 
 /// Whether a failing row is examined for f32 noise: finite values of the same shape, dense or multi-vector,
 /// the same token ids (or unknown ones), only the numeric checks failed, and within [`NOISE_BAND`] of the
-/// tolerance.
-pub fn candidate(row: &RowResult, expected: &Vector, tol: &Tolerance) -> bool {
+/// tolerance — or, where the reference records its own f32 noise `recorded` for this text, within
+/// 2 · [`SLACK`] · `recorded` (two values each within the bound of the f64 value are at most twice it apart):
+/// measured on a 3-layer random XLM-R of bge-m3's width at 8192 tokens, torch's own f32 noise was 2.8e-4.
+pub fn candidate(row: &RowResult, expected: &Vector, tol: &Tolerance, recorded: Option<f64>) -> bool {
     let m = &row.metrics;
+    let factor = recorded.map_or(NOISE_BAND, |r| NOISE_BAND.max(2.0 * SLACK * r / tol.max_rel_l2));
     !row.pass()
         && m.finite
         && m.same_shape
         && !matches!(expected, Vector::Sparse(_))
         && !matches!(row.tokens, TokenMatch::Differ { .. })
         && row.failed.iter().all(|c| matches!(*c, "cosine" | "rel_l2" | "max_abs"))
-        && m.rel_l2 <= NOISE_BAND * tol.max_rel_l2
-        && m.max_abs_diff <= NOISE_BAND * (tol.max_abs + tol.max_rel_l2 * m.max_abs_expected)
+        && m.rel_l2 <= factor * tol.max_rel_l2
+        && m.max_abs_diff <= factor * (tol.max_abs + tol.max_rel_l2 * m.max_abs_expected)
 }
 
 /// The distances of both sides to the f64 value `exact` and the bound they are held to. `own_f32`: embcheck's
