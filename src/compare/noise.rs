@@ -6,8 +6,9 @@
 //! How far f32 arithmetic may take a value from the f64 one (the bound `B`): the larger of
 //! - [`SLACK`] times the f32 noise measured on this model: the Python reference's own distance to torch in
 //!   float64, as the generator records it for a sample of the suite's texts (the longest; scaled by
-//!   √(L / L_sample) for a longer text), and embcheck's own f32 value of this text alone against its f64
-//!   value;
+//!   √(L / L_sample) for a longer text), embcheck's own f32 value of this text alone against its f64
+//!   value, and the reference's distance to it — each side held to the measurements other than its own
+//!   (see [`evidence`]);
 //! - an a-priori floor that grows with length, width and depth ([`growth_floor`]): unit roundoff times
 //!   √(layers · (tokens + hidden + FFN)), the random-walk growth of the rounding errors of the dot products
 //!   of the layers (attention sums over the tokens, projections over the width, the FFN over its size).
@@ -89,10 +90,14 @@ pub struct Evidence {
     pub reference: f64,
     /// Relative L2 of the vector under test (embcheck's f32 pipeline or the system) to it.
     pub actual: f64,
-    /// What f32 arithmetic explains.
+    /// What f32 arithmetic explains for the reference.
     pub bound: f64,
-    /// How the bound was made, in words.
+    /// How that bound was made, in words.
     pub basis: String,
+    /// What f32 arithmetic explains for the side under test (see [`evidence`]: no side vouches for itself).
+    pub bound_actual: f64,
+    /// How that bound was made, in words.
+    pub basis_actual: String,
     /// Relative L2 of embcheck's f64 value to the Python library's float64 value, when the reference records it.
     pub python_f64: Option<f64>,
 }
@@ -100,7 +105,7 @@ pub struct Evidence {
 impl Evidence {
     /// Whether both sides are within the bound.
     pub fn is_noise(&self) -> bool {
-        self.reference <= self.bound && self.actual <= self.bound && self.python_f64.is_none_or(|d| d <= F64_AGREEMENT)
+        self.reference <= self.bound && self.actual <= self.bound_actual && self.python_f64.is_none_or(|d| d <= F64_AGREEMENT)
     }
 
     /// The evidence in a sentence; `who`: the side under test.
@@ -111,8 +116,8 @@ impl Evidence {
             None => String::new(),
         };
         format!(
-            "recomputed in f64, the reference is {:.3e} from it and {who} {:.3e} (relative L2); f32 arithmetic explains up to {:.3e} ({}){python}",
-            self.reference, self.actual, self.bound, self.basis
+            "recomputed in f64, the reference is {:.3e} from it and {who} {:.3e} (relative L2); f32 arithmetic explains up to {:.3e} for the reference ({}) and up to {:.3e} for {who} ({}){python}",
+            self.reference, self.actual, self.bound, self.basis, self.bound_actual, self.basis_actual
         )
     }
 }
@@ -135,25 +140,34 @@ pub fn candidate(row: &RowResult, expected: &Vector, tol: &Tolerance, recorded: 
         && m.max_abs_diff <= factor * (tol.max_abs + tol.max_rel_l2 * m.max_abs_expected)
 }
 
-/// The distances of both sides to the f64 value `exact` and the bound they are held to. `own_f32`: embcheck's
+/// The distances of both sides to the f64 value `exact` and the bounds they are held to. `own_f32`: embcheck's
 /// f32 value of the text alone (its measured noise); `recorded`: the reference's recorded noise scaled to the
 /// text; `floor`: [`growth_floor`] for the text.
+///
+/// No side vouches for itself: a side's bound is made from the other measurements only — the reference's from
+/// the recorded noise and embcheck's own f32 noise; the side under test's from the recorded noise, the
+/// reference's distance to the f64 value, and embcheck's own f32 noise unless that is the side under test
+/// (then an error of embcheck's f32 code alone, absent from its f64 path, would set its own allowance).
 pub fn evidence(actual: &Vector, expected: &Vector, exact: &Vector, own_f32: Option<&Vector>, recorded: Option<f64>, python_f64: Option<&Vector>, floor: f64) -> Evidence {
     let rel = |v: &Vector| metrics::compare(v, exact).rel_l2;
+    let (reference, actual_d) = (rel(expected), rel(actual));
     let own = own_f32.map(rel);
-    let mut parts = Vec::new();
-    if let Some(r) = recorded {
-        parts.push(format!("the Python reference's own f32 noise {r:.3e}, recorded by the generator"));
+    let own_is_actual = own_f32.is_some_and(|o| o == actual);
+    let recorded_words = recorded.map(|r| format!("the Python reference's own f32 noise {r:.3e}, recorded by the generator"));
+    let own_words = own.map(|o| format!("embcheck's own f32 noise on this text {o:.3e}"));
+    let scale = |parts: Vec<(Option<f64>, Option<String>)>| -> (f64, String) {
+        let used: Vec<(f64, String)> = parts.into_iter().filter_map(|(x, w)| Some((x.filter(|x| x.is_finite())?, w?))).collect();
+        let measured = used.iter().map(|(x, _)| *x).fold(0.0, f64::max);
+        let words = if used.is_empty() { "none".to_string() } else { used.into_iter().map(|(_, w)| w).collect::<Vec<_>>().join("; ") };
+        ((SLACK * measured).max(floor), format!("the larger of {SLACK} x the measured f32 noise ({words}) and the length/width/depth floor {floor:.3e}"))
+    };
+    let (bound, basis) = scale(vec![(recorded, recorded_words.clone()), (own, own_words.clone())]);
+    let mut for_actual = vec![(recorded, recorded_words), (Some(reference), Some(format!("the reference's {reference:.3e}")))];
+    if !own_is_actual {
+        for_actual.push((own, own_words));
     }
-    if let Some(o) = own {
-        parts.push(format!("embcheck's own f32 noise on this text {o:.3e}"));
-    }
-    if parts.is_empty() {
-        parts.push("none".into());
-    }
-    let measured = [recorded, own].into_iter().flatten().filter(|x| x.is_finite()).fold(0.0, f64::max);
-    let basis = format!("the larger of {SLACK} x the measured f32 noise ({}) and the length/width/depth floor {floor:.3e}", parts.join("; "));
-    Evidence { reference: rel(expected), actual: rel(actual), bound: (SLACK * measured).max(floor), basis, python_f64: python_f64.map(|p| metrics::compare(exact, p).rel_l2) }
+    let (bound_actual, basis_actual) = scale(for_actual);
+    Evidence { reference, actual: actual_d, bound, basis, bound_actual, basis_actual, python_f64: python_f64.map(|p| metrics::compare(exact, p).rel_l2) }
 }
 
 #[cfg(test)]
@@ -184,10 +198,11 @@ mod tests {
     fn both_sides_must_be_within_the_bound() {
         let e = Vector::Dense(vec![1.0, 0.0, 0.0, 0.0]);
         let near = Vector::Dense(vec![1.0, 2e-5, 0.0, 0.0]);
+        let near_ref = Vector::Dense(vec![1.0, 0.0, 0.0, 2e-5]);
         let far = Vector::Dense(vec![1.0, 0.0, 3e-4, 0.0]);
-        let ev = evidence(&near, &e, &e, Some(&near), None, None, 1e-6);
+        let ev = evidence(&near, &near_ref, &e, Some(&near), None, None, 1e-6);
         assert!(ev.is_noise(), "{ev:?}");
-        assert!((ev.bound - 6e-5).abs() < 1e-9, "{ev:?}");
+        assert!((ev.bound - 6e-5).abs() < 1e-9 && (ev.bound_actual - 6e-5).abs() < 1e-9, "{ev:?}");
         // The reference is 3e-4 from the f64 value while embcheck's own noise is 2e-5: not noise.
         let ev = evidence(&near, &far, &e, Some(&near), None, None, 1e-6);
         assert!(!ev.is_noise(), "{ev:?}");
@@ -199,5 +214,25 @@ mod tests {
         assert!(!ev.is_noise() && ev.words("x").contains("do not compute the same function"), "{ev:?}");
         let ev = evidence(&near, &far, &e, Some(&near), Some(1.5e-4), Some(&e), 1e-6);
         assert!(ev.is_noise() && ev.words("x").contains("agrees with the Python library's float64 value"), "{ev:?}");
+    }
+
+    /// embcheck's f32 value 3e-4 from its f64 value (an error of f32-only code) with the reference 2e-5 from
+    /// it: its own distance does not widen its own bound, so it is not noise; a system under test at 3e-4
+    /// is held to the reference's and embcheck's noise alike.
+    #[test]
+    fn no_side_vouches_for_itself() {
+        let e = Vector::Dense(vec![1.0, 0.0, 0.0, 0.0]);
+        let near_ref = Vector::Dense(vec![1.0, 0.0, 0.0, 2e-5]);
+        let far = Vector::Dense(vec![1.0, 0.0, 3e-4, 0.0]);
+        let ev = evidence(&far, &near_ref, &e, Some(&far), None, None, 1e-6);
+        assert!(!ev.is_noise() && (ev.bound_actual - 6e-5).abs() < 1e-9, "{ev:?}");
+        assert!(!ev.basis_actual.contains("embcheck's own"), "{ev:?}");
+        let near = Vector::Dense(vec![1.0, 2e-5, 0.0, 0.0]);
+        let ev = evidence(&far, &near_ref, &e, Some(&near), None, None, 1e-6);
+        assert!(!ev.is_noise() && ev.basis_actual.contains("embcheck's own"), "{ev:?}");
+        // Within 3x of the other measurements, it is.
+        let mid = Vector::Dense(vec![1.0, 0.0, 5e-5, 0.0]);
+        let ev = evidence(&mid, &near_ref, &e, Some(&mid), None, None, 1e-6);
+        assert!(ev.is_noise(), "{ev:?}");
     }
 }
