@@ -768,6 +768,47 @@ def sparse_noise_floor(model_arg: str, model_dir: Path) -> float:
 # ---------------------------------------------------------------------------------------------------------
 # Output
 # ---------------------------------------------------------------------------------------------------------
+@torch.no_grad()
+def f64_noise(model_arg: str, tensors: dict, ids_by: dict, rows: list[dict], pipelines: list[str], sample: int) -> dict:
+    """The reference's own f32 noise: for the `sample` longest texts (the most noise), the same pipeline computed
+    by transformers in float64 (AutoModel loaded with dtype=torch.float64, the text alone, the reference's own
+    token ids) and the distance (relative L2) of the reference vector to it. embcheck's `check` reads them when
+    it proves a small failure to be noise by recomputing in f64: the distance as the scale of f32 noise, the
+    float64 value to check that its own f64 value is the Python library's."""
+    from transformers import AutoModel
+
+    covered = [p for p in ("raw-cls", "normalized-cls") if p in pipelines]
+    if not covered or sample <= 0:
+        return {}
+    mdl = AutoModel.from_pretrained(model_arg, dtype=torch.float64).eval()
+    assert_dtype("f64 noise", mdl, torch.float64)
+    cls: dict[tuple, np.ndarray] = {}
+    out = {}
+    for p in covered:
+        ids = ids_by[p]
+        entries = []
+        for i in sorted(range(len(ids)), key=lambda k: -len(ids[k]))[:sample]:
+            key = tuple(ids[i])
+            if key not in cls:
+                x = torch.tensor([ids[i]])
+                cls[key] = mdl(input_ids=x, attention_mask=torch.ones_like(x))[0][0, 0].numpy()
+            exact = cls[key] / np.linalg.norm(cls[key]) if p == "normalized-cls" else cls[key]
+            ref = tensors[p][i].astype(np.float64)
+            entries.append({"id": rows[i]["id"], "tokens": len(ids[i]),
+                            "rel_l2": float(np.linalg.norm(ref - exact) / np.linalg.norm(exact)),
+                            "f64": [float(x) for x in exact]})
+        out[p] = {"sample": entries,
+                  "call": "transformers.AutoModel.from_pretrained(model, dtype=torch.float64).eval(); "
+                          "model(input_ids=ids, attention_mask=ones)[0][0, 0] per text alone"
+                          + (", L2-normalized" if p == "normalized-cls" else "")
+                          + "; rel_l2 = ||reference - f64|| / ||f64||; f64 = that value"}
+        worst = max(entries, key=lambda e: e["rel_l2"])
+        print(f"  {p}: the reference's own f32 noise (vs float64) on the {len(entries)} longest texts: max "
+              f"{worst['rel_l2']:.3e} ({worst['id']}, {worst['tokens']} tokens)")
+    del mdl
+    return out
+
+
 def _umask_mode() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -868,6 +909,9 @@ def main() -> int:
     ap.add_argument("--pipelines", nargs="+", default=None,
                     help=f"subset of {ALL_PIPELINES} (space or comma separated; default: all that apply)")
     ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--f64-sample", type=int, default=4, metavar="N",
+                    help="record the reference's own f32-vs-float64 distance on the N longest texts (raw-cls, "
+                         "normalized-cls; f32 references only; 0: none)")
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1, reproducible)")
     ap.add_argument("--note", action="append", default=[], help="comment line for suite.toml (repeatable)")
     ap.add_argument("--pending", action="store_true",
@@ -1221,6 +1265,10 @@ def main() -> int:
         "checks": json.dumps(checks),
         "generated_at": datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat(),
     }
+    if not fp16:
+        noise = f64_noise(model_arg, tensors, ids_by, rows, pipelines, args.f64_sample)
+        if noise:
+            metadata["f64_noise"] = json.dumps(noise)
     if "m3-sparse" in pipelines:
         floor = sparse_noise_floor(model_arg, model_dir)
         metadata["noise_floor"] = json.dumps({"m3-sparse": floor})

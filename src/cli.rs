@@ -42,6 +42,13 @@ fn dtype() -> impl TypedValueParser<Value = DType> {
         .try_map(|s| parse_dtype(&s).ok_or_else(|| format!("unknown dtype {s:?}")))
 }
 
+/// `embed --dtype`: [`dtype`]'s, and f64 (float64): the value f32 noise is measured against.
+fn compute_dtype() -> impl TypedValueParser<Value = DType> {
+    let names = [("f32", "float32"), ("f16", "float16"), ("bf16", "bfloat16"), ("f64", "float64")];
+    PossibleValuesParser::new(names.map(|(n, long)| PossibleValue::new(n).alias(long)))
+        .try_map(|s| parse_dtype(&s).ok_or_else(|| format!("unknown dtype {s:?}")))
+}
+
 /// `--stack`: transformers4 (alias tf4) or transformers5 (alias tf5).
 fn stack() -> impl TypedValueParser<Value = Stack> {
     PossibleValuesParser::new([
@@ -396,8 +403,8 @@ pub struct PipelineArgs {
     /// Texts per encoder call [default: the suite's, else 32].
     #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub batch_size: Option<usize>,
-    /// The dtype to compute in [default: the suite's, else f32].
-    #[arg(long, value_parser = dtype())]
+    /// The dtype to compute in [default: the suite's, else f32]; f64: weights and accumulation in f64.
+    #[arg(long, value_parser = compute_dtype())]
     pub dtype: Option<DType>,
     /// FlagEmbedding query instruction, prefixed to every text (normalized-cls, m3-*) [default: the suite's].
     #[arg(long)]

@@ -3,6 +3,7 @@
 
 pub mod diagnosis;
 pub mod metrics;
+pub mod noise;
 pub mod tolerance;
 
 use serde::{Deserialize, Serialize};
@@ -340,18 +341,53 @@ pub fn compare_pipeline(
             row.failed = failed_checks(&row.metrics, &row.tokens, Some(s), &tol);
         }
     }
+    // f32 noise first, for every text it may explain (each proof has its own allowance, see
+    // `Alternatives::f64_value`), then the diagnoses of what is left.
+    let mut not_noise: Vec<(usize, String)> = Vec::new();
+    let who = if alternatives.subject() == Subject::SystemUnderTest { "the system under test" } else { "embcheck's f32 value" };
+    for row in rows.iter_mut().filter(|r| !r.pass()) {
+        let i = row.index;
+        // The reference's recorded f32 noise widens the band examined (tokenizing the text costs little).
+        let recorded = alternatives.noise_scales(i).ok().and_then(|(r, _)| r);
+        if !noise::candidate(row, &expected[i], &tol, recorded) {
+            continue;
+        }
+        match noise_evidence(i, &row.id, &actual[i], &expected[i], alternatives) {
+            Ok(Some(ev)) if ev.is_noise() => {
+                row.failed.clear();
+                row.diagnosis = Some(Diagnosis::new(Stage::F32Noise, ev.words(who)));
+            }
+            Ok(Some(ev)) => not_noise.push((i, format!("not f32 noise: {}", ev.words(who)))),
+            Ok(None) => {}
+            Err(e) => not_noise.push((i, format!("f32 noise not examined: {}", e.one_line()))),
+        }
+    }
     for row in rows.iter_mut().filter(|r| !r.pass() && r.diagnosis.is_none()) {
         let i = row.index;
         // A diagnosis that cannot be made (its budget spent, a recomputation that failed) leaves the verdict
         // as it is, with the reason.
-        row.diagnosis = Some(match diagnosis::diagnose(row, &actual[i], &expected[i], &tol, alternatives) {
+        let mut d = match diagnosis::diagnose(row, &actual[i], &expected[i], &tol, alternatives) {
             Ok(d) => d,
             Err(e) => Diagnosis::new(Stage::Unknown, format!("not diagnosed: {}", e.one_line())),
-        });
+        };
+        if let Some((_, note)) = not_noise.iter().find(|(k, _)| *k == i) {
+            d.detail = format!("{}; {note}", d.detail);
+        }
+        row.diagnosis = Some(d);
     }
     consistent_truncation(&mut rows, expected_tokens);
     let summary = Summary::of(&rows);
     Ok(PipelineResult { pipeline, tolerance: tol, rows, summary })
+}
+
+/// The f64 recomputation of text `i` and how far each side is from it, when the alternatives can make it.
+fn noise_evidence(i: usize, id: &str, actual: &Vector, expected: &Vector, alt: &mut dyn Alternatives) -> crate::Result<Option<noise::Evidence>> {
+    let Some(exact) = alt.f64_value(i)? else { return Ok(None) };
+    // embcheck's own f32 noise on this text: its pipeline's value when that is the side under test (an
+    // 8192-token text is encoded alone, as here), else the text recomputed alone in f32.
+    let own = if alt.subject() == Subject::Reference { Some(actual.clone()) } else { alt.ours(i)? };
+    let (recorded, floor) = alt.noise_scales(i)?;
+    Ok(Some(noise::evidence(actual, expected, &exact, own.as_ref(), recorded, alt.python_f64(id).as_ref(), floor)))
 }
 
 /// The max length a truncation diagnosis names (every one says "max length N").

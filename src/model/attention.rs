@@ -1,4 +1,4 @@
-//! Self-attention for f32 on the CPU as one op over the fused QKV projection `[B, L, 3H]`, giving the
+//! Self-attention for f32 (and f64, the exact value f32 noise is measured against) on the CPU as one op over the fused QKV projection `[B, L, 3H]`, giving the
 //! context `[B, L, H]` directly.
 //!
 //! Why: candle's path copies Q, K and V into `[B, heads, L, head_dim]`, materializes every score of the
@@ -33,39 +33,78 @@ pub struct Attention {
     pub window: Option<usize>,
 }
 
-/// A raw pointer the tasks write through: each writes a disjoint block of rows × columns.
-#[derive(Clone, Copy)]
-struct Out(*mut f32);
-// SAFETY: tasks write disjoint regions (their own text, head columns and query rows); see cpu_fwd.
-unsafe impl Send for Out {}
-unsafe impl Sync for Out {}
-
 impl CustomOp1 for Attention {
     fn name(&self) -> &'static str {
         "attention-f32"
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (CpuStorage::F32(v), Some((start, end)), &[b, l, h3]) =
-            (storage, layout.contiguous_offsets(), layout.shape().dims())
-        else {
-            candle_core::bail!("attention-f32 needs a contiguous f32 [B, L, 3H] tensor")
+        let (Some((start, end)), &[b, l, h3]) = (layout.contiguous_offsets(), layout.shape().dims()) else {
+            candle_core::bail!("attention needs a contiguous [B, L, 3H] tensor")
         };
+        match storage {
+            CpuStorage::F32(v) => Ok((CpuStorage::F32(self.run(&v[start..end], b, l, h3)?), Shape::from_dims(&[b, l, h3 / 3]))),
+            // The f64 recomputation that f32 noise is measured against (`compare::noise`): the same tasks.
+            CpuStorage::F64(v) => Ok((CpuStorage::F64(self.run(&v[start..end], b, l, h3)?), Shape::from_dims(&[b, l, h3 / 3]))),
+            _ => candle_core::bail!("attention needs an f32 or f64 tensor"),
+        }
+    }
+}
+
+/// What the attention tasks compute in: f32, or f64 for the exact value.
+trait Elem: Copy + Send + Sync + 'static + std::ops::Mul<Output = Self> + std::ops::Add<Output = Self> {
+    const ZERO: Self;
+    const ONE: Self;
+    fn of(x: f32) -> Self;
+    /// The masked softmax of one row of scores, scaled, in place.
+    fn softmax(row: &mut [Self], n: usize, scale: Self);
+}
+
+impl Elem for f32 {
+    const ZERO: f32 = 0.0;
+    const ONE: f32 = 1.0;
+    fn of(x: f32) -> f32 {
+        x
+    }
+    fn softmax(row: &mut [f32], n: usize, scale: f32) {
+        super::softmax::softmax_row(row, n, scale)
+    }
+}
+
+impl Elem for f64 {
+    const ZERO: f64 = 0.0;
+    const ONE: f64 = 1.0;
+    fn of(x: f32) -> f64 {
+        x as f64
+    }
+    fn softmax(row: &mut [f64], n: usize, scale: f64) {
+        super::softmax::softmax_row_f64(row, n, scale)
+    }
+}
+
+/// A raw pointer the tasks write through: each writes a disjoint block of rows × columns.
+#[derive(Clone, Copy)]
+struct Out<T>(*mut T);
+// SAFETY: tasks write disjoint regions (their own text, head columns and query rows); see `run`.
+unsafe impl<T> Send for Out<T> {}
+unsafe impl<T> Sync for Out<T> {}
+
+impl Attention {
+    fn run<T: Elem>(&self, qkv: &[T], b: usize, l: usize, h3: usize) -> candle_core::Result<Vec<T>> {
         let heads = self.heads.max(1);
         if h3 % 3 != 0 || (h3 / 3) % heads != 0 || self.lengths.len() != b {
-            candle_core::bail!("attention-f32: [{b}, {l}, {h3}] with {heads} heads and {} lengths", self.lengths.len())
+            candle_core::bail!("attention: [{b}, {l}, {h3}] with {heads} heads and {} lengths", self.lengths.len())
         }
         if self.window.is_some() && self.bias.is_some() {
-            candle_core::bail!("attention-f32: a position bias and a window together are not implemented")
+            candle_core::bail!("attention: a position bias and a window together are not implemented")
         }
         if let Some(bias) = &self.bias {
             if bias.len != l || bias.table.len() != heads * (2 * l).saturating_sub(1) {
-                candle_core::bail!("attention-f32: a position bias for length {} ({} values) on [{b}, {l}, {h3}] with {heads} heads", bias.len, bias.table.len())
+                candle_core::bail!("attention: a position bias for length {} ({} values) on [{b}, {l}, {h3}] with {heads} heads", bias.len, bias.table.len())
             }
         }
         let (h, d) = (h3 / 3, h3 / 3 / heads);
-        let qkv = &v[start..end];
-        let mut out = vec![0f32; b * l * h];
+        let mut out = vec![T::ZERO; b * l * h];
         let dst = Out(out.as_mut_ptr());
         let mut tasks = Vec::new();
         for (s, &len) in self.lengths.iter().enumerate() {
@@ -76,6 +115,7 @@ impl CustomOp1 for Attention {
                 }
             }
         }
+        let scale = T::of(self.scale);
         tasks.into_par_iter().for_each(|(s, head, q0, q1, n)| {
             // Captures the whole Send wrapper, not its raw-pointer field (closures capture fields apart).
             #[allow(clippy::redundant_locals)]
@@ -89,24 +129,24 @@ impl CustomOp1 for Attention {
             let span = k1 - k0;
             let base = s * l * h3 + head * d;
             let (q, k, v) = (&qkv[base + q0 * h3..], &qkv[base + k0 * h3 + h..], &qkv[base + k0 * h3 + 2 * h..]);
-            let mut scores = vec![0f32; m * span];
+            let mut scores = vec![T::ZERO; m * span];
             // SAFETY: every pointer/stride pair stays inside its slice: q rows q0..q1, k and v rows k0..k1 of
             // text s (k1 ≤ n ≤ l), head columns head·d..(head+1)·d; `scores` is m × span; the output block (rows
             // q0..q1 of text s, this head's columns) belongs to this task alone.
             unsafe {
                 // scores[i, j] = Σ_c q[i, c] · k[j, c]
-                gemm(m, span, d, scores.as_mut_ptr(), 1, span as isize, false, q.as_ptr(), 1, h3 as isize, k.as_ptr(), h3 as isize, 1, 0.0, 1.0, false, false, false, Parallelism::None);
+                gemm(m, span, d, scores.as_mut_ptr(), 1, span as isize, false, q.as_ptr(), 1, h3 as isize, k.as_ptr(), h3 as isize, 1, T::ZERO, T::ONE, false, false, false, Parallelism::None);
             }
             match (&self.bias, self.window) {
-                (None, None) => scores.chunks_mut(n).for_each(|row| super::softmax::softmax_row(row, n, self.scale)),
+                (None, None) => scores.chunks_mut(n).for_each(|row| T::softmax(row, n, scale)),
                 (None, Some(w)) => {
                     // Query i attends keys max(0, i − w) ..= min(n − 1, i + w): the others get weight 0, as the
                     // finfo.min of transformers' sliding-window mask gives after the softmax.
                     for (r, row) in scores.chunks_mut(span).enumerate() {
                         let i = q0 + r;
                         let (lo, hi) = (i.saturating_sub(w) - k0, (i + w + 1).min(n) - k0);
-                        row[..lo].iter_mut().for_each(|x| *x = 0.0);
-                        super::softmax::softmax_row(&mut row[lo..], hi - lo, self.scale);
+                        row[..lo].iter_mut().for_each(|x| *x = T::ZERO);
+                        T::softmax(&mut row[lo..], hi - lo, scale);
                     }
                 }
                 (Some(bias), _) => {
@@ -114,22 +154,22 @@ impl CustomOp1 for Attention {
                     let per_head = &bias.table[head * (2 * bias.len - 1)..(head + 1) * (2 * bias.len - 1)];
                     for (r, row) in scores.chunks_mut(n).enumerate() {
                         let offsets = &per_head[bias.len - 1 - (q0 + r)..][..n];
-                        row.iter_mut().zip(offsets).for_each(|(s, &o)| *s = *s * self.scale + o);
-                        super::softmax::softmax_row(row, n, 1.0);
+                        row.iter_mut().zip(offsets).for_each(|(s, &o)| *s = *s * scale + T::of(o));
+                        T::softmax(row, n, T::ONE);
                     }
                 }
             }
             unsafe {
                 // ctx[i, c] = Σ_j p[i, j] · v[j, c]
                 let o = dst.0.add(s * l * h + q0 * h + head * d);
-                gemm(m, d, span, o, 1, h as isize, false, scores.as_ptr(), 1, span as isize, v.as_ptr(), 1, h3 as isize, 0.0, 1.0, false, false, false, Parallelism::None);
+                gemm(m, d, span, o, 1, h as isize, false, scores.as_ptr(), 1, span as isize, v.as_ptr(), 1, h3 as isize, T::ZERO, T::ONE, false, false, false, Parallelism::None);
             }
         });
-        Ok((CpuStorage::F32(out), Shape::from_dims(&[b, l, h])))
+        Ok(out)
     }
 }
 
-/// The attention context `[B, L, H]` of a contiguous f32 `[B, L, 3H]` QKV tensor, `bias` added to the scaled
+/// The attention context `[B, L, H]` of a contiguous f32 or f64 `[B, L, 3H]` QKV tensor, `bias` added to the scaled
 /// scores.
 pub fn attention(qkv: &Tensor, lengths: &[usize], heads: usize, scale: f32, bias: Option<&super::layer::PositionBias>) -> candle_core::Result<Tensor> {
     let bias = bias.map(|b| super::layer::PositionBias { table: b.table.clone(), len: b.len, full: None });

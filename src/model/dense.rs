@@ -1,6 +1,6 @@
 //! A linear layer, and the fused bias + residual + LayerNorm that follows one in post-LN transformer layers.
 
-use candle_core::{Module, Tensor};
+use candle_core::{DType, Module, Tensor, D};
 use candle_nn::{LayerNorm, VarBuilder};
 
 /// A linear layer applied to `[..., in]` by flattening to 2-D (one large matmul instead of a batched one).
@@ -83,14 +83,29 @@ impl Dense {
 
     /// `LayerNorm(x W^T + b + residual)` in one pass when in f32 on the CPU (`fused` built by
     /// [`add_norm`]), else with candle's ops.
-    pub(crate) fn forward_add_norm(&self, x: &Tensor, residual: &Tensor, norm: &LayerNorm, fused: Option<&super::fused::AddNorm>) -> candle_core::Result<Tensor> {
+    pub(crate) fn forward_add_norm(&self, x: &Tensor, residual: &Tensor, norm: &LayerNorm, eps: f64, fused: Option<&super::fused::AddNorm>) -> candle_core::Result<Tensor> {
         match fused {
             Some(op) => {
                 let (y, dims) = self.matmul(x)?;
                 op.apply(y, residual)?.reshape(dims)
             }
-            None => norm.forward(&(self.forward(x)? + residual)?),
+            None => layer_norm(norm, eps, &(self.forward(x)? + residual)?),
         }
+    }
+}
+
+/// `norm(x)`; in f64 with every step in f64 (candle's fused LayerNorm op has no f64 kernel, and its half
+/// precision path sums in f32), the centred variance `E[(x − mean)²]` as PyTorch's LayerNorm computes it.
+pub(crate) fn layer_norm(norm: &LayerNorm, eps: f64, x: &Tensor) -> candle_core::Result<Tensor> {
+    if x.dtype() != DType::F64 {
+        return norm.forward(x);
+    }
+    let centred = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
+    let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
+    let y = centred.broadcast_div(&(var + eps)?.sqrt()?)?.broadcast_mul(norm.weight())?;
+    match norm.bias() {
+        Some(b) => y.broadcast_add(b),
+        None => Ok(y),
     }
 }
 

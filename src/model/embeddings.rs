@@ -13,6 +13,7 @@ pub struct Embeddings {
     token_type: Option<Embedding>,
     /// The LayerNorm after the sum.
     pub norm: LayerNorm,
+    eps: f64,
 }
 
 impl Embeddings {
@@ -30,6 +31,7 @@ impl Embeddings {
             position,
             token_type,
             norm: candle_nn::layer_norm(h, cfg.layer_norm_eps, emb.pp("LayerNorm"))?,
+            eps: cfg.layer_norm_eps,
         })
     }
 
@@ -39,6 +41,6 @@ impl Embeddings {
         if let Some(types) = &self.token_type {
             x = (x + types.forward(&Tensor::zeros(ids.dims(), DType::U32, ids.device())?)?)?;
         }
-        self.norm.forward(&x)
+        super::dense::layer_norm(&self.norm, self.eps, &x)
     }
 }

@@ -54,6 +54,7 @@ pub struct Layer {
     out_add_norm: Option<super::fused::AddNorm>,
     heads: usize,
     head_dim: usize,
+    eps: f64,
 }
 
 impl Layer {
@@ -77,6 +78,7 @@ impl Layer {
             out_norm,
             heads: cfg.num_attention_heads,
             head_dim: h / cfg.num_attention_heads,
+            eps: cfg.layer_norm_eps,
         })
     }
 
@@ -92,7 +94,7 @@ impl Layer {
         let (b, l, h) = x.dims3()?;
         let qkv = self.qkv.forward(x)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let ctx = if qkv.dtype() == DType::F32 && matches!(qkv.device(), Device::Cpu) {
+        let ctx = if matches!(qkv.dtype(), DType::F32 | DType::F64) && matches!(qkv.device(), Device::Cpu) {
             super::attention::attention(&qkv, lengths, self.heads, scale as f32, bias)?
         } else {
             // [B, L, 3H] → [3, B, heads, L, head_dim] in one copy; q, k, v are views into it.
@@ -104,13 +106,13 @@ impl Layer {
             };
             attention(&q, &k, &v, lengths, self.head_dim, full, None, SCORE_BLOCK)?.transpose(1, 2)?.reshape((b, l, h))?
         };
-        let attn = self.attn_out.forward_add_norm(&ctx, x, &self.attn_norm, self.attn_add_norm.as_ref())?;
+        let attn = self.attn_out.forward_add_norm(&ctx, x, &self.attn_norm, self.eps, self.attn_add_norm.as_ref())?;
         let pre = self.intermediate.forward(&attn)?;
         let inter = match self.act {
             Activation::Gelu => super::gelu::gelu_erf(pre)?,
             act => act.forward(&pre)?,
         };
-        let out = self.output.forward_add_norm(&inter, &attn, &self.out_norm, self.out_add_norm.as_ref())?;
+        let out = self.output.forward_add_norm(&inter, &attn, &self.out_norm, self.eps, self.out_add_norm.as_ref())?;
         Ok((attn, out))
     }
 }

@@ -54,6 +54,8 @@ pub fn parse_dtype(s: &str) -> Option<DType> {
         "f32" | "float32" => Some(DType::F32),
         "f16" | "float16" | "fp16" => Some(DType::F16),
         "bf16" | "bfloat16" => Some(DType::BF16),
+        // Weights and accumulation in f64: the value f32 noise is measured against (see `compare::noise`).
+        "f64" | "float64" => Some(DType::F64),
         _ => None,
     }
 }
@@ -63,6 +65,7 @@ pub fn dtype_name(d: DType) -> &'static str {
     match d {
         DType::F16 => "f16",
         DType::BF16 => "bf16",
+        DType::F64 => "f64",
         _ => "f32",
     }
 }

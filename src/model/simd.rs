@@ -8,7 +8,7 @@ use rayon::prelude::*;
 /// Calls `f(first_row, rows)` on `data` cut into parts of whole rows of `width` values, in parallel on the
 /// current rayon pool (candle's, inside the encoder: no thread is started per call). Parts hold at least
 /// `min_rows` rows, so small inputs stay on one thread.
-pub fn par_rows_mut(data: &mut [f32], width: usize, min_rows: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
+pub fn par_rows_mut<T: Send>(data: &mut [T], width: usize, min_rows: usize, f: impl Fn(usize, &mut [T]) + Sync + Send) {
     let width = width.max(1);
     let rows = data.len() / width;
     // A few parts per thread so a thread that was preempted (shared machines) does not hold the others up.

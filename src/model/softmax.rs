@@ -100,6 +100,16 @@ impl InplaceOp1 for MaskedSoftmax {
     }
 
     fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
+        if let (CpuStorage::F64(v), Some((start, end)), &[b, heads, rows, l]) = (&mut *storage, layout.contiguous_offsets(), layout.shape().dims()) {
+            if b != self.lengths.len() {
+                candle_core::bail!("masked-softmax-f64: {} lengths for a batch of {b}", self.lengths.len())
+            }
+            let per_seq = heads * rows;
+            let scale = self.scale as f64;
+            use rayon::prelude::*;
+            v[start..end].par_chunks_mut(l).enumerate().for_each(|(r, row)| softmax_row_f64(row, self.lengths[r / per_seq].clamp(1, l), scale));
+            return Ok(());
+        }
         let (CpuStorage::F32(v), Some((start, end)), &[b, heads, rows, l]) =
             (storage, layout.contiguous_offsets(), layout.shape().dims())
         else {
@@ -118,10 +128,23 @@ impl InplaceOp1 for MaskedSoftmax {
     }
 }
 
-/// Softmax of `scores · scale` (`[B, heads, L, L]`) in f32 with keys past each sequence's length masked.
-/// f32 scores are overwritten and returned: pass a tensor that nothing else holds (a fresh matmul output).
+/// The f64 row softmax (the reference value f32 noise is measured against): plain libm exp, sums in order.
+pub(crate) fn softmax_row_f64(row: &mut [f64], n: usize, scale: f64) {
+    let (keys, padding) = row.split_at_mut(n.min(row.len()));
+    keys.iter_mut().for_each(|k| *k *= scale);
+    let max = keys.iter().fold(f64::NEG_INFINITY, |m, &k| if k.is_nan() || m.is_nan() { f64::NAN } else { m.max(k) });
+    keys.iter_mut().for_each(|k| *k = (*k - max).exp());
+    let inv = 1.0 / keys.iter().sum::<f64>();
+    keys.iter_mut().for_each(|k| *k *= inv);
+    padding.fill(0.0);
+}
+
+/// Softmax of `scores · scale` (`[B, heads, L, L]`) with keys past each sequence's length masked: in f32
+/// (half-precision scores are widened, as fused GPU kernels do), or in f64 for f64 scores.
+/// The scores are overwritten and returned: pass a tensor that nothing else holds (a fresh matmul output).
 pub fn masked_softmax(scores: Tensor, lengths: &[usize], scale: f32) -> candle_core::Result<Tensor> {
-    let scores = scores.to_dtype(DType::F32)?.contiguous()?;
+    let wide = if scores.dtype() == DType::F64 { DType::F64 } else { DType::F32 };
+    let scores = scores.to_dtype(wide)?.contiguous()?;
     scores.inplace_op1(&MaskedSoftmax { lengths: lengths.to_vec(), scale })?;
     Ok(scores)
 }

@@ -1,6 +1,6 @@
 //! How numbers and row facts read in the reports. Non-finite values always print as `NaN`, `inf`, `-inf`.
 
-use crate::compare::{RowResult, TokenMatch, Tolerance};
+use crate::compare::{RowResult, Stage, TokenMatch, Tolerance};
 use crate::pipeline::OutputKind;
 
 /// `NaN`, `inf` or `-inf`.
@@ -115,6 +115,8 @@ pub(super) fn tokens(t: &TokenMatch) -> String {
 /// The diagnosis keyword: empty for a passing row, `unknown` for a failing row nobody diagnosed.
 pub(super) fn stage(r: &RowResult) -> &'static str {
     match &r.diagnosis {
+        // A passing row shows only the verdict that let it pass (`f32 noise`).
+        Some(d) if r.pass() && d.stage == Stage::F32Noise => d.stage.keyword(),
         _ if r.pass() => "",
         Some(d) => d.stage.keyword(),
         None => "unknown",
@@ -125,6 +127,7 @@ pub(super) fn stage(r: &RowResult) -> &'static str {
 /// passing row.
 pub(super) fn diagnosis(r: &RowResult) -> String {
     match &r.diagnosis {
+        Some(d) if r.pass() && d.stage == Stage::F32Noise => d.to_string(),
         _ if r.pass() => String::new(),
         Some(d) => d.to_string(),
         None => "unknown: not diagnosed".into(),

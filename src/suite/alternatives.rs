@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use candle_core::DType;
 
+use crate::compare::noise::{growth_floor, RecordedNoise};
 use crate::compare::{Alternatives, Subject};
 use crate::embed::for_each_batch;
 use crate::error::{Error, Result};
@@ -35,7 +36,21 @@ pub struct ModelAlternatives<'a> {
     last: Option<(usize, Vector, Vec<f32>, usize)>,
     /// When recomputation must stop, and the whole budget (for the message).
     budget: Option<(Instant, Duration)>,
+    /// The model in f64 (loaded on first use) and the f64 values computed, by text.
+    exact_model: Option<Model>,
+    exact: HashMap<usize, Vector>,
+    /// Time the f32-noise proofs may take in all (see [`NOISE_ALLOWANCE`]) and have taken.
+    noise_limit: Option<Duration>,
+    noise_spent: Duration,
+    /// The Python reference's own f32 noise, as its generator recorded it.
+    recorded_noise: Option<RecordedNoise>,
 }
+
+/// The f32-noise proofs (an f64 pass of the text alone, each) may take this many times the diagnosis budget,
+/// on a clock of their own: the time they take is not charged to the other diagnoses. An f64 pass costs about
+/// 2.6 f32 passes of the text (README, "f32 noise"), so with the default budget (0.8 of the check's time) every
+/// text of a check of embcheck's own pipeline whose texts all fail by noise is proven (5 x 0.8 = 4 > 2.6).
+pub const NOISE_ALLOWANCE: f64 = 5.0;
 
 impl<'a> ModelAlternatives<'a> {
     /// Alternatives of `pipeline` on `texts` with `model`, held against `subject`.
@@ -45,14 +60,56 @@ impl<'a> ModelAlternatives<'a> {
         prompts.retain(|p| !p.is_empty());
         prompts.sort();
         prompts.dedup();
-        ModelAlternatives { model, pipeline, texts, subject, reference_max_length, prompts, others: HashMap::new(), confirmed: Vec::new(), examined: Vec::new(), last: None, budget: None }
+        ModelAlternatives {
+            model,
+            pipeline,
+            texts,
+            subject,
+            reference_max_length,
+            prompts,
+            others: HashMap::new(),
+            confirmed: Vec::new(),
+            examined: Vec::new(),
+            last: None,
+            budget: None,
+            exact_model: None,
+            exact: HashMap::new(),
+            noise_limit: None,
+            noise_spent: Duration::ZERO,
+            recorded_noise: None,
+        }
+    }
+
+    /// The Python reference's own f32 noise (metadata `f64_noise`), a scale of the f32-noise proofs.
+    pub fn with_recorded_noise(mut self, recorded: Option<RecordedNoise>) -> Self {
+        self.recorded_noise = recorded;
+        self
     }
 
     /// Recomputes until `until` (`budget` long in all, for the message); past it, every alternative is an
     /// error that the diagnosis reports as `unknown` ("budget spent").
     pub fn with_budget(mut self, until: Instant, budget: Duration) -> Self {
         self.budget = Some((until, budget));
+        self.noise_limit = Some(budget.mul_f64(NOISE_ALLOWANCE));
         self
+    }
+
+    /// Runs `f` as part of an f32-noise proof: refused once the proofs' allowance is spent, and its time is
+    /// given back to the other diagnoses (their deadline moves by it).
+    fn noise_work<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        if let Some(limit) = self.noise_limit {
+            if self.noise_spent >= limit {
+                return Err(Error::Usage(format!("not recomputed in f64: the f32-noise proofs' allowance of {:.3} s is spent ({NOISE_ALLOWANCE} x --diagnosis-budget)", limit.as_secs_f64())));
+            }
+        }
+        let started = Instant::now();
+        let out = f(self);
+        let took = started.elapsed();
+        self.noise_spent += took;
+        if let Some((until, _)) = &mut self.budget {
+            *until += took;
+        }
+        out
     }
 
     /// Why nothing more is recomputed, once the budget is spent.
@@ -234,6 +291,39 @@ impl Alternatives for ModelAlternatives<'_> {
         }
         let (v, _, _) = Self::single(&self.others[name], self.pipeline, &self.texts[index])?;
         Ok(vec![(name.to_string(), v)])
+    }
+
+    fn f64_value(&mut self, index: usize) -> Result<Option<Vector>> {
+        if self.noise_limit.is_some_and(|l| l.is_zero()) || !self.model.config.computes_f64() {
+            return Ok(None);
+        }
+        if let Some(v) = self.exact.get(&index) {
+            return Ok(Some(v.clone()));
+        }
+        let v = self.noise_work(|s| {
+            if s.exact_model.is_none() {
+                s.exact_model = Some(Model::from_files_for(s.model.files.clone(), DType::F64, s.model.stack)?);
+            }
+            let model = s.exact_model.as_ref().expect("loaded above");
+            Ok(Self::single(model, s.pipeline, &s.texts[index])?.0)
+        })?;
+        self.exact.insert(index, v.clone());
+        Ok(Some(v))
+    }
+
+    fn f64_known(&self, index: usize) -> Option<Vector> {
+        self.exact.get(&index).cloned()
+    }
+
+    fn noise_scales(&mut self, index: usize) -> Result<(Option<f64>, f64)> {
+        let tokens = self.pipeline.prep.tokenize(&self.model.tokenizer, &self.texts[index..=index], self.pipeline.max_length)?[0].len();
+        let c = &self.model.config;
+        let recorded = self.recorded_noise.as_ref().and_then(|r| r.scale_for(tokens));
+        Ok((recorded, growth_floor(tokens, c.hidden_size, c.intermediate_size, c.num_hidden_layers)))
+    }
+
+    fn python_f64(&self, id: &str) -> Option<Vector> {
+        self.recorded_noise.as_ref()?.exact_of(id)
     }
 
     fn other_precisions(&mut self, index: usize) -> Result<Vec<(String, Vector)>> {

@@ -34,6 +34,7 @@ pub use alternatives::{ModelAlternatives, DIAGNOSIS_BUDGET};
 pub use report::{worst_row, Status, SuiteReport};
 pub use settings::TextSettings;
 
+use crate::compare::noise::RecordedNoise;
 use crate::compare::{compare_pipeline, Alternatives, NoAlternatives, Side, Subject, Tolerance};
 use crate::embed::{embed_many, BatchOptions};
 use crate::error::{Error, Result};
@@ -190,6 +191,7 @@ impl Suite {
         let loaded = Loaded { texts, metadata, reference };
         // Malformed metadata is an input error now, not a check silently left out later.
         self.recorded_noise_floor(&loaded, PipelineKind::M3Sparse)?;
+        self.recorded_f64_noise(&loaded, PipelineKind::NormalizedCls)?;
         Ok(loaded)
     }
 
@@ -271,8 +273,8 @@ impl Suite {
         let ids = data.ids();
         for ((pipeline, got), want) in pipelines.iter().zip(actual).zip(expected) {
             report.max_length.insert(pipeline.kind.name().to_string(), pipeline.max_length);
-            let alt =
-                ModelAlternatives::new(&model, pipeline, &strings, Subject::Reference, data.reference_max_length(), options.instruction.as_deref());
+            let alt = ModelAlternatives::new(&model, pipeline, &strings, Subject::Reference, data.reference_max_length(), options.instruction.as_deref())
+                .with_recorded_noise(self.recorded_f64_noise(&data, pipeline.kind)?);
             let mut alt = DiagnosisBudget::apply(until, alt);
             let tol = self.tolerance(&data, pipeline, &model)?;
             report.pipelines.push(compare_pipeline(
@@ -317,6 +319,20 @@ impl Suite {
             return Err(bad("holds a value that is not a finite number >= 0"));
         }
         Ok(map.get(kind.name()).copied())
+    }
+
+    /// The Python reference's own f32-vs-f64 distances the generator recorded for `kind` (metadata
+    /// `f64_noise`: a JSON object of pipeline name → `{"sample": [{"id", "tokens", "rel_l2"}]}`); malformed is
+    /// an input error.
+    fn recorded_f64_noise(&self, data: &Loaded, kind: PipelineKind) -> Result<Option<RecordedNoise>> {
+        let Some(raw) = data.metadata.get("f64_noise") else { return Ok(None) };
+        let bad = |why: &str| Error::input(self.spec.reference_path(), format!("metadata \"f64_noise\" {why}: {}", raw.chars().take(80).collect::<String>()));
+        let map: BTreeMap<String, RecordedNoise> =
+            serde_json::from_str(raw).map_err(|_| bad("is not a JSON object of pipeline name -> {\"sample\": [{\"id\", \"tokens\", \"rel_l2\"}]}"))?;
+        if map.values().flat_map(|r| &r.sample).any(|t| !(t.rel_l2.is_finite() && t.rel_l2 >= 0.0)) {
+            return Err(bad("holds a distance that is not a finite number >= 0"));
+        }
+        Ok(map.get(kind.name()).cloned())
     }
 
     /// Checks a system under test given as a function of a batch of texts (see [`Embedder`]) against the
@@ -412,7 +428,8 @@ impl Suite {
                     Subject::SystemUnderTest,
                     data.reference_max_length(),
                     options.instruction.as_deref(),
-                );
+                )
+                .with_recorded_noise(self.recorded_f64_noise(data, kind)?);
                 let until = match (self.diagnosis_budget.until(started.elapsed()), deadline) {
                     (Some((at, budget)), Some(d)) if d.remaining() < budget => Some((at.min(std::time::Instant::now() + d.remaining()), d.remaining())),
                     (None, Some(d)) => Some((std::time::Instant::now() + d.remaining(), d.remaining())),

@@ -62,6 +62,8 @@ pub struct Body {
     act: Activation,
     heads: usize,
     head_dim: usize,
+    /// The LayerNorms' epsilon (f64 LayerNorms are computed step by step, see [`Body::norm`]).
+    eps: f64,
 }
 
 impl Body {
@@ -93,7 +95,13 @@ impl Body {
             act: cfg.hidden_act,
             heads: cfg.num_attention_heads,
             head_dim: h / cfg.num_attention_heads,
+            eps,
         })
+    }
+
+    /// `norm(x)`; in f64 step by step in f64 (candle's LayerNorm op has no f64 kernel).
+    fn norm(&self, norm: &LayerNorm, x: &Tensor) -> candle_core::Result<Tensor> {
+        crate::model::dense::layer_norm(norm, self.eps, x)
     }
 
     /// Runs right-padded `[B, L]` ids; `lengths`: the real tokens of each sequence (keys past them are masked).
@@ -104,10 +112,11 @@ impl Body {
         let h = self.heads * self.head_dim;
         let global = rope::RopeTables::new(self.settings.global_theta, self.head_dim, l);
         let local = rope::RopeTables::new(self.settings.local_theta, self.head_dim, l);
-        let mut x = self.emb_norm.forward(&self.embeddings.forward(ids)?)?;
+        let mut x = self.norm(&self.emb_norm, &self.embeddings.forward(ids)?)?;
         see(Stage::Embeddings, &x)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let fast = x.dtype() == DType::F32 && matches!(x.device(), Device::Cpu);
+        // f64 (the value f32 noise is measured against) takes the same fused ops as f32, in f64.
+        let fast = matches!(x.dtype(), DType::F32 | DType::F64) && matches!(x.device(), Device::Cpu);
         // The half-precision path's cos/sin tensors, built once per kind of layer.
         let half_tables = if fast {
             None
@@ -116,7 +125,7 @@ impl Body {
         };
         for (i, layer) in self.layers.iter().enumerate() {
             let normed = match &layer.attn_norm {
-                Some(n) => n.forward(&x)?,
+                Some(n) => self.norm(n, &x)?,
                 None => x.clone(),
             };
             let qkv = layer.wqkv.forward(&normed)?;
@@ -141,12 +150,12 @@ impl Body {
             };
             x = (x + layer.wo.forward(&ctx)?)?;
             see(Stage::Attention(i), &x)?;
-            let inner = layer.wi.forward(&layer.mlp_norm.forward(&x)?)?;
+            let inner = layer.wi.forward(&self.norm(&layer.mlp_norm, &x)?)?;
             let gated = crate::model::gelu::geglu(&inner, self.act)?;
             x = (x + layer.mlp_wo.forward(&gated)?)?;
             see(Stage::Mlp(i), &x)?;
         }
-        let out = self.final_norm.forward(&x)?;
+        let out = self.norm(&self.final_norm, &x)?;
         see(Stage::FinalNorm, &out)?;
         see(Stage::Output, &out)
     }

@@ -65,7 +65,7 @@ pub fn apply(x: &Tensor, cos: &Tensor, sin: &Tensor) -> candle_core::Result<Tens
     x.broadcast_mul(cos)?.add(&rotated.broadcast_mul(sin)?)
 }
 
-/// Rotates the query and key columns of a fused `[B, L, 3H]` f32 QKV tensor in place, token `t` of each
+/// Rotates the query and key columns of a fused `[B, L, 3H]` f32 (or f64) QKV tensor in place, token `t` of each
 /// sequence at position `t`: per head, `out[i] = x[i]·cos[i] − x[i + d/2]·sin[i]` and
 /// `out[i + d/2] = x[i + d/2]·cos[i] + x[i]·sin[i]` — PyTorch's two products and one sum, in f32.
 pub struct RotateQk<'a> {
@@ -83,16 +83,33 @@ impl InplaceOp1 for RotateQk<'_> {
     }
 
     fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
-        let (CpuStorage::F32(v), Some((start, end))) = (storage, layout.contiguous_offsets()) else {
-            candle_core::bail!("rotate-qk-f32 needs a contiguous f32 tensor")
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("rotate-qk needs a contiguous tensor")
         };
         let h3 = *layout.shape().dims().last().unwrap_or(&0);
         let half = self.tables.half;
         if h3 == 0 || h3 % 3 != 0 || h3 / 3 != self.heads * 2 * half || self.tables.cos.len() < self.len * half {
-            candle_core::bail!("rotate-qk-f32: rows of {h3} for {} heads of {} and {} positions", self.heads, 2 * half, self.len)
+            candle_core::bail!("rotate-qk: rows of {h3} for {} heads of {} and {} positions", self.heads, 2 * half, self.len)
         }
-        let (cos, sin, len, heads) = (&self.tables.cos, &self.tables.sin, self.len.max(1), self.heads);
-        crate::model::simd::par_rows_mut(&mut v[start..end], h3, 16, |first, rows| {
+        match storage {
+            CpuStorage::F32(v) => self.rotate(&mut v[start..end], h3),
+            // The f64 recomputation f32 noise is measured against (`compare::noise`): the same f32 tables
+            // (transformers computes cos and sin in float32 in every dtype), products and sums in f64.
+            CpuStorage::F64(v) => self.rotate(&mut v[start..end], h3),
+            _ => candle_core::bail!("rotate-qk needs an f32 or f64 tensor"),
+        }
+        Ok(())
+    }
+}
+
+impl RotateQk<'_> {
+    /// The rotation of rows of `h3` values, in the precision of `T`.
+    fn rotate<T>(&self, v: &mut [T], h3: usize)
+    where
+        T: Copy + Send + From<f32> + std::ops::Mul<Output = T> + std::ops::Add<Output = T> + std::ops::Neg<Output = T>,
+    {
+        let (cos, sin, len, heads, half) = (&self.tables.cos, &self.tables.sin, self.len.max(1), self.heads, self.tables.half);
+        crate::model::simd::par_rows_mut(v, h3, 16, |first, rows| {
             for (r, row) in rows.chunks_mut(h3).enumerate() {
                 let p = (first + r) % len;
                 let (c, s) = (&cos[p * half..(p + 1) * half], &sin[p * half..(p + 1) * half]);
@@ -100,14 +117,13 @@ impl InplaceOp1 for RotateQk<'_> {
                 for x in row[..2 * heads * 2 * half].chunks_mut(2 * half) {
                     let (x1, x2) = x.split_at_mut(half);
                     for i in 0..half {
-                        let (a, b) = (x1[i], x2[i]);
-                        x1[i] = a * c[i] + (-b) * s[i];
-                        x2[i] = b * c[i] + a * s[i];
+                        let (a, b, ci, si) = (x1[i], x2[i], T::from(c[i]), T::from(s[i]));
+                        x1[i] = a * ci + (-b) * si;
+                        x2[i] = b * ci + a * si;
                     }
                 }
             }
         });
-        Ok(())
     }
 }
 
