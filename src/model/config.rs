@@ -361,6 +361,19 @@ impl EncoderConfig {
     }
 }
 
+/// `layer_types` as transformers 5 saves them: per layer, whether it attends globally (`full_attention`) or
+/// within the sliding window (`sliding_attention`).
+pub(crate) fn global_layers(path: &Path, types: &[String]) -> Result<Vec<bool>> {
+    types
+        .iter()
+        .map(|t| match t.as_str() {
+            "full_attention" => Ok(true),
+            "sliding_attention" => Ok(false),
+            other => Err(Error::input(path, format!("layer_types: {other:?} is not full_attention or sliding_attention"))),
+        })
+        .collect()
+}
+
 /// ModernBERT's layer pattern, window, RoPE bases and biases, as transformers 4.56 reads them
 /// (`global_attn_every_n_layers`, `local_attention`, `global_rope_theta`, `local_rope_theta`, a null local theta
 /// meaning the global one) or as transformers 5 saves them (`layer_types`, `rope_parameters` per layer type).
@@ -372,14 +385,7 @@ fn modernbert_settings(path: &Path, raw: &Raw) -> Result<ModernBertConfig> {
         return Err(Error::input(path, "global_attn_every_n_layers is 0, expected at least 1"));
     }
     let global_layers = match &raw.layer_types {
-        Some(types) => types
-            .iter()
-            .map(|t| match t.as_str() {
-                "full_attention" => Ok(true),
-                "sliding_attention" => Ok(false),
-                other => Err(Error::input(path, format!("layer_types: {other:?} is not full_attention or sliding_attention"))),
-            })
-            .collect::<Result<Vec<_>>>()?,
+        Some(types) => global_layers(path, types)?,
         None => (0..layers).map(|i| i % every == 0).collect(),
     };
     let theta = |layer_type: &str| -> Result<Option<f64>> {

@@ -105,14 +105,7 @@ impl Gemma3Config {
             return Err(Error::input(path, format!("head_dim {head_dim} is not even: rotary embeddings rotate pairs of values")));
         }
         let global_layers = match &raw.layer_types {
-            Some(types) => types
-                .iter()
-                .map(|t| match t.as_str() {
-                    "full_attention" => Ok(true),
-                    "sliding_attention" => Ok(false),
-                    other => Err(Error::input(path, format!("layer_types: {other:?} is not full_attention or sliding_attention"))),
-                })
-                .collect::<Result<Vec<_>>>()?,
+            Some(types) => crate::model::config::global_layers(path, types)?,
             None => {
                 let every = raw.sliding_window_pattern.unwrap_or(6);
                 if every == 0 {
