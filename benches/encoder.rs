@@ -39,6 +39,7 @@ fn encoder(h: usize, heads: usize, inter: usize) -> Encoder {
         relative_attention_num_buckets: 32,
         sinusoidal_positions: false,
         modernbert: None,
+        decoder: None,
         gemma3: None,
     };
     let mut t: HashMap<String, Tensor> = HashMap::new();

@@ -15,6 +15,8 @@ bash scripts/fetch-models.sh
 # fixtures/wide/MANIFEST). Needs .venv-ref.
 bash scripts/make-wide-suite.sh
 cargo test --release -- --include-ignored
+# The benchmarks are not built by `cargo test`: built here so that they keep compiling.
+cargo build --release --benches --quiet
 # Its two models (~270 MB) are not needed past the Rust tests: CI disks are small.
 if [ "${CI:-}" = true ]; then
   rm -rf fixtures/wide/models
