@@ -129,7 +129,7 @@ pub(crate) const SCORE_BLOCK: usize = 1 << 25;
 /// precision only: f32 takes the fused [`super::attention`] op, whose scratch is bounded per task.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn attention(q: &Tensor, k: &Tensor, v: &Tensor, lengths: &[usize], head_dim: usize, bias: Option<&Tensor>, window: Option<usize>, limit: usize) -> candle_core::Result<Tensor> {
-    let (b, heads, l, _) = q.dims4()?;
+    let l = q.dim(2)?;
     let scale = 1.0 / (head_dim as f64).sqrt();
     let kt = k.t()?;
     let block = |q: &Tensor, start: usize| -> candle_core::Result<Tensor> {
@@ -151,6 +151,13 @@ pub(crate) fn attention(q: &Tensor, k: &Tensor, v: &Tensor, lengths: &[usize], h
         let probs = super::softmax::masked_softmax(scores, lengths, 1.0)?.to_dtype(q.dtype())?;
         probs.matmul(v)
     };
+    in_row_blocks(q, limit, block)
+}
+
+/// `block(rows, start)` on the query rows of `q` `[B, heads, L, d]` taken in blocks whose scores (against `L`
+/// keys) stay under `limit`, the results concatenated along the rows: the whole `q` at once when it fits.
+pub(crate) fn in_row_blocks(q: &Tensor, limit: usize, block: impl Fn(&Tensor, usize) -> candle_core::Result<Tensor>) -> candle_core::Result<Tensor> {
+    let (b, heads, l, _) = q.dims4()?;
     let rows = (limit / (b * heads * l).max(1)).max(1);
     if rows >= l {
         return block(q, 0);

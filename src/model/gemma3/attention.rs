@@ -43,15 +43,7 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, lengths: &[usize], scale: f
         let probs = crate::model::softmax::masked_softmax(scores, lengths, 1.0)?.to_dtype(q.dtype())?;
         probs.matmul(&v)
     };
-    let rows = (limit / (b * heads * l).max(1)).max(1);
-    if rows >= l {
-        return block(&q.contiguous()?, 0);
-    }
-    let mut parts = Vec::with_capacity(l.div_ceil(rows));
-    for start in (0..l).step_by(rows) {
-        parts.push(block(&q.narrow(2, start, rows.min(l - start))?.contiguous()?, start)?);
-    }
-    Tensor::cat(&parts, 2)
+    crate::model::layer::in_row_blocks(&q.contiguous()?, limit, block)
 }
 
 #[cfg(test)]
