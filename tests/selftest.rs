@@ -88,6 +88,9 @@ const ROWS: &[(&str, &str, Want)] = &[
     ("last layer dropped", "tiny-mistral / raw-last", Fail(&["unknown"])),
     // Right padding under a causal mask: no real token attends a pad, with or without the padding mask.
     ("pad tokens attended (no attention mask)", "tiny-mistral / raw-last", Pass),
+    // Read at the batch's last position on the right: every text shorter than its batch's longest, the others pass.
+    ("right padding read at the last position (batches of 8)", "tiny-qwen3 / normalized-last", Fail(&["padding"])),
+    ("right padding read at the last position (batches of 8)", "tiny-mistral / sentence-transformers", Fail(&["padding"])),
     ("batch size 7", "tiny-qwen3 / sentence-transformers", Pass),
     ("causal mask on a bidirectional model", "tiny-embeddinggemma-tf5 / sentence-transformers", Fail(&["attention-mask"])),
     ("computed in f16", "tiny-embeddinggemma-query-tf5 / sentence-transformers", Fail(&["precision"])),

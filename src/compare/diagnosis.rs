@@ -158,6 +158,13 @@ pub trait Alternatives {
     fn other_masks(&mut self, _index: usize) -> Result<Vec<(String, Vector)>> {
         Ok(Vec::new())
     }
+    /// embcheck's pipeline on the text as a right-padded batch holds it when last-token pooling reads the
+    /// batch's last position, a padded one: the text right-padded to each length a batch of the suite's texts
+    /// could have, with each pad id the model names, each named; empty where the pipeline does not pool the
+    /// last token, or the family's padded positions are not computed.
+    fn padded_reads(&mut self, _index: usize) -> Result<Vec<(String, Vector)>> {
+        Ok(Vec::new())
+    }
     /// embcheck's pipeline on the text in the other precisions, per dtype name.
     fn other_precisions(&mut self, _index: usize) -> Result<Vec<(String, Vector)>> {
         Ok(Vec::new())
@@ -246,7 +253,7 @@ const PRECISION_BAND: (f64, f64) = (1.0 / 3.0, 3.0);
 const TOWARDS: f64 = 0.85;
 
 /// Diagnoses a failing row: stages in order (tokens → normalization → pooling → attention mask →
-/// truncation → preprocessing → padding → precision), each proven by the numbers or by a matching alternative.
+/// padded read → truncation → preprocessing → padding → precision), each proven by the numbers or by a matching alternative.
 pub fn diagnose(row: &RowResult, actual: &Vector, expected: &Vector, tol: &Tolerance, alt: &mut dyn Alternatives) -> Result<Diagnosis> {
     let m = &row.metrics;
     if !m.finite {
@@ -361,6 +368,18 @@ pub fn diagnose(row: &RowResult, actual: &Vector, expected: &Vector, tol: &Toler
     // One recomputation, before the truncation search's many: the model's other attention mask.
     if let Some(name) = first_matching(alt.other_masks(row.index)?, subject, tol, &mut tried) {
         return Ok(Diagnosis::new(Stage::AttentionMask, format!("{who} matches this text recomputed with {name}")));
+    }
+    // One recomputation too (every padded position in one pass): the batch's last position read on the right.
+    let reads = alt.padded_reads(row.index)?;
+    if !reads.is_empty() {
+        let mut missed = Vec::new();
+        if let Some(name) = first_matching(reads, subject, tol, &mut missed) {
+            return Ok(Diagnosis::new(
+                Stage::Padding,
+                format!("{who} matches {name}: last-token pooling that takes the batch's last position, which holds the text's last token only with left padding"),
+            ));
+        }
+        tried.push(format!("the last position of a right-padded batch ({} lengths and pad ids)", missed.len()));
     }
     // Another cut or another preparation of the text feeds the model other token ids: when both sides' ids are
     // known and the same, neither can explain the difference, and none is recomputed (on an 8192-token text

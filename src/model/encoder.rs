@@ -191,6 +191,34 @@ impl Encoder {
         Ok(out)
     }
 
+    /// The last hidden state a right-padded batch holds at padded positions of one text: `ids` the text's
+    /// token ids (`n`), `reads` each a pad id and a position at or after `n` (a batch of `L` tokens read at its
+    /// last position reads position `L − 1`). Returns `[reads, H]` f32, one row per read, in order; `None` for a
+    /// family whose padded positions embcheck does not compute (only the causal decoders: their padded rows are
+    /// what last-token pooling reads when it takes a right-padded batch's last position).
+    pub fn padded_rows(&self, ids: &[u32], reads: &[(u32, usize)]) -> Result<Option<Tensor>> {
+        let Body::Decoder(d) = &self.body else { return Ok(None) };
+        let n = ids.len();
+        let limit = self.cfg.max_tokens();
+        if n == 0 || reads.is_empty() || reads.iter().any(|&(_, p)| p < n || p >= limit) {
+            return Err(Error::Usage(format!("padded positions are read after a text's {n} tokens and before the position limit ({limit})")));
+        }
+        let all: Vec<u32> = ids.iter().copied().chain(reads.iter().map(|&(pad, _)| pad)).collect();
+        let positions: Vec<usize> = reads.iter().map(|&(_, p)| p).collect();
+        let mut last = None;
+        let run = || -> candle_core::Result<()> {
+            let ids_t = Tensor::from_vec(all, (1, n + reads.len()), &self.device)?;
+            d.forward_reading(&ids_t, &[n], &positions, &mut |stage, x| {
+                if stage == Stage::Output {
+                    last = Some(x.get(0)?.narrow(0, n, reads.len())?.to_dtype(DType::F32)?);
+                }
+                Ok(())
+            })
+        };
+        self.device.with_context(run).context(|| format!("encoder forward of a text of {n} tokens read at {} padded positions", reads.len()))?;
+        Ok(last)
+    }
+
     /// Runs a right-padded batch, handing each stage's hidden states to `see` (the last one twice: as the
     /// last layer's and as [`Stage::Output`]).
     fn run(&self, ids: &[Vec<u32>], pad_id: u32, see: See<'_>) -> Result<()> {

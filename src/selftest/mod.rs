@@ -142,6 +142,9 @@ pub fn matrix() -> Vec<Mutation> {
         m("last layer dropped", MISTRAL, RawLast, F::DropLayer, f32, R::None, Expect::Fail("unknown")),
         // Right padding under a causal mask: no real token ever attends a pad, mask or not.
         m("pad tokens attended (no attention mask)", MISTRAL, RawLast, F::None, f32, R::PadsAttended, Expect::Pass),
+        // The batch's last position read on the right: a pad for every text shorter than its batch's longest.
+        m("right padding read at the last position (batches of 8)", QWEN3, NormalizedLast, F::None, f32, R::LastPositionOfRightPadded(8), Expect::Fail("padding")),
+        m("right padding read at the last position (batches of 8)", MISTRAL, St, F::None, f32, R::LastPositionOfRightPadded(8), Expect::Fail("padding")),
         m("batch size 7", QWEN3, St, F::None, f32, R::BatchSize(7), Expect::Pass),
         // EmbeddingGemma's shape: Gemma 3 run bidirectionally, two Dense layers after the pooling.
         m("causal mask on a bidirectional model", GEMMA, St, F::Causal, f32, R::None, Expect::Fail("attention-mask")),

@@ -67,6 +67,10 @@ pub enum RunChange {
     /// EOS appended by hand after the tokenizer (`true`: doubled where the tokenizer appends it already) or not
     /// (`false`: missing where the recipe appends it by hand).
     EosByHand(bool),
+    /// Texts in batches of this size, in input order, padded on the right with the model's pad id, and the last
+    /// token read at the batch's last position: a pad for every text shorter than its batch's longest (the
+    /// model-card recipe's `last_hidden_state[:, -1]`, which assumes left padding).
+    LastPositionOfRightPadded(usize),
 }
 
 /// A temporary directory removed when dropped (tempfile's).
@@ -261,6 +265,33 @@ impl MutatedSystem {
             .collect()
     }
 
+    /// Batches of `size` in input order, each text's last row replaced by the row at its batch's last position.
+    fn embed_last_position(&self, texts: &[String], size: usize) -> Result<Vec<Output>> {
+        let ids = self.pipeline.prep.tokenize(&self.model.tokenizer, texts, self.pipeline.max_length)?;
+        let mut out = self.embed_here(texts, texts.len())?;
+        for (b, batch) in ids.chunks(size.max(1)).enumerate() {
+            let longest = batch.iter().map(Vec::len).max().unwrap_or(0);
+            for (j, text) in batch.iter().enumerate().filter(|(_, t)| !t.is_empty() && t.len() < longest) {
+                let i = b * size.max(1) + j;
+                let mut tokens: Vec<f32> = Vec::new();
+                for_each_batch(&self.model, &ids[i..=i], 1, |_, rows, _| {
+                    tokens = rows.to_vec();
+                    Ok(())
+                })?;
+                let row = self.model.encoder.padded_rows(text, &[(self.model.pad_id, longest - 1)])?;
+                let row: Vec<f32> = row
+                    .ok_or_else(|| Error::Usage("selftest: the family's padded positions are not computed".into()))?
+                    .flatten_all()
+                    .and_then(|t| t.to_vec1())
+                    .map_err(|source| Error::Compute { context: "selftest: padded row".into(), source })?;
+                let h = row.len();
+                tokens[(text.len() - 1) * h..].copy_from_slice(&row);
+                out[i].value = Ok(self.pipeline.apply(&tokens, text, h)?);
+            }
+        }
+        Ok(out)
+    }
+
     fn embed_in_child(&self, texts: &[String], threads: usize) -> Result<Vec<Output>> {
         let exe = self.exe.as_ref().ok_or_else(|| Error::Usage("selftest: the thread-count check needs the embcheck binary".into()))?;
         let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
@@ -289,6 +320,7 @@ impl Embedder for MutatedSystem {
             }
             RunChange::Threads(n) => self.embed_in_child(texts, n),
             RunChange::PadsAttended => self.embed_unmasked(texts),
+            RunChange::LastPositionOfRightPadded(n) => self.embed_last_position(texts, n),
             _ => self.embed_here(texts, texts.len()),
         }
     }

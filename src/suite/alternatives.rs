@@ -44,7 +44,12 @@ pub struct ModelAlternatives<'a> {
     noise_spent: Duration,
     /// The Python reference's own f32 noise, as its generator recorded it.
     recorded_noise: Option<RecordedNoise>,
+    /// Every text's token count as the pipeline cuts it (computed on first use): the lengths a batch may have.
+    lengths: Option<Vec<usize>>,
 }
+
+/// At most this many batch lengths (the shortest above the text's) are tried for a padded read.
+pub const PADDED_LENGTHS: usize = 256;
 
 /// The f32-noise proofs (an f64 pass of the text alone, each) may take this many times the diagnosis budget,
 /// on a clock of their own: the time they take is not charged to the other diagnoses. An f64 pass costs about
@@ -77,6 +82,7 @@ impl<'a> ModelAlternatives<'a> {
             noise_limit: None,
             noise_spent: Duration::ZERO,
             recorded_noise: None,
+            lengths: None,
         }
     }
 
@@ -291,6 +297,52 @@ impl Alternatives for ModelAlternatives<'_> {
         }
         let (v, _, _) = Self::single(&self.others[name], self.pipeline, &self.texts[index])?;
         Ok(vec![(name.to_string(), v)])
+    }
+
+    fn padded_reads(&mut self, index: usize) -> Result<Vec<(String, Vector)>> {
+        if self.pipeline.pooling().is_none_or(|p| p.modes != "lasttoken") {
+            return Ok(Vec::new());
+        }
+        let (model, pipeline) = (self.model, self.pipeline);
+        let ids = pipeline.prep.tokenize(&model.tokenizer, &self.texts[index..=index], pipeline.max_length)?.remove(0);
+        let n = ids.len();
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        // The longest text of a batch sets its length: any of the suite's texts (as this pipeline cuts them),
+        // or the max length when the batch is padded to it.
+        if self.lengths.is_none() {
+            let all = pipeline.prep.tokenize(&model.tokenizer, self.texts, pipeline.max_length)?;
+            self.lengths = Some(all.iter().map(Vec::len).collect());
+        }
+        let limit = model.config.max_tokens();
+        let mut lengths: Vec<usize> = self.lengths.iter().flatten().copied().chain([pipeline.max_length]).filter(|&l| l > n && l <= limit).collect();
+        lengths.sort_unstable();
+        lengths.dedup();
+        lengths.truncate(PADDED_LENGTHS);
+        let special = &model.tokenizer.special;
+        let pads: Vec<u32> = [Some(model.pad_id), special.pad, special.eos].into_iter().flatten().collect();
+        let pads: Vec<u32> = pads.iter().enumerate().filter(|(k, p)| !pads[..*k].contains(p)).map(|(_, &p)| p).collect();
+        let reads: Vec<(u32, usize)> = lengths.iter().flat_map(|&l| pads.iter().map(move |&p| (p, l - 1))).collect();
+        if reads.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.within_budget()?;
+        let Some(rows) = model.encoder.padded_rows(&ids, &reads)? else { return Ok(Vec::new()) };
+        let rows: Vec<f32> = rows.flatten_all().and_then(|t| t.to_vec1()).map_err(|source| Error::Compute { context: "padded rows".into(), source })?;
+        let (_, _, tokens, h) = self.own_pass(index)?;
+        let (mut tokens, h) = (tokens.clone(), *h);
+        let last = (n - 1) * h;
+        reads
+            .iter()
+            .zip(rows.chunks_exact(h))
+            .map(|(&(pad, at), row)| {
+                // The text's own rows with its last one replaced by the padded position's: what the pooling reads.
+                tokens[last..last + h].copy_from_slice(row);
+                let v = pipeline.apply(&tokens, &ids, h)?;
+                Ok((format!("this text right-padded to {} tokens with pad id {pad} and read at the last position ({at}, a pad)", at + 1), v))
+            })
+            .collect()
     }
 
     fn f64_value(&mut self, index: usize) -> Result<Option<Vector>> {

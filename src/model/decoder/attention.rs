@@ -20,33 +20,58 @@ pub const SCORES: usize = 1 << 22;
 /// `scaled_dot_product_attention` (the flash kernel transformers' sdpa attention reaches) accumulates scores,
 /// softmax and P·V in float32 for float16 / bfloat16 inputs.
 pub fn causal(q: &Tensor, k: &Tensor, v: &Tensor, window: Option<usize>, scale: f64) -> candle_core::Result<Tensor> {
+    let positions: Vec<usize> = (0..q.dim(1)?).collect();
+    at_positions(q, k, v, &positions, window, scale)
+}
+
+/// [`causal`] for queries at any positions: query `r` sits at `positions[r]` and attends the keys `j ≤
+/// positions[r]` (within the window) among the text's `n` keys at positions `0..n`. Queries past the text are
+/// the padded positions of a right-padded batch as transformers computes them: their own key is masked (a pad),
+/// so they read the text's real tokens only. Positions must not decrease. A query that sees no key (a window
+/// that ends before the text does) gets a context of 0, as PyTorch's `scaled_dot_product_attention` gives a
+/// fully masked row.
+pub fn at_positions(q: &Tensor, k: &Tensor, v: &Tensor, positions: &[usize], window: Option<usize>, scale: f64) -> candle_core::Result<Tensor> {
     let dtype = q.dtype();
     if dtype != candle_core::DType::F32 {
         let f = |t: &Tensor| t.to_dtype(candle_core::DType::F32);
-        return causal(&f(q)?, &f(k)?, &f(v)?, window, scale)?.to_dtype(dtype);
+        return at_positions(&f(q)?, &f(k)?, &f(v)?, positions, window, scale)?.to_dtype(dtype);
     }
     let (heads, n, d) = q.dims3()?;
-    let kv_heads = k.dim(0)?;
+    if positions.len() != n || positions.windows(2).any(|p| p[1] < p[0]) {
+        candle_core::bail!("{} query positions, not increasing, for {n} queries", positions.len());
+    }
+    let (kv_heads, keys) = (k.dim(0)?, k.dim(1)?);
     let group = heads / kv_heads;
     // [kv_heads, group, n, d]: the query heads of one key/value head side by side.
     let q = q.reshape((kv_heads, group, n, d))?;
-    let rows = (SCORES / (heads * n).max(1)).clamp(1, n.max(1));
+    let rows = (SCORES / (heads * keys).max(1)).clamp(1, n.max(1));
     let mut blocks = Vec::new();
     for q0 in (0..n).step_by(rows) {
         let q1 = (q0 + rows).min(n);
         let m = q1 - q0;
-        let k0 = window.map_or(0, |w| (q0 + 1).saturating_sub(w));
-        let span = q1 - k0;
+        let (first, last) = (positions[q0], positions[q1 - 1]);
+        // The keys any query of the block may see: up to the last position, from the first one's window.
+        let k1 = (last + 1).min(keys);
+        let k0 = window.map_or(0, |w| (first + 1).saturating_sub(w)).min(k1 - 1);
+        let span = k1 - k0;
         let qb = q.narrow(2, q0, m)?.reshape((kv_heads, group * m, d))?;
         let (kb, vb) = (k.narrow(1, k0, span)?.contiguous()?, v.narrow(1, k0, span)?.contiguous()?);
         let scores = (qb.contiguous()?.matmul(&kb.t()?)? * scale)?;
+        let block = &positions[q0..q1];
         let mask: Vec<f32> = (0..group)
-            .flat_map(|_| (q0..q1).flat_map(move |i| (k0..q1).map(move |j| if j <= i && window.is_none_or(|w| j + w > i) { 0.0 } else { f32::NEG_INFINITY })))
+            .flat_map(|_| block.iter().flat_map(move |&i| (k0..k1).map(move |j| if j <= i && window.is_none_or(|w| j + w > i) { 0.0 } else { f32::NEG_INFINITY })))
             .collect();
         let mask = Tensor::from_vec(mask, (group * m, span), q.device())?.to_dtype(q.dtype())?;
         let probs = candle_nn::ops::softmax_last_dim(&scores.broadcast_add(&mask)?)?;
+        let mut ctx = probs.matmul(&vb)?;
+        // A query with no key in reach: PyTorch's sdpa returns 0 for a fully masked row (the softmax here, NaN).
+        if block.iter().any(|&i| window.is_some_and(|w| i + 1 >= k1 + w)) {
+            let keep: Vec<f32> = (0..group).flat_map(|_| block.iter().map(|&i| if window.is_some_and(|w| i + 1 >= k1 + w) { 0.0 } else { 1.0 })).collect();
+            let keep = Tensor::from_vec(keep, (group * m, 1), q.device())?;
+            ctx = keep.ne(0f32)?.broadcast_as(ctx.shape())?.where_cond(&ctx, &ctx.zeros_like()?)?;
+        }
         // [kv_heads, group · m, d] → [heads, m, d]
-        blocks.push(probs.matmul(&vb)?.reshape((heads, m, d))?);
+        blocks.push(ctx.reshape((heads, m, d))?);
     }
     let ctx = Tensor::cat(&blocks, 1)?;
     ctx.transpose(0, 1)?.contiguous()?.reshape((n, heads * d))
@@ -89,6 +114,41 @@ mod tests {
             let want = reference(&q, &k, &v, window, 0.5).unwrap();
             let diff = (got - want).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
             assert!(diff < 1e-5, "window {window:?}: {diff:e}");
+        }
+    }
+
+    /// Queries at padded positions (after the text) as a right-padded batch with a padding mask computes them,
+    /// written out in f64 one score at a time: each reads the text's keys up to its position within the window;
+    /// the text's own rows are unchanged by the extra queries.
+    #[test]
+    fn padded_positions_read_the_text_only() {
+        let (heads, kv, n, d, extra) = (4usize, 2usize, 9usize, 4usize, [9usize, 12, 12, 20]);
+        let q = t(heads, n + extra.len(), d, 1);
+        let (k, v) = (t(kv, n, d, 2), t(kv, n, d, 3));
+        let positions: Vec<usize> = (0..n).chain(extra).collect();
+        let (qv, kv_, vv) = (q.to_vec3::<f32>().unwrap(), k.to_vec3::<f32>().unwrap(), v.to_vec3::<f32>().unwrap());
+        for window in [None, Some(6), Some(12)] {
+            let got = at_positions(&q, &k, &v, &positions, window, 0.5).unwrap().to_vec2::<f32>().unwrap();
+            let own = causal(&q.narrow(1, 0, n).unwrap(), &k, &v, window, 0.5).unwrap().to_vec2::<f32>().unwrap();
+            assert_eq!(&got[..n], &own[..], "window {window:?}: the text's rows changed");
+            for (r, &p) in positions.iter().enumerate() {
+                for h in 0..heads {
+                    let g = h / (heads / kv);
+                    let seen: Vec<usize> = (0..n).filter(|&j| j <= p && window.is_none_or(|w| p - j < w)).collect();
+                    let scores: Vec<f64> = seen.iter().map(|&j| (0..d).map(|c| qv[h][r][c] as f64 * kv_[g][j][c] as f64).sum::<f64>() * 0.5).collect();
+                    let top = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                    let total: f64 = scores.iter().map(|s| (s - top).exp()).sum();
+                    for c in 0..d {
+                        let want: f64 = seen.iter().zip(&scores).map(|(&j, s)| (s - top).exp() / total * vv[g][j][c] as f64).sum();
+                        let have = got[r][h * d + c] as f64;
+                        if seen.is_empty() {
+                            assert_eq!(have, 0.0, "window {window:?}, query at {p}: no key in reach");
+                        } else {
+                            assert!((have - want).abs() < 1e-5, "window {window:?}, query {r} at {p}, head {h}: {have} vs {want}");
+                        }
+                    }
+                }
+            }
         }
     }
 

@@ -129,37 +129,67 @@ impl Body {
     /// are 0 in the attention context (never read: causal attention keeps real queries off later positions).
     /// Each stage's hidden states go to `see`, as [`Stage`] lists them.
     pub(crate) fn forward(&self, ids: &Tensor, lengths: &[usize], see: See<'_>) -> candle_core::Result<()> {
+        self.forward_reading(ids, lengths, &[], see)
+    }
+
+    /// [`Body::forward`], and for a batch of one text (`ids` `[1, n + r]`, `lengths` `[n]`) with `reads` (`r`
+    /// positions, none before `n`): the `r` ids after the text are computed as padded positions of a
+    /// right-padded batch, token `n + k` at position `reads[k]` — each attends the text's tokens only (the
+    /// padding mask hides the pads, its own key included) — and their rows follow the text's in every stage.
+    /// What a batch padded on the right holds at its padded positions, without computing the others.
+    pub(crate) fn forward_reading(&self, ids: &Tensor, lengths: &[usize], reads: &[usize], see: See<'_>) -> candle_core::Result<()> {
         let (b, l) = ids.dims2()?;
+        if !reads.is_empty() && (b != 1 || lengths.first().is_none_or(|&n| n + reads.len() != l || reads.iter().any(|&p| p < n))) {
+            candle_core::bail!("padded positions are read for one text, after its tokens");
+        }
         let s = &self.settings;
         let d = s.head_dim;
         let mut x = self.embeddings.forward(ids)?;
         see(Stage::Embeddings, &x)?;
-        let (cos, sin) = rope::RopeTables::new(s.rope_theta, d, l).tensors(l, x.dtype(), x.device())?;
+        let span = reads.iter().map(|&p| p + 1).max().unwrap_or(0).max(l);
+        let (cos, sin) = rope::RopeTables::new(s.rope_theta, d, span).tensors(span, x.dtype(), x.device())?;
         let scale = 1.0 / (d as f64).sqrt();
+        // Each text's rows and their positions: the real tokens at 0..n, then the padded positions read.
+        let rows: Vec<(usize, Vec<usize>)> = lengths
+            .iter()
+            .map(|&n| {
+                let n = n.clamp(1, l);
+                let positions: Vec<usize> = (0..n).chain(reads.iter().copied()).collect();
+                (n, positions)
+            })
+            .collect();
+        let angles = |positions: &[usize]| -> candle_core::Result<(Tensor, Tensor)> {
+            let at = Tensor::from_vec(positions.iter().map(|&p| p as u32).collect::<Vec<_>>(), positions.len(), x.device())?;
+            Ok((cos.index_select(&at, 0)?, sin.index_select(&at, 0)?))
+        };
+        let tables: Vec<(Tensor, Tensor)> = rows
+            .iter()
+            .map(|(n, positions)| if positions.len() == *n { Ok((cos.narrow(0, 0, *n)?, sin.narrow(0, 0, *n)?)) } else { angles(positions) })
+            .collect::<candle_core::Result<_>>()?;
         for (i, layer) in self.layers.iter().enumerate() {
             let normed = layer.input_norm.forward(&x)?;
             let (q, k, v) = (layer.q.forward(&normed)?, layer.k.forward(&normed)?, layer.v.forward(&normed)?);
             let mut texts = Vec::with_capacity(b);
-            for (t, &n) in lengths.iter().enumerate() {
-                let n = n.clamp(1, l);
-                // [n, heads · d] → [heads, n, d], normed per head (Qwen3) and rotated.
-                let split = |x: &Tensor, heads: usize, norm: Option<&RmsNorm>| -> candle_core::Result<Tensor> {
-                    let x = x.get(t)?.narrow(0, 0, n)?.reshape((n, heads, d))?;
+            for (t, ((n, positions), (cos, sin))) in rows.iter().zip(&tables).enumerate() {
+                let (n, m) = (*n, positions.len());
+                // The first `rows` of [l, heads · d] → [heads, rows, d], normed per head (Qwen3) and rotated.
+                let split = |x: &Tensor, rows: usize, heads: usize, norm: Option<&RmsNorm>| -> candle_core::Result<Tensor> {
+                    let x = x.get(t)?.narrow(0, 0, rows)?.reshape((rows, heads, d))?;
                     let x = match norm {
                         Some(norm) => norm.forward(&x)?,
                         None => x,
                     };
-                    rope::apply(&x.transpose(0, 1)?.contiguous()?, &cos.narrow(0, 0, n)?, &sin.narrow(0, 0, n)?)
+                    rope::apply(&x.transpose(0, 1)?.contiguous()?, &cos.narrow(0, 0, rows)?, &sin.narrow(0, 0, rows)?)
                 };
                 let (qn, kn) = match &layer.qk_norms {
                     Some((qn, kn)) => (Some(qn), Some(kn)),
                     None => (None, None),
                 };
-                let qt = split(&q, self.heads, qn)?;
-                let kt = split(&k, s.kv_heads, kn)?;
+                let qt = split(&q, m, self.heads, qn)?;
+                let kt = split(&k, n, s.kv_heads, kn)?;
                 let vt = v.get(t)?.narrow(0, 0, n)?.reshape((n, s.kv_heads, d))?.transpose(0, 1)?.contiguous()?;
-                let ctx = attention::causal(&qt, &kt, &vt, layer.window, scale)?;
-                texts.push(if n < l { Tensor::cat(&[&ctx, &Tensor::zeros((l - n, self.heads * d), ctx.dtype(), ctx.device())?], 0)? } else { ctx });
+                let ctx = attention::at_positions(&qt, &kt, &vt, positions, layer.window, scale)?;
+                texts.push(if m < l { Tensor::cat(&[&ctx, &Tensor::zeros((l - m, self.heads * d), ctx.dtype(), ctx.device())?], 0)? } else { ctx });
             }
             let ctx = Tensor::stack(&texts, 0)?;
             x = (x + layer.o.forward(&ctx)?)?;
