@@ -157,29 +157,39 @@ fn bisect_names_the_first_diverging_decoder_stage() {
 
 /// Through `check --against` (a `cmd:` system: embcheck's own `embed` with one thing wrong): a Qwen3-Embedding
 /// style service that forgets the query instruction fails every text with `preprocessing`; the faithful command
-/// passes. (f16, EOS and pooling faults: the self-test's decoder rows, tests/selftest.rs.)
+/// passes. On tiny-mistral (an 8-token sliding window, two layers) the instruction lies out of the last token's
+/// reach for most texts: their vectors agree and only the ids differ, and the ids prove it.
+/// (f16, EOS and pooling faults: the self-test's decoder rows, tests/selftest.rs.)
 #[test]
 fn faults_of_a_decoder_service_are_diagnosed_through_check_against() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = suite("tiny-qwen3-query");
     let exe = env!("CARGO_BIN_EXE_embcheck");
-    let instruction = "Instruct: Given a web search query, retrieve relevant passages that answer the query\nQuery:";
     let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
-    let cmd = |pipeline: &str, extra: &str| format!("cmd:{exe} embed --model fixtures/models/tiny-qwen3 --pipeline {pipeline} --max-length 512 {extra} --input - --output -");
-    for (name, source, code, keyword) in [
-        ("faithful", cmd("normalized-last", &format!("--instruction {}", quote(instruction))), 0, None),
-        ("instruction dropped", cmd("normalized-last", ""), 1, Some("preprocessing")),
+    let cmd = |model: &str, pipeline: &str, extra: &str| format!("cmd:{exe} embed --model fixtures/models/{model} --pipeline {pipeline} --max-length 512 {extra} --input - --output -");
+    let qwen = "Instruct: Given a web search query, retrieve relevant passages that answer the query\nQuery:";
+    let mistral = "Instruct: Retrieve semantically similar text.\nQuery: ";
+    for (name, suite_name, source, code, keyword) in [
+        ("faithful", "tiny-qwen3-query", cmd("tiny-qwen3", "normalized-last", &format!("--instruction {}", quote(qwen))), 0, None),
+        ("instruction dropped", "tiny-qwen3-query", cmd("tiny-qwen3", "normalized-last", ""), 1, Some("preprocessing")),
+        ("faithful sliding window", "tiny-mistral-query", cmd("tiny-mistral", "normalized-last", &format!("--instruction {}", quote(mistral))), 0, None),
+        ("instruction dropped sliding window", "tiny-mistral-query", cmd("tiny-mistral", "normalized-last", ""), 1, Some("preprocessing")),
     ] {
+        let dir = suite(suite_name);
         let reports = tmp.path().join(name.replace(' ', "-"));
         let o = embcheck(&["check", dir.to_str().unwrap(), "--against", &source, "--pipeline", "normalized-last", "--report-dir", reports.to_str().unwrap(), "--diagnosis-budget", "300"]);
         assert_eq!(o.status.code(), Some(code), "{name}: {}", show(&o));
         if let Some(k) = keyword {
-            let mut r = csv::Reader::from_path(reports.join("tiny-qwen3-query/diff.csv")).unwrap();
+            let mut r = csv::Reader::from_path(reports.join(suite_name).join("diff.csv")).unwrap();
             let h = r.headers().unwrap().clone();
-            let (pass, diag) = (h.iter().position(|c| c == "pass").unwrap(), h.iter().position(|c| c == "diagnosis").unwrap());
-            let failing: Vec<String> = r.records().map(|x| x.unwrap()).filter(|x| &x[pass] != "true").map(|x| x[diag].to_string()).collect();
+            let col = |c: &str| h.iter().position(|x| x == c).unwrap();
+            let (pass, diag, detail) = (col("pass"), col("diagnosis"), col("detail"));
+            let failing: Vec<(String, String)> = r.records().map(|x| x.unwrap()).filter(|x| &x[pass] != "true").map(|x| (x[diag].to_string(), x[detail].to_string())).collect();
             assert_eq!(failing.len(), 42, "{name}: {failing:?}");
-            assert!(failing.iter().all(|d| d == k), "{name}: {failing:?}");
+            assert!(failing.iter().all(|(d, _)| d == k), "{name}: {failing:?}");
+            if suite_name == "tiny-mistral-query" {
+                let by_ids = failing.iter().filter(|(_, d)| d.contains("token ids are those of the text without the prefix")).count();
+                assert!(by_ids >= 20, "{name}: only {by_ids} texts proven by their ids: {failing:?}");
+            }
         }
     }
 }

@@ -153,6 +153,11 @@ pub trait Alternatives {
     fn preprocessings(&mut self, _index: usize) -> Result<Vec<(String, Vector)>> {
         Ok(Vec::new())
     }
+    /// The token ids of the text prepared each way [`Alternatives::preprocessings`] prepares it, named the same
+    /// (only the tokenizer runs): a preparation proven by the ids alone, where the vectors cannot tell.
+    fn prepared_ids(&mut self, _index: usize) -> Result<Vec<(String, Vec<u32>)>> {
+        Ok(Vec::new())
+    }
     /// embcheck's pipeline on the text with the model's attention mask changed (causal for bidirectional, or the
     /// reverse), each named; empty for models whose config has no such choice.
     fn other_masks(&mut self, _index: usize) -> Result<Vec<(String, Vector)>> {
@@ -254,7 +259,10 @@ const TOWARDS: f64 = 0.85;
 
 /// Diagnoses a failing row: stages in order (tokens → normalization → pooling → attention mask →
 /// padded read → truncation → preprocessing → padding → precision), each proven by the numbers or by a matching alternative.
-pub fn diagnose(row: &RowResult, actual: &Vector, expected: &Vector, tol: &Tolerance, alt: &mut dyn Alternatives) -> Result<Diagnosis> {
+///
+/// `subject_ids`: the token ids of the side the alternatives explain (the system under test's, or the
+/// reference's), where known.
+pub fn diagnose(row: &RowResult, actual: &Vector, expected: &Vector, subject_ids: Option<&[u32]>, tol: &Tolerance, alt: &mut dyn Alternatives) -> Result<Diagnosis> {
     let m = &row.metrics;
     if !m.finite {
         let (side, at) = match actual.first_non_finite() {
@@ -298,29 +306,29 @@ pub fn diagnose(row: &RowResult, actual: &Vector, expected: &Vector, tol: &Toler
 
     if let Err(why) = alt.begin(row.index) {
         return Ok(match &row.tokens {
-            // A clean cut needs no model to be seen: the ids agree up to the last token of the shorter side,
-            // which ends there (its closing special token where the other side goes on).
-            TokenMatch::Differ { position, actual_len, expected_len, .. }
-                if actual_len != expected_len && position + 1 == *actual_len.min(expected_len) && *actual_len.min(expected_len) >= 3 =>
-            {
-                // The shorter side is the one that was cut.
-                let (n, cut) = if actual_len < expected_len {
-                    (*actual_len, if external { "the system under test" } else { "embcheck's pipeline" })
-                } else {
-                    (*expected_len, "the reference")
-                };
-                Diagnosis::new(
-                    Stage::Truncation,
-                    format!(
-                        "token ids agree up to position {position}, where {cut} ends: a cut at max length {n} ({actual_len} tokens on the actual side, {expected_len} in the reference), read from the ids; {why}"
-                    ),
-                )
+            TokenMatch::Differ { .. } => {
+                let d = cut_in_ids(&row.tokens, external).unwrap_or_else(|| Diagnosis::new(Stage::Tokenization, token_fact(&row.tokens)));
+                Diagnosis::new(d.stage, format!("{}; {why}", d.detail))
             }
-            TokenMatch::Differ { .. } => Diagnosis::new(Stage::Tokenization, format!("{}; {why}", token_fact(&row.tokens))),
             _ => Diagnosis::new(Stage::Unknown, format!("cosine {:.7}, relative L2 {:.3e}; {why}", m.cosine, m.rel_l2)),
         });
     }
     let mut tried: Vec<String> = Vec::new();
+
+    // Only the ids differ, the vectors agree (a prompt out of a sliding window's reach, say): no vector tells
+    // the preparations apart, the ids do.
+    if let (["tokens"], TokenMatch::Differ { .. }, Some(ids)) = (row.failed.as_slice(), &row.tokens, subject_ids) {
+        let agree = "the vectors agree within tolerance: the difference does not reach the output";
+        if let Some(d) = cut_in_ids(&row.tokens, external) {
+            return Ok(Diagnosis::new(d.stage, format!("{}; {agree}", d.detail)));
+        }
+        let prepared = alt.prepared_ids(row.index)?;
+        if let Some((name, _)) = prepared.iter().find(|(_, p)| p.as_slice() == ids) {
+            return Ok(Diagnosis::new(Stage::Preprocessing, format!("{}; {whose} token ids are those of {name} ({agree})", token_fact(&row.tokens))));
+        }
+        let names: Vec<String> = prepared.into_iter().map(|(n, _)| format!("{n} (other ids)")).collect();
+        return Ok(Diagnosis::new(Stage::Tokenization, format!("{}; {agree}{}", token_fact(&row.tokens), tried_note(&names))));
+    }
 
     // In external mode: a system that agrees with embcheck's pipeline while the reference does not is not
     // explained by any alternative of that pipeline.
@@ -474,6 +482,22 @@ pub fn diagnose(row: &RowResult, actual: &Vector, expected: &Vector, tol: &Toler
     Ok(Diagnosis::new(Stage::Unknown, format!("cosine {:.7}, relative L2 {:.3e}; no alternative matched{}", m.cosine, m.rel_l2, tried_note(&tried))))
 }
 
+/// A clean cut, read from the ids alone: they agree up to the last token of the shorter side, which ends
+/// there (its closing special token where the other side goes on).
+fn cut_in_ids(tokens: &TokenMatch, external: bool) -> Option<Diagnosis> {
+    let TokenMatch::Differ { position, actual_len, expected_len, .. } = *tokens else { return None };
+    let shorter = actual_len.min(expected_len);
+    if actual_len == expected_len || position + 1 != shorter || shorter < 3 {
+        return None;
+    }
+    // The shorter side is the one that was cut.
+    let (n, cut) = if actual_len < expected_len { (actual_len, if external { "the system under test" } else { "embcheck's pipeline" }) } else { (expected_len, "the reference") };
+    Some(Diagnosis::new(
+        Stage::Truncation,
+        format!("token ids agree up to position {position}, where {cut} ends: a cut at max length {n} ({actual_len} tokens on the actual side, {expected_len} in the reference), read from the ids"),
+    ))
+}
+
 /// A proven truncation in words: `who` matches text `index` recomputed with max length `m`, and what that
 /// means for this text (cut there, or kept whole, which any longer limit or none gives too) beside what
 /// `other` does with it.
@@ -611,6 +635,7 @@ mod tests {
         own_pooling: Option<PoolingChoice>,
         preps: Vec<(String, Vector)>,
         precisions: Vec<(String, Vector)>,
+        prepared: Vec<(String, Vec<u32>)>,
         model: bool,
     }
 
@@ -642,6 +667,9 @@ mod tests {
         }
         fn preprocessings(&mut self, _: usize) -> Result<Vec<(String, Vector)>> {
             Ok(self.preps.clone())
+        }
+        fn prepared_ids(&mut self, _: usize) -> Result<Vec<(String, Vec<u32>)>> {
+            Ok(self.prepared.clone())
         }
         fn other_precisions(&mut self, _: usize) -> Result<Vec<(String, Vector)>> {
             Ok(self.precisions.clone())
@@ -677,6 +705,29 @@ mod tests {
         )
         .unwrap();
         r.rows[0].diagnosis.clone().expect("a failing row")
+    }
+
+    /// Equal vectors, other ids: the preparation whose ids are the subject's is named (`preprocessing`); ids no
+    /// preparation gives are `tokenization`; a vector alternative (all equal here) is never what proves it.
+    #[test]
+    fn a_preparation_is_proven_by_the_ids_when_the_vectors_agree() {
+        let (e, _) = pair(0.0);
+        let system = vec![1, 7, 8, 2];
+        let reference = vec![1, 5, 6, 7, 8, 2];
+        let mut alt = Fixed {
+            subject: Some(Subject::SystemUnderTest),
+            model: true,
+            ours: Some(d(&e)),
+            preps: vec![("the text lowercased".into(), d(&e))],
+            prepared: vec![("the text lowercased".into(), vec![1, 9, 2]), ("the text without the prefix \"q: \"".into(), system.clone())],
+            ..Default::default()
+        };
+        let got = diagnose_one(d(&e), d(&e), (Some(system.clone()), Some(reference.clone())), &mut alt);
+        assert_eq!(got.stage, Stage::Preprocessing, "{got:?}");
+        assert!(got.detail.contains("without the prefix") && got.detail.contains("vectors agree"), "{got:?}");
+        alt.prepared.truncate(1);
+        let got = diagnose_one(d(&e), d(&e), (Some(system), Some(reference)), &mut alt);
+        assert_eq!(got.stage, Stage::Tokenization, "{got:?}");
     }
 
     #[test]

@@ -366,7 +366,8 @@ pub fn compare_pipeline(
         let i = row.index;
         // A diagnosis that cannot be made (its budget spent, a recomputation that failed) leaves the verdict
         // as it is, with the reason.
-        let mut d = match diagnosis::diagnose(row, &actual[i], &expected[i], &tol, alternatives) {
+        let subject_ids = if alternatives.subject() == Subject::SystemUnderTest { actual_tokens } else { expected_tokens };
+        let mut d = match diagnosis::diagnose(row, &actual[i], &expected[i], subject_ids.map(|t| t[i].as_slice()), &tol, alternatives) {
             Ok(d) => d,
             Err(e) => Diagnosis::new(Stage::Unknown, format!("not diagnosed: {}", e.one_line())),
         };

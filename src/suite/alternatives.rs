@@ -150,6 +150,44 @@ impl<'a> ModelAlternatives<'a> {
         Ok(self.last.as_ref().expect("set above"))
     }
 
+    /// The text prepared otherwise than the pipeline does (stripped or not, lowercased or not, with or without
+    /// a prompt), named; preparations that give the tokenizer the same input as the pipeline are left out.
+    fn preparations(&self, index: usize) -> Vec<(String, TextPrep)> {
+        let base = self.pipeline.prep.clone();
+        let text = &self.texts[index];
+        let mut variants: Vec<(String, TextPrep)> = vec![
+            (
+                if base.strip { "the text not stripped of leading/trailing whitespace" } else { "the text stripped of leading/trailing whitespace" }.into(),
+                TextPrep { strip: !base.strip, ..base.clone() },
+            ),
+            if base.lowercase == Lowercase::No {
+                ("the text lowercased".into(), TextPrep { lowercase: Lowercase::Python, ..base.clone() })
+            } else {
+                ("the text not lowercased".into(), TextPrep { lowercase: Lowercase::No, ..base.clone() })
+            },
+        ];
+        if base.prefix.is_empty() {
+            for p in &self.prompts {
+                variants.push((format!("the text with the prefix {p:?}"), TextPrep { prefix: p.clone(), ..base.clone() }));
+            }
+        } else {
+            variants.push((format!("the text without the prefix {:?}", base.prefix), TextPrep { prefix: String::new(), ..base.clone() }));
+        }
+        // What the tokenizer is given: the prepared text, and whether its normalizer lowercases.
+        let input = |p: &TextPrep| (p.apply(text), p.lowercase == Lowercase::Normalizer);
+        let mut seen = vec![input(&base)];
+        variants
+            .into_iter()
+            .filter(|(_, prep)| {
+                // An alternative that gives the same input as the pipeline itself proves nothing.
+                let prepared = input(prep);
+                let new = !seen.contains(&prepared);
+                seen.push(prepared);
+                new
+            })
+            .collect()
+    }
+
     fn with_prep(&self, index: usize, prep: TextPrep) -> Result<Vector> {
         self.within_budget()?;
         let mut p = self.pipeline.clone();
@@ -246,40 +284,13 @@ impl Alternatives for ModelAlternatives<'_> {
     }
 
     fn preprocessings(&mut self, index: usize) -> Result<Vec<(String, Vector)>> {
-        let base = self.pipeline.prep.clone();
-        let text = &self.texts[index];
-        let mut variants: Vec<(String, TextPrep)> = vec![
-            (
-                if base.strip { "the text not stripped of leading/trailing whitespace" } else { "the text stripped of leading/trailing whitespace" }.into(),
-                TextPrep { strip: !base.strip, ..base.clone() },
-            ),
-            if base.lowercase == Lowercase::No {
-                ("the text lowercased".into(), TextPrep { lowercase: Lowercase::Python, ..base.clone() })
-            } else {
-                ("the text not lowercased".into(), TextPrep { lowercase: Lowercase::No, ..base.clone() })
-            },
-        ];
-        if base.prefix.is_empty() {
-            for p in &self.prompts {
-                variants.push((format!("the text with the prefix {p:?}"), TextPrep { prefix: p.clone(), ..base.clone() }));
-            }
-        } else {
-            variants.push((format!("the text without the prefix {:?}", base.prefix), TextPrep { prefix: String::new(), ..base.clone() }));
-        }
-        let mut out = Vec::new();
-        // What the tokenizer is given: the prepared text, and whether its normalizer lowercases.
-        let input = |p: &TextPrep| (p.apply(text), p.lowercase == Lowercase::Normalizer);
-        let mut seen = vec![input(&base)];
-        for (name, prep) in variants {
-            // An alternative that gives the same input as the pipeline itself proves nothing.
-            let prepared = input(&prep);
-            if seen.contains(&prepared) {
-                continue;
-            }
-            seen.push(prepared);
-            out.push((name, self.with_prep(index, prep)?));
-        }
-        Ok(out)
+        self.preparations(index).into_iter().map(|(name, prep)| Ok((name, self.with_prep(index, prep)?))).collect()
+    }
+
+    fn prepared_ids(&mut self, index: usize) -> Result<Vec<(String, Vec<u32>)>> {
+        let (tokenizer, max_length) = (&self.model.tokenizer, self.pipeline.max_length);
+        let text = &self.texts[index..=index];
+        self.preparations(index).into_iter().map(|(name, prep)| Ok((name, prep.tokenize(tokenizer, text, max_length)?.remove(0)))).collect()
     }
 
     fn other_masks(&mut self, index: usize) -> Result<Vec<(String, Vector)>> {
