@@ -53,6 +53,20 @@ fn model() -> &'static Model {
     M.get_or_init(|| Model::load(&common::root().join("fixtures/models/tiny-xlmr-m3").to_string_lossy(), candle_core::DType::F32).unwrap())
 }
 
+/// Decoders: tiny-qwen3 (EOS by its tokenizer, full attention) and tiny-mistral (an 8-token sliding window, EOS
+/// by hand).
+fn decoders() -> &'static [Model; 2] {
+    static M: OnceLock<[Model; 2]> = OnceLock::new();
+    M.get_or_init(|| ["tiny-qwen3", "tiny-mistral"].map(|m| Model::load(&common::root().join("fixtures/models").join(m).to_string_lossy(), candle_core::DType::F32).unwrap()))
+}
+
+fn run_decoder(m: &Model, texts: &[String], batch_size: usize) -> Vec<Vec<Vector>> {
+    let opts = PipelineOptions { max_length: Some(64), ..Default::default() };
+    let pipelines: Vec<Pipeline> =
+        [PipelineKind::RawLast, PipelineKind::NormalizedLast, PipelineKind::SentenceTransformers].iter().map(|&k| Pipeline::build(k, m, &opts).unwrap()).collect();
+    embed_many(m, &pipelines, texts, BatchOptions { batch_size, progress: false }).unwrap().into_iter().map(|e| e.vectors).collect()
+}
+
 fn texts() -> impl Strategy<Value = Vec<String>> {
     prop::collection::vec(prop::collection::vec(prop::sample::select(WORDS), 1..40).prop_map(|w| w.join(" ")), 1..12)
 }
@@ -89,6 +103,25 @@ proptest! {
         for (b, o) in base.iter().zip(&other) {
             for (k, &i) in order.iter().enumerate() {
                 assert_close(&o[k], &b[i]);
+            }
+        }
+    }
+
+    /// The same for the decoders: a text's last token never sees the padding of its batch, whatever the batch.
+    #[test]
+    fn decoder_output_does_not_depend_on_batch_size_or_order(texts in texts(), batch in 1usize..6, seed in any::<u64>()) {
+        for m in decoders() {
+            let base = run_decoder(m, &texts, 32);
+            let mut order: Vec<usize> = (0..texts.len()).collect();
+            order.sort_by_key(|&i| (i as u64).wrapping_mul(seed | 1).rotate_left(17));
+            let shuffled: Vec<String> = order.iter().map(|&i| texts[i].clone()).collect();
+            let other = run_decoder(m, &shuffled, batch);
+            for (b, o) in base.iter().zip(&other) {
+                for (k, &i) in order.iter().enumerate() {
+                    // Relative: raw-last vectors are the last hidden state, of norm ~√hidden, not unit vectors.
+                    let d = embcheck::compare::metrics::compare(&o[k], &b[i]);
+                    prop_assert!(d.same_shape && d.rel_l2 <= 1e-6, "differ by relative L2 {:e}", d.rel_l2);
+                }
             }
         }
     }

@@ -321,13 +321,15 @@ impl Alternatives for ModelAlternatives<'_> {
             return Ok(Vec::new());
         }
         // The longest text of a batch sets its length: any of the suite's texts (as this pipeline cuts them),
-        // or the max length when the batch is padded to it.
+        // that rounded up to a multiple of 8 (`pad_to_multiple_of=8`), or the max length when the batch is padded
+        // to it.
         if self.lengths.is_none() {
             let all = pipeline.prep.tokenize(&model.tokenizer, self.texts, pipeline.max_length)?;
             self.lengths = Some(all.iter().map(Vec::len).collect());
         }
         let limit = model.config.max_tokens();
-        let mut lengths: Vec<usize> = self.lengths.iter().flatten().copied().chain([pipeline.max_length]).filter(|&l| l > n && l <= limit).collect();
+        let mut lengths: Vec<usize> =
+            self.lengths.iter().flatten().flat_map(|&l| [l, l.div_ceil(8) * 8]).chain([pipeline.max_length]).filter(|&l| l > n && l <= limit).collect();
         lengths.sort_unstable();
         lengths.dedup();
         lengths.truncate(PADDED_LENGTHS);
