@@ -122,7 +122,8 @@ fn f32_noise_is_proven_in_f64_on_a_decoder() {
         r.records().map(|x| x.unwrap()).map(|x| (x[id].to_string(), &x[pass] == "true", x[rel].parse().unwrap(), x[diag].to_string(), x[detail].to_string())).collect()
     };
     let reports = tmp.path().join("reports");
-    let o = embcheck(&["check", dir.to_str().unwrap(), "--pipeline", "raw-last", "--report-dir", reports.to_str().unwrap()]);
+    // A budget that a loaded machine does not exhaust (the default is 0.8x the check's own time, 1 s at least).
+    let o = embcheck(&["check", dir.to_str().unwrap(), "--pipeline", "raw-last", "--diagnosis-budget", "300", "--report-dir", reports.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
     let rows = diff_rows(&reports);
     assert!(rows.iter().filter(|r| r.2 > 1e-7).count() > 20, "the suite no longer exceeds 1e-7: {rows:?}");
@@ -150,7 +151,7 @@ fn f32_noise_is_proven_in_f64_on_a_decoder() {
     let bad = tmp.path().join("bad.safetensors");
     common::write_tensors(&bad, &t);
     let reports = tmp.path().join("reports-bad");
-    let o = embcheck(&["check", dir.to_str().unwrap(), "--against", bad.to_str().unwrap(), "--pipeline", "raw-last", "--report-dir", reports.to_str().unwrap()]);
+    let o = embcheck(&["check", dir.to_str().unwrap(), "--against", bad.to_str().unwrap(), "--pipeline", "raw-last", "--diagnosis-budget", "300", "--report-dir", reports.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));
     let rows = diff_rows(&reports);
     let failed: Vec<_> = rows.iter().filter(|r| !r.1).collect();
