@@ -812,7 +812,50 @@ def rmsnorm_in_float64(model: torch.nn.Module):
 
 
 @torch.no_grad()
-def f64_noise(model_arg: str, tensors: dict, ids_by: dict, rows: list[dict], pipelines: list[str], sample: int) -> dict:
+def st_f64(model_arg: str, st_args: dict, tensors: dict, ids_by: dict, rows: list[dict], sample: int) -> dict:
+    """f64_noise's entry for the sentence-transformers pipeline: SentenceTransformer loaded in float64 (the
+    transformer with model_kwargs dtype, then .double() for the modules it loads in float32: Dense), encode() of
+    each sampled text alone with the reference's prompt, RMSNorms kept in float64 as in f64_noise."""
+    from sentence_transformers import SentenceTransformer
+
+    texts, n, prompt, prompt_name = st_args["texts"], st_args["n"], st_args["prompt"], st_args["prompt_name"]
+    st = SentenceTransformer(model_arg, device="cpu", model_kwargs={"dtype": torch.float64}).double()
+    st.max_seq_length = n
+    assert_dtype("SentenceTransformer f64", st, torch.float64)
+    kw = {"prompt": prompt} if prompt is not None else {"prompt_name": prompt_name} if prompt_name is not None else {}
+    eff = st_effective_prompt(st, prompt, prompt_name)
+    patched = sorted({type(m).__name__ for m in st.modules() if type(m).__name__.endswith("RMSNorm")})
+    ids = ids_by["sentence-transformers"]
+    entries = []
+    for i in sorted(range(len(ids)), key=lambda k: -len(ids[k]))[:sample]:
+        assert st_tokenize(st, [(eff or "") + texts[i]])["input_ids"][0].tolist() == ids[i], f"f64 noise: the ids of {rows[i]['id']}"
+        enc = lambda: st.encode([texts[i]], batch_size=1, convert_to_tensor=True, normalize_embeddings=False,
+                                show_progress_bar=False, **kw)[0]
+        as_is = enc()
+        with rmsnorm_in_float64(st):
+            exact = enc()
+        assert exact.dtype == torch.float64, f"f64 noise: sentence-transformers returned {exact.dtype}"
+        exact, as_is = exact.numpy(), as_is.numpy()
+        ref = tensors["sentence-transformers"][i].astype(np.float64)
+        entry = {"id": rows[i]["id"], "tokens": len(ids[i]),
+                 "rel_l2": float(np.linalg.norm(ref - exact) / np.linalg.norm(exact)),
+                 "f64": [float(x) for x in exact]}
+        if patched:
+            entry["torch_float64_rel_l2"] = float(np.linalg.norm(as_is - exact) / np.linalg.norm(exact))
+        entries.append(entry)
+    extra = "".join(f", {k}={v!r}" for k, v in kw.items())
+    call = ("sentence_transformers.SentenceTransformer(model, device='cpu', model_kwargs={'dtype': torch.float64})"
+            f".double(); max_seq_length = {n}"
+            + (f"; {', '.join(patched)}.forward computing in float64 (transformers' casts to float32 removed; "
+               "torch_float64_rel_l2: the model as it is, from that value)" if patched else "")
+            + f"; .encode([text], batch_size=1, normalize_embeddings=False{extra}) per text alone"
+            "; rel_l2 = ||reference - f64|| / ||f64||; f64 = that value")
+    return {"sample": entries, "call": call}
+
+
+@torch.no_grad()
+def f64_noise(model_arg: str, tensors: dict, ids_by: dict, rows: list[dict], pipelines: list[str], sample: int,
+              st_args: dict | None = None) -> dict:
     """The reference's own f32 noise: for the `sample` longest texts (the most noise), the same pipeline computed
     by transformers in float64 (AutoModel loaded with dtype=torch.float64, the text alone, the reference's own
     token ids; RMSNorms kept in float64, see rmsnorm_in_float64) and the distance (relative L2) of the reference
@@ -823,7 +866,8 @@ def f64_noise(model_arg: str, tensors: dict, ids_by: dict, rows: list[dict], pip
     from transformers import AutoModel
 
     covered = [p for p in F64_POOLS if p in pipelines]
-    if not covered or sample <= 0:
+    with_st = st_args is not None and "sentence-transformers" in pipelines
+    if not (covered or with_st) or sample <= 0:
         return {}
     mdl = AutoModel.from_pretrained(model_arg, dtype=torch.float64).eval()
     assert_dtype("f64 noise", mdl, torch.float64)
@@ -870,6 +914,11 @@ def f64_noise(model_arg: str, tensors: dict, ids_by: dict, rows: list[dict], pip
             print(f"  {p}: transformers' float64 model as it is ({', '.join(patched)} in float32) from float64: max "
                   f"{max(e['torch_float64_rel_l2'] for e in entries):.3e}")
     del mdl
+    if with_st:
+        out["sentence-transformers"] = st_f64(model_arg, st_args, tensors, ids_by, rows, sample)
+        worst = max(out["sentence-transformers"]["sample"], key=lambda e: e["rel_l2"])
+        print(f"  sentence-transformers: the reference's own f32 noise (vs float64) on the {sample} longest texts: max "
+              f"{worst['rel_l2']:.3e} ({worst['id']}, {worst['tokens']} tokens)")
     return out
 
 
@@ -1330,7 +1379,8 @@ def main() -> int:
         "generated_at": datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat(),
     }
     if not fp16:
-        noise = f64_noise(model_arg, tensors, ids_by, rows, pipelines, args.f64_sample)
+        st_args = {"texts": texts, "n": n, "prompt": st_prompt, "prompt_name": st_prompt_name}
+        noise = f64_noise(model_arg, tensors, ids_by, rows, pipelines, args.f64_sample, st_args)
         if noise:
             metadata["f64_noise"] = json.dumps(noise)
     if "m3-sparse" in pipelines:
