@@ -72,6 +72,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 import argparse
+import contextlib
 import datetime
 import hashlib
 import importlib.metadata
@@ -768,44 +769,156 @@ def sparse_noise_floor(model_arg: str, model_dir: Path) -> float:
 # ---------------------------------------------------------------------------------------------------------
 # Output
 # ---------------------------------------------------------------------------------------------------------
+# The pipelines whose float64 value f64_noise records: the hidden state read (CLS: row 0; the last token: row
+# -1, each text run alone, unpadded) and whether it is L2-normalized.
+F64_POOLS = {"raw-cls": (0, False), "normalized-cls": (0, True), "raw-last": (-1, False), "normalized-last": (-1, True)}
+
+
+def _rms_llama_f64(self, hidden_states):
+    """LlamaRMSNorm.forward (and its copies Mistral-, Qwen2-, Qwen3RMSNorm) without its `.to(torch.float32)`."""
+    variance = hidden_states.pow(2).mean(-1, keepdim=True)
+    return self.weight * (hidden_states * torch.rsqrt(variance + self.variance_epsilon))
+
+
+def _rms_gemma3_f64(self, x):
+    """Gemma3RMSNorm.forward without its `.float()` casts."""
+    return self._norm(x) * (1.0 + self.weight)
+
+
+# RMSNorms that compute in float32 inside a float64 model, and the same forward without that cast.
+F64_RMSNORMS = {"LlamaRMSNorm": _rms_llama_f64, "MistralRMSNorm": _rms_llama_f64, "Qwen2RMSNorm": _rms_llama_f64,
+                "Qwen3RMSNorm": _rms_llama_f64, "Gemma3RMSNorm": _rms_gemma3_f64}
+
+
+@contextlib.contextmanager
+def rmsnorm_in_float64(model: torch.nn.Module):
+    """Within the block, the model's RMSNorm classes compute in float64: transformers' LlamaRMSNorm and its copies
+    (`hidden_states.to(torch.float32)`) and Gemma3RMSNorm (`.float()`) normalize in float32 even in a float64
+    model, which leaves ~1e-7 of float32 rounding in its "float64" value (measured: 1e-7-3.6e-7 on the tiny
+    decoders, 7.8e-7 on a random 28-layer Qwen3 of width 256 with weights of std 0.2, where float32 is 3.7e-6
+    from float64) - too near the 1e-6 agreement embcheck's f32-noise proof demands. Only that cast is removed;
+    every other module is transformers' own. Any other RMSNorm class is refused rather than guessed."""
+    classes = {type(m) for m in model.modules() if type(m).__name__.endswith("RMSNorm")}
+    unknown = sorted(c.__name__ for c in classes if c.__name__ not in F64_RMSNORMS)
+    assert not unknown, f"f64 noise: no float64 forward known for {unknown}"
+    saved = {c: c.forward for c in classes}
+    try:
+        for c in classes:
+            c.forward = F64_RMSNORMS[c.__name__]
+        yield
+    finally:
+        for c, f in saved.items():
+            c.forward = f
+
+
 @torch.no_grad()
-def f64_noise(model_arg: str, tensors: dict, ids_by: dict, rows: list[dict], pipelines: list[str], sample: int) -> dict:
+def st_f64(model_arg: str, st_args: dict, tensors: dict, ids_by: dict, rows: list[dict], sample: int) -> dict:
+    """f64_noise's entry for the sentence-transformers pipeline: SentenceTransformer loaded in float64 (the
+    transformer with model_kwargs dtype, then .double() for the modules it loads in float32: Dense), encode() of
+    each sampled text alone with the reference's prompt, RMSNorms kept in float64 as in f64_noise."""
+    from sentence_transformers import SentenceTransformer
+
+    texts, n, prompt, prompt_name = st_args["texts"], st_args["n"], st_args["prompt"], st_args["prompt_name"]
+    st = SentenceTransformer(model_arg, device="cpu", model_kwargs={"dtype": torch.float64}).double()
+    st.max_seq_length = n
+    assert_dtype("SentenceTransformer f64", st, torch.float64)
+    kw = {"prompt": prompt} if prompt is not None else {"prompt_name": prompt_name} if prompt_name is not None else {}
+    eff = st_effective_prompt(st, prompt, prompt_name)
+    patched = sorted({type(m).__name__ for m in st.modules() if type(m).__name__.endswith("RMSNorm")})
+    ids = ids_by["sentence-transformers"]
+    entries = []
+    for i in sorted(range(len(ids)), key=lambda k: -len(ids[k]))[:sample]:
+        assert st_tokenize(st, [(eff or "") + texts[i]])["input_ids"][0].tolist() == ids[i], f"f64 noise: the ids of {rows[i]['id']}"
+        enc = lambda: st.encode([texts[i]], batch_size=1, convert_to_tensor=True, normalize_embeddings=False,
+                                show_progress_bar=False, **kw)[0]
+        as_is = enc()
+        with rmsnorm_in_float64(st):
+            exact = enc()
+        assert exact.dtype == torch.float64, f"f64 noise: sentence-transformers returned {exact.dtype}"
+        exact, as_is = exact.numpy(), as_is.numpy()
+        ref = tensors["sentence-transformers"][i].astype(np.float64)
+        entry = {"id": rows[i]["id"], "tokens": len(ids[i]),
+                 "rel_l2": float(np.linalg.norm(ref - exact) / np.linalg.norm(exact)),
+                 "f64": [float(x) for x in exact]}
+        if patched:
+            entry["torch_float64_rel_l2"] = float(np.linalg.norm(as_is - exact) / np.linalg.norm(exact))
+        entries.append(entry)
+    extra = "".join(f", {k}={v!r}" for k, v in kw.items())
+    call = ("sentence_transformers.SentenceTransformer(model, device='cpu', model_kwargs={'dtype': torch.float64})"
+            f".double(); max_seq_length = {n}"
+            + (f"; {', '.join(patched)}.forward computing in float64 (transformers' casts to float32 removed; "
+               "torch_float64_rel_l2: the model as it is, from that value)" if patched else "")
+            + f"; .encode([text], batch_size=1, normalize_embeddings=False{extra}) per text alone"
+            "; rel_l2 = ||reference - f64|| / ||f64||; f64 = that value")
+    return {"sample": entries, "call": call}
+
+
+@torch.no_grad()
+def f64_noise(model_arg: str, tensors: dict, ids_by: dict, rows: list[dict], pipelines: list[str], sample: int,
+              st_args: dict | None = None) -> dict:
     """The reference's own f32 noise: for the `sample` longest texts (the most noise), the same pipeline computed
     by transformers in float64 (AutoModel loaded with dtype=torch.float64, the text alone, the reference's own
-    token ids) and the distance (relative L2) of the reference vector to it. embcheck's `check` reads them when
-    it proves a small failure to be noise by recomputing in f64: the distance as the scale of f32 noise, the
-    float64 value to check that its own f64 value is the Python library's."""
+    token ids; RMSNorms kept in float64, see rmsnorm_in_float64) and the distance (relative L2) of the reference
+    vector to it. embcheck's `check` reads them when it proves a small failure to be noise by recomputing in f64:
+    the distance as the scale of f32 noise, the float64 value to check that its own f64 value is the Python
+    library's. `torch_float64_rel_l2`: how far transformers' float64 model as it is (RMSNorms in float32) is
+    from that value."""
     from transformers import AutoModel
 
-    covered = [p for p in ("raw-cls", "normalized-cls") if p in pipelines]
-    if not covered or sample <= 0:
+    covered = [p for p in F64_POOLS if p in pipelines]
+    with_st = st_args is not None and "sentence-transformers" in pipelines
+    if not (covered or with_st) or sample <= 0:
         return {}
     mdl = AutoModel.from_pretrained(model_arg, dtype=torch.float64).eval()
     assert_dtype("f64 noise", mdl, torch.float64)
-    cls: dict[tuple, np.ndarray] = {}
+
+    def hidden_state(ids: list[int], at: int) -> np.ndarray:
+        x = torch.tensor([ids])
+        h = mdl(input_ids=x, attention_mask=torch.ones_like(x))[0]
+        assert h.dtype == torch.float64, f"f64 noise: the model returned {h.dtype}"
+        return h[0, at].numpy()
+
+    patched = sorted({type(m).__name__ for m in mdl.modules() if type(m).__name__.endswith("RMSNorm")})
+    hidden: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
     out = {}
     for p in covered:
+        at, normalized = F64_POOLS[p]
         ids = ids_by[p]
         entries = []
         for i in sorted(range(len(ids)), key=lambda k: -len(ids[k]))[:sample]:
-            key = tuple(ids[i])
-            if key not in cls:
-                x = torch.tensor([ids[i]])
-                cls[key] = mdl(input_ids=x, attention_mask=torch.ones_like(x))[0][0, 0].numpy()
-            exact = cls[key] / np.linalg.norm(cls[key]) if p == "normalized-cls" else cls[key]
+            key = (tuple(ids[i]), at)
+            if key not in hidden:
+                as_is = hidden_state(ids[i], at)
+                with rmsnorm_in_float64(mdl):
+                    hidden[key] = (hidden_state(ids[i], at), as_is)
+            exact, as_is = (v / np.linalg.norm(v) if normalized else v for v in hidden[key])
             ref = tensors[p][i].astype(np.float64)
-            entries.append({"id": rows[i]["id"], "tokens": len(ids[i]),
-                            "rel_l2": float(np.linalg.norm(ref - exact) / np.linalg.norm(exact)),
-                            "f64": [float(x) for x in exact]})
+            entry = {"id": rows[i]["id"], "tokens": len(ids[i]),
+                     "rel_l2": float(np.linalg.norm(ref - exact) / np.linalg.norm(exact)),
+                     "f64": [float(x) for x in exact]}
+            if patched:
+                entry["torch_float64_rel_l2"] = float(np.linalg.norm(as_is - exact) / np.linalg.norm(exact))
+            entries.append(entry)
         out[p] = {"sample": entries,
-                  "call": "transformers.AutoModel.from_pretrained(model, dtype=torch.float64).eval(); "
-                          "model(input_ids=ids, attention_mask=ones)[0][0, 0] per text alone"
-                          + (", L2-normalized" if p == "normalized-cls" else "")
+                  "call": "transformers.AutoModel.from_pretrained(model, dtype=torch.float64).eval()"
+                          + (f" with {', '.join(patched)}.forward computing in float64 (transformers' casts to "
+                             "float32 removed; torch_float64_rel_l2: the model as it is, from that value)"
+                             if patched else "")
+                          + f"; model(input_ids=ids, attention_mask=ones)[0][0, {at}] per text alone"
+                          + (", L2-normalized" if normalized else "")
                           + "; rel_l2 = ||reference - f64|| / ||f64||; f64 = that value"}
         worst = max(entries, key=lambda e: e["rel_l2"])
         print(f"  {p}: the reference's own f32 noise (vs float64) on the {len(entries)} longest texts: max "
               f"{worst['rel_l2']:.3e} ({worst['id']}, {worst['tokens']} tokens)")
+        if patched:
+            print(f"  {p}: transformers' float64 model as it is ({', '.join(patched)} in float32) from float64: max "
+                  f"{max(e['torch_float64_rel_l2'] for e in entries):.3e}")
     del mdl
+    if with_st:
+        out["sentence-transformers"] = st_f64(model_arg, st_args, tensors, ids_by, rows, sample)
+        worst = max(out["sentence-transformers"]["sample"], key=lambda e: e["rel_l2"])
+        print(f"  sentence-transformers: the reference's own f32 noise (vs float64) on the {sample} longest texts: max "
+              f"{worst['rel_l2']:.3e} ({worst['id']}, {worst['tokens']} tokens)")
     return out
 
 
@@ -911,7 +1024,7 @@ def main() -> int:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--f64-sample", type=int, default=4, metavar="N",
                     help="record the reference's own f32-vs-float64 distance on the N longest texts (raw-cls, "
-                         "normalized-cls; f32 references only; 0: none)")
+                         "normalized-cls, raw-last, normalized-last; f32 references only; 0: none)")
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1, reproducible)")
     ap.add_argument("--note", action="append", default=[], help="comment line for suite.toml (repeatable)")
     ap.add_argument("--pending", action="store_true",
@@ -1266,7 +1379,8 @@ def main() -> int:
         "generated_at": datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat(),
     }
     if not fp16:
-        noise = f64_noise(model_arg, tensors, ids_by, rows, pipelines, args.f64_sample)
+        st_args = {"texts": texts, "n": n, "prompt": st_prompt, "prompt_name": st_prompt_name}
+        noise = f64_noise(model_arg, tensors, ids_by, rows, pipelines, args.f64_sample, st_args)
         if noise:
             metadata["f64_noise"] = json.dumps(noise)
     if "m3-sparse" in pipelines:

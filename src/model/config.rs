@@ -324,13 +324,6 @@ impl EncoderConfig {
         Ok(cfg)
     }
 
-    /// Whether embcheck computes this family in f64 (the f32-noise proof's recomputation, `embed --dtype
-    /// f64`): the encoder families do; the decoders and Gemma 3 compute attention and RMSNorm in f32 whatever
-    /// the dtype, so an "f64" value of theirs would not be one.
-    pub fn computes_f64(&self) -> bool {
-        !matches!(self.family, Family::Decoder | Family::Gemma3)
-    }
-
     /// The most tokens (special tokens included) the position table can encode.
     pub fn max_tokens(&self) -> usize {
         match self.family {

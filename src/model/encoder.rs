@@ -80,9 +80,6 @@ impl Encoder {
         })?;
         let vb = if prefix.is_empty() { vb } else { vb.pp(prefix.trim_end_matches('.')) };
         let dtype = vb.dtype();
-        if dtype == DType::F64 && !cfg.computes_f64() {
-            return Err(Error::model(what, "f64 is not implemented for this family (its attention and RMSNorm compute in f32 whatever the dtype)"));
-        }
         let device = vb.device().clone();
         let build = || -> candle_core::Result<Self> {
             let Some((names, layers_at)) = post_ln else {

@@ -359,7 +359,7 @@ impl Alternatives for ModelAlternatives<'_> {
     }
 
     fn f64_value(&mut self, index: usize) -> Result<Option<Vector>> {
-        if self.noise_limit.is_some_and(|l| l.is_zero()) || !self.model.config.computes_f64() {
+        if self.noise_limit.is_some_and(|l| l.is_zero()) {
             return Ok(None);
         }
         if let Some(v) = self.exact.get(&index) {

@@ -18,7 +18,7 @@ pub const SCORES: usize = 1 << 22;
 ///
 /// Half precision: computed in f32 from the rounded q, k, v and the context rounded back, as PyTorch's CPU
 /// `scaled_dot_product_attention` (the flash kernel transformers' sdpa attention reaches) accumulates scores,
-/// softmax and P·V in float32 for float16 / bfloat16 inputs.
+/// softmax and P·V in float32 for float16 / bfloat16 inputs. f32 and f64 compute in their own precision.
 pub fn causal(q: &Tensor, k: &Tensor, v: &Tensor, window: Option<usize>, scale: f64) -> candle_core::Result<Tensor> {
     let positions: Vec<usize> = (0..q.dim(1)?).collect();
     at_positions(q, k, v, &positions, window, scale)
@@ -32,7 +32,7 @@ pub fn causal(q: &Tensor, k: &Tensor, v: &Tensor, window: Option<usize>, scale: 
 /// fully masked row.
 pub fn at_positions(q: &Tensor, k: &Tensor, v: &Tensor, positions: &[usize], window: Option<usize>, scale: f64) -> candle_core::Result<Tensor> {
     let dtype = q.dtype();
-    if dtype != candle_core::DType::F32 {
+    if matches!(dtype, candle_core::DType::F16 | candle_core::DType::BF16) {
         let f = |t: &Tensor| t.to_dtype(candle_core::DType::F32);
         return at_positions(&f(q)?, &f(k)?, &f(v)?, positions, window, scale)?.to_dtype(dtype);
     }
@@ -77,9 +77,10 @@ pub fn at_positions(q: &Tensor, k: &Tensor, v: &Tensor, positions: &[usize], win
     ctx.transpose(0, 1)?.contiguous()?.reshape((n, heads * d))
 }
 
-/// The same, every score formed and masked at once (the definition, for the tests).
+/// The same, every score formed and masked at once (the definition, for the tests), in f32 or in f64 for f64.
 #[cfg(test)]
 fn reference(q: &Tensor, k: &Tensor, v: &Tensor, window: Option<usize>, scale: f64) -> candle_core::Result<Tensor> {
+    let wide = if q.dtype() == DType::F64 { DType::F64 } else { DType::F32 };
     let (heads, n, d) = q.dims3()?;
     let group = heads / k.dim(0)?;
     let repeat = |t: &Tensor| -> candle_core::Result<Tensor> {
@@ -88,10 +89,10 @@ fn reference(q: &Tensor, k: &Tensor, v: &Tensor, window: Option<usize>, scale: f
     };
     let (k, v) = (repeat(k)?, repeat(v)?);
     let mask: Vec<f32> = (0..n).flat_map(|i| (0..n).map(move |j| if j <= i && window.is_none_or(|w| i - j < w) { 0.0 } else { f32::NEG_INFINITY })).collect();
-    let mask = Tensor::from_vec(mask, (n, n), q.device())?.to_dtype(DType::F32)?;
-    let scores = (q.to_dtype(DType::F32)?.matmul(&k.to_dtype(DType::F32)?.t()?)? * scale)?.broadcast_add(&mask)?;
+    let mask = Tensor::from_vec(mask, (n, n), q.device())?.to_dtype(wide)?;
+    let scores = (q.to_dtype(wide)?.matmul(&k.to_dtype(wide)?.t()?)? * scale)?.broadcast_add(&mask)?;
     let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
-    probs.matmul(&v.to_dtype(DType::F32)?)?.transpose(0, 1)?.contiguous()?.reshape((n, heads * d))
+    probs.matmul(&v.to_dtype(wide)?)?.transpose(0, 1)?.contiguous()?.reshape((n, heads * d))
 }
 
 #[cfg(test)]
@@ -149,6 +150,25 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// In f64 the blocked computation stays in f64: within f64 rounding of the definition (an f32 step anywhere
+    /// would leave ~1e-7), and not the f32 result.
+    #[test]
+    fn f64_is_computed_in_f64() {
+        let (heads, kv, n, d) = (4usize, 2usize, 300usize, 4usize);
+        let (q, k, v) = (t(heads, n, d, 1), t(kv, n, d, 2), t(kv, n, d, 3));
+        let wide = |x: &Tensor| x.to_dtype(DType::F64).unwrap();
+        for window in [None, Some(7)] {
+            let got = causal(&wide(&q), &wide(&k), &wide(&v), window, 0.5).unwrap();
+            assert_eq!(got.dtype(), DType::F64);
+            let want = reference(&wide(&q), &wide(&k), &wide(&v), window, 0.5).unwrap();
+            let diff = (&got - want).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f64>().unwrap();
+            assert!(diff < 1e-13, "window {window:?}: {diff:e}");
+            let f32_ctx = causal(&q, &k, &v, window, 0.5).unwrap().to_dtype(DType::F64).unwrap();
+            let apart = (got - f32_ctx).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f64>().unwrap();
+            assert!(apart > 1e-9, "window {window:?}: f64 equals f32 ({apart:e})");
         }
     }
 

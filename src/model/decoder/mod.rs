@@ -28,7 +28,8 @@ pub const PREFIXES: &[&str] = &["", "model."];
 pub const WORD_EMBEDDINGS: &str = "embed_tokens.weight";
 
 /// transformers' `LlamaRMSNorm` (and its copies): `w · (x / √(mean(x²) + ε))`, the normalization in f32, the
-/// result rounded to the input dtype before the weight multiplies it.
+/// result rounded to the input dtype before the weight multiplies it. In f64 (the value f32 noise is measured
+/// against) every step stays in f64, where transformers' float64 model still normalizes in float32.
 #[derive(Debug, Clone)]
 pub struct RmsNorm {
     weight: Tensor,
@@ -42,7 +43,7 @@ impl RmsNorm {
 
     /// Normalizes the last dimension of `x`.
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let xf = x.to_dtype(DType::F32)?;
+        let xf = x.to_dtype(if x.dtype() == DType::F64 { DType::F64 } else { DType::F32 })?;
         let inv = (xf.sqr()?.mean_keepdim(D::Minus1)? + self.eps)?.sqrt()?.recip()?;
         xf.broadcast_mul(&inv)?.to_dtype(x.dtype())?.broadcast_mul(&self.weight)
     }

@@ -1,6 +1,7 @@
 //! Gemma 3's attention as transformers' eager attention computes it, for every dtype: scores `q kᵀ · s` in the
 //! model dtype (`s = query_pre_attn_scalar^-0.5`), the mask added in f32
-//! (`finfo.min` where a key is not seen), the softmax in f32, `P V` in the model dtype. Key and value heads are
+//! (`finfo.min` where a key is not seen), the softmax in f32, `P V` in the model dtype. In f64 (the value f32
+//! noise is measured against) the mask and the softmax are f64 too. Key and value heads are
 //! shared by groups of query heads (repeated, as `repeat_kv`). Queries are taken in blocks of rows so that at
 //! most [`crate::model::layer::SCORE_BLOCK`] scores exist at once: memory stays bounded to 8192 tokens.
 
@@ -37,8 +38,9 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, lengths: &[usize], scale: f
         let mut scores = (q.matmul(&kt)? * scale)?;
         if mask != Mask::Bidirectional {
             let m: Vec<f32> = (start..start + rows).flat_map(|i| (0..l).map(move |j| if sees(mask, i, j) { 0.0 } else { f32::MIN })).collect();
-            let m = Tensor::from_vec(m, (1, 1, rows, l), q.device())?;
-            scores = scores.to_dtype(DType::F32)?.broadcast_add(&m)?;
+            let wide = if q.dtype() == DType::F64 { DType::F64 } else { DType::F32 };
+            let m = Tensor::from_vec(m, (1, 1, rows, l), q.device())?.to_dtype(wide)?;
+            scores = scores.to_dtype(wide)?.broadcast_add(&m)?;
         }
         let probs = crate::model::softmax::masked_softmax(scores, lengths, 1.0)?.to_dtype(q.dtype())?;
         probs.matmul(&v)
@@ -54,6 +56,41 @@ mod tests {
     fn t(b: usize, heads: usize, l: usize, d: usize, seed: usize) -> Tensor {
         let data: Vec<f32> = (0..b * heads * l * d).map(|i| (((i * 7919 + seed * 104_729) % 997) as f32 / 997.0 - 0.5) * 3.0).collect();
         Tensor::from_vec(data, (b, heads, l, d), &Device::Cpu).unwrap()
+    }
+
+    /// In f64 the scores, mask and softmax stay in f64: the blocked, masked computation equals a row-by-row one
+    /// in f64 within f64 rounding (an f32 step anywhere would leave ~1e-7).
+    #[test]
+    fn f64_is_computed_in_f64() {
+        let (b, heads, kv, l, d) = (2usize, 4usize, 2usize, 13usize, 4usize);
+        let wide = |x: Tensor| x.to_dtype(DType::F64).unwrap();
+        let (q, k, v) = (wide(t(b, heads, l, d, 1)), wide(t(b, kv, l, d, 2)), wide(t(b, kv, l, d, 3)));
+        let lengths = [13usize, 7];
+        let (q4, k4, v4): (Vec<Vec<Vec<Vec<f64>>>>, Vec<Vec<Vec<Vec<f64>>>>, Vec<Vec<Vec<Vec<f64>>>>) = (
+            (0..b).map(|s| q.get(s).unwrap().to_vec3().unwrap()).collect(),
+            (0..b).map(|s| k.get(s).unwrap().to_vec3().unwrap()).collect(),
+            (0..b).map(|s| v.get(s).unwrap().to_vec3().unwrap()).collect(),
+        );
+        for mask in [Mask::Bidirectional, Mask::BidirectionalWindow(3), Mask::Causal, Mask::CausalWindow(4)] {
+            let got = attention(&q, &k, &v, &lengths, 0.4, mask, b * heads * l * 3).unwrap();
+            assert_eq!(got.dtype(), DType::F64);
+            for (s, &n) in lengths.iter().enumerate() {
+                let got_s: Vec<Vec<Vec<f64>>> = got.get(s).unwrap().to_vec3().unwrap();
+                for h in 0..heads {
+                    let g = h / (heads / kv);
+                    for i in 0..n {
+                        let keys: Vec<usize> = (0..n).filter(|&j| sees(mask, i, j)).collect();
+                        let scores: Vec<f64> = keys.iter().map(|&j| (0..d).map(|c| q4[s][h][i][c] * k4[s][g][j][c]).sum::<f64>() * 0.4).collect();
+                        let m = scores.iter().cloned().fold(f64::MIN, f64::max);
+                        let z: f64 = scores.iter().map(|x| (x - m).exp()).sum();
+                        for c in 0..d {
+                            let want: f64 = keys.iter().zip(&scores).map(|(&j, x)| (x - m).exp() / z * v4[s][g][j][c]).sum();
+                            assert!((want - got_s[h][i][c]).abs() < 1e-13, "{mask:?} text {s} head {h} row {i}: {} vs {want}", got_s[h][i][c]);
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// The masks as transformers 5 builds them: bidirectional windows of `sliding_window // 2 + 1` exclusive

@@ -25,22 +25,33 @@ pub const PREFIXES: &[&str] = &["", "model."];
 /// Where the token table is, under the text model (the encoder finds the prefix by it).
 pub const WORD_EMBEDDINGS: &str = "embed_tokens.weight";
 
-/// Gemma's RMSNorm: `x · rsqrt(mean(x²) + ε) · (1 + w)` in f32 whatever the dtype, the result cast back.
+/// Gemma's RMSNorm: `x · rsqrt(mean(x²) + ε) · (1 + w)` in f32 whatever the dtype, the result cast back; in
+/// f64 (the value f32 noise is measured against) in f64, where transformers' float64 model uses float32.
 pub struct RmsNorm {
-    /// `1 + w` in f32.
+    /// `1 + w` in f32 (in f64 for an f64 model).
     scale: Tensor,
     eps: f64,
 }
 
+/// The precision an RMSNorm computes in: f32, or f64 for f64.
+fn wide(dtype: DType) -> DType {
+    if dtype == DType::F64 {
+        DType::F64
+    } else {
+        DType::F32
+    }
+}
+
 impl RmsNorm {
     fn load(vb: VarBuilder, dim: usize, eps: f64) -> candle_core::Result<Self> {
-        let w = vb.get(dim, "weight")?.to_dtype(DType::F32)?;
+        let w = vb.get(dim, "weight")?;
+        let w = w.to_dtype(wide(w.dtype()))?;
         Ok(RmsNorm { scale: (w + 1.0)?, eps })
     }
 
     /// Normalizes over the last axis.
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let xf = x.to_dtype(DType::F32)?;
+        let xf = x.to_dtype(wide(x.dtype()))?;
         let ms = xf.sqr()?.mean_keepdim(D::Minus1)?;
         let normed = xf.broadcast_mul(&(ms + self.eps)?.sqrt()?.recip()?)?;
         normed.broadcast_mul(&self.scale)?.to_dtype(x.dtype())
@@ -79,8 +90,9 @@ pub struct Body {
     settings: Gemma3Config,
     act: Activation,
     heads: usize,
-    /// `√hidden` as transformers holds it: an f32 scalar, cast to the model dtype.
-    embed_scale: f32,
+    /// `√hidden`: transformers holds it as a scalar of the default dtype at load time (float32, or float64 for
+    /// a float64 model), cast to the model dtype.
+    embed_scale: f64,
 }
 
 fn linear(vb: VarBuilder, d_in: usize, d_out: usize) -> candle_core::Result<Dense> {
@@ -121,7 +133,7 @@ impl Body {
             settings,
             act: cfg.hidden_act,
             heads,
-            embed_scale: (h as f64).sqrt() as f32,
+            embed_scale: (h as f64).sqrt(),
         })
     }
 
@@ -145,7 +157,10 @@ impl Body {
         let kv = self.settings.kv_heads;
         let emb = self.embeddings.forward(ids)?;
         let dtype = emb.dtype();
-        let scale = Tensor::new(self.embed_scale, emb.device())?.to_dtype(dtype)?;
+        let scale = match dtype {
+            DType::F64 => Tensor::new(self.embed_scale, emb.device())?,
+            _ => Tensor::new(self.embed_scale as f32, emb.device())?.to_dtype(dtype)?,
+        };
         let mut x = emb.broadcast_mul(&scale)?;
         see(Stage::Embeddings, &x)?;
         let global = rope::RopeTables::new(self.settings.global_theta, d, l).tensors(l, dtype, x.device())?;
