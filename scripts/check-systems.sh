@@ -5,6 +5,10 @@
 #     DeBERTa-v2 suite, a model type embcheck does not implement (model-free diagnosis);
 #   - an embedding server on the real libraries (scripts/systems/serve.py; OpenAI and TEI's APIs), faithful
 #     and with one fault each -> the right diagnosis; a 500 for one text; 429 retried; nothing listening -> 2;
+#   - a decoder embedder run as its model card says on the real transformers (scripts/systems/last_token.py:
+#     Qwen3-Embedding's recipe with the instruction, e5-mistral's with EOS by hand, raw-last), faithful -> exit 0;
+#     instruction dropped -> preprocessing, EOS dropped or doubled -> tokenization, f16 -> precision, right
+#     padding read at [:, -1] -> padding, each keyword on every failing text (the count of failing texts printed);
 #   - models with weight scales unlike the bundled ones (scripts/make_scaled_model.py), references made by
 #     the Python libraries now -> every f32 pipeline passes; the same computed in f16 fails; a ModernBERT of a
 #     configuration no bundled model has (scripts/make_modernbert_model.py) -> every f32 pipeline passes; so do
