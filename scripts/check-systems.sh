@@ -9,6 +9,7 @@
 #     Qwen3-Embedding's recipe with the instruction, e5-mistral's with EOS by hand, raw-last), faithful -> exit 0;
 #     instruction dropped -> preprocessing, EOS dropped or doubled -> tokenization, f16 -> precision, right
 #     padding read at [:, -1] -> padding, each keyword on every failing text (the count of failing texts printed);
+#     the same on a Mistral configuration no bundled model has, references made now;
 #   - models with weight scales unlike the bundled ones (scripts/make_scaled_model.py), references made by
 #     the Python libraries now -> every f32 pipeline passes; the same computed in f16 fails; a ModernBERT of a
 #     configuration no bundled model has (scripts/make_modernbert_model.py) -> every f32 pipeline passes; so do
@@ -197,6 +198,21 @@ for spec in "q2|--kind qwen2 --hidden 48 --layers 3 --heads 6 --kv-heads 3 --int
     printf 'FAIL  %-44s exit %s (expected 0)\n' "unseen decoder $tag, every pipeline in f32" "$got"; grep -E "FAIL|^    " "$tmp/$tag.log" | head; failures=$((failures + 1))
   fi
 done
+# The card's recipe through last_token.py on a decoder no bundled one is: a Mistral with 5 query heads on 1 of
+# width 12 (hidden 40), theta 30000, tiny-mistral's tokenizer (EOS by hand), an instruction of its own.
+"$PY" scripts/make_decoder_model.py --out "$tmp/model-mq" --kind mistral --hidden 40 --layers 3 --heads 5 --kv-heads 1 \
+  --head-dim 12 --intermediate 52 --theta 30000 --tokenizer-from fixtures/models/tiny-mistral --seed 11 >/dev/null
+"$PY" scripts/generate_fixtures.py --model "$tmp/model-mq" --texts fixtures/texts/unseen.jsonl --texts fixtures/texts/edge.jsonl \
+  --out "$tmp/suite-mq" --pipelines normalized-last --instruction $'Instruct: Given a claim, find documents that refute the claim\nQuery: ' \
+  >"$tmp/gen-mq.log" 2>&1 || { cat "$tmp/gen-mq.log"; exit 1; }
+ULT="cmd:$LT --model $tmp/model-mq --instruction '$(instruction "$tmp/suite-mq")'"
+expect "unseen Mistral, card recipe" 0 - "$tmp/suite-mq" normalized-last "$ULT" "${B[@]}"
+expect "unseen Mistral, instruction dropped" 1 preprocessing "$tmp/suite-mq" normalized-last "$ULT --no-instruction" "${B[@]}"
+# mask-glued ends with a literal "</s>", which the tokenizer reads as EOS: without the EOS by hand its ids are
+# those of a cut at one token less (the text's own "</s>" closing it), and truncation is proven on that text.
+expect "unseen Mistral, EOS not appended" 1 tokenization,truncation "$tmp/suite-mq" normalized-last "$ULT --no-eos" "${B[@]}"
+expect "unseen Mistral, model in f16" 1 precision "$tmp/suite-mq" normalized-last "$ULT --f16" "${B[@]}"
+expect "unseen Mistral, right padding read at [:, -1]" 1 padding "$tmp/suite-mq" normalized-last "$ULT --right-padding-last-position" "${B[@]}"
 echo "== Gemma 3 configurations no bundled model has (references made now by transformers 5)"
 PY5=$PWD/.venv-ref5/bin/python
 if [ -x "$PY5" ]; then

@@ -87,18 +87,21 @@ class Lines:
         return None
 
 
-def answer_lines(name: str, batch_size: int, run) -> int:
+def answer_lines(name: str, batch_size: int, run, full_batches: bool = False) -> int:
     """The `cmd:` loop: reads {"id", "text"} JSON Lines on stdin and calls run(batch) (a list of (id, text)),
     which writes and flushes one answer per text, for every batch_size texts waiting, or sooner when stdin has
-    nothing more at the moment. A line that is not a JSON object with a string "text": the line on stderr,
-    status 2. Returns the exit status."""
+    nothing more at the moment; with full_batches, only at batch_size texts or at the end of stdin (the batches
+    are then the input's consecutive chunks whatever the pipe's timing, but a caller that waits for answers
+    before sending more must send whole batches). A line that is not a JSON object with a string "text": the
+    line on stderr, status 2. Returns the exit status."""
     lines = Lines(sys.stdin.fileno())
     lineno = 0
     done = 0
     batch: list[tuple[object, str]] = []
     while True:
-        # Block for the first line of a batch; take further lines only while they are already there.
-        line = lines.next(block=not batch)
+        # Block for the first line of a batch (for every line with full_batches); take further lines only while
+        # they are already there.
+        line = lines.next(block=full_batches or not batch)
         if line is None:
             if batch:
                 run(batch)

@@ -44,8 +44,10 @@ Protocol (JSON Lines, UTF-8), as scripts/systems/automodel_cls.py:
           flushed after every batch; token_ids are the ids the model received (special tokens included, after
           truncation, padding removed).
   stderr  the versions and settings, progress and errors.
-A batch of --batch-size texts (default 8, in input order) is run when that many are waiting, or when stdin has
-nothing more to give at the moment. A line that is not a JSON object with a string "text" is an error: the line
+Batches are the input's consecutive chunks of --batch-size texts (default 8), the last one at the end of stdin,
+whatever the pipe's timing: the batch a text shares sets its padding, which moves float16 results by ~1e-3 (and
+decides, with --right-padding-last-position, which texts are read at a pad). A caller that waits for answers
+before sending more must send whole batches or close stdin. A line that is not a JSON object with a string "text" is an error: the line
 is named on stderr and the script exits with status 2.
 
     .venv-ref/bin/python scripts/systems/last_token.py --model fixtures/models/tiny-qwen3 --max-length 512 \\
@@ -156,7 +158,8 @@ def main() -> int:
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
         out.flush()
 
-    return answer_lines("last_token", args.batch_size, run)
+    # Whole batches: which texts share a batch sets the padding, which moves f16 results by ~1e-3.
+    return answer_lines("last_token", args.batch_size, run, full_batches=True)
 
 
 if __name__ == "__main__":
