@@ -5,6 +5,11 @@
 #     DeBERTa-v2 suite, a model type embcheck does not implement (model-free diagnosis);
 #   - an embedding server on the real libraries (scripts/systems/serve.py; OpenAI and TEI's APIs), faithful
 #     and with one fault each -> the right diagnosis; a 500 for one text; 429 retried; nothing listening -> 2;
+#   - a decoder embedder run as its model card says on the real transformers (scripts/systems/last_token.py:
+#     Qwen3-Embedding's recipe with the instruction, e5-mistral's with EOS by hand, raw-last), faithful -> exit 0;
+#     instruction dropped -> preprocessing, EOS dropped or doubled -> tokenization, f16 -> precision, right
+#     padding read at [:, -1] -> padding, each keyword on every failing text (the count of failing texts printed);
+#     the same on a Mistral configuration no bundled model has, references made now;
 #   - models with weight scales unlike the bundled ones (scripts/make_scaled_model.py), references made by
 #     the Python libraries now -> every f32 pipeline passes; the same computed in f16 fails; a ModernBERT of a
 #     configuration no bundled model has (scripts/make_modernbert_model.py) -> every f32 pipeline passes; so do
@@ -29,20 +34,23 @@ expect() {
   local rep=$tmp/rep-$ran got=0
   ran=$((ran + 1))
   "$E" check "$suite" --against "$source" --pipeline "$pipeline" --report-dir "$rep" "$@" >"$rep.log" 2>&1 || got=$?
-  local seen="-"
+  local seen="- ?"
   if [ -f "$rep/$(basename "$suite")/diff.csv" ]; then
     seen=$("$PY" - "$rep/$(basename "$suite")/diff.csv" <<'PYEOF'
 import csv, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
-kw = sorted({r["diagnosis"] for r in rows if r["pass"] != "true"})
-print(",".join(kw) if kw else "-")
+failing = [r for r in rows if r["pass"] != "true"]
+kw = sorted({r["diagnosis"] for r in failing})
+print((",".join(kw) if kw else "-") + f" {len(failing)}/{len(rows)}")
 PYEOF
 )
   fi
+  local count=${seen#* }
+  seen=${seen%% *}
   if [ "$got" = "$code" ] && [ "$seen" = "$keyword" ]; then
-    printf 'ok    %-44s exit %s  %s\n' "$name" "$got" "$seen"
+    printf 'ok    %-44s exit %s  %s (%s failing)\n' "$name" "$got" "$seen" "$count"
   else
-    printf 'FAIL  %-44s exit %s (expected %s)  %s (expected %s)\n' "$name" "$got" "$code" "$seen" "$keyword"
+    printf 'FAIL  %-44s exit %s (expected %s)  %s (expected %s; %s failing)\n' "$name" "$got" "$code" "$seen" "$keyword" "$count"
     sed 's/^/      /' "$rep.log" | head -12
     failures=$((failures + 1))
   fi
@@ -100,6 +108,29 @@ expect "server answers 429 once (retried)" 0 - $BERT sentence-transformers "$URL
 stop
 port=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 expect "nothing listening" 2 - $BERT sentence-transformers "http://127.0.0.1:$port"
+
+echo "== a decoder embedder run as its model card says, on the real transformers (cmd:), faithful and with faults"
+# scripts/systems/last_token.py: left padding, the card's last_token_pool, F.normalize; the instruction prefixed
+# as the suite records it; EOS by hand for a tokenizer that does not append it (tiny-mistral), none for one that
+# does (tiny-qwen3). Every failing text must carry the one keyword; the diagnosis budget lets it recompute all.
+LT="$PY scripts/systems/last_token.py --max-length 512"
+instruction() { "$PY" -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb"))["instruction"], end="")' "$1/suite.toml"; }
+QQ=fixtures/suites/tiny-qwen3-query; Q=fixtures/suites/tiny-qwen3; MI=fixtures/suites/tiny-mistral
+# Inside the cmd: string the instruction is single-quoted for sh -c (it holds a newline and no quote).
+QLT="cmd:$LT --model fixtures/models/tiny-qwen3 --instruction '$(instruction $QQ)'"
+MLT="cmd:$LT --model fixtures/models/tiny-mistral"
+B=(--diagnosis-budget 300)
+expect "Qwen3 card recipe with the instruction" 0 - $QQ normalized-last "$QLT" "${B[@]}"
+expect "Qwen3 card, instruction dropped" 1 preprocessing $QQ normalized-last "$QLT --no-instruction" "${B[@]}"
+expect "Qwen3 card, right padding read at [:, -1]" 1 padding $QQ normalized-last "$QLT --right-padding-last-position" "${B[@]}"
+expect "Qwen3 card, model in f16" 1 precision $QQ normalized-last "$QLT --f16" "${B[@]}"
+expect "Qwen3 card, EOS appended again by hand" 1 tokenization $Q normalized-last "cmd:$LT --model fixtures/models/tiny-qwen3 --extra-eos" "${B[@]}"
+expect "e5-mistral card recipe (EOS by hand)" 0 - $MI normalized-last "$MLT" "${B[@]}"
+expect "e5-mistral card, EOS not appended" 1 tokenization $MI normalized-last "$MLT --no-eos" "${B[@]}"
+expect "e5-mistral card, right padding read at [:, -1]" 1 padding $MI normalized-last "$MLT --right-padding-last-position" "${B[@]}"
+expect "AutoModel last real token (raw-last)" 0 - $MI raw-last "$MLT --raw" "${B[@]}"
+expect "AutoModel raw-last, right padding at [:, -1]" 1 padding $MI raw-last "$MLT --raw --right-padding-last-position" "${B[@]}"
+expect "AutoModel raw-last, model in f16" 1 precision $MI raw-last "$MLT --raw --f16" "${B[@]}"
 
 if [ "${EMBCHECK_SYSTEMS_QUICK:-}" != 1 ]; then
 echo "== models with other weight scales (references made now by the Python libraries)"
@@ -167,6 +198,21 @@ for spec in "q2|--kind qwen2 --hidden 48 --layers 3 --heads 6 --kv-heads 3 --int
     printf 'FAIL  %-44s exit %s (expected 0)\n' "unseen decoder $tag, every pipeline in f32" "$got"; grep -E "FAIL|^    " "$tmp/$tag.log" | head; failures=$((failures + 1))
   fi
 done
+# The card's recipe through last_token.py on a decoder no bundled one is: a Mistral with 5 query heads on 1 of
+# width 12 (hidden 40), theta 30000, tiny-mistral's tokenizer (EOS by hand), an instruction of its own.
+"$PY" scripts/make_decoder_model.py --out "$tmp/model-mq" --kind mistral --hidden 40 --layers 3 --heads 5 --kv-heads 1 \
+  --head-dim 12 --intermediate 52 --theta 30000 --tokenizer-from fixtures/models/tiny-mistral --seed 11 >/dev/null
+"$PY" scripts/generate_fixtures.py --model "$tmp/model-mq" --texts fixtures/texts/unseen.jsonl --texts fixtures/texts/edge.jsonl \
+  --out "$tmp/suite-mq" --pipelines normalized-last --instruction $'Instruct: Given a claim, find documents that refute the claim\nQuery: ' \
+  >"$tmp/gen-mq.log" 2>&1 || { cat "$tmp/gen-mq.log"; exit 1; }
+ULT="cmd:$LT --model $tmp/model-mq --instruction '$(instruction "$tmp/suite-mq")'"
+expect "unseen Mistral, card recipe" 0 - "$tmp/suite-mq" normalized-last "$ULT" "${B[@]}"
+expect "unseen Mistral, instruction dropped" 1 preprocessing "$tmp/suite-mq" normalized-last "$ULT --no-instruction" "${B[@]}"
+# mask-glued ends with a literal "</s>", which the tokenizer reads as EOS: without the EOS by hand its ids are
+# those of a cut at one token less (the text's own "</s>" closing it), and truncation is proven on that text.
+expect "unseen Mistral, EOS not appended" 1 tokenization,truncation "$tmp/suite-mq" normalized-last "$ULT --no-eos" "${B[@]}"
+expect "unseen Mistral, model in f16" 1 precision "$tmp/suite-mq" normalized-last "$ULT --f16" "${B[@]}"
+expect "unseen Mistral, right padding read at [:, -1]" 1 padding "$tmp/suite-mq" normalized-last "$ULT --right-padding-last-position" "${B[@]}"
 echo "== Gemma 3 configurations no bundled model has (references made now by transformers 5)"
 PY5=$PWD/.venv-ref5/bin/python
 if [ -x "$PY5" ]; then

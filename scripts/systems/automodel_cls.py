@@ -87,6 +87,48 @@ class Lines:
         return None
 
 
+def answer_lines(name: str, batch_size: int, run, full_batches: bool = False) -> int:
+    """The `cmd:` loop: reads {"id", "text"} JSON Lines on stdin and calls run(batch) (a list of (id, text)),
+    which writes and flushes one answer per text, for every batch_size texts waiting, or sooner when stdin has
+    nothing more at the moment; with full_batches, only at batch_size texts or at the end of stdin (the batches
+    are then the input's consecutive chunks whatever the pipe's timing, but a caller that waits for answers
+    before sending more must send whole batches). A line that is not a JSON object with a string "text": the
+    line on stderr, status 2. Returns the exit status."""
+    lines = Lines(sys.stdin.fileno())
+    lineno = 0
+    done = 0
+    batch: list[tuple[object, str]] = []
+    while True:
+        # Block for the first line of a batch (for every line with full_batches); take further lines only while
+        # they are already there.
+        line = lines.next(block=full_batches or not batch)
+        if line is None:
+            if batch:
+                run(batch)
+                done += len(batch)
+                batch = []
+                continue
+            break
+        lineno += 1
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            print(f"{name}: stdin line {lineno}: not JSON: {e}", file=sys.stderr)
+            return 2
+        if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
+            print(f"{name}: stdin line {lineno}: expected an object with a string \"text\"", file=sys.stderr)
+            return 2
+        batch.append((obj.get("id", lineno - 1), obj["text"]))
+        if len(batch) >= batch_size:
+            run(batch)
+            done += len(batch)
+            batch = []
+    print(f"{name}: {done} texts embedded", file=sys.stderr, flush=True)
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, help="model directory (transformers layout)")
@@ -106,10 +148,7 @@ def main() -> int:
     print(f"automodel_cls: transformers {transformers.__version__}, torch {torch.__version__}, model {model_dir}, "
           f"max_length {n}, batch {args.batch_size}, normalize {args.normalize}", file=sys.stderr, flush=True)
 
-    lines = Lines(sys.stdin.fileno())
     out = sys.stdout
-    lineno = 0
-    done = 0
 
     def run(batch: list[tuple[object, str]]) -> None:
         texts = [t for _, t in batch]
@@ -123,36 +162,11 @@ def main() -> int:
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
         out.flush()
 
-    batch: list[tuple[object, str]] = []
-    while True:
-        # Block for the first line of a batch; take further lines only while they are already there.
-        line = lines.next(block=not batch)
-        if line is None:
-            if batch:
-                run(batch)
-                done += len(batch)
-                batch = []
-                continue
-            break
-        lineno += 1
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            print(f"automodel_cls: stdin line {lineno}: not JSON: {e}", file=sys.stderr)
-            return 2
-        if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
-            print(f"automodel_cls: stdin line {lineno}: expected an object with a string \"text\"", file=sys.stderr)
-            return 2
-        batch.append((obj.get("id", lineno - 1), obj["text"]))
-        if len(batch) >= args.batch_size:
-            run(batch)
-            done += len(batch)
-            batch = []
-    print(f"automodel_cls: {done} texts embedded", file=sys.stderr, flush=True)
-    return 0
+    return answer_lines("automodel_cls", args.batch_size, run)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # without the interpreter's teardown of torch: seconds, past embcheck's grace period
