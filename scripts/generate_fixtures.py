@@ -836,13 +836,7 @@ def st_f64(model_arg: str, st_args: dict, tensors: dict, ids_by: dict, rows: lis
             exact = enc()
         assert exact.dtype == torch.float64, f"f64 noise: sentence-transformers returned {exact.dtype}"
         exact, as_is = exact.numpy(), as_is.numpy()
-        ref = tensors["sentence-transformers"][i].astype(np.float64)
-        entry = {"id": rows[i]["id"], "tokens": len(ids[i]),
-                 "rel_l2": float(np.linalg.norm(ref - exact) / np.linalg.norm(exact)),
-                 "f64": [float(x) for x in exact]}
-        if patched:
-            entry["torch_float64_rel_l2"] = float(np.linalg.norm(as_is - exact) / np.linalg.norm(exact))
-        entries.append(entry)
+        entries.append(f64_entry(rows[i]["id"], len(ids[i]), tensors["sentence-transformers"][i], exact, as_is, patched))
     extra = "".join(f", {k}={v!r}" for k, v in kw.items())
     call = ("sentence_transformers.SentenceTransformer(model, device='cpu', model_kwargs={'dtype': torch.float64})"
             f".double(); max_seq_length = {n}"
@@ -851,6 +845,17 @@ def st_f64(model_arg: str, st_args: dict, tensors: dict, ids_by: dict, rows: lis
             + f"; .encode([text], batch_size=1, normalize_embeddings=False{extra}) per text alone"
             "; rel_l2 = ||reference - f64|| / ||f64||; f64 = that value")
     return {"sample": entries, "call": call}
+
+
+def f64_entry(text_id: str, tokens: int, reference, exact, as_is, patched: list) -> dict:
+    """One sampled text: the reference's distance to the float64 value, that value, and (where RMSNorms were
+    kept in float64) how far the model as it is lies from it."""
+    entry = {"id": text_id, "tokens": tokens,
+             "rel_l2": float(np.linalg.norm(reference.astype(np.float64) - exact) / np.linalg.norm(exact)),
+             "f64": [float(x) for x in exact]}
+    if patched:
+        entry["torch_float64_rel_l2"] = float(np.linalg.norm(as_is - exact) / np.linalg.norm(exact))
+    return entry
 
 
 @torch.no_grad()
@@ -892,13 +897,7 @@ def f64_noise(model_arg: str, tensors: dict, ids_by: dict, rows: list[dict], pip
                 with rmsnorm_in_float64(mdl):
                     hidden[key] = (hidden_state(ids[i], at), as_is)
             exact, as_is = (v / np.linalg.norm(v) if normalized else v for v in hidden[key])
-            ref = tensors[p][i].astype(np.float64)
-            entry = {"id": rows[i]["id"], "tokens": len(ids[i]),
-                     "rel_l2": float(np.linalg.norm(ref - exact) / np.linalg.norm(exact)),
-                     "f64": [float(x) for x in exact]}
-            if patched:
-                entry["torch_float64_rel_l2"] = float(np.linalg.norm(as_is - exact) / np.linalg.norm(exact))
-            entries.append(entry)
+            entries.append(f64_entry(rows[i]["id"], len(ids[i]), tensors[p][i], exact, as_is, patched))
         out[p] = {"sample": entries,
                   "call": "transformers.AutoModel.from_pretrained(model, dtype=torch.float64).eval()"
                           + (f" with {', '.join(patched)}.forward computing in float64 (transformers' casts to "
