@@ -337,7 +337,7 @@ fn tf5_class(tokenizer_config: &serde_json::Value, model_dir: &Path) -> Result<S
     let model_type = v.get("model_type").and_then(|m| m.as_str()).unwrap_or("");
     // transformers 5 ignores the hub's class for the model types of MODELS_WITH_INCORRECT_HUB_TOKENIZER_CLASS
     // that map to a class of their own: qwen2 is always Qwen2Tokenizer (a rebuilt tokenizer), whatever
-    // tokenizer_config.json names.
+    // tokenizer_config.json names. (qwen3 is not among them: its hub class is trusted.)
     if model_type == "qwen2" {
         return Ok("Qwen2Tokenizer".to_string());
     }
@@ -351,6 +351,7 @@ fn tf5_class(tokenizer_config: &serde_json::Value, model_dir: &Path) -> Result<S
         "camembert" => "CamembertTokenizer",
         "mpnet" => "MPNetTokenizer",
         "distilbert" => "DistilBertTokenizer",
+        "qwen3" => "Qwen2Tokenizer",
         // transformers 5 lists modernbert among the models whose hub tokenizer class it replaces by
         // TokenizersBackend (tokenizer.json as it is).
         "modernbert" => "TokenizersBackend",
@@ -364,7 +365,7 @@ fn tf5_class(tokenizer_config: &serde_json::Value, model_dir: &Path) -> Result<S
 /// pre-tokenizer, model options and post-processor in code, from tokenizer_config.json's arguments
 /// (`convert_to_native_format` + the class's `__init__`, transformers 5.24). The added tokens of
 /// tokenizer.json are kept (transformers re-adds them from tokenizer_config.json's `added_tokens_decoder`,
-/// which a saved tokenizer writes from the same list). Classes embcheck has not mirrored are refused.
+/// which a saved tokenizer writes from the same list). `Qwen2Tokenizer` is built by [`crate::model::qwen2_tokenizer`]. Classes embcheck has not mirrored are refused.
 pub fn rebuild_for_transformers5(path: &Path) -> Result<Tokenizer> {
     use serde_json::{json, Value};
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -372,6 +373,9 @@ pub fn rebuild_for_transformers5(path: &Path) -> Result<Tokenizer> {
     let config_path = dir.join("tokenizer_config.json");
     let config: Value = if config_path.is_file() { read_json(&config_path)? } else { Value::Null };
     let class = tf5_class(&config, dir)?;
+    if class == "Qwen2Tokenizer" {
+        return crate::model::qwen2_tokenizer::build(path, &tj, &config);
+    }
     for key in ["add_bos_token", "add_eos_token"] {
         if config.get(key).is_some() {
             return Err(Error::input(
@@ -491,7 +495,7 @@ pub fn rebuild_for_transformers5(path: &Path) -> Result<Tokenizer> {
                 path,
                 format!(
                     "transformers 5 loads this tokenizer as {other}, which embcheck does not mirror (it mirrors BertTokenizer, \
-                     DistilBertTokenizer, MPNetTokenizer, XLMRobertaTokenizer and RobertaTokenizer, and tokenizer.json as is for TokenizersBackend)"
+                     DistilBertTokenizer, MPNetTokenizer, XLMRobertaTokenizer, RobertaTokenizer and Qwen2Tokenizer, and tokenizer.json as is for TokenizersBackend)"
                 ),
             ))
         }
