@@ -291,12 +291,16 @@ fn apply_bert_kwargs(tk: &mut Tokenizer, config: &Path, style: BertKwargs) -> Re
 }
 
 /// `(key, token)` pairs from special_tokens_map.json, then tokenizer_config.json. Values may be strings or
-/// AddedToken objects (`{"content": ...}`).
+/// AddedToken objects (`{"content": ...}`). transformers (4.56 and 5.24, `_from_pretrained`) reads
+/// special_tokens_map.json only when tokenizer_config.json has no `added_tokens_decoder` (the legacy layout), so
+/// then the map is skipped.
 fn special_token_names(dir: &Path) -> Result<Vec<(String, String)>> {
     let mut out: Vec<(String, String)> = Vec::new();
+    let config = dir.join("tokenizer_config.json");
+    let modern = config.is_file() && read_json::<serde_json::Value>(&config)?.get("added_tokens_decoder").is_some();
     for file in ["special_tokens_map.json", "tokenizer_config.json"] {
         let p = dir.join(file);
-        if !p.is_file() {
+        if !p.is_file() || (modern && file == "special_tokens_map.json") {
             continue;
         }
         let v: serde_json::Value = read_json(&p)?;
@@ -507,4 +511,26 @@ pub fn rebuild_for_transformers5(path: &Path) -> Result<Tokenizer> {
 fn finish(path: &Path, tj: &serde_json::Value) -> Result<Tokenizer> {
     let text = serde_json::to_string(tj).map_err(|e| Error::input(path, format!("cannot rebuild the tokenizer: {e}")))?;
     text.parse::<Tokenizer>().map_err(|e| Error::input(path, format!("cannot rebuild the tokenizer as transformers 5 does: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// transformers reads special_tokens_map.json only for a tokenizer_config.json without `added_tokens_decoder`
+    /// (checked on both stacks: a Qwen3 config naming `<|im_end|>` as EOS over a map naming `<|endoftext|>` gets
+    /// `<|im_end|>` appended by the model card's recipe, scripts/check-systems.sh).
+    #[test]
+    fn special_tokens_map_counts_only_in_the_legacy_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("special_tokens_map.json"), r#"{"eos_token": "<a>", "pad_token": {"content": "<p>"}}"#).unwrap();
+        let config = dir.path().join("tokenizer_config.json");
+        std::fs::write(&config, r#"{"eos_token": "<b>", "added_tokens_decoder": {}}"#).unwrap();
+        assert_eq!(special_token_names(dir.path()).unwrap(), vec![("eos_token".to_string(), "<b>".to_string())]);
+        std::fs::write(&config, r#"{"eos_token": "<b>"}"#).unwrap();
+        assert_eq!(
+            special_token_names(dir.path()).unwrap(),
+            vec![("eos_token".to_string(), "<a>".to_string()), ("pad_token".to_string(), "<p>".to_string())]
+        );
+    }
 }
