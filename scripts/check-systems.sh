@@ -167,6 +167,22 @@ for spec in "q2|--kind qwen2 --hidden 48 --layers 3 --heads 6 --kv-heads 3 --int
     printf 'FAIL  %-44s exit %s (expected 0)\n' "unseen decoder $tag, every pipeline in f32" "$got"; grep -E "FAIL|^    " "$tmp/$tag.log" | head; failures=$((failures + 1))
   fi
 done
+# Special tokens as transformers 4 names them: tokenizer_config.json (eos <|im_end|>, as Qwen's chat configs) over
+# a special_tokens_map.json naming <|endoftext|>, which transformers reads only without added_tokens_decoder; the
+# card's recipe (normalized-last) then appends <|im_end|> by hand after the tokenizer's <|endoftext|>.
+"$PY" scripts/make_decoder_model.py --out "$tmp/model-q-eos" --kind qwen3 --hidden 32 --layers 2 --heads 4 --kv-heads 2 \
+  --intermediate 40 --tokenizer-config 'eos_token="<|im_end|>"' --seed 12 >/dev/null
+"$PY" scripts/generate_fixtures.py --model "$tmp/model-q-eos" --texts fixtures/texts/unseen.jsonl --texts fixtures/texts/edge.jsonl \
+  --out "$tmp/suite-q-eos" >"$tmp/gen-q-eos.log" 2>&1 || { cat "$tmp/gen-q-eos.log"; exit 1; }
+got=0
+"$E" check "$tmp/suite-q-eos" --report-dir "$tmp/rep-q-eos" >"$tmp/q-eos.log" 2>&1 || got=$?
+ran=$((ran + 1))
+if [ "$got" = 0 ]; then
+  printf 'ok    %-44s exit 0\n' "EOS named by tokenizer_config.json"
+else
+  printf 'FAIL  %-44s exit %s (expected 0)\n' "EOS named by tokenizer_config.json" "$got"; grep -E "FAIL|^    " "$tmp/q-eos.log" | head; failures=$((failures + 1))
+fi
+
 echo "== decoders and Qwen2Tokenizer configurations under transformers 5 (references made now by transformers 5)"
 PY5=$PWD/.venv-ref5/bin/python
 if [ -x "$PY5" ]; then
