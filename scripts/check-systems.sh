@@ -213,8 +213,83 @@ expect "unseen Mistral, instruction dropped" 1 preprocessing "$tmp/suite-mq" nor
 expect "unseen Mistral, EOS not appended" 1 tokenization,truncation "$tmp/suite-mq" normalized-last "$ULT --no-eos" "${B[@]}"
 expect "unseen Mistral, model in f16" 1 precision "$tmp/suite-mq" normalized-last "$ULT --f16" "${B[@]}"
 expect "unseen Mistral, right padding read at [:, -1]" 1 padding "$tmp/suite-mq" normalized-last "$ULT --right-padding-last-position" "${B[@]}"
-echo "== Gemma 3 configurations no bundled model has (references made now by transformers 5)"
+# Special tokens as transformers 4 names them: tokenizer_config.json (eos <|im_end|>, as Qwen's chat configs) over
+# a special_tokens_map.json naming <|endoftext|>, which transformers reads only without added_tokens_decoder; the
+# card's recipe (normalized-last) then appends <|im_end|> by hand after the tokenizer's <|endoftext|>.
+"$PY" scripts/make_decoder_model.py --out "$tmp/model-q-eos" --kind qwen3 --hidden 32 --layers 2 --heads 4 --kv-heads 2 \
+  --intermediate 40 --tokenizer-config 'eos_token="<|im_end|>"' --seed 12 >/dev/null
+"$PY" scripts/generate_fixtures.py --model "$tmp/model-q-eos" --texts fixtures/texts/unseen.jsonl --texts fixtures/texts/edge.jsonl \
+  --out "$tmp/suite-q-eos" >"$tmp/gen-q-eos.log" 2>&1 || { cat "$tmp/gen-q-eos.log"; exit 1; }
+got=0
+"$E" check "$tmp/suite-q-eos" --report-dir "$tmp/rep-q-eos" >"$tmp/q-eos.log" 2>&1 || got=$?
+ran=$((ran + 1))
+if [ "$got" = 0 ]; then
+  printf 'ok    %-44s exit 0\n' "EOS named by tokenizer_config.json"
+else
+  printf 'FAIL  %-44s exit %s (expected 0)\n' "EOS named by tokenizer_config.json" "$got"; grep -E "FAIL|^    " "$tmp/q-eos.log" | head; failures=$((failures + 1))
+fi
+
+echo "== decoders and Qwen2Tokenizer configurations under transformers 5 (references made now by transformers 5)"
 PY5=$PWD/.venv-ref5/bin/python
+if [ -x "$PY5" ]; then
+  # The unseen decoders above, their references made by transformers 5 / sentence-transformers 6: q2 is a qwen2
+  # model, which transformers 5 always tokenizes with its rebuilt Qwen2Tokenizer.
+  for tag in q2 q3 ll; do
+    "$PY5" scripts/generate_fixtures.py --model "$tmp/model-$tag" --texts fixtures/texts/unseen.jsonl --texts fixtures/texts/edge.jsonl \
+      --out "$tmp/suite5-$tag" >"$tmp/gen5-$tag.log" 2>&1 || { cat "$tmp/gen5-$tag.log"; exit 1; }
+    got=0
+    "$E" check "$tmp/suite5-$tag" --report-dir "$tmp/rep5-$tag" >"$tmp/5-$tag.log" 2>&1 || got=$?
+    ran=$((ran + 1))
+    if [ "$got" = 0 ]; then
+      printf 'ok    %-44s exit 0\n' "unseen decoder $tag under transformers 5"
+    else
+      printf 'FAIL  %-44s exit %s (expected 0)\n' "unseen decoder $tag under transformers 5" "$got"; grep -E "FAIL|^    " "$tmp/5-$tag.log" | head; failures=$((failures + 1))
+    fi
+  done
+  # Qwen3 models whose tokenizer_config.json names Qwen2Tokenizer (transformers 5 rebuilds it in code from the
+  # file's vocabulary and merges), with tiny-qwen3's tokenizer files changed the ways real ones differ: the
+  # post-processor (EOS appended as Qwen3-Embedding's; ByteLevel with add_eos_token, which transformers 5 drops;
+  # none), add_prefix_space and split_special_tokens, Qwen's own config keys and added tokens (<think>, not
+  # special; a normalized one with lstrip). Texts: core, unseen, edge and texts with special and added tokens
+  # written in them (every check compares the token ids too); a tokenizer that adds nothing gets no empty text.
+  "$PY5" - "$tmp" <<'PYEOF'
+import json, sys
+from pathlib import Path
+tmp = Path(sys.argv[1])
+rows = [json.loads(l) for f in ["core", "unseen", "edge"] for l in Path(f"fixtures/texts/{f}.jsonl").read_text().splitlines() if l.strip()]
+written = ["<|endoftext|>", "a<|im_start|>b<|im_end|>", "text <|endoftext|> more", "x <think> y", "<think>reason</think>",
+           "  Café  Cafe\u0301 Café", "DON'T STOP, I'LL GO; we'Re", "12345 + 67.89", "line1\r\nline2\n\n\nline3"]
+rows += [{"id": f"written-{i}", "text": t} for i, t in enumerate(written)]
+(tmp / "qtexts.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+(tmp / "qtexts-nonempty.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows if r["text"]))
+PYEOF
+  for spec in "eos|qtexts|" \
+              "bytelevel-addeos|qtexts-nonempty|--post-processor byte-level --tokenizer-config add_eos_token=true" \
+              "nopp|qtexts-nonempty|--post-processor none" \
+              "prefix-split|qtexts|--tokenizer-config add_prefix_space=true --tokenizer-config split_special_tokens=true" \
+              "qwen-config|qtexts|--tokenizer-config unk_token=null --tokenizer-config eos_token=\"<|im_end|>\" --tokenizer-config additional_special_tokens=[\"<|im_start|>\",\"<|im_end|>\"] --added-token {\"content\":\"<think>\",\"normalized\":false} --added-token {\"content\":\"Café\",\"lstrip\":true}"; do
+    IFS='|' read -r tag texts flags <<<"$spec"
+    set -f  # the flags hold JSON: split on spaces, never globbed
+    # shellcheck disable=SC2086
+    "$PY5" scripts/make_decoder_model.py --out "$tmp/model-qt-$tag" --kind qwen3 --hidden 32 --layers 2 --heads 4 --kv-heads 2 \
+      --intermediate 40 --tokenizer-class Qwen2Tokenizer $flags --seed 11 >/dev/null 2>&1
+    set +f
+    "$PY5" scripts/generate_fixtures.py --model "$tmp/model-qt-$tag" --texts "$tmp/$texts.jsonl" --out "$tmp/suite-qt-$tag" \
+      --max-length 512 >"$tmp/gen-qt-$tag.log" 2>&1 || { cat "$tmp/gen-qt-$tag.log"; exit 1; }
+    got=0
+    "$E" check "$tmp/suite-qt-$tag" --report-dir "$tmp/rep-qt-$tag" >"$tmp/qt-$tag.log" 2>&1 || got=$?
+    ran=$((ran + 1))
+    if [ "$got" = 0 ]; then
+      printf 'ok    %-44s exit 0\n' "Qwen2Tokenizer ($tag) under transformers 5"
+    else
+      printf 'FAIL  %-44s exit %s (expected 0)\n' "Qwen2Tokenizer ($tag) under transformers 5" "$got"; grep -E "FAIL|^    " "$tmp/qt-$tag.log" | head; failures=$((failures + 1))
+    fi
+  done
+else
+  echo "skipped: no .venv-ref5 (bash scripts/setup-reference5-env.sh); the unseen decoders and Qwen2Tokenizer configurations under transformers 5"
+fi
+
+echo "== Gemma 3 configurations no bundled model has (references made now by transformers 5)"
 if [ -x "$PY5" ]; then
   # Bidirectional (EmbeddingGemma-like) and causal; hidden 48 in 6 query heads over 2 key heads of 12, 5 layers
   # with every 3rd global (sliding_window_pattern, the transformers 4 keys), window 6, attn_logit_softcapping set

@@ -5,7 +5,8 @@ Python libraries at test time (scripts/check-systems.sh).
     .venv-ref/bin/python scripts/make_decoder_model.py --out /tmp/dec --kind qwen2 [--hidden 48 --layers 3
         --heads 6 --kv-heads 3 --head-dim N --intermediate 40 --theta 10000 --window N --max-window-layers N
         --attention-bias --mlp-bias --act silu --causal-lm --pooling lasttoken|mean --seed 1 --std 0.15
-        --tokenizer-from fixtures/models/tiny-qwen3]
+        --tokenizer-from fixtures/models/tiny-qwen3 --tokenizer-class Qwen2Tokenizer --post-processor keep|none|byte-level
+        --tokenizer-config KEY=JSON ... --added-token JSON ...]
 
 --window sets sliding_window (Qwen2 / Qwen3: with use_sliding_window true, windowed from layer
 --max-window-layers on). --causal-lm saves the *ForCausalLM class (weights under model.). The tokenizer files
@@ -13,6 +14,12 @@ are copied from --tokenizer-from (tiny-qwen3: EOS appended by the tokenizer, lef
 only, right padding); matrices are drawn with standard deviation --std (0.15 makes the differences between
 implementations visible in tiny models; 0.02 is transformers' own initialisation); sentence-transformers files are written for the pooling given (Normalize after
 lasttoken). Deterministic for a seed.
+
+The copied tokenizer can be changed, for the tokenizer classes transformers 5 rebuilds: --tokenizer-class sets
+tokenizer_config.json's tokenizer_class; --post-processor replaces tokenizer.json's (none: null; byte-level:
+Qwen2's `ByteLevel`, no EOS); --tokenizer-config sets a tokenizer_config.json key to a JSON value
+(add_prefix_space=true, unk_token=null); --added-token appends an added token (a JSON AddedToken, e.g.
+'{"content": "<think>", "special": false, "normalized": false}') to both files with the next id.
 """
 import argparse
 import json
@@ -32,6 +39,10 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--kind", choices=sorted(CLASSES), required=True)
     ap.add_argument("--tokenizer-from", default=str(here / "fixtures" / "models" / "tiny-qwen3"))
+    ap.add_argument("--tokenizer-class", default=None)
+    ap.add_argument("--post-processor", choices=["keep", "none", "byte-level"], default="keep")
+    ap.add_argument("--tokenizer-config", action="append", default=[], metavar="KEY=JSON")
+    ap.add_argument("--added-token", action="append", default=[], metavar="JSON")
     ap.add_argument("--hidden", type=int, default=48)
     ap.add_argument("--layers", type=int, default=3)
     ap.add_argument("--heads", type=int, default=6)
@@ -57,8 +68,24 @@ def main() -> None:
     for f in TOKENIZER_FILES:
         shutil.copy(src / f, out / f)
     tok = json.loads((src / "tokenizer.json").read_text())
-    vocab = len(tok["model"]["vocab"]) + len(tok["added_tokens"])
     tcfg = json.loads((src / "tokenizer_config.json").read_text())
+    if args.tokenizer_class:
+        tcfg["tokenizer_class"] = args.tokenizer_class
+    if args.post_processor == "none":
+        tok["post_processor"] = None
+    elif args.post_processor == "byte-level":
+        tok["post_processor"] = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False}
+    for kv in args.tokenizer_config:
+        key, value = kv.split("=", 1)
+        tcfg[key] = json.loads(value)
+    for spec in args.added_token:
+        t = {"single_word": False, "lstrip": False, "rstrip": False, "normalized": True, "special": False, **json.loads(spec)}
+        t["id"] = len(tok["model"]["vocab"]) + len(tok["added_tokens"])
+        tok["added_tokens"].append(t)
+        tcfg.setdefault("added_tokens_decoder", {})[str(t["id"])] = {k: v for k, v in t.items() if k != "id"}
+    (out / "tokenizer.json").write_text(json.dumps(tok, ensure_ascii=False))
+    (out / "tokenizer_config.json").write_text(json.dumps(tcfg, indent=2, ensure_ascii=False) + "\n")
+    vocab = len(tok["model"]["vocab"]) + len(tok["added_tokens"])
     ids = {t["content"]: t["id"] for t in tok["added_tokens"]}
     name = CLASSES[args.kind]
     kw = dict(vocab_size=vocab, hidden_size=args.hidden, num_hidden_layers=args.layers, num_attention_heads=args.heads,

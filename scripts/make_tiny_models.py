@@ -1376,6 +1376,12 @@ DECODER_VARIANTS = {
     "tiny-qwen3": ("Qwen3", 15000, 3, 6, 2, 8, {"rope_theta": 1000.0, "attention_bias": False},
                    ["<|endoftext|>", "<|im_start|>", "<|im_end|>"], "$A <|endoftext|>",
                    {"eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>"}, "left", "lasttoken", {"query": QWEN3_QUERY}),
+    # tiny-qwen3's layout and tokenizer files, saved by Qwen2TokenizerFast as Qwen3-Embedding's are
+    # (tokenizer_class Qwen2Tokenizer): transformers 5 rebuilds that class's tokenizer in code (NFC, Qwen2's split
+    # pattern) from the file's vocabulary, so its ids differ from tokenizer.json as it is (GPT-2's pattern here).
+    "tiny-qwen3-qwen2tok": ("Qwen3", 15050, 3, 6, 2, 8, {"rope_theta": 1000.0, "attention_bias": False},
+                            ["<|endoftext|>", "<|im_start|>", "<|im_end|>"], "$A <|endoftext|>",
+                            {"eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>"}, "left", "lasttoken", {"query": QWEN3_QUERY}),
     # e5-mistral's layout: BOS only (the card appends EOS by hand), 4 query heads on 1 key/value head, a sliding
     # window of 8 tokens on every layer (most texts are longer), right padding.
     "tiny-mistral": ("Mistral", 15100, 2, 4, 1, None, {"rope_theta": 10000.0, "sliding_window": 8},
@@ -1395,8 +1401,9 @@ def build_decoder(out: Path, name: str) -> None:
     cls, seed, layers, heads, kv, head_dim, extra, specials, template, named, side, pooling, prompts = DECODER_VARIANTS[name]
     d = out / name
     tok = decoder_bpe(specials, template)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=8192, padding_side=side,
-                                   model_input_names=["input_ids", "attention_mask"], **named)
+    tokenizer_cls = transformers.Qwen2TokenizerFast if name == "tiny-qwen3-qwen2tok" else PreTrainedTokenizerFast
+    fast = tokenizer_cls(tokenizer_object=tok, model_max_length=8192, padding_side=side,
+                         model_input_names=["input_ids", "attention_mask"], **named)
     fast.save_pretrained(d, legacy_format=False)
     torch.manual_seed(seed)
     config_cls = getattr(transformers, f"{cls}Config")
@@ -1564,6 +1571,7 @@ every reference.
 | `tiny-distilbert-sinusoidal/` | DistilBERT with `sinusoidal_pos_embds: true` whose `model.safetensors` leaves out `embeddings.position_embeddings.weight`: transformers computes the missing table as sinusoids (checked equal to the one it saved), and so must a port. sentence-transformers: CLS pooling, no Normalize, `max_seq_length` 128. |
 | `tiny-deberta-v2/` | DeBERTa-v2 (`DebertaV2Model`, relative attention p2c + c2p), a model type embcheck does **not** implement: its suite checks systems against the Python references model-free (`check --against`, `gate --candidate` with a system, `diff`). Tokenizer: `tiny-bert-mean`'s WordPiece (`tokenizer_class` BertTokenizer). sentence-transformers: CLS pooling + Normalize, `max_seq_length` 128. |
 | `tiny-qwen3/` | Qwen3 (`Qwen3Model`) in Qwen3-Embedding's layout: 3 layers, 6 query heads on 2 key/value heads, `head_dim` 8 (query width 48, hidden 32), q/k RMSNorms, RoPE theta 1000, random RMSNorm weights. Tokenizer: `tiny-modernbert`'s byte-level BPE merges with `<|endoftext|> <|im_start|> <|im_end|>` after the vocabulary, post-processor `$A <|endoftext|>` (EOS appended by the tokenizer, as Qwen3-Embedding's `tokenizer.json`), pad `<|endoftext|>`, `padding_side` left, saved by `PreTrainedTokenizerFast`. sentence-transformers: lasttoken pooling + Normalize, prompt `query` = Qwen3-Embedding's instruction. |
+| `tiny-qwen3-qwen2tok/` | `tiny-qwen3`'s layout (other random weights, seed 15050) and tokenizer files, saved by `Qwen2TokenizerFast` as Qwen3-Embedding's are (`tokenizer_class` `Qwen2Tokenizer`, `unk_token` `<|endoftext|>`). transformers 4 uses `tokenizer.json` as it is; transformers 5's `Qwen2Tokenizer` rebuilds the tokenizer from its vocabulary and merges (NFC, Qwen2's split pattern, byte-level without GPT-2's pattern), keeping the file's post-processor (`$A <|endoftext|>`): 17 of the 79 texts of `core`, `unseen` and `edge` get other ids than the file as it is. |
 | `tiny-mistral/` | Mistral (`MistralModel`): 2 layers, 4 query heads on 1 key/value head, `sliding_window` 8 on every layer (most texts are longer). Tokenizer: the same merges with `<unk> <s> </s>`, post-processor `<s> $A` (no EOS: e5-mistral's card appends it by hand), pad `</s>`, `padding_side` right. sentence-transformers: lasttoken pooling + Normalize, prompt `query` in e5-mistral's format. |
 | `tiny-llama/` | Llama (`LlamaModel`): 2 layers, 4 heads (no grouping), `attention_bias` and `mlp_bias` (random biases), RoPE theta 500000; `tiny-mistral`'s tokenizer with pad `<unk>`. sentence-transformers: mean pooling with `include_prompt: false`, no Normalize. |
 | `tiny-modernbert/` | ModernBERT (`ModernBertModel`) in ModernBERT-base's layout at tiny size: 4 layers, global attention in layers 0 and 3 and a sliding window of `local_attention` 16 (8 keys each side) in layers 1 and 2, RoPE thetas 160000 (global) / 10000 (local), GeGLU MLP (intermediate 48), no biases anywhere (`norm_bias`, `attention_bias`, `mlp_bias` false), 8192 positions. Tokenizer: a byte-level BPE (700 merges chosen deterministically from the corpus; `[UNK] [CLS] [SEP] [PAD] [MASK]` after the vocabulary, `[MASK]` lstrip), `[CLS] $A [SEP]`, saved by `PreTrainedTokenizerFast` (as ModernBERT-base). sentence-transformers: mean pooling + Normalize (modernbert-embed-base), `max_seq_length` 512. Most texts are longer than the window. |
@@ -1581,7 +1589,7 @@ MODEL_NAMES = [
     "tiny-bert-mean", "tiny-bert-cls", "tiny-bert-cased-config-override", "tiny-bert-dense", "tiny-xlmr-m3",
     "tiny-xlmr-m3-pth", "tiny-xlmr-spm", "tiny-mpnet", "tiny-deberta-v2",
     "tiny-distilbert", "tiny-distilbert-sinusoidal", "tiny-modernbert", "tiny-modernbert-cls",
-    "tiny-qwen3", "tiny-mistral", "tiny-llama",
+    "tiny-qwen3", "tiny-qwen3-qwen2tok", "tiny-mistral", "tiny-llama",
     "tiny-embeddinggemma",
 ]
 # Built only by transformers 5 (`.venv-ref5/bin/python scripts/make_tiny_models.py --only tiny-embeddinggemma`);
@@ -1612,6 +1620,7 @@ def main() -> int:
         "tiny-modernbert": lambda o: build_modernbert(o, "tiny-modernbert"),
         "tiny-modernbert-cls": lambda o: build_modernbert(o, "tiny-modernbert-cls"),
         "tiny-qwen3": lambda o: build_decoder(o, "tiny-qwen3"),
+        "tiny-qwen3-qwen2tok": lambda o: build_decoder(o, "tiny-qwen3-qwen2tok"),
         "tiny-mistral": lambda o: build_decoder(o, "tiny-mistral"),
         "tiny-llama": lambda o: build_decoder(o, "tiny-llama"),
         "tiny-embeddinggemma": lambda o: build_gemma(o, "tiny-embeddinggemma"),

@@ -194,3 +194,13 @@ done
 if [ -x "$PY5" ]; then
   decoders "$PY5" -tf5 --note "Generated under transformers 5 / sentence-transformers 6 (scripts/setup-reference5-env.sh)."
 fi
+# A Qwen3 whose tokenizer_config.json names Qwen2Tokenizer (as Qwen3-Embedding's): transformers 5 rebuilds that
+# class's tokenizer in code, transformers 4 takes tokenizer.json as it is; the two suites hold both stacks' ids.
+QT="Qwen3 (Qwen3Model) as tiny-qwen3, its tokenizer saved by Qwen2TokenizerFast (tokenizer_class Qwen2Tokenizer, as Qwen3-Embedding's): transformers 5 rebuilds it in code (NFC, Qwen2's split pattern) from the file's vocabulary and merges and keeps the file's post-processor (EOS appended); transformers 4 uses tokenizer.json as it is."
+"${G[@]}" --model fixtures/models/tiny-qwen3-qwen2tok --texts fixtures/texts/core.jsonl --texts fixtures/texts/unseen.jsonl \
+  --out "$S/tiny-qwen3-qwen2tok" --max-length 512 --note "$QT"
+if [ -x "$PY5" ]; then
+  "$PY5" scripts/generate_fixtures.py --model fixtures/models/tiny-qwen3-qwen2tok --texts fixtures/texts/core.jsonl \
+    --texts fixtures/texts/unseen.jsonl --out "$S/tiny-qwen3-qwen2tok-tf5" --max-length 512 \
+    --note "Generated under transformers 5 / sentence-transformers 6 (scripts/setup-reference5-env.sh)." --note "$QT"
+fi

@@ -108,23 +108,34 @@ fn normalized_last_ends_every_text_with_one_eos() {
     }
 }
 
-/// transformers 5 tokenizes a `qwen2` model with its own rebuilt `Qwen2Tokenizer` whatever tokenizer_config.json
-/// names (qwen2 is in its MODELS_WITH_INCORRECT_HUB_TOKENIZER_CLASS): embcheck does not mirror that class and
-/// refuses it under that stack (exit 2) rather than tokenize with tokenizer.json as it is.
+/// A Qwen3 model whose tokenizer_config.json names `Qwen2Tokenizer` (as Qwen3-Embedding's does): under transformers 5
+/// embcheck rebuilds the tokenizer as that class does (NFC, Qwen2's split pattern, the file's vocabulary, merges
+/// and post-processor) and gets the ids transformers 5 recorded in the `-tf5` suite for every text; tokenized as
+/// tokenizer.json is (transformers 4's way, the tiny tokenizer has GPT-2's pattern) some texts get other ids, so
+/// the rebuild is what makes them equal. Under transformers 4 the ids are the other suite's.
 #[test]
-fn a_qwen2_tokenizer_under_transformers5_is_refused() {
+fn a_qwen2_tokenizer_under_transformers5_gets_transformers5s_ids() {
     let tmp = tempfile::tempdir().unwrap();
-    let model = tmp.path().join("model");
-    copy_dir(&root().join("fixtures/models/tiny-qwen3"), &model);
-    let cfg = model.join("config.json");
-    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
-    v["model_type"] = "qwen2".into();
-    std::fs::write(&cfg, v.to_string()).unwrap();
-    let input = suite("tiny-qwen3").join("texts.jsonl");
-    let out = tmp.path().join("out.safetensors");
-    let o = embcheck(&["embed", "--model", model.to_str().unwrap(), "--pipeline", "raw-last", "--input", input.to_str().unwrap(), "--output", out.to_str().unwrap(), "--stack", "transformers5"]);
-    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("Qwen2Tokenizer"), "{}", show(&o));
+    let reference_ids = |suite_name: &str| -> Vec<Vec<i64>> {
+        let t = read_tensors(&suite(suite_name).join("reference.safetensors"));
+        let (ids, offsets) = (&t.i64s["raw-last.input_ids"].1, &t.i64s["raw-last.input_offsets"].1);
+        offsets.windows(2).map(|w| ids[w[0] as usize..w[1] as usize].to_vec()).collect()
+    };
+    let ours = |stack: &str| -> Vec<Vec<i64>> {
+        let out = tmp.path().join(format!("{stack}.safetensors"));
+        let o = embcheck(&["embed", "--suite", suite("tiny-qwen3-qwen2tok-tf5").to_str().unwrap(), "--pipeline", "raw-last",
+                           "--stack", stack, "--output", out.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", show(&o));
+        let t = read_tensors(&out);
+        let (ids, offsets) = (&t.i64s["input_ids"].1, &t.i64s["input_offsets"].1);
+        offsets.windows(2).map(|w| ids[w[0] as usize..w[1] as usize].to_vec()).collect()
+    };
+    let (tf5, tf4) = (reference_ids("tiny-qwen3-qwen2tok-tf5"), reference_ids("tiny-qwen3-qwen2tok"));
+    assert_eq!(tf5.len(), 72);
+    assert_eq!(ours("transformers5"), tf5);
+    assert_eq!(ours("transformers4"), tf4);
+    let differ = tf5.iter().zip(&tf4).filter(|(a, b)| a != b).count();
+    assert!(differ >= 10, "transformers 4 and 5 differ on {differ} texts only");
 }
 
 /// `bisect` on a decoder: embcheck's own stages agree with transformers' (the suite's layers.safetensors, from

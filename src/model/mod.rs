@@ -15,6 +15,7 @@ pub mod gelu;
 pub mod layer;
 pub mod modernbert;
 pub mod mpnet;
+pub mod qwen2_tokenizer;
 pub mod simd;
 pub mod softmax;
 pub mod stack;

@@ -291,12 +291,16 @@ fn apply_bert_kwargs(tk: &mut Tokenizer, config: &Path, style: BertKwargs) -> Re
 }
 
 /// `(key, token)` pairs from special_tokens_map.json, then tokenizer_config.json. Values may be strings or
-/// AddedToken objects (`{"content": ...}`).
+/// AddedToken objects (`{"content": ...}`). transformers (4.56 and 5.24, `_from_pretrained`) reads
+/// special_tokens_map.json only when tokenizer_config.json has no `added_tokens_decoder` (the legacy layout), so
+/// then the map is skipped.
 fn special_token_names(dir: &Path) -> Result<Vec<(String, String)>> {
     let mut out: Vec<(String, String)> = Vec::new();
+    let config = dir.join("tokenizer_config.json");
+    let modern = config.is_file() && read_json::<serde_json::Value>(&config)?.get("added_tokens_decoder").is_some();
     for file in ["special_tokens_map.json", "tokenizer_config.json"] {
         let p = dir.join(file);
-        if !p.is_file() {
+        if !p.is_file() || (modern && file == "special_tokens_map.json") {
             continue;
         }
         let v: serde_json::Value = read_json(&p)?;
@@ -337,7 +341,7 @@ fn tf5_class(tokenizer_config: &serde_json::Value, model_dir: &Path) -> Result<S
     let model_type = v.get("model_type").and_then(|m| m.as_str()).unwrap_or("");
     // transformers 5 ignores the hub's class for the model types of MODELS_WITH_INCORRECT_HUB_TOKENIZER_CLASS
     // that map to a class of their own: qwen2 is always Qwen2Tokenizer (a rebuilt tokenizer), whatever
-    // tokenizer_config.json names.
+    // tokenizer_config.json names. (qwen3 is not among them: its hub class is trusted.)
     if model_type == "qwen2" {
         return Ok("Qwen2Tokenizer".to_string());
     }
@@ -351,6 +355,7 @@ fn tf5_class(tokenizer_config: &serde_json::Value, model_dir: &Path) -> Result<S
         "camembert" => "CamembertTokenizer",
         "mpnet" => "MPNetTokenizer",
         "distilbert" => "DistilBertTokenizer",
+        "qwen3" => "Qwen2Tokenizer",
         // transformers 5 lists modernbert among the models whose hub tokenizer class it replaces by
         // TokenizersBackend (tokenizer.json as it is).
         "modernbert" => "TokenizersBackend",
@@ -364,7 +369,7 @@ fn tf5_class(tokenizer_config: &serde_json::Value, model_dir: &Path) -> Result<S
 /// pre-tokenizer, model options and post-processor in code, from tokenizer_config.json's arguments
 /// (`convert_to_native_format` + the class's `__init__`, transformers 5.24). The added tokens of
 /// tokenizer.json are kept (transformers re-adds them from tokenizer_config.json's `added_tokens_decoder`,
-/// which a saved tokenizer writes from the same list). Classes embcheck has not mirrored are refused.
+/// which a saved tokenizer writes from the same list). `Qwen2Tokenizer` is built by [`crate::model::qwen2_tokenizer`]. Classes embcheck has not mirrored are refused.
 pub fn rebuild_for_transformers5(path: &Path) -> Result<Tokenizer> {
     use serde_json::{json, Value};
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -372,6 +377,9 @@ pub fn rebuild_for_transformers5(path: &Path) -> Result<Tokenizer> {
     let config_path = dir.join("tokenizer_config.json");
     let config: Value = if config_path.is_file() { read_json(&config_path)? } else { Value::Null };
     let class = tf5_class(&config, dir)?;
+    if class == "Qwen2Tokenizer" {
+        return crate::model::qwen2_tokenizer::build(path, &tj, &config);
+    }
     for key in ["add_bos_token", "add_eos_token"] {
         if config.get(key).is_some() {
             return Err(Error::input(
@@ -491,7 +499,7 @@ pub fn rebuild_for_transformers5(path: &Path) -> Result<Tokenizer> {
                 path,
                 format!(
                     "transformers 5 loads this tokenizer as {other}, which embcheck does not mirror (it mirrors BertTokenizer, \
-                     DistilBertTokenizer, MPNetTokenizer, XLMRobertaTokenizer and RobertaTokenizer, and tokenizer.json as is for TokenizersBackend)"
+                     DistilBertTokenizer, MPNetTokenizer, XLMRobertaTokenizer, RobertaTokenizer and Qwen2Tokenizer, and tokenizer.json as is for TokenizersBackend)"
                 ),
             ))
         }
@@ -503,4 +511,26 @@ pub fn rebuild_for_transformers5(path: &Path) -> Result<Tokenizer> {
 fn finish(path: &Path, tj: &serde_json::Value) -> Result<Tokenizer> {
     let text = serde_json::to_string(tj).map_err(|e| Error::input(path, format!("cannot rebuild the tokenizer: {e}")))?;
     text.parse::<Tokenizer>().map_err(|e| Error::input(path, format!("cannot rebuild the tokenizer as transformers 5 does: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// transformers reads special_tokens_map.json only for a tokenizer_config.json without `added_tokens_decoder`
+    /// (checked on both stacks: a Qwen3 config naming `<|im_end|>` as EOS over a map naming `<|endoftext|>` gets
+    /// `<|im_end|>` appended by the model card's recipe, scripts/check-systems.sh).
+    #[test]
+    fn special_tokens_map_counts_only_in_the_legacy_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("special_tokens_map.json"), r#"{"eos_token": "<a>", "pad_token": {"content": "<p>"}}"#).unwrap();
+        let config = dir.path().join("tokenizer_config.json");
+        std::fs::write(&config, r#"{"eos_token": "<b>", "added_tokens_decoder": {}}"#).unwrap();
+        assert_eq!(special_token_names(dir.path()).unwrap(), vec![("eos_token".to_string(), "<b>".to_string())]);
+        std::fs::write(&config, r#"{"eos_token": "<b>"}"#).unwrap();
+        assert_eq!(
+            special_token_names(dir.path()).unwrap(),
+            vec![("eos_token".to_string(), "<a>".to_string()), ("pad_token".to_string(), "<p>".to_string())]
+        );
+    }
 }
