@@ -1,5 +1,6 @@
 //! The decoder's row-wise steps in f32 on the CPU as single passes on the rayon pool: RMSNorm, the residual add
-//! (in place, into the fresh matmul output) and SwiGLU's `silu(gate) · up`.
+//! (in place, into the fresh matmul output) and SwiGLU's `silu(gate) · up`; and the unpacking of the texts' rows
+//! (the f32 path computes them one after another, without padding) into a right-padded batch.
 //!
 //! Why: as candle ops each is several passes with a fresh buffer each (RMSNorm alone: square, mean, add,
 //! sqrt, recip, two broadcast multiplies), every pass ending at candle's spin-waiting thread barrier (23% of
@@ -195,6 +196,27 @@ unsafe fn silu_mul_avx2(g: &[f32], u: &[f32], out: &mut [f32]) {
 /// SwiGLU of a fused gate-and-up projection `[..., 2I]`: `silu(gate) · up`, `[..., I]`.
 pub fn swiglu(gate_up: &Tensor) -> candle_core::Result<Tensor> {
     gate_up.contiguous()?.apply_op1_no_bwd(&SwiGlu)
+}
+
+/// The rows of `texts` (packed in `x` `[rows, H]`) as a right-padded batch `[b, l, H]`: text `t`'s rows first
+/// in its sequence, then 0. No copy when no row is padding.
+pub fn unpack(x: &Tensor, texts: &[super::fused_attention::Text], b: usize, l: usize) -> candle_core::Result<Tensor> {
+    let h = x.dim(1)?;
+    if texts.len() != b || texts.iter().any(|t| t.positions.len() > l) {
+        candle_core::bail!("unpacking {} texts into a batch of {b} x {l}", texts.len())
+    }
+    if x.dim(0)? == b * l && texts.iter().enumerate().all(|(i, t)| t.start == i * l && t.positions.len() == l) {
+        return x.reshape((b, l, h));
+    }
+    let mut parts = Vec::with_capacity(2 * b);
+    for t in texts {
+        let m = t.positions.len();
+        parts.push(x.narrow(0, t.start, m)?);
+        if m < l {
+            parts.push(Tensor::zeros((l - m, h), x.dtype(), x.device())?);
+        }
+    }
+    Tensor::cat(&parts, 0)?.reshape((b, l, h))
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
-//! The decoder's attention in f32 on the CPU over its fused QKV projection `[B, L, (heads + 2·kv_heads)·d]`:
-//! Qwen3's per-head RMSNorm and the rotary positions applied in place ([`PrepareQk`]), then causal grouped-query
-//! attention ([`CausalAttention`]) giving the context `[B, L, heads·d]` directly.
+//! The decoder's attention in f32 on the CPU over its fused QKV projection `[rows, (heads + 2·kv_heads)·d]`, the
+//! texts' rows one after another (packed: no padding): Qwen3's per-head RMSNorm and the rotary positions applied
+//! in place ([`PrepareQk`]), then causal grouped-query attention ([`CausalAttention`]) giving the context
+//! `[rows, heads·d]` directly.
 //!
 //! Why: [`super::attention::at_positions`] on candle's ops, per text per layer, copies q, k, v into head-major
 //! tensors, builds a mask vector and tensor per block, adds it, softmaxes and copies the context back, each op
@@ -21,11 +22,13 @@ use crate::model::simd::par_rows_mut;
 /// Query rows per task: bounds the scratch (`rows × keys` scores) and splits long texts across the cores.
 const QUERY_BLOCK: usize = 128;
 
-/// The rows of one text of the batch: its `keys` real tokens, and the position of each query row (`0..keys`,
-/// then any padded positions read after the text). Rows past the positions are padding: left alone by
-/// [`PrepareQk`], 0 in the context.
+/// The rows of one text of the batch: where they start, its `keys` real tokens, and the position of each query
+/// row (`0..keys`, then any padded positions read after the text). Rows of no text are left alone by
+/// [`PrepareQk`] and 0 in the context.
 #[derive(Debug, Clone)]
 pub struct Text {
+    /// Its first row.
+    pub start: usize,
     /// Real tokens (the keys).
     pub keys: usize,
     /// The position of each query row, not decreasing.
@@ -68,18 +71,20 @@ impl InplaceOp1 for PrepareQk<'_> {
     }
 
     fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
-        let (CpuStorage::F32(v), Some((start, end)), &[b, l, w]) = (storage, layout.contiguous_offsets(), layout.shape().dims()) else {
-            candle_core::bail!("decoder-prepare-qk-f32 needs a contiguous f32 [B, L, W] tensor")
+        let (CpuStorage::F32(v), Some((start, end)), &[rows, w]) = (storage, layout.contiguous_offsets(), layout.shape().dims()) else {
+            candle_core::bail!("decoder-prepare-qk-f32 needs a contiguous f32 [rows, W] tensor")
         };
         let (hd, d, half) = (self.heads, self.heads.dim, self.tables.half);
         let top = self.texts.iter().flat_map(|t| t.positions.iter()).max().map_or(0, |&p| p + 1);
-        if w != hd.row() || b != self.texts.len() || 2 * half != d || self.tables.cos.len() < top * half || self.texts.iter().any(|t| t.positions.len() > l) {
-            candle_core::bail!("decoder-prepare-qk-f32: [{b}, {l}, {w}] for {} texts, {hd:?}, tables of {} values", self.texts.len(), self.tables.cos.len())
+        if w != hd.row() || 2 * half != d || self.tables.cos.len() < top * half || !fits(self.texts, rows) {
+            candle_core::bail!("decoder-prepare-qk-f32: [{rows}, {w}] for {} texts, {hd:?}, tables of {} values", self.texts.len(), self.tables.cos.len())
         }
-        par_rows_mut(&mut v[start..end], w, 8, |first, rows| {
-            for (r, row) in rows.chunks_mut(w).enumerate() {
-                let (t, i) = ((first + r) / l, (first + r) % l);
-                let Some(&p) = self.texts[t].positions.get(i) else { continue };
+        par_rows_mut(&mut v[start..end], w, 8, |first, part| {
+            for (r, row) in part.chunks_mut(w).enumerate() {
+                let r = first + r;
+                // The text whose rows hold r (texts are in order, their rows disjoint), and r's position in it.
+                let t = self.texts.partition_point(|t| t.start <= r);
+                let Some(&p) = t.checked_sub(1).and_then(|t| self.texts[t].positions.get(r - self.texts[t].start)) else { continue };
                 let (c, s) = (&self.tables.cos[p * half..(p + 1) * half], &self.tables.sin[p * half..(p + 1) * half]);
                 let (q, rest) = row.split_at_mut(hd.heads * d);
                 let k = &mut rest[..hd.kv_heads * d];
@@ -95,6 +100,17 @@ impl InplaceOp1 for PrepareQk<'_> {
         });
         Ok(())
     }
+}
+
+/// Whether `texts` lie in order in disjoint rows of `rows`, each with its keys among its rows and positions not
+/// decreasing.
+fn fits(texts: &[Text], rows: usize) -> bool {
+    let mut next = 0;
+    texts.iter().all(|t| {
+        let ok = t.start >= next && t.start + t.positions.len() <= rows && (1..=t.positions.len()).contains(&t.keys) && t.positions.windows(2).all(|p| p[0] <= p[1]);
+        next = t.start + t.positions.len();
+        ok
+    })
 }
 
 /// `x · cos + rotate_half(x) · sin` for one head, PyTorch's two products and one sum (as `rope::RotateQk`).
@@ -135,24 +151,23 @@ impl CustomOp1 for CausalAttention<'_> {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (CpuStorage::F32(v), Some((start, end)), &[b, l, w]) = (storage, layout.contiguous_offsets(), layout.shape().dims()) else {
-            candle_core::bail!("decoder-attention-f32 needs a contiguous f32 [B, L, W] tensor")
+        let (CpuStorage::F32(v), Some((start, end)), &[rows, w]) = (storage, layout.contiguous_offsets(), layout.shape().dims()) else {
+            candle_core::bail!("decoder-attention-f32 needs a contiguous f32 [rows, W] tensor")
         };
         let hd = self.heads;
-        let bad_text = |t: &Text| t.keys == 0 || t.keys > l || t.positions.len() > l || t.positions.windows(2).any(|p| p[1] < p[0]);
-        if w != hd.row() || b != self.texts.len() || hd.kv_heads == 0 || hd.heads % hd.kv_heads != 0 || self.texts.iter().any(bad_text) {
-            candle_core::bail!("decoder-attention-f32: [{b}, {l}, {w}] for {} texts, {hd:?}", self.texts.len())
+        if w != hd.row() || hd.kv_heads == 0 || hd.heads % hd.kv_heads != 0 || !fits(self.texts, rows) {
+            candle_core::bail!("decoder-attention-f32: [{rows}, {w}] for {} texts, {hd:?}", self.texts.len())
         }
-        let out = self.run(&v[start..end], l);
-        Ok((CpuStorage::F32(out), Shape::from_dims(&[b, l, hd.heads * hd.dim])))
+        let out = self.run(&v[start..end], rows);
+        Ok((CpuStorage::F32(out), Shape::from_dims(&[rows, hd.heads * hd.dim])))
     }
 }
 
 impl CausalAttention<'_> {
-    fn run(&self, qkv: &[f32], l: usize) -> Vec<f32> {
+    fn run(&self, qkv: &[f32], rows: usize) -> Vec<f32> {
         let Heads { heads, kv_heads, dim: d } = self.heads;
         let (w, hw, group) = (self.heads.row(), heads * d, heads / kv_heads);
-        let mut out = vec![0f32; self.texts.len() * l * hw];
+        let mut out = vec![0f32; rows * hw];
         let dst = Out(out.as_mut_ptr());
         let tasks: Vec<(usize, usize, usize)> = (0..self.texts.len())
             .flat_map(|t| (0..heads).flat_map(move |h| (0..self.texts[t].positions.len()).step_by(QUERY_BLOCK).map(move |q0| (t, h, q0))))
@@ -170,20 +185,21 @@ impl CausalAttention<'_> {
             let m = block.len();
             let (k0, _) = reach(block[0], text.keys);
             let (_, k1) = reach(block[m - 1], text.keys);
-            let o = t * l * hw + q0 * hw + h * d;
+            let o = (text.start + q0) * hw + h * d;
             if k0 >= k1 {
                 return; // No query of the block sees a key: its context stays 0.
             }
             let span = k1 - k0;
             let g = h / group;
-            let base = t * l * w;
+            let base = text.start * w;
             let q = &qkv[base + q0 * w + h * d..];
             let k = &qkv[base + k0 * w + hw + g * d..];
             let v = &qkv[base + k0 * w + hw + kv_heads * d + g * d..];
             let mut scores = vec![0f32; m * span];
-            // SAFETY: every pointer/stride pair stays inside its slice: q rows q0..q1 (≤ l) of text t, k and v rows
-            // k0..k1 (≤ keys ≤ l), columns of one head (d wide); `scores` is m × span; the output block (rows
-            // q0..q1 of text t, head h's columns) belongs to this task alone.
+            // SAFETY: every pointer/stride pair stays inside its slice: q rows q0..q1 of text t, k and v rows k0..k1
+            // (k1 ≤ keys ≤ its rows; `fits` checked the texts against the rows), columns of one head (d wide);
+            // `scores` is m × span; the output block (rows q0..q1 of text t, head h's columns) belongs to this task
+            // alone.
             unsafe {
                 // scores[i, j] = Σ_c q[i, c] · k[j, c]
                 gemm(m, span, d, scores.as_mut_ptr(), 1, span as isize, false, q.as_ptr(), 1, w as isize, k.as_ptr(), w as isize, 1, 0.0, 1.0, false, false, false, Parallelism::None);
@@ -213,8 +229,8 @@ impl CausalAttention<'_> {
     }
 }
 
-/// Prepares `qkv` (a fresh `[B, L, W]` f32 projection, overwritten) and returns the attention context
-/// `[B, L, heads·d]`.
+/// Prepares `qkv` (a fresh `[rows, W]` f32 projection, overwritten) and returns the attention context
+/// `[rows, heads·d]`.
 pub fn attention(qkv: Tensor, texts: &[Text], heads: Heads, norms: Option<(&[f32], &[f32], f32)>, tables: &RopeTables, window: Option<usize>, scale: f32) -> candle_core::Result<Tensor> {
     let qkv = qkv.contiguous()?;
     qkv.inplace_op1(&PrepareQk { texts, heads, norms, tables })?;
@@ -237,15 +253,16 @@ mod tests {
     }
 
     /// The fused path equals the tensor path it replaces — per-head RMSNorm, `rope::apply` and
-    /// `attention::at_positions` per text — on a batch with a text longer than a query block, padding, grouped
-    /// heads, windows (one ending before a read position: context 0) and padded positions read after a text.
+    /// `attention::at_positions` per text — on texts packed with gaps (rows of no text: 0 in the context), a
+    /// text longer than a query block, grouped heads, windows (one ending before a read position: context 0)
+    /// and padded positions read after a text.
     #[test]
     fn equals_the_tensor_path() {
         let hd = Heads { heads: 4, kv_heads: 2, dim: 8 };
-        let (l, theta, eps) = (300usize, 10_000.0, 1e-6);
-        let cases: [Vec<Text>; 2] = [
-            vec![Text { keys: 300, positions: (0..300).collect() }, Text { keys: 17, positions: (0..17).collect() }, Text { keys: 1, positions: vec![0] }],
-            vec![Text { keys: 290, positions: (0..290).chain([290, 295, 299, 299]).collect() }],
+        let (l, theta, eps, gap) = (300usize, 10_000.0, 1e-6, 3usize);
+        let shapes: [Vec<(usize, Vec<usize>)>; 2] = [
+            vec![(300, (0..300).collect()), (17, (0..17).collect()), (1, vec![0])],
+            vec![(290, (0..290).chain([290, 295, 299, 299]).collect())],
         ];
         let (qn, kn) = (t(&[hd.dim], 7).affine(0.2, 1.0).unwrap(), t(&[hd.dim], 8).affine(0.2, 1.0).unwrap());
         let (qw, kw) = (super::super::fused::values(&qn).unwrap(), super::super::fused::values(&kn).unwrap());
@@ -255,17 +272,26 @@ mod tests {
         };
         let tables = RopeTables::new(theta, hd.dim, l);
         let (cos, sin) = tables.tensors(l, candle_core::DType::F32, &Device::Cpu).unwrap();
-        for texts in &cases {
-            let qkv = t(&[texts.len(), l, hd.row()], 1);
+        for shape in &shapes {
+            let padded = t(&[shape.len(), l, hd.row()], 1);
+            // Each text's rows, then `gap` rows of no text.
+            let mut texts = Vec::new();
+            let mut parts = Vec::new();
+            for (i, (keys, positions)) in shape.iter().enumerate() {
+                texts.push(Text { start: texts.last().map_or(0, |t: &Text| t.start + t.positions.len() + gap), keys: *keys, positions: positions.clone() });
+                parts.push(padded.get(i).unwrap().narrow(0, 0, positions.len()).unwrap());
+                parts.push(t(&[gap, hd.row()], 9));
+            }
+            let packed = Tensor::cat(&parts, 0).unwrap();
             for normed in [false, true] {
                 for window in [None, Some(1), Some(5), Some(200), Some(5000)] {
                     let norms = normed.then_some((&qw[..], &kw[..], eps as f32));
-                    let got = attention(qkv.copy().unwrap(), texts, hd, norms, &tables, window, 0.35).unwrap();
+                    let got = attention(packed.copy().unwrap(), &texts, hd, norms, &tables, window, 0.35).unwrap();
                     for (i, text) in texts.iter().enumerate() {
                         let (n, m) = (text.keys, text.positions.len());
                         let at = Tensor::from_vec(text.positions.iter().map(|&p| p as u32).collect::<Vec<_>>(), m, &Device::Cpu).unwrap();
                         let (c, s) = (cos.index_select(&at, 0).unwrap(), sin.index_select(&at, 0).unwrap());
-                        let row = qkv.get(i).unwrap();
+                        let row = padded.get(i).unwrap();
                         let split = |col: usize, heads: usize, rows: usize, w: Option<&Tensor>| -> Tensor {
                             let x = row.narrow(0, 0, rows).unwrap().narrow(1, col, heads * hd.dim).unwrap().reshape((rows, heads, hd.dim)).unwrap();
                             let x = if let Some(w) = w { norm(&x, w) } else { x };
@@ -277,12 +303,11 @@ mod tests {
                         let v = row.narrow(0, 0, n).unwrap().narrow(1, (hd.heads + hd.kv_heads) * hd.dim, hd.kv_heads * hd.dim).unwrap();
                         let v = v.reshape((n, hd.kv_heads, hd.dim)).unwrap().transpose(0, 1).unwrap().contiguous().unwrap();
                         let want = super::super::attention::at_positions(&q, &k, &v, &text.positions, window, 0.35).unwrap();
-                        let have = got.get(i).unwrap();
-                        let diff = max_diff(&have.narrow(0, 0, m).unwrap(), &want);
+                        let have = got.narrow(0, text.start, m).unwrap();
+                        let diff = max_diff(&have, &want);
                         assert!(diff < 2e-6, "text {i}, norms {normed}, window {window:?}: {diff:e}");
-                        if m < l {
-                            assert_eq!(have.narrow(0, m, l - m).unwrap().abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap(), 0.0, "padding rows are 0");
-                        }
+                        let gap_rows = got.narrow(0, text.start + m, gap).unwrap().abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+                        assert_eq!(gap_rows, 0.0, "rows of no text are 0");
                         if let Some(w) = window {
                             for (r, &p) in text.positions.iter().enumerate() {
                                 if p + 1 >= n + w {
@@ -301,11 +326,12 @@ mod tests {
     #[test]
     fn rejects_bad_shapes() {
         let hd = Heads { heads: 4, kv_heads: 2, dim: 8 };
-        let tables = RopeTables::new(10_000.0, 8, 4);
-        let texts = [Text { keys: 5, positions: (0..5).collect() }];
-        assert!(attention(t(&[1, 4, hd.row()], 1), &texts, hd, None, &tables, None, 1.0).is_err(), "more positions than rows");
-        let texts = [Text { keys: 3, positions: vec![0, 2, 1] }];
-        assert!(attention(t(&[1, 4, hd.row()], 1), &texts, hd, None, &tables, None, 1.0).is_err(), "decreasing positions");
-        assert!(attention(t(&[1, 4, hd.row() + 1], 1), &texts[..0], hd, None, &tables, None, 1.0).is_err(), "a row of the wrong width");
+        let tables = RopeTables::new(10_000.0, 8, 8);
+        let text = |start: usize, keys: usize, positions: Vec<usize>| Text { start, keys, positions };
+        assert!(attention(t(&[4, hd.row()], 1), &[text(0, 5, (0..5).collect())], hd, None, &tables, None, 1.0).is_err(), "more positions than rows");
+        assert!(attention(t(&[4, hd.row()], 1), &[text(0, 3, vec![0, 2, 1])], hd, None, &tables, None, 1.0).is_err(), "decreasing positions");
+        assert!(attention(t(&[8, hd.row()], 1), &[text(0, 3, vec![0, 1, 2]), text(2, 3, vec![0, 1, 2])], hd, None, &tables, None, 1.0).is_err(), "overlapping texts");
+        assert!(attention(t(&[4, hd.row() + 1], 1), &[], hd, None, &tables, None, 1.0).is_err(), "a row of the wrong width");
+        assert!(attention(t(&[4, hd.row()], 1), &[text(0, 0, vec![])], hd, None, &tables, None, 1.0).is_err(), "a text without keys");
     }
 }

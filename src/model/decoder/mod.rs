@@ -125,7 +125,8 @@ impl Body {
     }
 
     /// Runs right-padded `[B, L]` ids; `lengths`: the real tokens of each sequence. Rows past a text's length
-    /// are 0 in the attention context (never read: causal attention keeps real queries off later positions).
+    /// are never read (causal attention keeps real queries off later positions): 0 in the attention context, and
+    /// in f32 (where they are not computed) 0 in every stage.
     /// Each stage's hidden states go to `see`, as [`Stage`] lists them.
     pub(crate) fn forward(&self, ids: &Tensor, lengths: &[usize], see: See<'_>) -> candle_core::Result<()> {
         self.forward_reading(ids, lengths, &[], see)
@@ -143,22 +144,35 @@ impl Body {
         }
         let s = &self.settings;
         let d = s.head_dim;
-        let mut x = self.embeddings.forward(ids)?;
-        see(Stage::Embeddings, &x)?;
         let span = reads.iter().map(|&p| p + 1).max().unwrap_or(0).max(l);
         let tables = rope::RopeTables::new(s.rope_theta, d, span);
         let scale = 1.0 / (d as f64).sqrt();
+        // f32 on the CPU: fused passes (`fused`, `fused_attention`) on the texts' rows packed one after another (no
+        // padding computed; the stages seen are unpacked to [B, L, H], 0 past each text); other dtypes: candle's
+        // ops on the padded batch, rounding each step to the dtype as PyTorch does.
+        let fast = fused::applies(self.embeddings.embeddings());
         // Each text's rows and their positions: the real tokens at 0..n, then the padded positions read.
+        let mut start = 0;
         let texts: Vec<Text> = lengths
             .iter()
             .map(|&n| {
                 let n = n.clamp(1, l);
-                Text { keys: n, positions: (0..n).chain(reads.iter().copied()).collect() }
+                let positions: Vec<usize> = (0..n).chain(reads.iter().copied()).collect();
+                let text = Text { start: if fast { start } else { 0 }, keys: n, positions };
+                start += text.positions.len();
+                text
             })
             .collect();
-        // f32 on the CPU: fused passes (`fused`, `fused_attention`); other dtypes: candle's ops, rounding each
-        // step to the dtype as PyTorch does.
-        let fast = fused::applies(&x);
+        let ids_dev = ids.device();
+        let mut x = if fast {
+            let ids = ids.to_vec2::<u32>()?;
+            let packed: Vec<u32> = texts.iter().zip(&ids).flat_map(|(t, ids)| ids[..t.positions.len()].iter().copied()).collect();
+            self.embeddings.forward(&Tensor::from_vec(packed, start, ids_dev)?)?
+        } else {
+            self.embeddings.forward(ids)?
+        };
+        let show = |x: &Tensor| if fast { fused::unpack(x, &texts, b, l) } else { Ok(x.clone()) };
+        see(Stage::Embeddings, &show(&x)?)?;
         let half = if fast { None } else { Some(tables.tensors(span, x.dtype(), x.device())?) };
         let norm = |n: &RmsNorm, x: &Tensor| if fast { fused::rms_norm(x, &fused::values(&n.weight)?, n.eps) } else { n.forward(x) };
         let residual = |y: Tensor, x: &Tensor| if fast { fused::residual(y, x) } else { x + y };
@@ -177,7 +191,7 @@ impl Body {
                 Some((cos, sin)) => self.attention(layer, &qkv, &texts, cos, sin, scale)?,
             };
             x = residual(layer.o.forward(&ctx)?, &x)?;
-            see(Stage::Attention(i), &x)?;
+            see(Stage::Attention(i), &show(&x)?)?;
             let gate_up = layer.gate_up.forward(&norm(&layer.post_norm, &x)?)?;
             let gated = if fast && self.act == Activation::Silu {
                 fused::swiglu(&gate_up)?
@@ -186,9 +200,9 @@ impl Body {
                 (gate_up.narrow(D::Minus1, 0, i)?.contiguous()?.apply(&self.act)? * gate_up.narrow(D::Minus1, i, i)?)?
             };
             x = residual(layer.down.forward(&gated)?, &x)?;
-            see(Stage::Mlp(i), &x)?;
+            see(Stage::Mlp(i), &show(&x)?)?;
         }
-        let out = norm(&self.norm, &x)?;
+        let out = show(&norm(&self.norm, &x)?)?;
         see(Stage::FinalNorm, &out)?;
         see(Stage::Output, &out)
     }
