@@ -268,6 +268,23 @@ mod tests {
         }
     }
 
+    /// Unpacking puts each text's rows first in its sequence and 0 after; a batch without padding is a reshape.
+    #[test]
+    fn unpack_pads_each_text_with_zeros() {
+        use super::super::fused_attention::Text;
+        let text = |start: usize, rows: usize| Text { start, keys: rows, positions: (0..rows).collect() };
+        let x = data(6, 4, 1);
+        let got = unpack(&x, &[text(0, 3), text(3, 1), text(4, 2)], 3, 3).unwrap();
+        let (rows, batch) = (x.to_vec2::<f32>().unwrap(), got.to_vec3::<f32>().unwrap());
+        let zero = vec![0f32; 4];
+        assert_eq!(batch[0], rows[..3].to_vec());
+        assert_eq!(batch[1], [rows[3].clone(), zero.clone(), zero.clone()]);
+        assert_eq!(batch[2], [rows[4].clone(), rows[5].clone(), zero]);
+        let full = unpack(&x, &[text(0, 3), text(3, 3)], 2, 3).unwrap();
+        assert_eq!(full.flatten_all().unwrap().to_vec1::<f32>().unwrap(), x.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+        assert!(unpack(&x, &[text(0, 3)], 2, 3).is_err(), "a text per sequence");
+    }
+
     /// SwiGLU equals candle's `silu(gate) · up` to f32 rounding; large |gate| (e^x past f32 range) included.
     #[test]
     fn swiglu_equals_silu_times_up() {
