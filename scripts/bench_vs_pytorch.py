@@ -38,7 +38,8 @@ that instead. 2026-12-06, Intel Xeon (AVX-512), 2 threads, 100 texts, 2 repetiti
 load average 6.2-8.8 from other jobs (each side got ~0.5 cores busy: contended figures), the decoder's fused f32
 path against the build before it, in one session: current 11,342 tokens, PyTorch 69.5 s, embcheck 21.4 s, 3.24x
 (before: 66.8 s vs 40.6 s, 1.65x); varied 18,702 tokens, 72.4 s vs 31.4 s, 2.31x (before: 68.3 s vs 67.0 s,
-1.02x); max rel L2 1.7e-6.
+1.02x); max rel L2 1.7e-6. Right after, at load 2.0-3.7, varied only, 1 repetition: PyTorch 30.4 s, embcheck 8.6 s,
+3.52x (cores busy 1.12 / 1.72); before: 31.5 s vs 32.3 s, 0.98x (embcheck's cores busy 0.96).
 """
 import argparse, json, math, os, random, resource, shutil, statistics, subprocess, sys, tempfile, time
 
