@@ -34,9 +34,12 @@ Qwen3-Embedding-0.6B's proportions at half its width and 8 of its 28 layers (hid
 key/value heads of width 128 so that heads x width is twice the hidden size, intermediate 1536 = 3x hidden, RoPE
 theta 1e6, q/k norms; random weights std 0.02, seed 5) with the bundled tiny-qwen3's tokenizer files (959-token
 byte-level BPE, EOS appended, left padding) and last-token pooling + Normalize, max length 512, and benchmarks
-that instead. 2026-12-06, Intel Xeon (AVX-512), 2 threads, 100 texts, 2 repetitions alternating the sides, load
-average 3.4-5.9 from other jobs during the runs (both sides got ~0.66 cores busy): current 11,342 tokens,
-PyTorch 47.6 s, embcheck 24.8 s, 1.92x; varied 18,702 tokens, 54.8 s vs 47.4 s, 1.15x; max rel L2 1.6e-6.
+that instead. 2026-12-06, Intel Xeon (AVX-512), 2 threads, 100 texts, 2 repetitions alternating the sides, medians,
+load average 6.2-8.8 from other jobs (each side got ~0.5 cores busy: contended figures), the decoder's fused f32
+path against the build before it, in one session: current 11,342 tokens, PyTorch 69.5 s, embcheck 21.4 s, 3.24x
+(before: 66.8 s vs 40.6 s, 1.65x); varied 18,702 tokens, 72.4 s vs 31.4 s, 2.31x (before: 68.3 s vs 67.0 s,
+1.02x); max rel L2 1.7e-6. Right after, at load 2.0-3.7, varied only, 1 repetition: PyTorch 30.4 s, embcheck 8.6 s,
+3.52x (cores busy 1.12 / 1.72); before: 31.5 s vs 32.3 s, 0.98x (embcheck's cores busy 0.96).
 """
 import argparse, json, math, os, random, resource, shutil, statistics, subprocess, sys, tempfile, time
 

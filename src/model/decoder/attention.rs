@@ -1,5 +1,6 @@
 //! Causal self-attention with grouped key/value heads and an optional sliding window, one text at a time over
-//! its real tokens only, in blocks of query rows.
+//! its real tokens only, in blocks of query rows, on candle's ops: the half-precision path, and the definition
+//! the f32 path ([`super::fused_attention`]) is tested against.
 //!
 //! Why per text: a right-padded text's real queries never see the padding under a causal mask, so nothing of
 //! the padding needs computing; why in blocks: the scores of one block (`heads × rows × keys`) stay under

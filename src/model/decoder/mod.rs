@@ -10,8 +10,11 @@
 
 pub mod attention;
 pub mod config;
+pub mod fused;
+pub mod fused_attention;
 
 use candle_core::{DType, Module, Tensor, D};
+use fused_attention::{Heads, Text};
 use candle_nn::{Activation, Embedding, VarBuilder};
 
 pub use config::{DecoderConfig, DecoderKind, MODEL_TYPES};
@@ -56,15 +59,14 @@ impl RmsNorm {
 
 struct Layer {
     input_norm: RmsNorm,
-    q: Dense,
-    k: Dense,
-    v: Dense,
+    /// The query, key and value projections side by side (`[B, L, (heads + 2·kv_heads)·d]`): one matmul.
+    qkv: Dense,
     o: Dense,
     /// Qwen3's per-head norms.
     qk_norms: Option<(RmsNorm, RmsNorm)>,
     post_norm: RmsNorm,
-    gate: Dense,
-    up: Dense,
+    /// The gate and up projections side by side (`[B, L, 2I]`): one matmul.
+    gate_up: Dense,
     down: Dense,
     window: Option<usize>,
 }
@@ -97,14 +99,11 @@ impl Body {
                 };
                 Ok(Layer {
                     input_norm: RmsNorm::load(l.pp("input_layernorm"), h, eps)?,
-                    q: linear(at.pp("q_proj"), h, qw, s.qkv_bias)?,
-                    k: linear(at.pp("k_proj"), h, kvw, s.qkv_bias)?,
-                    v: linear(at.pp("v_proj"), h, kvw, s.qkv_bias)?,
+                    qkv: Dense::fused(&[linear(at.pp("q_proj"), h, qw, s.qkv_bias)?, linear(at.pp("k_proj"), h, kvw, s.qkv_bias)?, linear(at.pp("v_proj"), h, kvw, s.qkv_bias)?])?,
                     o: linear(at.pp("o_proj"), qw, h, s.o_bias)?,
                     qk_norms,
                     post_norm: RmsNorm::load(l.pp("post_attention_layernorm"), h, eps)?,
-                    gate: linear(l.pp("mlp").pp("gate_proj"), h, i, s.mlp_bias)?,
-                    up: linear(l.pp("mlp").pp("up_proj"), h, i, s.mlp_bias)?,
+                    gate_up: Dense::fused(&[linear(l.pp("mlp").pp("gate_proj"), h, i, s.mlp_bias)?, linear(l.pp("mlp").pp("up_proj"), h, i, s.mlp_bias)?])?,
                     down: linear(l.pp("mlp").pp("down_proj"), i, h, s.mlp_bias)?,
                     window: s.windows[n],
                 })
@@ -127,7 +126,8 @@ impl Body {
     }
 
     /// Runs right-padded `[B, L]` ids; `lengths`: the real tokens of each sequence. Rows past a text's length
-    /// are 0 in the attention context (never read: causal attention keeps real queries off later positions).
+    /// are never read (causal attention keeps real queries off later positions): 0 in the attention context, and
+    /// in f32 (where they are not computed) 0 in every stage.
     /// Each stage's hidden states go to `see`, as [`Stage`] lists them.
     pub(crate) fn forward(&self, ids: &Tensor, lengths: &[usize], see: See<'_>) -> candle_core::Result<()> {
         self.forward_reading(ids, lengths, &[], see)
@@ -145,63 +145,105 @@ impl Body {
         }
         let s = &self.settings;
         let d = s.head_dim;
-        let mut x = self.embeddings.forward(ids)?;
-        see(Stage::Embeddings, &x)?;
         let span = reads.iter().map(|&p| p + 1).max().unwrap_or(0).max(l);
-        let (cos, sin) = rope::RopeTables::new(s.rope_theta, d, span).tensors(span, x.dtype(), x.device())?;
+        let tables = rope::RopeTables::new(s.rope_theta, d, span);
         let scale = 1.0 / (d as f64).sqrt();
+        // f32 on the CPU: fused passes (`fused`, `fused_attention`) on the texts' rows packed one after another (no
+        // padding computed; the stages seen are unpacked to [B, L, H], 0 past each text); other dtypes: candle's
+        // ops on the padded batch, rounding each step to the dtype as PyTorch does.
+        let fast = fused::applies(self.embeddings.embeddings());
         // Each text's rows and their positions: the real tokens at 0..n, then the padded positions read.
-        let rows: Vec<(usize, Vec<usize>)> = lengths
+        let mut start = 0;
+        let texts: Vec<Text> = lengths
             .iter()
             .map(|&n| {
                 let n = n.clamp(1, l);
                 let positions: Vec<usize> = (0..n).chain(reads.iter().copied()).collect();
-                (n, positions)
+                let text = Text { start: if fast { start } else { 0 }, keys: n, positions };
+                start += text.positions.len();
+                text
             })
             .collect();
-        let angles = |positions: &[usize]| -> candle_core::Result<(Tensor, Tensor)> {
-            let at = Tensor::from_vec(positions.iter().map(|&p| p as u32).collect::<Vec<_>>(), positions.len(), x.device())?;
-            Ok((cos.index_select(&at, 0)?, sin.index_select(&at, 0)?))
+        let ids_dev = ids.device();
+        let mut x = if fast {
+            let ids = ids.to_vec2::<u32>()?;
+            let packed: Vec<u32> = texts.iter().zip(&ids).flat_map(|(t, ids)| ids[..t.positions.len()].iter().copied()).collect();
+            self.embeddings.forward(&Tensor::from_vec(packed, start, ids_dev)?)?
+        } else {
+            self.embeddings.forward(ids)?
         };
-        let tables: Vec<(Tensor, Tensor)> = rows
-            .iter()
-            .map(|(n, positions)| if positions.len() == *n { Ok((cos.narrow(0, 0, *n)?, sin.narrow(0, 0, *n)?)) } else { angles(positions) })
-            .collect::<candle_core::Result<_>>()?;
+        let show = |x: &Tensor| if fast { fused::unpack(x, &texts, b, l) } else { Ok(x.clone()) };
+        see(Stage::Embeddings, &show(&x)?)?;
+        let half = if fast { None } else { Some(tables.tensors(span, x.dtype(), x.device())?) };
+        let norm = |n: &RmsNorm, x: &Tensor| if fast { fused::rms_norm(x, &fused::values(&n.weight)?, n.eps) } else { n.forward(x) };
+        let residual = |y: Tensor, x: &Tensor| if fast { fused::residual(y, x) } else { x + y };
+        let heads = Heads { heads: self.heads, kv_heads: s.kv_heads, dim: d };
         for (i, layer) in self.layers.iter().enumerate() {
-            let normed = layer.input_norm.forward(&x)?;
-            let (q, k, v) = (layer.q.forward(&normed)?, layer.k.forward(&normed)?, layer.v.forward(&normed)?);
-            let mut texts = Vec::with_capacity(b);
-            for (t, ((n, positions), (cos, sin))) in rows.iter().zip(&tables).enumerate() {
-                let (n, m) = (*n, positions.len());
-                // The first `rows` of [l, heads · d] → [heads, rows, d], normed per head (Qwen3) and rotated.
-                let split = |x: &Tensor, rows: usize, heads: usize, norm: Option<&RmsNorm>| -> candle_core::Result<Tensor> {
-                    let x = x.get(t)?.narrow(0, 0, rows)?.reshape((rows, heads, d))?;
-                    let x = match norm {
-                        Some(norm) => norm.forward(&x)?,
-                        None => x,
+            let qkv = layer.qkv.forward(&norm(&layer.input_norm, &x)?)?;
+            let ctx = match &half {
+                None => {
+                    let norms = match &layer.qk_norms {
+                        Some((qn, kn)) => Some((fused::values(&qn.weight)?, fused::values(&kn.weight)?, qn.eps as f32)),
+                        None => None,
                     };
-                    rope::apply(&x.transpose(0, 1)?.contiguous()?, &cos.narrow(0, 0, rows)?, &sin.narrow(0, 0, rows)?)
-                };
-                let (qn, kn) = match &layer.qk_norms {
-                    Some((qn, kn)) => (Some(qn), Some(kn)),
-                    None => (None, None),
-                };
-                let qt = split(&q, m, self.heads, qn)?;
-                let kt = split(&k, n, s.kv_heads, kn)?;
-                let vt = v.get(t)?.narrow(0, 0, n)?.reshape((n, s.kv_heads, d))?.transpose(0, 1)?.contiguous()?;
-                let ctx = attention::at_positions(&qt, &kt, &vt, positions, layer.window, scale)?;
-                texts.push(if m < l { Tensor::cat(&[&ctx, &Tensor::zeros((l - m, self.heads * d), ctx.dtype(), ctx.device())?], 0)? } else { ctx });
-            }
-            let ctx = Tensor::stack(&texts, 0)?;
-            x = (x + layer.o.forward(&ctx)?)?;
-            see(Stage::Attention(i), &x)?;
-            let h = layer.post_norm.forward(&x)?;
-            let gated = (layer.gate.forward(&h)?.apply(&self.act)? * layer.up.forward(&h)?)?;
-            x = (x + layer.down.forward(&gated)?)?;
-            see(Stage::Mlp(i), &x)?;
+                    let norms = norms.as_ref().map(|(q, k, eps)| (&q[..], &k[..], *eps));
+                    fused_attention::attention(qkv, &texts, heads, norms, &tables, layer.window, scale as f32)?
+                }
+                Some((cos, sin)) => self.attention(layer, &qkv, &texts, cos, sin, scale)?,
+            };
+            x = residual(layer.o.forward(&ctx)?, &x)?;
+            see(Stage::Attention(i), &show(&x)?)?;
+            let gate_up = layer.gate_up.forward(&norm(&layer.post_norm, &x)?)?;
+            let gated = if fast && self.act == Activation::Silu {
+                fused::swiglu(&gate_up)?
+            } else {
+                let i = gate_up.dim(D::Minus1)? / 2;
+                (gate_up.narrow(D::Minus1, 0, i)?.contiguous()?.apply(&self.act)? * gate_up.narrow(D::Minus1, i, i)?)?
+            };
+            x = residual(layer.down.forward(&gated)?, &x)?;
+            see(Stage::Mlp(i), &show(&x)?)?;
         }
-        let out = self.norm.forward(&x)?;
+        let out = show(&norm(&self.norm, &x)?)?;
         see(Stage::FinalNorm, &out)?;
         see(Stage::Output, &out)
+    }
+
+    /// The attention context `[B, L, heads·d]` of the fused projection `qkv` with candle's ops, one text at a
+    /// time ([`attention::at_positions`]): the half-precision path, each op rounding to the dtype. `cos`, `sin`:
+    /// `[positions, d]` in the dtype.
+    fn attention(&self, layer: &Layer, qkv: &Tensor, texts: &[Text], cos: &Tensor, sin: &Tensor, scale: f64) -> candle_core::Result<Tensor> {
+        let (s, d) = (&self.settings, self.settings.head_dim);
+        let l = qkv.dim(1)?;
+        let (qw, kvw) = (self.heads * d, s.kv_heads * d);
+        let (q, k, v) = (qkv.narrow(D::Minus1, 0, qw)?.contiguous()?, qkv.narrow(D::Minus1, qw, kvw)?.contiguous()?, qkv.narrow(D::Minus1, qw + kvw, kvw)?.contiguous()?);
+        let mut out = Vec::with_capacity(texts.len());
+        for (t, text) in texts.iter().enumerate() {
+            let (n, m) = (text.keys, text.positions.len());
+            let (cos, sin) = if m == n {
+                (cos.narrow(0, 0, n)?, sin.narrow(0, 0, n)?)
+            } else {
+                let at = Tensor::from_vec(text.positions.iter().map(|&p| p as u32).collect::<Vec<_>>(), m, qkv.device())?;
+                (cos.index_select(&at, 0)?, sin.index_select(&at, 0)?)
+            };
+            // The first `rows` of [l, heads · d] → [heads, rows, d], normed per head (Qwen3) and rotated.
+            let split = |x: &Tensor, rows: usize, heads: usize, norm: Option<&RmsNorm>| -> candle_core::Result<Tensor> {
+                let x = x.get(t)?.narrow(0, 0, rows)?.reshape((rows, heads, d))?;
+                let x = match norm {
+                    Some(norm) => norm.forward(&x)?,
+                    None => x,
+                };
+                rope::apply(&x.transpose(0, 1)?.contiguous()?, &cos.narrow(0, 0, rows)?, &sin.narrow(0, 0, rows)?)
+            };
+            let (qn, kn) = match &layer.qk_norms {
+                Some((qn, kn)) => (Some(qn), Some(kn)),
+                None => (None, None),
+            };
+            let qt = split(&q, m, self.heads, qn)?;
+            let kt = split(&k, n, s.kv_heads, kn)?;
+            let vt = v.get(t)?.narrow(0, 0, n)?.reshape((n, s.kv_heads, d))?.transpose(0, 1)?.contiguous()?;
+            let ctx = attention::at_positions(&qt, &kt, &vt, &text.positions, layer.window, scale)?;
+            out.push(if m < l { Tensor::cat(&[&ctx, &Tensor::zeros((l - m, self.heads * d), ctx.dtype(), ctx.device())?], 0)? } else { ctx });
+        }
+        Tensor::stack(&out, 0)
     }
 }
