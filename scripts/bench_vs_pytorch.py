@@ -40,6 +40,8 @@ path against the build before it, in one session: current 11,342 tokens, PyTorch
 (before: 66.8 s vs 40.6 s, 1.65x); varied 18,702 tokens, 72.4 s vs 31.4 s, 2.31x (before: 68.3 s vs 67.0 s,
 1.02x); max rel L2 1.7e-6. Right after, at load 2.0-3.7, varied only, 1 repetition: PyTorch 30.4 s, embcheck 8.6 s,
 3.52x (cores busy 1.12 / 1.72); before: 31.5 s vs 32.3 s, 0.98x (embcheck's cores busy 0.96).
+Quiet machine (nothing else running, both sides 1.7-1.9 cores busy): current 14.88 s vs 5.26 s, 2.83x; varied
+16.11 s vs 9.80 s, 1.64x (the build before, quiet, the same day: 14.00 s vs 9.35 s, 1.50x; 16.63 s vs 17.77 s, 0.94x).
 """
 import argparse, json, math, os, random, resource, shutil, statistics, subprocess, sys, tempfile, time
 
