@@ -56,6 +56,18 @@ PYEOF
   fi
 }
 
+# passes NAME SUITE REPORT_DIR LOG: `embcheck check SUITE` (embcheck's own pipelines) must exit 0.
+passes() {
+  local got=0
+  "$E" check "$2" --report-dir "$3" >"$4" 2>&1 || got=$?
+  ran=$((ran + 1))
+  if [ "$got" = 0 ]; then
+    printf 'ok    %-44s exit 0\n' "$1"
+  else
+    printf 'FAIL  %-44s exit %s (expected 0)\n' "$1" "$got"; grep -E "FAIL|^    " "$4" | head; failures=$((failures + 1))
+  fi
+}
+
 # serve ARGS...: starts serve.py, sets URL.
 serve() {
   "$PY" scripts/systems/serve.py --port 0 "$@" >"$tmp/serve.out" 2>"$tmp/serve.err" &
@@ -142,14 +154,7 @@ for cfg in "big 16 1.0 0.0" "small-sparse 1 0.05 0.6" "tiny-hidden 0.25 0.5 -0.3
     --sparse-weight-scale "$3" --sparse-bias "$4" --seed 7 >/dev/null
   "$PY" scripts/generate_fixtures.py --model "$tmp/model-$1" --texts "$tmp/texts.jsonl" --out "$tmp/suite-$1" \
     --max-length 512 >"$tmp/gen-$1.log" 2>&1 || { cat "$tmp/gen-$1.log"; exit 1; }
-  got=0
-  "$E" check "$tmp/suite-$1" --report-dir "$tmp/rep-scaled-$1" >"$tmp/scaled-$1.log" 2>&1 || got=$?
-  ran=$((ran + 1))
-  if [ "$got" = 0 ]; then
-    printf 'ok    %-44s exit 0\n' "scaled model $1, every pipeline in f32"
-  else
-    printf 'FAIL  %-44s exit %s (expected 0)\n' "scaled model $1, every pipeline in f32" "$got"; grep -E "FAIL|^    " "$tmp/scaled-$1.log" | head; failures=$((failures + 1))
-  fi
+  passes "scaled model $1, every pipeline in f32" "$tmp/suite-$1" "$tmp/rep-scaled-$1" "$tmp/scaled-$1.log"
   # The diagnosis is what is checked here: a budget that lets it finish (the default is a fraction of the
   # check's own compute).
   expect "scaled model $1, m3-sparse computed in f16" 1 precision "$tmp/suite-$1" m3-sparse \
@@ -165,14 +170,7 @@ echo "== a ModernBERT configuration no bundled model has (references made now by
   --masked-lm --pooling cls --max-seq-length 300 --seed 5 >/dev/null
 "$PY" scripts/generate_fixtures.py --model "$tmp/model-mb" --texts fixtures/texts/unseen.jsonl --texts fixtures/texts/edge.jsonl \
   --out "$tmp/suite-mb" >"$tmp/gen-mb.log" 2>&1 || { cat "$tmp/gen-mb.log"; exit 1; }
-got=0
-"$E" check "$tmp/suite-mb" --report-dir "$tmp/rep-mb" >"$tmp/mb.log" 2>&1 || got=$?
-ran=$((ran + 1))
-if [ "$got" = 0 ]; then
-  printf 'ok    %-44s exit 0\n' "unseen ModernBERT, every pipeline in f32"
-else
-  printf 'FAIL  %-44s exit %s (expected 0)\n' "unseen ModernBERT, every pipeline in f32" "$got"; grep -E "FAIL|^    " "$tmp/mb.log" | head; failures=$((failures + 1))
-fi
+passes "unseen ModernBERT, every pipeline in f32" "$tmp/suite-mb" "$tmp/rep-mb" "$tmp/mb.log"
 fi
 
 echo "== decoder configurations no bundled model has (references made now by the Python libraries)"
@@ -189,14 +187,7 @@ for spec in "q2|--kind qwen2 --hidden 48 --layers 3 --heads 6 --kv-heads 3 --int
   "$PY" scripts/make_decoder_model.py --out "$tmp/model-$tag" ${spec#*|} >/dev/null
   "$PY" scripts/generate_fixtures.py --model "$tmp/model-$tag" --texts fixtures/texts/unseen.jsonl --texts fixtures/texts/edge.jsonl \
     --out "$tmp/suite-$tag" >"$tmp/gen-$tag.log" 2>&1 || { cat "$tmp/gen-$tag.log"; exit 1; }
-  got=0
-  "$E" check "$tmp/suite-$tag" --report-dir "$tmp/rep-$tag" >"$tmp/$tag.log" 2>&1 || got=$?
-  ran=$((ran + 1))
-  if [ "$got" = 0 ]; then
-    printf 'ok    %-44s exit 0\n' "unseen decoder $tag, every pipeline in f32"
-  else
-    printf 'FAIL  %-44s exit %s (expected 0)\n' "unseen decoder $tag, every pipeline in f32" "$got"; grep -E "FAIL|^    " "$tmp/$tag.log" | head; failures=$((failures + 1))
-  fi
+  passes "unseen decoder $tag, every pipeline in f32" "$tmp/suite-$tag" "$tmp/rep-$tag" "$tmp/$tag.log"
 done
 # The card's recipe through last_token.py on a decoder no bundled one is: a Mistral with 5 query heads on 1 of
 # width 12 (hidden 40), theta 30000, tiny-mistral's tokenizer (EOS by hand), an instruction of its own.
@@ -220,14 +211,7 @@ expect "unseen Mistral, right padding read at [:, -1]" 1 padding "$tmp/suite-mq"
   --intermediate 40 --tokenizer-config 'eos_token="<|im_end|>"' --seed 12 >/dev/null
 "$PY" scripts/generate_fixtures.py --model "$tmp/model-q-eos" --texts fixtures/texts/unseen.jsonl --texts fixtures/texts/edge.jsonl \
   --out "$tmp/suite-q-eos" >"$tmp/gen-q-eos.log" 2>&1 || { cat "$tmp/gen-q-eos.log"; exit 1; }
-got=0
-"$E" check "$tmp/suite-q-eos" --report-dir "$tmp/rep-q-eos" >"$tmp/q-eos.log" 2>&1 || got=$?
-ran=$((ran + 1))
-if [ "$got" = 0 ]; then
-  printf 'ok    %-44s exit 0\n' "EOS named by tokenizer_config.json"
-else
-  printf 'FAIL  %-44s exit %s (expected 0)\n' "EOS named by tokenizer_config.json" "$got"; grep -E "FAIL|^    " "$tmp/q-eos.log" | head; failures=$((failures + 1))
-fi
+passes "EOS named by tokenizer_config.json" "$tmp/suite-q-eos" "$tmp/rep-q-eos" "$tmp/q-eos.log"
 
 echo "== decoders and Qwen2Tokenizer configurations under transformers 5 (references made now by transformers 5)"
 PY5=$PWD/.venv-ref5/bin/python
@@ -237,14 +221,7 @@ if [ -x "$PY5" ]; then
   for tag in q2 q3 ll; do
     "$PY5" scripts/generate_fixtures.py --model "$tmp/model-$tag" --texts fixtures/texts/unseen.jsonl --texts fixtures/texts/edge.jsonl \
       --out "$tmp/suite5-$tag" >"$tmp/gen5-$tag.log" 2>&1 || { cat "$tmp/gen5-$tag.log"; exit 1; }
-    got=0
-    "$E" check "$tmp/suite5-$tag" --report-dir "$tmp/rep5-$tag" >"$tmp/5-$tag.log" 2>&1 || got=$?
-    ran=$((ran + 1))
-    if [ "$got" = 0 ]; then
-      printf 'ok    %-44s exit 0\n' "unseen decoder $tag under transformers 5"
-    else
-      printf 'FAIL  %-44s exit %s (expected 0)\n' "unseen decoder $tag under transformers 5" "$got"; grep -E "FAIL|^    " "$tmp/5-$tag.log" | head; failures=$((failures + 1))
-    fi
+    passes "unseen decoder $tag under transformers 5" "$tmp/suite5-$tag" "$tmp/rep5-$tag" "$tmp/5-$tag.log"
   done
   # Qwen3 models whose tokenizer_config.json names Qwen2Tokenizer (transformers 5 rebuilds it in code from the
   # file's vocabulary and merges), with tiny-qwen3's tokenizer files changed the ways real ones differ: the
@@ -276,14 +253,7 @@ PYEOF
     set +f
     "$PY5" scripts/generate_fixtures.py --model "$tmp/model-qt-$tag" --texts "$tmp/$texts.jsonl" --out "$tmp/suite-qt-$tag" \
       --max-length 512 >"$tmp/gen-qt-$tag.log" 2>&1 || { cat "$tmp/gen-qt-$tag.log"; exit 1; }
-    got=0
-    "$E" check "$tmp/suite-qt-$tag" --report-dir "$tmp/rep-qt-$tag" >"$tmp/qt-$tag.log" 2>&1 || got=$?
-    ran=$((ran + 1))
-    if [ "$got" = 0 ]; then
-      printf 'ok    %-44s exit 0\n' "Qwen2Tokenizer ($tag) under transformers 5"
-    else
-      printf 'FAIL  %-44s exit %s (expected 0)\n' "Qwen2Tokenizer ($tag) under transformers 5" "$got"; grep -E "FAIL|^    " "$tmp/qt-$tag.log" | head; failures=$((failures + 1))
-    fi
+    passes "Qwen2Tokenizer ($tag) under transformers 5" "$tmp/suite-qt-$tag" "$tmp/rep-qt-$tag" "$tmp/qt-$tag.log"
   done
 else
   echo "skipped: no .venv-ref5 (bash scripts/setup-reference5-env.sh); the unseen decoders and Qwen2Tokenizer configurations under transformers 5"
@@ -300,15 +270,7 @@ if [ -x "$PY5" ]; then
       "${extra[@]}" >/dev/null 2>&1
     "$PY5" scripts/generate_fixtures.py --model "$tmp/model-g-$kind" --texts fixtures/texts/unseen.jsonl \
       --texts fixtures/texts/edge.jsonl --out "$tmp/suite-g-$kind" >"$tmp/gen-g-$kind.log" 2>&1 || { cat "$tmp/gen-g-$kind.log"; exit 1; }
-    got=0
-    "$E" check "$tmp/suite-g-$kind" --report-dir "$tmp/rep-g-$kind" >"$tmp/g-$kind.log" 2>&1 || got=$?
-    ran=$((ran + 1))
-    if [ "$got" = 0 ]; then
-      printf 'ok    %-44s exit 0\n' "unseen Gemma 3 ($kind), every pipeline in f32"
-    else
-      printf 'FAIL  %-44s exit %s (expected 0)\n' "unseen Gemma 3 ($kind), every pipeline in f32" "$got"
-      grep -E "FAIL|^    " "$tmp/g-$kind.log" | head; failures=$((failures + 1))
-    fi
+    passes "unseen Gemma 3 ($kind), every pipeline in f32" "$tmp/suite-g-$kind" "$tmp/rep-g-$kind" "$tmp/g-$kind.log"
   done
 else
   echo "skipped: no .venv-ref5 (bash scripts/setup-reference5-env.sh); transformers 4.56 cannot run EmbeddingGemma"
