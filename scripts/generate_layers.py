@@ -70,32 +70,23 @@ def stage_hooks(model_type: str, layers: int, full: bool) -> list[tuple[str, str
                 stages.append((f"layers.{i}.attention", attn.format(i=i), "out"))
             stages.append((f"layers.{i}.mlp", out.format(i=i), "out"))
         return stages
-    if model_type == "modernbert":
-        # Pre-LN: the residual stream after the attention is the MLP norm's input; after the MLP, the layer's output.
-        stages = [("embeddings", "embeddings", "out")]
+    # Pre-norm families: the residual stream after the attention block is the input of the norm that opens the
+    # MLP block; after the MLP block, the layer's output; then the final norm.
+    pre_norm = {
+        "modernbert": ("embeddings", "mlp_norm", "final_norm"),
+        # The embeddings are embed_tokens' output (Gemma 3: scaled by √hidden); Gemma 3 normalizes the attention's
+        # output itself, so its MLP block opens with pre_feedforward_layernorm.
+        "gemma3_text": ("embed_tokens", "pre_feedforward_layernorm", "norm"),
+        **{t: ("embed_tokens", "post_attention_layernorm", "norm") for t in DECODERS},
+    }
+    if model_type in pre_norm:
+        embeddings, mlp_in, final = pre_norm[model_type]
+        stages = [("embeddings", embeddings, "out")]
         for i in range(layers):
             if full:
-                stages.append((f"layers.{i}.attention", f"layers.{i}.mlp_norm", "in"))
+                stages.append((f"layers.{i}.attention", f"layers.{i}.{mlp_in}", "in"))
             stages.append((f"layers.{i}.mlp", f"layers.{i}", "out0"))
-        return stages + [("final_norm", "final_norm", "out")]
-    if model_type in DECODERS:
-        # Pre-norm decoders: the residual stream after the attention is the post-attention norm's input; after the
-        # MLP, the layer's output; then the final RMSNorm.
-        stages = [("embeddings", "embed_tokens", "out")]
-        for i in range(layers):
-            if full:
-                stages.append((f"layers.{i}.attention", f"layers.{i}.post_attention_layernorm", "in"))
-            stages.append((f"layers.{i}.mlp", f"layers.{i}", "out0"))
-        return stages + [("final_norm", "norm", "out")]
-    if model_type == "gemma3_text":
-        # Pre- and post-normed: the residual stream after the attention block is the pre-feedforward norm's input;
-        # after the MLP block, the layer's output. The embeddings are embed_tokens' output (scaled by √hidden).
-        stages = [("embeddings", "embed_tokens", "out")]
-        for i in range(layers):
-            if full:
-                stages.append((f"layers.{i}.attention", f"layers.{i}.pre_feedforward_layernorm", "in"))
-            stages.append((f"layers.{i}.mlp", f"layers.{i}", "out0"))
-        return stages + [("final_norm", "norm", "out")]
+        return stages + [("final_norm", final, "out")]
     raise SystemExit(f"model_type {model_type!r}: no stage hooks known (known: {sorted(POST_LN) + ['modernbert', 'gemma3_text'] + DECODERS})")
 
 
