@@ -73,6 +73,11 @@ pub enum RunChange {
     LastPositionOfRightPadded(usize),
 }
 
+/// Each text's value (an error where the encoder gave none) with the ids it was computed from.
+fn outputs(values: Vec<Option<Vector>>, ids: Vec<Vec<u32>>) -> Vec<Output> {
+    values.into_iter().zip(ids).map(|(v, ids)| Output { value: v.ok_or_else(|| "no output".to_string()), token_ids: Some(ids) }).collect()
+}
+
 /// A temporary directory removed when dropped (tempfile's).
 pub type TempDir = tempfile::TempDir;
 
@@ -238,11 +243,7 @@ impl MutatedSystem {
             });
             Ok(())
         })?;
-        Ok(out
-            .into_iter()
-            .zip(ids)
-            .map(|(v, ids)| Output { value: v.ok_or_else(|| "no output".to_string()), token_ids: Some(ids) })
-            .collect())
+        Ok(outputs(out, ids))
     }
 
     /// One batch, padded by hand with the model's pad id and run with no mask, in the order given.
@@ -268,28 +269,28 @@ impl MutatedSystem {
     /// Batches of `size` in input order, each text's last row replaced by the row at its batch's last position.
     fn embed_last_position(&self, texts: &[String], size: usize) -> Result<Vec<Output>> {
         let ids = self.pipeline.prep.tokenize(&self.model.tokenizer, texts, self.pipeline.max_length)?;
-        let mut out = self.embed_here(texts, texts.len())?;
-        for (b, batch) in ids.chunks(size.max(1)).enumerate() {
-            let longest = batch.iter().map(Vec::len).max().unwrap_or(0);
-            for (j, text) in batch.iter().enumerate().filter(|(_, t)| !t.is_empty() && t.len() < longest) {
-                let i = b * size.max(1) + j;
-                let mut tokens: Vec<f32> = Vec::new();
-                for_each_batch(&self.model, &ids[i..=i], 1, |_, rows, _| {
-                    tokens = rows.to_vec();
-                    Ok(())
-                })?;
-                let row = self.model.encoder.padded_rows(text, &[(self.model.pad_id, longest - 1)])?;
+        let size = size.max(1);
+        let longest: Vec<usize> = ids.chunks(size).flat_map(|batch| {
+            let l = batch.iter().map(Vec::len).max().unwrap_or(0);
+            std::iter::repeat_n(l, batch.len())
+        }).collect();
+        let mut out: Vec<Option<Vector>> = vec![None; texts.len()];
+        for_each_batch(&self.model, &ids, texts.len(), |i, rows, h| {
+            let (text, l) = (&ids[i], longest[i]);
+            let mut rows = rows.to_vec();
+            if !text.is_empty() && text.len() < l {
+                let row = self.model.encoder.padded_rows(text, &[(self.model.pad_id, l - 1)])?;
                 let row: Vec<f32> = row
                     .ok_or_else(|| Error::Usage("selftest: the family's padded positions are not computed".into()))?
                     .flatten_all()
                     .and_then(|t| t.to_vec1())
                     .map_err(|source| Error::Compute { context: "selftest: padded row".into(), source })?;
-                let h = row.len();
-                tokens[(text.len() - 1) * h..].copy_from_slice(&row);
-                out[i].value = Ok(self.pipeline.apply(&tokens, text, h)?);
+                rows[(text.len() - 1) * h..].copy_from_slice(&row);
             }
-        }
-        Ok(out)
+            out[i] = Some(self.pipeline.apply(&rows, text, h)?);
+            Ok(())
+        })?;
+        Ok(outputs(out, ids))
     }
 
     fn embed_in_child(&self, texts: &[String], threads: usize) -> Result<Vec<Output>> {
