@@ -13,24 +13,25 @@ use candle_core::{DType, D};
 /// At most this many scores per block (16 MB in f32).
 pub const SCORES: usize = 1 << 22;
 
-/// `softmax(q kᵀ · scale + mask) v` for one text: `q` `[heads, n, d]`, `k` and `v` `[kv_heads, n, d]` (query
-/// head `h` reads key/value head `h / (heads / kv_heads)`, as transformers' `repeat_kv`). Query `i` attends keys
-/// `j ≤ i`, and with a window `w` only those with `j > i − w`. Returns the context `[n, heads · d]`.
-///
-/// Half precision: computed in f32 from the rounded q, k, v and the context rounded back, as PyTorch's CPU
-/// `scaled_dot_product_attention` (the flash kernel transformers' sdpa attention reaches) accumulates scores,
-/// softmax and P·V in float32 for float16 / bfloat16 inputs. f32 and f64 compute in their own precision.
-pub fn causal(q: &Tensor, k: &Tensor, v: &Tensor, window: Option<usize>, scale: f64) -> candle_core::Result<Tensor> {
+/// [`at_positions`] with query `i` at position `i`: the text's own rows (the tests' shorthand).
+#[cfg(test)]
+fn causal(q: &Tensor, k: &Tensor, v: &Tensor, window: Option<usize>, scale: f64) -> candle_core::Result<Tensor> {
     let positions: Vec<usize> = (0..q.dim(1)?).collect();
     at_positions(q, k, v, &positions, window, scale)
 }
 
-/// [`causal`] for queries at any positions: query `r` sits at `positions[r]` and attends the keys `j ≤
-/// positions[r]` (within the window) among the text's `n` keys at positions `0..n`. Queries past the text are
-/// the padded positions of a right-padded batch as transformers computes them: their own key is masked (a pad),
-/// so they read the text's real tokens only. Positions must not decrease. A query that sees no key (a window
-/// that ends before the text does) gets a context of 0, as PyTorch's `scaled_dot_product_attention` gives a
-/// fully masked row.
+/// `softmax(q kᵀ · scale + mask) v` for one text: `q` `[heads, m, d]`, `k` and `v` `[kv_heads, n, d]` (query
+/// head `h` reads key/value head `h / (heads / kv_heads)`, as transformers' `repeat_kv`); query `r` sits at
+/// `positions[r]` and attends the keys `j ≤ positions[r]`, and with a window `w` only those with
+/// `j > positions[r] − w`, among the text's `n` keys at positions `0..n`. Returns the context `[m, heads · d]`.
+/// Queries past the text are the padded positions of a right-padded batch as transformers computes them: their
+/// own key is masked (a pad), so they read the text's real tokens only. Positions must not decrease. A query that
+/// sees no key (a window that ends before the text does) gets a context of 0, as PyTorch's
+/// `scaled_dot_product_attention` gives a fully masked row.
+///
+/// Half precision: computed in f32 from the rounded q, k, v and the context rounded back, as PyTorch's CPU
+/// `scaled_dot_product_attention` (the flash kernel transformers' sdpa attention reaches) accumulates scores,
+/// softmax and P·V in float32 for float16 / bfloat16 inputs. f32 and f64 compute in their own precision.
 pub fn at_positions(q: &Tensor, k: &Tensor, v: &Tensor, positions: &[usize], window: Option<usize>, scale: f64) -> candle_core::Result<Tensor> {
     let dtype = q.dtype();
     if matches!(dtype, candle_core::DType::F16 | candle_core::DType::BF16) {
